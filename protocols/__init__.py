@@ -1,0 +1,26 @@
+"""Sans-IO protocol cores: one state machine per protocol and role, one shared interface.
+
+``protocols.get(name)`` returns a :class:`~protocols.base.ProtocolSpec`; ``protocols.names()``
+lists what is available. Protocols whose optional dependencies are missing (tenseal, phe)
+are simply not registered.
+"""
+
+from __future__ import annotations
+
+from protocols import plaintext as _plaintext
+from protocols import secagg as _secagg
+from protocols.base import (
+    DECRYPTOR, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message, NoiseHook,
+    Party, ProtocolSpec, RoundConfig, ServerCore,
+)
+from protocols.registry import get, names, register
+
+register(_plaintext.SPEC)
+register(_secagg.SECAGG)
+register(_secagg.SECAGG_PLUS)
+
+__all__ = [
+    "DECRYPTOR", "PROTOCOL_VERSION", "SERVER", "AggregateResult", "ClientCore", "Message",
+    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "get", "names",
+    "register",
+]

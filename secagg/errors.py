@@ -5,6 +5,8 @@ can catch the whole family in one clause. The subclasses say *whose* fault it wa
 
 - :class:`ProtocolError`: the peer misbehaved (forged, replayed, inconsistent or late
   messages). A client that raises it has moved to ``ABORTED`` for good.
+  :class:`DropoutError` (too few survivors) and :class:`LateMessageError` (a message for
+  a stage already closed) refine it.
 - :class:`UsageError`: the caller misused the API (wrong order of calls, a one-shot object
   used twice).
 - :class:`ConfigError`: parameters that cannot work. The message names the numbers that
@@ -21,6 +23,7 @@ __all__ = [
     "BudgetExceededError",
     "ConfigError",
     "DecodeError",
+    "DropoutError",
     "LateMessageError",
     "ProtocolError",
     "SecAggError",
@@ -34,6 +37,10 @@ class SecAggError(Exception):
 
 class ProtocolError(SecAggError):
     """A peer sent something the protocol forbids (forged, replayed, inconsistent)."""
+
+
+class DropoutError(ProtocolError):
+    """Too few parties survived where the protocol needs at least a threshold of them."""
 
 
 class LateMessageError(ProtocolError):

@@ -101,7 +101,7 @@ class Csprng:
         zeros = np.zeros(min(view.size, _BLOCK), np.uint8)
         for off in range(0, view.size, _BLOCK):
             part = view[off : off + _BLOCK]
-            self._enc.update_into(zeros[: part.size], part)
+            self._enc.update_into(memoryview(zeros[: part.size]), memoryview(part))  # type: ignore[arg-type]
         return out
 
     # -- typed draws ---------------------------------------------------------------------

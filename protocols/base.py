@@ -1,0 +1,270 @@
+"""The one interface every protocol implements, and what the roles share.
+
+Every protocol is a set of sans-IO roles: plain objects that take a message and give
+messages back. They never touch sockets, threads or clocks; a driver (the in-process
+simulator, the Flower adapter, the benchmark) moves messages and tells the server when a
+stage's deadline has passed::
+
+    spec = protocols.get("secagg+")
+    config = spec.make_config(n_clients=100, dim=10_000)
+    server = spec.server(config, rng)
+    clients = [spec.client(config, i, rng.spawn(f"client{i}")) for i in range(100)]
+    helpers = spec.helpers(config, rng)          # e.g. {DECRYPTOR: decryptor} for ckks
+    outbox = server.start()                      # then route: recipient -> party.receive(msg)
+    ...
+    server.close_round()                         # the deadline passed: who is missing dropped
+    server.result()                              # AggregateResult, once finished
+
+Addresses are ints: clients are ``0 .. n_clients-1``; :data:`SERVER` and :data:`DECRYPTOR`
+are negative. Every message carries the protocol version, the round and both addresses, and
+every role checks them before anything else.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Final, TypeVar
+
+import numpy as np
+
+from secagg.encoding import EncodingConfig
+from secagg.errors import ConfigError, DropoutError, ProtocolError, UsageError
+from secagg.rng import Csprng
+
+__all__ = [
+    "DECRYPTOR",
+    "PROTOCOL_VERSION",
+    "SERVER",
+    "AggregateResult",
+    "ClientCore",
+    "Message",
+    "Party",
+    "ProtocolSpec",
+    "RoundConfig",
+    "ServerCore",
+    "check_header",
+    "finalize",
+    "header",
+    "NoiseHook",
+]
+
+PROTOCOL_VERSION: Final = 1
+SERVER: Final = -1
+DECRYPTOR: Final = -2
+
+M = TypeVar("M", bound="Message")
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """Fields every message carries. Subclasses are frozen, slotted, and wire-registered."""
+
+    version: int
+    round: int
+    sender: int
+    recipient: int
+
+    KIND: ClassVar[enum.Enum]
+
+
+class NoiseHook(abc.ABC):
+    """Where central DP plugs in: the party that decodes calls it once, on the integer sum.
+
+    ``add_noise`` returns the noised integer sum and a description of what it added (for
+    the privacy ledger). The DP package supplies the implementations.
+    """
+
+    @abc.abstractmethod
+    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
+        """Noise ``int_sum`` (int64, fixed-point units); returns (noised, dp_event)."""
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """What every protocol's round needs to know.
+
+    Args:
+        n_clients: the cohort size; clients are addressed ``0 .. n_clients-1``.
+        dim: the length of each client's update vector.
+        encoding: fixed-point encoding and headroom (its ``max_clients`` must cover n).
+        round_id: the round number; messages of other rounds are refused.
+        session: bytes that bind every derived key to this deployment or run.
+        min_clients: the decoded aggregate is refused if fewer clients contributed.
+        noise: central DP, applied once by the decoding party (None: no noise).
+
+    Raises:
+        ConfigError: inconsistent sizes, naming the numbers that would work.
+    """
+
+    n_clients: int
+    dim: int
+    encoding: EncodingConfig = field(default_factory=EncodingConfig)
+    round_id: int = 0
+    session: bytes = b"secagg-session"
+    min_clients: int = 1
+    noise: NoiseHook | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.n_clients, int) or self.n_clients < 1:
+            raise ConfigError(f"n_clients must be an integer >= 1, got {self.n_clients!r}")
+        if not isinstance(self.dim, int) or self.dim < 1:
+            raise ConfigError(f"dim must be an integer >= 1, got {self.dim!r}")
+        if self.n_clients > self.encoding.max_clients:
+            raise ConfigError(
+                f"{self.n_clients} clients exceed the encoding's max_clients="
+                f"{self.encoding.max_clients}; raise max_clients (and re-check its headroom)"
+            )
+        if not 1 <= self.min_clients <= self.n_clients:
+            raise ConfigError(
+                f"min_clients must be in 1..{self.n_clients} (n_clients), got {self.min_clients}"
+            )
+        if self.round_id < 0:
+            raise ConfigError(f"round_id must be >= 0, got {self.round_id}")
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    """What the decoding party releases for one round.
+
+    Attributes:
+        sum: the decoded sum of ``weight * update`` over contributors (float64), noised if
+            central DP is configured.
+        total_weight: the decoded sum of weights (the contributor count when unweighted).
+        contributors: ids of the clients whose input is in the sum.
+        int_sum: the released aggregate in fixed-point integer units (int64, weight last);
+            None for protocols that are not exact (ckks).
+        dp_event: what the noise hook reported, or None.
+    """
+
+    sum: np.ndarray
+    total_weight: float
+    contributors: tuple[int, ...]
+    int_sum: np.ndarray | None = None
+    dp_event: Any = None
+
+    @property
+    def mean(self) -> np.ndarray:
+        """The weighted mean ``sum / total_weight``."""
+        if self.total_weight <= 0:
+            raise UsageError(f"total weight is {self.total_weight}; no mean to take")
+        return self.sum / self.total_weight
+
+
+class Party(abc.ABC):
+    """Anything a driver can hand a message to."""
+
+    @abc.abstractmethod
+    def receive(self, msg: Message) -> list[Message]:
+        """Validate ``msg``, then update state; returns the messages to send."""
+
+
+class ClientCore(Party):
+    """A client's role in one round."""
+
+    client_id: int
+
+    @abc.abstractmethod
+    def set_input(self, update: np.ndarray, weight: float = 1.0) -> None:
+        """Give the client its update (and weight) before its input is requested."""
+
+    @property
+    @abc.abstractmethod
+    def aborted(self) -> bool:
+        """Whether the client has aborted the round for good."""
+
+
+class ServerCore(Party):
+    """The server's (aggregator's) role in one round."""
+
+    @abc.abstractmethod
+    def start(self) -> list[Message]:
+        """Open the round; returns the first requests to the clients."""
+
+    @abc.abstractmethod
+    def close_round(self) -> list[Message]:
+        """The current stage's deadline passed: whoever has not answered has dropped."""
+
+    @property
+    @abc.abstractmethod
+    def finished(self) -> bool:
+        """Whether :meth:`result` is available."""
+
+    @abc.abstractmethod
+    def result(self) -> AggregateResult:
+        """The decoded aggregate. Raises UsageError before the round has finished."""
+
+
+@dataclass(frozen=True)
+class ProtocolSpec:
+    """How to build a protocol's roles. Registered by name in :mod:`protocols.registry`."""
+
+    name: str
+    summary: str
+    make_config: Callable[..., RoundConfig]
+    client: Callable[[Any, int, Csprng], ClientCore]
+    server: Callable[[Any, Csprng], ServerCore]
+    helpers: Callable[[Any, Csprng], dict[int, Party]] = lambda config, rng: {}
+    exact: bool = True
+
+
+def check_header(msg: Message, expected_kind: type[M], config: RoundConfig, *,
+                 sender: int | None, recipient: int) -> M:
+    """Check a message's type, version, round and addresses.
+
+    Args:
+        sender: the required sender, or None for "any client in the cohort".
+
+    Raises:
+        ProtocolError: on any mismatch (names what was expected).
+    """
+    if type(msg) is not expected_kind:
+        raise ProtocolError(f"expected {expected_kind.__name__}, got {type(msg).__name__}")
+    if msg.version != PROTOCOL_VERSION:
+        raise ProtocolError(f"protocol version {msg.version}, expected {PROTOCOL_VERSION}")
+    if msg.round != config.round_id:
+        raise ProtocolError(f"message for round {msg.round}, this is round {config.round_id}")
+    if msg.recipient != recipient:
+        raise ProtocolError(f"message addressed to {msg.recipient}, not to {recipient}")
+    if sender is None:
+        if not 0 <= msg.sender < config.n_clients:
+            raise ProtocolError(f"sender {msg.sender} is not a client of this cohort "
+                                f"(0..{config.n_clients - 1})")
+    elif msg.sender != sender:
+        raise ProtocolError(f"message from {msg.sender}, expected it from {sender}")
+    return msg
+
+
+def header(config: RoundConfig, sender: int, recipient: int) -> dict[str, int]:
+    """The common fields for a new message."""
+    return {"version": PROTOCOL_VERSION, "round": config.round_id, "sender": sender,
+            "recipient": recipient}
+
+
+def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int, ...],
+             rng: Csprng) -> AggregateResult:
+    """Centre, noise (once, if configured) and decode a ring sum; the decoding step of
+    every exact protocol.
+
+    Raises:
+        DropoutError: fewer than ``min_clients`` contributed.
+    """
+    if len(contributors) < config.min_clients:
+        raise DropoutError(
+            f"only {len(contributors)} clients contributed; min_clients={config.min_clients} "
+            "refuses to release a smaller aggregate"
+        )
+    int_sum = config.encoding.centre(ring_sum)
+    event = None
+    if config.noise is not None:
+        int_sum, event = config.noise.add_noise(int_sum, rng)
+    values, weight = config.encoding.decode(int_sum)
+    return AggregateResult(values, weight, contributors, int_sum, event)
+
+
+def replace_config(config: Any, **changes: Any) -> Any:
+    """``dataclasses.replace`` for configs (keeps validation)."""
+    return dataclasses.replace(config, **changes)

@@ -1,0 +1,32 @@
+"""SecAgg (complete graph, Bonawitz et al. 2017) and SecAgg+ (sparse graph, Bell et al. 2020).
+
+Both share one client, one server and one transition table (:mod:`._state`); they differ
+only in the graph degree and threshold (:mod:`.config`).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from protocols.base import ProtocolSpec
+from protocols.secagg.client import SecAggClient
+from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
+from protocols.secagg.server import SecAggServer
+
+__all__ = ["SECAGG", "SECAGG_PLUS", "SecAggClient", "SecAggConfig", "SecAggServer",
+           "derive_graph_parameters", "make_config"]
+
+SECAGG = ProtocolSpec(
+    name="secagg",
+    summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
+    make_config=partial(make_config, sparse=False),
+    client=SecAggClient,
+    server=SecAggServer,
+)
+SECAGG_PLUS = ProtocolSpec(
+    name="secagg+",
+    summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
+    make_config=partial(make_config, sparse=True),
+    client=SecAggClient,
+    server=SecAggServer,
+)

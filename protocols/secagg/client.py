@@ -1,0 +1,226 @@
+"""The SecAgg / SecAgg+ client (Bonawitz et al. 2017, fig. 4, semi-honest rounds 0-4).
+
+Theory of operation: the client makes two fresh X25519 key pairs (c for encrypting shares,
+s for agreeing pairwise mask keys) and a self-mask seed b. It Shamir-shares b and s^SK to its
+neighbours and itself, sealed pairwise with XChaCha20-Poly1305. It then uploads
+
+    y = encode(x) + PRG(b) + sum_{v in masked_with, v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv)
+
+mod 2^b, where masked_with are the neighbours whose shares the server forwarded. When asked
+to unmask it returns shares of b_v for the neighbours the server says survived, and of
+s_v^SK for those it says dropped, after checking the request:
+
+- no neighbour is listed both as survivor and as dropped (the invariant that protects
+  every input: never both kinds of share for one neighbour in a round);
+- the lists are exactly the neighbours it masked with, and include itself;
+- at least t survive.
+
+Any violation raises :class:`ProtocolError` and the client aborts for good. It answers at
+most one unmask request per round.
+
+.. warning:: the client holds secret keys and shares until it answers the unmask request,
+   then drops them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from protocols._machine import transition
+from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.secagg._keys import (
+    PLAINTEXT_SIZE, mask_sign, pair_mask_key, self_mask_key, share_ad, share_key,
+)
+from protocols.secagg._state import CLIENT_TRANSITIONS, ClientState, Kind
+from protocols.secagg.config import SecAggConfig
+from protocols.secagg.messages import (
+    AdvertiseKeys, KeyBroadcast, KeyRequest, MaskedInput, PublicKeys, SealedShare, Share,
+    ShareForward, ShareKeys, UnmaskRequest, UnmaskResponse,
+)
+from secagg import aead, shamir
+from secagg.errors import ProtocolError, UsageError
+from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
+from secagg.prg import add_masks
+from secagg.rng import Csprng
+
+__all__ = ["SecAggClient"]
+
+
+class SecAggClient(ClientCore):
+    """One client's role in one SecAgg / SecAgg+ round."""
+
+    def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng) -> None:
+        if not 0 <= client_id < config.n_clients:
+            raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
+        self.config = config
+        self.client_id = client_id
+        self._rng = rng
+        self.state = ClientState.IDLE
+        self.encoded: np.ndarray | None = None
+        self._c: KeyPair | None = None
+        self._s: KeyPair | None = None
+        self._seed: bytes | None = None
+        self._peers: dict[int, PublicKeys] = {}
+        self._own_shares: tuple[bytes, bytes] | None = None
+        self._held: dict[int, tuple[bytes, bytes]] = {}
+        self._masked_with: frozenset[int] = frozenset()
+
+    @property
+    def aborted(self) -> bool:
+        return self.state is ClientState.ABORTED
+
+    def set_input(self, update: np.ndarray, weight: float = 1.0) -> None:
+        """Clip, weight and encode the update (see :class:`secagg.encoding.EncodingConfig`)."""
+        if self.state not in (ClientState.IDLE, ClientState.ADVERTISED, ClientState.SHARED):
+            raise UsageError(f"input can no longer change: the client is {self.state.name}")
+        if len(update) != self.config.dim:
+            raise UsageError(f"update has {len(update)} values, the round expects {self.config.dim}")
+        self.encoded = self.config.encoding.encode(update, self._rng, weight)
+
+    def receive(self, msg: Message) -> list[Message]:
+        """Handle one message from the server.
+
+        Raises:
+            ProtocolError: anything the protocol forbids; the client is then ABORTED.
+            UsageError: the input was not set before it was needed (state unchanged).
+        """
+        if self.state is ClientState.ABORTED:
+            raise ProtocolError(f"client {self.client_id} has aborted this round")
+        try:
+            nxt = transition(CLIENT_TRANSITIONS, self.state, msg.KIND)
+            out = self._HANDLERS[msg.KIND](self, msg)
+        except ProtocolError:
+            self._abort()
+            raise
+        self.state = nxt
+        return out
+
+    # -- handlers: each validates everything before it changes anything -------------------
+    def _on_key_request(self, msg: Message) -> list[Message]:
+        check_header(msg, KeyRequest, self.config, sender=SERVER, recipient=self.client_id)
+        self._c = KeyPair.generate(self._rng)
+        self._s = KeyPair.generate(self._rng)
+        self._seed = self._rng.bytes(32)
+        return [AdvertiseKeys(**header(self.config, self.client_id, SERVER),
+                              c_pk=self._c.public, s_pk=self._s.public)]
+
+    def _on_key_broadcast(self, msg: Message) -> list[Message]:
+        m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
+        if self._c is None or self._s is None or self._seed is None:
+            raise UsageError("no keys: the key request was not handled")
+        me, cfg = self.client_id, self.config
+        ids = [k.client for k in m.keys]
+        if len(set(ids)) != len(ids):
+            raise ProtocolError("key broadcast lists a client twice")
+        mine = [k for k in m.keys if k.client == me]
+        if len(mine) != 1 or mine[0].c_pk != self._c.public or mine[0].s_pk != self._s.public:
+            raise ProtocolError("key broadcast does not carry this client's own keys unchanged")
+        peers = {k.client: k for k in m.keys if k.client != me}
+        for v, k in peers.items():
+            if not 0 <= v < cfg.n_clients:
+                raise ProtocolError(f"key broadcast names client {v}, outside 0..{cfg.n_clients - 1}")
+            if len(k.c_pk) != PUBLIC_KEY_SIZE or len(k.s_pk) != PUBLIC_KEY_SIZE:
+                raise ProtocolError(f"client {v}'s public keys are not {PUBLIC_KEY_SIZE} bytes")
+        all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]
+        if len(set(all_keys)) != len(all_keys):
+            raise ProtocolError("key broadcast repeats a public key")
+        if len(peers) > cfg.degree:
+            raise ProtocolError(f"key broadcast lists {len(peers)} neighbours; degree is {cfg.degree}")
+        if len(peers) + 1 < cfg.threshold:
+            raise ProtocolError(
+                f"only {len(peers)} neighbours: t={cfg.threshold} needs at least {cfg.threshold - 1}"
+            )
+        holders = sorted([*peers, me])
+        xs = [h + 1 for h in holders]
+        seed_sh = shamir.split_bytes(self._seed, xs, cfg.threshold, self._rng)
+        key_sh = shamir.split_bytes(self._s.secret, xs, cfg.threshold, self._rng)
+        sealed = []
+        own = (b"", b"")
+        for h, bs, ks in zip(holders, seed_sh, key_sh):
+            if h == me:
+                own = (bs, ks)
+                continue
+            key = share_key(cfg, self._c.secret, peers[h].c_pk, me, h)
+            sealed.append(SealedShare(h, aead.seal(key, bs + ks, share_ad(cfg, me, h), self._rng)))
+        self._peers, self._own_shares = peers, own
+        return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
+
+    def _on_share_forward(self, msg: Message) -> list[Message]:
+        m = check_header(msg, ShareForward, self.config, sender=SERVER, recipient=self.client_id)
+        if self.encoded is None:
+            raise UsageError("set_input() must be called before the masked input is requested")
+        c, s, seed = self._c, self._s, self._seed
+        if c is None or s is None or seed is None:
+            raise UsageError("no keys: the key request was not handled")
+        me, cfg = self.client_id, self.config
+        senders = [sh.peer for sh in m.shares]
+        if len(set(senders)) != len(senders):
+            raise ProtocolError("share forward carries two ciphertexts from one client")
+        unknown = set(senders) - set(self._peers)
+        if unknown:
+            raise ProtocolError(f"share forward carries shares from non-neighbours {sorted(unknown)}")
+        if len(senders) + 1 < cfg.threshold:
+            raise ProtocolError(f"only {len(senders)} neighbours shared: t={cfg.threshold} "
+                                f"needs at least {cfg.threshold - 1}")
+        held: dict[int, tuple[bytes, bytes]] = {}
+        for sh in m.shares:
+            v = sh.peer
+            key = share_key(cfg, c.secret, self._peers[v].c_pk, me, v)
+            pt = aead.open_(key, sh.ciphertext, share_ad(cfg, v, me))
+            if len(pt) != PLAINTEXT_SIZE:
+                raise ProtocolError(f"shares from client {v} are {len(pt)} bytes, not {PLAINTEXT_SIZE}")
+            held[v] = (pt[:66], pt[66:])
+        terms = [(self_mask_key(cfg, me, seed), 1)]
+        for v in sorted(held):
+            key = pair_mask_key(cfg, s.secret, self._peers[v].s_pk, me, v)
+            terms.append((key, mask_sign(me, v)))
+        y = add_masks(self.encoded.copy(), terms)
+        self._held, self._masked_with = held, frozenset(held)
+        return [MaskedInput(**header(cfg, me, SERVER), masked=y)]
+
+    def _on_unmask_request(self, msg: Message) -> list[Message]:
+        m = check_header(msg, UnmaskRequest, self.config, sender=SERVER, recipient=self.client_id)
+        me, t = self.client_id, self.config.threshold
+        surv, drop = set(m.survivors), set(m.dropped)
+        if len(surv) != len(m.survivors) or len(drop) != len(m.dropped):
+            raise ProtocolError("unmask request lists a client twice")
+        both = surv & drop
+        if both:
+            raise ProtocolError(
+                f"unmask request lists {sorted(both)} both as survivors and as dropped; "
+                "revealing both shares would unmask them"
+            )
+        if me not in surv:
+            raise ProtocolError("unmask request says this client dropped, but it sent its input")
+        if surv | drop != self._masked_with | {me}:
+            raise ProtocolError("unmask request does not match the neighbours this client masked with")
+        if len(surv) < t:
+            raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
+        own = self._own_shares
+        if own is None:
+            raise UsageError("no shares: the key broadcast was not handled")
+        seed_shares = [Share(v, self._held[v][0]) for v in sorted(surv - {me})]
+        seed_shares.append(Share(me, own[0]))
+        key_shares = [Share(v, self._held[v][1]) for v in sorted(drop)]
+        self._forget()
+        return [UnmaskResponse(**header(self.config, me, SERVER),
+                               seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))]
+
+    _HANDLERS: dict[object, Callable[[SecAggClient, Message], list[Message]]] = {
+        Kind.KEY_REQUEST: _on_key_request,
+        Kind.KEY_BROADCAST: _on_key_broadcast,
+        Kind.SHARE_FORWARD: _on_share_forward,
+        Kind.UNMASK_REQUEST: _on_unmask_request,
+    }
+
+    def _forget(self) -> None:
+        self._c = self._s = None
+        self._seed = None
+        self._own_shares = None
+        self._held = {}
+
+    def _abort(self) -> None:
+        self.state = ClientState.ABORTED
+        self._forget()

@@ -1,0 +1,118 @@
+"""SecAgg / SecAgg+ parameters: the graph degree k and threshold t, derived or given.
+
+``secagg`` uses the complete graph (k = n - 1) and, unless told otherwise, the majority
+threshold t = floor(n/2) + 1: the server learns nothing about an honest client's input even
+with t - 1 clients colluding, and up to n - t clients may drop.
+
+``secagg+`` (Bell et al. 2020) uses a random k-regular graph (a Harary graph under a random
+relabelling). Each client's secrets are shared among its k neighbours and itself. With
+dropout rate ``delta`` and corrupt fraction ``gamma`` of clients, k and t are the smallest
+with, per client and union-bounded over n clients:
+
+- security:    P[Binomial(k, gamma) >= t]   <= 2^-sigma / n   (corrupt neighbours never
+  hold t shares of an honest client's secrets);
+- correctness: P[Binomial(k, 1 - delta) < t] <= 2^-eta / n     (every client keeps t live
+  share holders).
+
+If no k < n - 1 satisfies both, the complete graph with the majority threshold is used.
+Both can be overridden; an override is validated, never silently changed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from math import comb
+from typing import Any
+
+from protocols.base import RoundConfig
+from secagg.encoding import EncodingConfig
+from secagg.errors import ConfigError
+
+__all__ = ["SecAggConfig", "derive_graph_parameters", "make_config"]
+
+
+@dataclass(frozen=True)
+class SecAggConfig(RoundConfig):
+    """A SecAgg round.
+
+    Args (beyond :class:`RoundConfig`):
+        threshold: Shamir threshold t (shares needed to rebuild a secret).
+        degree: neighbours per client k; ``n_clients - 1`` is the complete graph.
+        sparse: whether the graph is sampled (secagg+) rather than complete.
+    """
+
+    threshold: int = 0
+    degree: int = 0
+
+    def __post_init__(self) -> None:
+        RoundConfig.__post_init__(self)
+        n, k, t = self.n_clients, self.degree, self.threshold
+        if not isinstance(k, int) or not 0 <= k <= n - 1:
+            raise ConfigError(f"degree must be in 0..{n - 1} (n_clients - 1), got {k!r}")
+        if k < n - 1 and k % 2:
+            raise ConfigError(f"a sparse graph needs an even degree, got {k}; use {k + 1} or {k - 1}")
+        if not isinstance(t, int) or not 1 <= t <= k + 1:
+            raise ConfigError(
+                f"threshold must be in 1..{k + 1} (degree {k} neighbours + the client itself), "
+                f"got {t!r}"
+            )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every client neighbours every other (classic SecAgg)."""
+        return self.degree == self.n_clients - 1
+
+
+def _tail_ge(k: int, p: float, t: int) -> float:
+    return sum(comb(k, i) * p**i * (1 - p) ** (k - i) for i in range(t, k + 1))
+
+
+@lru_cache(maxsize=256)
+def derive_graph_parameters(
+    n: int, dropout: float = 0.1, corruption: float = 0.1, sigma: int = 40, eta: int = 20,
+) -> tuple[int, int]:
+    """(degree k, threshold t) for ``n`` clients; see the module docstring.
+
+    Raises:
+        ConfigError: fractions outside [0, 1) or a non-positive n.
+    """
+    if n < 1:
+        raise ConfigError(f"n_clients must be >= 1, got {n}")
+    for name, v in (("dropout", dropout), ("corruption", corruption)):
+        if not 0 <= v < 1:
+            raise ConfigError(f"{name} fraction must be in [0, 1), got {v}")
+    for k in range(2, n - 1, 2):
+        t = next((t for t in range(1, k + 2) if _tail_ge(k, corruption, t) <= 2.0**-sigma / n),
+                 None)
+        if t is None:
+            continue
+        if 1 - _tail_ge(k, 1 - dropout, t) <= 2.0**-eta / n:
+            return k, t
+    return n - 1, n // 2 + 1
+
+
+def make_config(
+    n_clients: int,
+    dim: int,
+    *,
+    sparse: bool = False,
+    threshold: int | None = None,
+    degree: int | None = None,
+    dropout_tolerance: float = 0.1,
+    corruption: float = 0.1,
+    **kw: Any,
+) -> SecAggConfig:
+    """A validated :class:`SecAggConfig`, deriving k and t unless given."""
+    kw.setdefault("encoding", EncodingConfig(max_clients=max(n_clients, 1)))
+    if degree is None:
+        if sparse:
+            degree, derived_t = derive_graph_parameters(n_clients, dropout_tolerance, corruption)
+        else:
+            degree, derived_t = n_clients - 1, n_clients // 2 + 1
+    else:
+        derived_t = degree // 2 + 1 if degree < n_clients - 1 else n_clients // 2 + 1
+    return SecAggConfig(
+        n_clients=n_clients, dim=dim, degree=degree,
+        threshold=derived_t if threshold is None else threshold, **kw,
+    )

@@ -1,0 +1,107 @@
+"""The messages of SecAgg / SecAgg+ (frozen, slotted, wire-registered under 0x02xx)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from protocols.base import Message
+from protocols.secagg._state import Kind
+from secagg import wire
+
+__all__ = [
+    "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "SealedShare",
+    "ShareForward", "ShareKeys", "Share", "UnmaskRequest", "UnmaskResponse",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeys:
+    """One client's two X25519 public keys for this round."""
+
+    client: int
+    c_pk: bytes  # for encrypting shares
+    s_pk: bytes  # for pairwise mask agreement
+
+
+@dataclass(frozen=True, slots=True)
+class SealedShare:
+    """An AEAD ciphertext holding the shares one client sends another."""
+
+    peer: int  # the other party: recipient in ShareKeys, sender in ShareForward
+    ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Share:
+    """One Shamir share of ``owner``'s secret, held by the message's sender."""
+
+    owner: int
+    value: bytes
+
+
+@wire.register(0x0201)
+@dataclass(frozen=True, slots=True)
+class KeyRequest(Message):
+    KIND: ClassVar[enum.Enum] = Kind.KEY_REQUEST
+
+
+@wire.register(0x0202)
+@dataclass(frozen=True, slots=True)
+class AdvertiseKeys(Message):
+    c_pk: bytes
+    s_pk: bytes
+    KIND: ClassVar[enum.Enum] = Kind.ADVERTISE_KEYS
+
+
+@wire.register(0x0203)
+@dataclass(frozen=True, slots=True)
+class KeyBroadcast(Message):
+    """The keys of the recipient's live neighbours, and its own, as the server saw them."""
+
+    keys: tuple[PublicKeys, ...]
+    KIND: ClassVar[enum.Enum] = Kind.KEY_BROADCAST
+
+
+@wire.register(0x0204)
+@dataclass(frozen=True, slots=True)
+class ShareKeys(Message):
+    shares: tuple[SealedShare, ...]
+    KIND: ClassVar[enum.Enum] = Kind.SHARE_KEYS
+
+
+@wire.register(0x0205)
+@dataclass(frozen=True, slots=True)
+class ShareForward(Message):
+    shares: tuple[SealedShare, ...]
+    KIND: ClassVar[enum.Enum] = Kind.SHARE_FORWARD
+
+
+@wire.register(0x0206)
+@dataclass(frozen=True, slots=True)
+class MaskedInput(Message):
+    masked: np.ndarray
+    KIND: ClassVar[enum.Enum] = Kind.MASKED_INPUT
+
+
+@wire.register(0x0207)
+@dataclass(frozen=True, slots=True)
+class UnmaskRequest(Message):
+    """Which of the recipient's neighbours survived (and itself), and which dropped."""
+
+    survivors: tuple[int, ...]
+    dropped: tuple[int, ...]
+    KIND: ClassVar[enum.Enum] = Kind.UNMASK_REQUEST
+
+
+@wire.register(0x0208)
+@dataclass(frozen=True, slots=True)
+class UnmaskResponse(Message):
+    """Shares of the survivors' self-mask seeds and of the dropped clients' mask keys."""
+
+    seed_shares: tuple[Share, ...]
+    key_shares: tuple[Share, ...]
+    KIND: ClassVar[enum.Enum] = Kind.UNMASK_RESPONSE

@@ -1,0 +1,304 @@
+"""The SecAgg / SecAgg+ server (Bonawitz et al. 2017, fig. 4; Bell et al. 2020, sec. 3).
+
+Theory of operation: the server relays keys and sealed shares, accumulates masked inputs
+into one running sum as they arrive (it never holds a per-client vector), and finally
+removes the masks. With U2 the clients that shared, U3 those whose masked input arrived:
+
+    sum_{u in U3} y_u = sum x_u + sum_{u in U3} PRG(b_u)
+                        + sum_{u in U3, v in U2 \\ U3, v ~ u} +-PRG(s_uv)
+
+(pairs inside U3 cancel). It rebuilds b_u for every survivor and s_v^SK for every client
+that dropped after sharing, from t shares each, and subtracts those masks.
+
+Dropouts are recovered at every stage: a client whose live neighbourhood falls below t
+before it masks is excluded (its input is lost, the round goes on); after masking, the round
+needs t live share holders of every secret it must rebuild, or it aborts with
+:class:`DropoutError`. A message the server refuses (late, duplicate, malformed) raises
+:class:`ProtocolError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from protocols._machine import transition
+from protocols.base import SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header
+from protocols.secagg._keys import SEALED_SIZE, mask_sign, pair_mask_key, self_mask_key
+from protocols.secagg._state import SERVER_TRANSITIONS, Event, Kind, ServerStage
+from protocols.secagg.config import SecAggConfig
+from protocols.secagg.graph import neighbourhoods
+from protocols.secagg.messages import (
+    AdvertiseKeys, KeyBroadcast, KeyRequest, MaskedInput, PublicKeys, SealedShare, ShareForward,
+    ShareKeys, UnmaskRequest, UnmaskResponse,
+)
+from secagg import shamir
+from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
+from secagg.prg import add_masks
+from secagg.rng import Csprng
+
+__all__ = ["SecAggServer"]
+
+_STAGE_OF: dict[object, ServerStage] = {
+    kind: stage for (stage, kind) in SERVER_TRANSITIONS if isinstance(kind, Kind)
+}
+
+
+def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
+    """Drop clients with fewer than t - 1 live neighbours, until none is left to drop."""
+    live = {u: set(vs) for u, vs in nbrs.items()}
+    changed = True
+    while changed:
+        changed = False
+        for u in [u for u, vs in live.items() if len(vs) + 1 < t]:
+            del live[u]
+            for vs in live.values():
+                vs.discard(u)
+            changed = True
+    return live
+
+
+class SecAggServer(ServerCore):
+    """The server's role in one SecAgg / SecAgg+ round."""
+
+    def __init__(self, config: SecAggConfig, rng: Csprng) -> None:
+        self.config = config
+        self._rng = rng
+        self.stage = ServerStage.COLLECT_KEYS
+        self._started = False
+        self._graph = neighbourhoods(config.n_clients, config.degree, rng)
+        self._waiting: set[int] = set()
+        self._keys: dict[int, PublicKeys] = {}
+        self._sent_nb: dict[int, frozenset[int]] = {}
+        self._inbox: dict[int, list[SealedShare]] = {}
+        self._shared: set[int] = set()
+        self._forwarded: dict[int, frozenset[int]] = {}
+        self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
+        self._masked: set[int] = set()
+        self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
+        self._seed_shares: dict[int, dict[int, bytes]] = {}
+        self._key_shares: dict[int, dict[int, bytes]] = {}
+        self._result: AggregateResult | None = None
+        self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
+
+    # -- ServerCore ----------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.stage is ServerStage.FINISHED
+
+    def start(self) -> list[Message]:
+        """Ask every client of the cohort for its keys."""
+        if self._started:
+            raise UsageError("the round has already started")
+        self._started = True
+        self._waiting = set(range(self.config.n_clients))
+        return [KeyRequest(**header(self.config, SERVER, u)) for u in range(self.config.n_clients)]
+
+    def receive(self, msg: Message) -> list[Message]:
+        """Take one client message; returns the next stage's requests once all have answered.
+
+        Raises:
+            ProtocolError: the message is refused (late: LateMessageError); state unchanged.
+            DropoutError: a stage closed with too few survivors; the round is ABORTED.
+        """
+        if not self._started:
+            raise UsageError("call start() before receive()")
+        kind = msg.KIND
+        own_stage = _STAGE_OF.get(kind)
+        if own_stage is not None and own_stage.value < self.stage.value:
+            raise LateMessageError(f"{kind.name} from {msg.sender} arrived after its stage closed")
+        transition(SERVER_TRANSITIONS, self.stage, kind)
+        self._HANDLERS[kind](self, msg)
+        return self._advance() if not self._waiting else []
+
+    def close_round(self) -> list[Message]:
+        """The stage's deadline passed: whoever has not answered has dropped."""
+        if not self._started:
+            raise UsageError("call start() before close_round()")
+        if self.stage in (ServerStage.FINISHED, ServerStage.ABORTED):
+            return []
+        return self._advance()
+
+    def result(self) -> AggregateResult:
+        if self._result is None:
+            raise UsageError(f"no result: the round is {self.stage.name}")
+        return self._result
+
+    # -- message handlers: validate, then commit ------------------------------------------
+    def _expect(self, msg: Message, cls: type[Message]) -> None:
+        check_header(msg, cls, self.config, sender=None, recipient=SERVER)
+        if msg.sender not in self._waiting:
+            raise ProtocolError(f"no {cls.__name__} expected from client {msg.sender} now "
+                                "(duplicate, excluded, or never asked)")
+
+    def _on_advertise(self, msg: Message) -> None:
+        self._expect(msg, AdvertiseKeys)
+        if not isinstance(msg, AdvertiseKeys):
+            raise ProtocolError("expected AdvertiseKeys")
+        if len(msg.c_pk) != PUBLIC_KEY_SIZE or len(msg.s_pk) != PUBLIC_KEY_SIZE:
+            raise ProtocolError(f"public keys must be {PUBLIC_KEY_SIZE} bytes")
+        self._keys[msg.sender] = PublicKeys(msg.sender, msg.c_pk, msg.s_pk)
+        self._waiting.discard(msg.sender)
+
+    def _on_share_keys(self, msg: Message) -> None:
+        self._expect(msg, ShareKeys)
+        if not isinstance(msg, ShareKeys):
+            raise ProtocolError("expected ShareKeys")
+        u = msg.sender
+        peers = [sh.peer for sh in msg.shares]
+        if len(set(peers)) != len(peers) or set(peers) != self._sent_nb[u]:
+            raise ProtocolError(f"client {u} must send exactly one sealed share to each neighbour")
+        if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
+            raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
+        for sh in msg.shares:
+            self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
+        self._shared.add(u)
+        self._waiting.discard(u)
+
+    def _on_masked_input(self, msg: Message) -> None:
+        self._expect(msg, MaskedInput)
+        if not isinstance(msg, MaskedInput):
+            raise ProtocolError("expected MaskedInput")
+        y = msg.masked
+        if y.dtype != self._acc.dtype or y.shape != self._acc.shape:
+            raise ProtocolError(f"masked input must be {self._acc.size} values of "
+                                f"{self._acc.dtype}, got {y.size} of {y.dtype}")
+        np.add(self._acc, y, out=self._acc)
+        self._masked.add(msg.sender)
+        self._waiting.discard(msg.sender)
+
+    def _on_unmask_response(self, msg: Message) -> None:
+        self._expect(msg, UnmaskResponse)
+        if not isinstance(msg, UnmaskResponse):
+            raise ProtocolError("expected UnmaskResponse")
+        u = msg.sender
+        surv, drop = self._requests[u]
+        seeds = [s.owner for s in msg.seed_shares]
+        keys = [s.owner for s in msg.key_shares]
+        if len(set(seeds)) != len(seeds) or set(seeds) != surv:
+            raise ProtocolError(f"client {u} must return one seed share per survivor it was asked for")
+        if len(set(keys)) != len(keys) or set(keys) != drop:
+            raise ProtocolError(f"client {u} must return one key share per dropped neighbour")
+        if any(len(s.value) != shamir.SHARE_SIZE for s in (*msg.seed_shares, *msg.key_shares)):
+            raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
+        for s in msg.seed_shares:
+            self._seed_shares.setdefault(s.owner, {})[u + 1] = s.value
+        for s in msg.key_shares:
+            self._key_shares.setdefault(s.owner, {})[u + 1] = s.value
+        self._waiting.discard(u)
+
+    _HANDLERS: dict[object, Callable[[SecAggServer, Message], None]] = {
+        Kind.ADVERTISE_KEYS: _on_advertise,
+        Kind.SHARE_KEYS: _on_share_keys,
+        Kind.MASKED_INPUT: _on_masked_input,
+        Kind.UNMASK_RESPONSE: _on_unmask_response,
+    }
+
+    # -- stage closers ---------------------------------------------------------------------
+    def _advance(self) -> list[Message]:
+        nxt = transition(SERVER_TRANSITIONS, self.stage, Event.DEADLINE)
+        self.dropped_at[self.stage] = tuple(sorted(self._waiting))
+        closer = self._CLOSERS[self.stage]
+        try:
+            out = closer(self)
+        except ProtocolError:
+            self.stage = ServerStage.ABORTED
+            self._release()
+            raise
+        self.stage = nxt
+        return out
+
+    def _need(self, alive: int, what: str) -> None:
+        if alive < self.config.min_clients or alive == 0:
+            raise DropoutError(f"only {alive} clients {what}; min_clients="
+                               f"{self.config.min_clients} and threshold t={self.config.threshold}")
+
+    def _close_keys(self) -> list[Message]:
+        t = self.config.threshold
+        u1 = set(self._keys)
+        live = _prune({u: set(self._graph[u]) & u1 for u in u1}, t)
+        self._need(len(live), f"of {self.config.n_clients} advertised keys with t-1 live neighbours")
+        self._sent_nb = {u: frozenset(vs) for u, vs in live.items()}
+        self._waiting = set(live)
+        out: list[Message] = []
+        for u, vs in sorted(live.items()):
+            keys = tuple(self._keys[v] for v in sorted(vs | {u}))
+            out.append(KeyBroadcast(**header(self.config, SERVER, u), keys=keys))
+        return out
+
+    def _close_shares(self) -> list[Message]:
+        t = self.config.threshold
+        live = _prune({u: set(self._sent_nb[u]) & self._shared for u in self._shared}, t)
+        self._need(len(live), "shared their keys with enough live neighbours")
+        self._forwarded = {u: frozenset(vs) for u, vs in live.items()}
+        self._waiting = set(live)
+        out: list[Message] = []
+        for u in sorted(live):
+            sealed = tuple(sh for sh in self._inbox.get(u, []) if sh.peer in live[u])
+            out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
+        self._inbox.clear()
+        return out
+
+    def _close_masked(self) -> list[Message]:
+        t = self.config.threshold
+        u3 = self._masked
+        self._need(len(u3), "sent masked inputs")
+        for u in u3:
+            if len(self._forwarded[u] & u3) + 1 < t:
+                raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
+                                   f"{len(self._forwarded[u] & u3) + 1} remain")
+        for v in set(self._forwarded) - u3:
+            if len(self._forwarded[v] & u3) < t:
+                raise DropoutError(f"dropped client {v}'s masks need t={t} live share holders; "
+                                   f"{len(self._forwarded[v] & u3)} remain")
+        self._waiting = set(u3)
+        out: list[Message] = []
+        for u in sorted(u3):
+            surv = frozenset(self._forwarded[u] & u3) | {u}
+            drop = frozenset(self._forwarded[u] - u3)
+            self._requests[u] = (surv, drop)
+            out.append(UnmaskRequest(**header(self.config, SERVER, u),
+                                     survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop))))
+        return out
+
+    def _close_unmask(self) -> list[Message]:
+        cfg, t = self.config, self.config.threshold
+        u3 = self._masked
+        terms: list[tuple[bytes, int]] = []
+        for u in sorted(u3):
+            shares = self._seed_shares.get(u, {})
+            if len(shares) < t:
+                raise DropoutError(f"only {len(shares)} shares of client {u}'s seed arrived; t={t}")
+            seed = shamir.reconstruct_bytes(shares, t)
+            terms.append((self_mask_key(cfg, u, seed), -1))
+        for v in sorted(set(self._forwarded) - u3):
+            shares = self._key_shares.get(v, {})
+            if len(shares) < t:
+                raise DropoutError(f"only {len(shares)} shares of dropped client {v}'s key "
+                                   f"arrived; t={t}")
+            pair = KeyPair.from_secret(shamir.reconstruct_bytes(shares, t))
+            if pair.public != self._keys[v].s_pk:
+                raise ProtocolError(f"rebuilt key of client {v} does not match its advertised key")
+            for u in sorted(self._forwarded[v] & u3):
+                key = pair_mask_key(cfg, pair.secret, self._keys[u].s_pk, u, v)
+                terms.append((key, -mask_sign(u, v)))
+        add_masks(self._acc, terms)
+        self._result = finalize(cfg, self._acc, tuple(sorted(u3)), self._rng)
+        self._release()
+        return []
+
+    _CLOSERS: dict[ServerStage, Callable[[SecAggServer], list[Message]]] = {
+        ServerStage.COLLECT_KEYS: _close_keys,
+        ServerStage.COLLECT_SHARES: _close_shares,
+        ServerStage.COLLECT_MASKED: _close_masked,
+        ServerStage.COLLECT_UNMASK: _close_unmask,
+    }
+
+    def _release(self) -> None:
+        """Drop everything the finished (or aborted) round no longer needs."""
+        self._inbox.clear()
+        self._seed_shares.clear()
+        self._key_shares.clear()
+        self._acc = np.zeros(0, self.config.encoding.dtype)
