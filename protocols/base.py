@@ -209,6 +209,9 @@ class ProtocolSpec:
     server: Callable[[Any, Csprng], ServerCore]
     helpers: Callable[[Any, Csprng], dict[int, Party]] = lambda config, rng: {}
     exact: bool = True
+    #: the kinds of message a client receives, in order; a driver that simulates a client
+    #: dropping "at stage i" stops delivering from the i-th of these on.
+    client_stages: tuple[str, ...] = ("INPUT_REQUEST",)
 
 
 def check_header(msg: Message, expected_kind: type[M], config: RoundConfig, *,

@@ -9,9 +9,12 @@ from __future__ import annotations
 from functools import partial
 
 from protocols.base import ProtocolSpec
+from protocols.secagg._state import CLIENT_TRANSITIONS
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
 from protocols.secagg.server import SecAggServer
+
+_STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
 
 __all__ = ["SECAGG", "SECAGG_PLUS", "SecAggClient", "SecAggConfig", "SecAggServer",
            "derive_graph_parameters", "make_config"]
@@ -22,6 +25,7 @@ SECAGG = ProtocolSpec(
     make_config=partial(make_config, sparse=False),
     client=SecAggClient,
     server=SecAggServer,
+    client_stages=_STAGES,
 )
 SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
@@ -29,4 +33,5 @@ SECAGG_PLUS = ProtocolSpec(
     make_config=partial(make_config, sparse=True),
     client=SecAggClient,
     server=SecAggServer,
+    client_stages=_STAGES,
 )

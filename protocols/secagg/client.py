@@ -65,6 +65,7 @@ class SecAggClient(ClientCore):
         self._peers: dict[int, PublicKeys] = {}
         self._own_shares: tuple[bytes, bytes] | None = None
         self._held: dict[int, tuple[bytes, bytes]] = {}
+        self._share_keys: dict[int, bytes] = {}
         self._masked_with: frozenset[int] = frozenset()
 
     @property
@@ -138,21 +139,23 @@ class SecAggClient(ClientCore):
         key_sh = shamir.split_bytes(self._s.secret, xs, cfg.threshold, self._rng)
         sealed = []
         own = (b"", b"")
+        share_keys: dict[int, bytes] = {}
         for h, bs, ks in zip(holders, seed_sh, key_sh):
             if h == me:
                 own = (bs, ks)
                 continue
             key = share_key(cfg, self._c.secret, peers[h].c_pk, me, h)
+            share_keys[h] = key
             sealed.append(SealedShare(h, aead.seal(key, bs + ks, share_ad(cfg, me, h), self._rng)))
-        self._peers, self._own_shares = peers, own
+        self._peers, self._own_shares, self._share_keys = peers, own, share_keys
         return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
 
     def _on_share_forward(self, msg: Message) -> list[Message]:
         m = check_header(msg, ShareForward, self.config, sender=SERVER, recipient=self.client_id)
         if self.encoded is None:
             raise UsageError("set_input() must be called before the masked input is requested")
-        c, s, seed = self._c, self._s, self._seed
-        if c is None or s is None or seed is None:
+        s, seed = self._s, self._seed
+        if s is None or seed is None:
             raise UsageError("no keys: the key request was not handled")
         me, cfg = self.client_id, self.config
         senders = [sh.peer for sh in m.shares]
@@ -167,8 +170,7 @@ class SecAggClient(ClientCore):
         held: dict[int, tuple[bytes, bytes]] = {}
         for sh in m.shares:
             v = sh.peer
-            key = share_key(cfg, c.secret, self._peers[v].c_pk, me, v)
-            pt = aead.open_(key, sh.ciphertext, share_ad(cfg, v, me))
+            pt = aead.open_(self._share_keys[v], sh.ciphertext, share_ad(cfg, v, me))
             if len(pt) != PLAINTEXT_SIZE:
                 raise ProtocolError(f"shares from client {v} are {len(pt)} bytes, not {PLAINTEXT_SIZE}")
             held[v] = (pt[:66], pt[66:])
@@ -176,7 +178,8 @@ class SecAggClient(ClientCore):
         for v in sorted(held):
             key = pair_mask_key(cfg, s.secret, self._peers[v].s_pk, me, v)
             terms.append((key, mask_sign(me, v)))
-        y = add_masks(self.encoded.copy(), terms)
+        y = add_masks(self.encoded, terms)  # in place: the plain encoding is not kept
+        self.encoded = None
         self._held, self._masked_with = held, frozenset(held)
         return [MaskedInput(**header(cfg, me, SERVER), masked=y)]
 
@@ -220,6 +223,7 @@ class SecAggClient(ClientCore):
         self._seed = None
         self._own_shares = None
         self._held = {}
+        self._share_keys = {}
 
     def _abort(self) -> None:
         self.state = ClientState.ABORTED
