@@ -24,8 +24,8 @@ Randomness here is ``numpy.random.default_rng(seed)``: data splits are not secre
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from numpy.typing import NDArray

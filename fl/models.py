@@ -22,8 +22,8 @@ million parameters for benchmarks.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from numbers import Integral
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -105,7 +105,7 @@ def _widths(hidden: int | Sequence[int] | None) -> tuple[int, ...] | None:
     if hidden is None:
         return None
     try:
-        seq = (hidden,) if isinstance(hidden, Integral) else tuple(hidden)
+        seq = (hidden,) if isinstance(hidden, int) else tuple(hidden)
     except TypeError:
         raise ConfigError(f"hidden must be an int or a sequence of ints, got {hidden!r}") from None
     if seq == (0,):

@@ -23,8 +23,9 @@ probability ``q`` (Poisson subsampling), ``"fixed"`` takes exactly ``k`` distinc
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
-from typing import Mapping, Protocol, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -312,8 +313,10 @@ def sample_clients(
         if q > 1.0:
             raise ConfigError(f"the Poisson sampling rate must be in (0, 1], got {q}")
         return [int(i) for i in np.flatnonzero(rng.random(n) < q)]
-    if isinstance(rate_or_k, bool) or not isinstance(rate_or_k, Integral) or not (
-        1 <= int(rate_or_k) <= n
+    if (
+        isinstance(rate_or_k, bool)
+        or not isinstance(rate_or_k, Integral)
+        or not (1 <= int(rate_or_k) <= n)
     ):
         raise ConfigError(f"fixed-size sampling needs an integer k in 1..{n}, got {rate_or_k!r}")
     return sorted(int(i) for i in rng.choice(n, size=int(rate_or_k), replace=False))
@@ -337,7 +340,9 @@ def metrics_vector(metrics: Mapping[str, float], weight: float) -> NDArray[np.fl
     return v
 
 
-def metrics_from_sum(summed: Sequence[float] | NDArray[np.floating], total_weight: float) -> dict[str, float]:
+def metrics_from_sum(
+    summed: Sequence[float] | NDArray[np.floating], total_weight: float
+) -> dict[str, float]:
     """Weighted means of the clients' metrics from their secure sum.
 
     Args:
@@ -352,6 +357,8 @@ def metrics_from_sum(summed: Sequence[float] | NDArray[np.floating], total_weigh
     """
     s = np.asarray(summed, dtype=np.float64)
     if s.shape != (len(METRIC_NAMES),):
-        raise ConfigError(f"summed metrics must have {len(METRIC_NAMES)} values, got shape {s.shape}")
+        raise ConfigError(
+            f"summed metrics must have {len(METRIC_NAMES)} values, got shape {s.shape}"
+        )
     tw = _check_positive_real("total_weight", total_weight)
     return {name: float(value / tw) for name, value in zip(METRIC_NAMES, s)}

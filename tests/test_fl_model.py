@@ -50,7 +50,7 @@ def test_round_trip_into_another_model_is_exact() -> None:
     np.testing.assert_array_equal(ModelVector(dst).to_vector(), vec)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(deadline=None)
 @given(
     arrays(
         np.float32,
@@ -143,7 +143,9 @@ def test_shared_parameters_count_once() -> None:
     assert layer.bias.tolist() == [16.0, 17.0, 18.0, 19.0]
 
 
-@pytest.mark.parametrize(("name", "kind"), [("breast_cancer", None), ("digits", None), ("digits", "cnn")])
+@pytest.mark.parametrize(
+    ("name", "kind"), [("breast_cancer", None), ("digits", None), ("digits", "cnn")]
+)
 def test_every_model_kind_round_trips(name: str, kind: str | None) -> None:
     ds = load_dataset(name)
     a, b = make_model(ds, kind=kind, seed=1), make_model(ds, kind=kind, seed=2)
