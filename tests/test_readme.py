@@ -1,0 +1,29 @@
+"""README.md and .ci/run stay in step: CI runs exactly the README's test command."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bash_blocks(text: str) -> list[str]:
+    return [b.strip() for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S)]
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci_lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    test_cmds = [b for b in _bash_blocks(readme) if "pytest" in b]
+    assert len(test_cmds) == 1, "README must show exactly one test command"
+    assert test_cmds[0] in ci_lines
+
+
+def test_main_job_command_installs_torch_first_and_runs_secagg() -> None:
+    readme = (ROOT / "README.md").read_text()
+    main = [b for b in _bash_blocks(readme) if "pip install" in b and "pytest" not in b]
+    assert main, "README must show the install-and-run command"
+    cmd = main[0]
+    assert cmd.startswith("python3 -m pip install") and "torch==2.13.0" in cmd.split("&&")[0]
+    assert re.search(r"&& secagg (run|simulate)\b", cmd)
