@@ -20,7 +20,7 @@ import numpy as np
 
 from fl.memory import deep_sizeof
 from protocols.base import (
-    SERVER, AggregateResult, ClientCore, Message, Party, ProtocolSpec, RoundConfig,
+    SERVER, AggregateResult, ClientCore, Message, Party, ProtocolSpec, RoundConfig, stages_of,
 )
 from secagg import wire
 from secagg.errors import ConfigError, LateMessageError, SecAggError
@@ -118,9 +118,13 @@ def run_round(
         raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
     drop_at = dict(drop_at or {})
     weights = list(weights) if weights is not None else [1.0] * n
+    config, credentials = spec.provision(config, rng.spawn("enrolment"))
     server = spec.server(config, rng.spawn("server"))
     helpers = spec.helpers(config, rng.spawn("helpers"))
-    clients: list[ClientCore] = [spec.client(config, u, rng.spawn(f"client/{u}")) for u in range(n)]
+    clients: list[ClientCore] = [
+        spec.client(config, u, rng.spawn(f"client/{u}"), **credentials.get(u, {}))
+        for u in range(n)
+    ]
     client_time = [0.0] * n
     up = [0] * n
     down = [0] * n
@@ -157,7 +161,7 @@ def run_round(
 
     error: str | None = None
     queue: deque[Message] = deque(step_server(server.start))
-    stage_names = spec.client_stages
+    stage_names = stages_of(spec, config)
     try:
         while True:
             while queue:

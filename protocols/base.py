@@ -49,6 +49,7 @@ __all__ = [
     "check_header",
     "finalize",
     "header",
+    "stages_of",
     "NoiseHook",
 ]
 
@@ -205,13 +206,25 @@ class ProtocolSpec:
     name: str
     summary: str
     make_config: Callable[..., RoundConfig]
-    client: Callable[[Any, int, Csprng], ClientCore]
+    client: Callable[..., ClientCore]
     server: Callable[[Any, Csprng], ServerCore]
     helpers: Callable[[Any, Csprng], dict[int, Party]] = lambda config, rng: {}
     exact: bool = True
+    #: for simulations: (config with any enrolment filled in, {client id: extra keyword
+    #: arguments for ``client(...)``, e.g. a long-term signing key}).
+    provision: Callable[[Any, Csprng], tuple[Any, dict[int, dict[str, Any]]]] = (
+        lambda config, rng: (config, {})
+    )
     #: the kinds of message a client receives, in order; a driver that simulates a client
-    #: dropping "at stage i" stops delivering from the i-th of these on.
+    #: dropping "at stage i" stops delivering from the i-th of these on. A config may refine
+    #: it with a ``client_stages`` attribute of its own (see :func:`stages_of`).
     client_stages: tuple[str, ...] = ("INPUT_REQUEST",)
+
+
+def stages_of(spec: ProtocolSpec, config: Any) -> tuple[str, ...]:
+    """The client stages of ``spec`` under ``config`` (the config's own, if it has them)."""
+    stages = getattr(config, "client_stages", None)
+    return tuple(stages) if stages else spec.client_stages
 
 
 def check_header(msg: Message, expected_kind: type[M], config: RoundConfig, *,

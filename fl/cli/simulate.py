@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 import protocols
+from protocols.base import stages_of
 from fl.cli._common import add_json_flag, emit_json, stderr_console
 from fl.simulation import plan_dropouts, run_round
 from secagg.encoding import EncodingConfig
@@ -35,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed every party's CSPRNG (reproducible; never for production)")
     p.add_argument("--threshold", type=int, default=None, help="Shamir threshold t (masking)")
     p.add_argument("--degree", type=int, default=None, help="neighbours per client k (secagg+)")
+    p.add_argument("--active", action="store_true",
+                   help="active-adversary variant: signed keys and a consistency round "
+                        "(secagg, secagg+)")
     p.add_argument("--clip", type=float, default=1.0, help="L2 clip of each update (default 1)")
     p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits")
     p.add_argument("--bits", type=int, default=32, choices=(32, 64), help="ring width")
@@ -51,8 +55,10 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
         kw["degree"] = args.degree
     if spec.name in ("secagg", "secagg+"):
         kw["dropout_tolerance"] = max(0.1, args.dropout)
-    elif args.threshold is not None or args.degree is not None:
-        raise ConfigError(f"--threshold/--degree apply to secagg and secagg+, not {spec.name}")
+        kw["active"] = args.active
+    elif args.threshold is not None or args.degree is not None or args.active:
+        raise ConfigError(f"--threshold/--degree/--active apply to secagg and secagg+, "
+                          f"not {spec.name}")
     return spec.make_config(args.clients, args.dim, **kw)
 
 
@@ -76,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
     config = _config(spec, args)
     rng = Csprng.from_seed(args.seed) if args.seed is not None else Csprng()
     console = stderr_console()
-    drop = plan_dropouts(args.clients, args.dropout, spec.client_stages, rng.spawn("dropouts"))
+    drop = plan_dropouts(args.clients, args.dropout, stages_of(spec, config),
+                         rng.spawn("dropouts"))
     with console.status(f"{spec.name}: {args.clients} clients x {args.dim} values, "
                         f"{len(drop)} dropping") as status:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)

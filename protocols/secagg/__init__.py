@@ -6,18 +6,35 @@ only in the graph degree and threshold (:mod:`.config`).
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
+from typing import Any
 
 from protocols.base import ProtocolSpec
 from protocols.secagg._state import CLIENT_TRANSITIONS
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
+from protocols.secagg.registry import ClientRegistry, enroll
 from protocols.secagg.server import SecAggServer
+from secagg.rng import Csprng
 
 _STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
 
-__all__ = ["SECAGG", "SECAGG_PLUS", "SecAggClient", "SecAggConfig", "SecAggServer",
-           "derive_graph_parameters", "make_config"]
+__all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
+           "SecAggServer", "derive_graph_parameters", "enroll", "make_config", "provision"]
+
+
+def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int, dict[str, Any]]]:
+    """For simulations of the active variant: enrol every client with a fresh signing key.
+
+    A config that already has a registry (a real deployment) is returned unchanged; its
+    clients bring their own keys.
+    """
+    if not config.active or config.registry is not None:
+        return config, {}
+    registry, seeds = enroll(config.n_clients, rng)
+    return (dataclasses.replace(config, registry=registry),
+            {u: {"signing_key": s} for u, s in seeds.items()})
 
 SECAGG = ProtocolSpec(
     name="secagg",
@@ -26,6 +43,7 @@ SECAGG = ProtocolSpec(
     client=SecAggClient,
     server=SecAggServer,
     client_stages=_STAGES,
+    provision=provision,
 )
 SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
@@ -34,4 +52,5 @@ SECAGG_PLUS = ProtocolSpec(
     client=SecAggClient,
     server=SecAggServer,
     client_stages=_STAGES,
+    provision=provision,
 )

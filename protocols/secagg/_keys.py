@@ -7,8 +7,8 @@ from protocols.secagg.config import SecAggConfig
 from secagg import aead
 from secagg.kex import agree, derive_key
 
-__all__ = ["PLAINTEXT_SIZE", "SEALED_SIZE", "mask_sign", "pair_mask_key", "self_mask_key",
-           "share_ad", "share_key"]
+__all__ = ["PLAINTEXT_SIZE", "SEALED_SIZE", "advert_message", "mask_sign", "pair_mask_key",
+           "self_mask_key", "share_ad", "share_key", "survivors_message"]
 
 PROTOCOL_NAME = "secagg"
 PLAINTEXT_SIZE = 2 * 66  # share of the self-mask seed b_u, then of the mask key s_u^SK
@@ -39,3 +39,15 @@ def share_ad(config: SecAggConfig, sender: int, receiver: int) -> bytes:
     """Associated data binding a sealed share to protocol, version, session, round and pair."""
     return aead.associated_data(PROTOCOL_NAME, PROTOCOL_VERSION, config.session,
                                 config.round_id, sender, receiver)
+
+
+def advert_message(config: SecAggConfig, u: int, c_pk: bytes, s_pk: bytes) -> bytes:
+    """What client u signs when it advertises its round keys (active variant)."""
+    return b"|".join([b"secagg/v1/advertise", config.session, str(config.round_id).encode(),
+                      str(u).encode(), c_pk, s_pk])
+
+
+def survivors_message(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
+    """What a client signs in the consistency round: the sorted survivor list."""
+    return b"|".join([b"secagg/v1/survivors", config.session, str(config.round_id).encode(),
+                      ",".join(map(str, survivors)).encode()])

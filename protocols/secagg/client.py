@@ -31,16 +31,18 @@ import numpy as np
 from protocols._machine import transition
 from protocols.base import SERVER, ClientCore, Message, check_header, header
 from protocols.secagg._keys import (
-    PLAINTEXT_SIZE, mask_sign, pair_mask_key, self_mask_key, share_ad, share_key,
+    PLAINTEXT_SIZE, advert_message, mask_sign, pair_mask_key, self_mask_key, share_ad,
+    share_key, survivors_message,
 )
-from protocols.secagg._state import CLIENT_TRANSITIONS, ClientState, Kind
+from protocols.secagg._state import ClientState, Kind, tables
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.messages import (
-    AdvertiseKeys, KeyBroadcast, KeyRequest, MaskedInput, PublicKeys, SealedShare, Share,
-    ShareForward, ShareKeys, UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
+    MaskedInput, PublicKeys, SealedShare, Share, ShareForward, ShareKeys, UnmaskRequest,
+    UnmaskResponse,
 )
-from secagg import aead, shamir
-from secagg.errors import ProtocolError, UsageError
+from secagg import aead, shamir, sign
+from secagg.errors import ConfigError, ProtocolError, UsageError
 from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
 from secagg.prg import add_masks
 from secagg.rng import Csprng
@@ -49,11 +51,26 @@ __all__ = ["SecAggClient"]
 
 
 class SecAggClient(ClientCore):
-    """One client's role in one SecAgg / SecAgg+ round."""
+    """One client's role in one SecAgg / SecAgg+ round.
 
-    def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng) -> None:
+    Args:
+        signing_key: the client's long-term Ed25519 seed; required by the active variant,
+            and must match the client's entry in ``config.registry``.
+    """
+
+    def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng,
+                 signing_key: bytes | None = None) -> None:
         if not 0 <= client_id < config.n_clients:
             raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
+        if config.active:
+            if config.registry is None or signing_key is None:
+                raise UsageError("the active variant needs config.registry and the client's "
+                                 "signing_key (see protocols.secagg.enroll)")
+            if config.registry.verify_key(client_id) != sign.verify_key(signing_key):
+                raise ConfigError(f"signing_key does not match client {client_id}'s registry entry")
+        self._signing_key = signing_key
+        self._table = tables(config.active)[0]
+        self._signed: frozenset[int] | None = None
         self.config = config
         self.client_id = client_id
         self._rng = rng
@@ -90,7 +107,7 @@ class SecAggClient(ClientCore):
         if self.state is ClientState.ABORTED:
             raise ProtocolError(f"client {self.client_id} has aborted this round")
         try:
-            nxt = transition(CLIENT_TRANSITIONS, self.state, msg.KIND)
+            nxt = transition(self._table, self.state, msg.KIND)
             out = self._HANDLERS[msg.KIND](self, msg)
         except ProtocolError:
             self._abort()
@@ -104,8 +121,12 @@ class SecAggClient(ClientCore):
         self._c = KeyPair.generate(self._rng)
         self._s = KeyPair.generate(self._rng)
         self._seed = self._rng.bytes(32)
+        signature = b""
+        if self._signing_key is not None:
+            signature = sign.sign(self._signing_key, advert_message(
+                self.config, self.client_id, self._c.public, self._s.public))
         return [AdvertiseKeys(**header(self.config, self.client_id, SERVER),
-                              c_pk=self._c.public, s_pk=self._s.public)]
+                              c_pk=self._c.public, s_pk=self._s.public, signature=signature)]
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -124,6 +145,8 @@ class SecAggClient(ClientCore):
                 raise ProtocolError(f"key broadcast names client {v}, outside 0..{cfg.n_clients - 1}")
             if len(k.c_pk) != PUBLIC_KEY_SIZE or len(k.s_pk) != PUBLIC_KEY_SIZE:
                 raise ProtocolError(f"client {v}'s public keys are not {PUBLIC_KEY_SIZE} bytes")
+        if cfg.active:
+            self._check_signed_keys(m.keys)
         all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]
         if len(set(all_keys)) != len(all_keys):
             raise ProtocolError("key broadcast repeats a public key")
@@ -199,6 +222,8 @@ class SecAggClient(ClientCore):
             raise ProtocolError("unmask request says this client dropped, but it sent its input")
         if surv | drop != self._masked_with | {me}:
             raise ProtocolError("unmask request does not match the neighbours this client masked with")
+        if self.config.active:
+            self._check_consistency(m, surv, drop)
         if len(surv) < t:
             raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
         own = self._own_shares
@@ -211,10 +236,66 @@ class SecAggClient(ClientCore):
         return [UnmaskResponse(**header(self.config, me, SERVER),
                                seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))]
 
+    def _on_consistency_request(self, msg: Message) -> list[Message]:
+        """Active variant: sign the survivor list once, after checking it."""
+        m = check_header(msg, ConsistencyRequest, self.config, sender=SERVER,
+                         recipient=self.client_id)
+        me, cfg = self.client_id, self.config
+        surv = m.survivors
+        if list(surv) != sorted(set(surv)):
+            raise ProtocolError("survivor list must be sorted and without repeats")
+        if any(not 0 <= v < cfg.n_clients for v in surv):
+            raise ProtocolError("survivor list names a client outside the cohort")
+        if me not in surv:
+            raise ProtocolError("survivor list omits this client, which sent its input")
+        alive = (self._masked_with | {me}) & set(surv)
+        if len(alive) < cfg.threshold:
+            raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
+                                f"and itself; t={cfg.threshold} are required")
+        if len(surv) < cfg.signature_threshold:
+            raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
+                                f"{cfg.signature_threshold} signatures")
+        if self._signing_key is None:
+            raise UsageError("the active variant needs the client's signing key")
+        self._signed = frozenset(surv)
+        signature = sign.sign(self._signing_key, survivors_message(cfg, surv))
+        return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
+
+    def _check_signed_keys(self, keys: tuple[PublicKeys, ...]) -> None:
+        registry = self.config.registry
+        if registry is None:
+            raise UsageError("the active variant needs config.registry")
+        for k in keys:
+            if k.client not in registry.keys:
+                raise ProtocolError(f"key broadcast names client {k.client}, who is not enrolled")
+            sign.verify(registry.keys[k.client],
+                        advert_message(self.config, k.client, k.c_pk, k.s_pk), k.signature)
+
+    def _check_consistency(self, m: UnmaskRequest, surv: set[int], drop: set[int]) -> None:
+        """Active variant: t valid signatures on the list this client signed, and a request
+        that splits its neighbours exactly as that list does."""
+        signed, registry = self._signed, self.config.registry
+        if signed is None or registry is None:
+            raise ProtocolError("unmask request before the consistency round")
+        signers = [s.client for s in m.signatures]
+        if len(set(signers)) != len(signers):
+            raise ProtocolError("unmask request repeats a signer")
+        if not set(signers) <= signed:
+            raise ProtocolError("unmask request carries signatures of clients not on the list")
+        message = survivors_message(self.config, tuple(sorted(signed)))
+        for s in m.signatures:
+            sign.verify(registry.verify_key(s.client), message, s.signature)
+        need = self.config.signature_threshold
+        if len(signers) < need:
+            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; {need} needed")
+        if surv != (self._masked_with & signed) | {self.client_id} or drop != self._masked_with - signed:
+            raise ProtocolError("unmask request contradicts the survivor list this client signed")
+
     _HANDLERS: dict[object, Callable[[SecAggClient, Message], list[Message]]] = {
         Kind.KEY_REQUEST: _on_key_request,
         Kind.KEY_BROADCAST: _on_key_broadcast,
         Kind.SHARE_FORWARD: _on_share_forward,
+        Kind.CONSISTENCY_REQUEST: _on_consistency_request,
         Kind.UNMASK_REQUEST: _on_unmask_request,
     }
 

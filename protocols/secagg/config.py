@@ -26,6 +26,8 @@ from math import comb
 from typing import Any
 
 from protocols.base import RoundConfig
+from protocols.secagg._state import tables
+from protocols.secagg.registry import ClientRegistry
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
@@ -39,11 +41,16 @@ class SecAggConfig(RoundConfig):
     Args (beyond :class:`RoundConfig`):
         threshold: Shamir threshold t (shares needed to rebuild a secret).
         degree: neighbours per client k; ``n_clients - 1`` is the complete graph.
-        sparse: whether the graph is sampled (secagg+) rather than complete.
+        corruption: the fraction of clients assumed to collude with the server.
+        active: the active-adversary variant (signed keys, consistency round).
+        registry: long-term verify keys of the clients (required by ``active``).
     """
 
     threshold: int = 0
     degree: int = 0
+    corruption: float = 0.1
+    active: bool = False
+    registry: ClientRegistry | None = None
 
     def __post_init__(self) -> None:
         RoundConfig.__post_init__(self)
@@ -57,6 +64,27 @@ class SecAggConfig(RoundConfig):
                 f"threshold must be in 1..{k + 1} (degree {k} neighbours + the client itself), "
                 f"got {t!r}"
             )
+        if not 0 <= self.corruption < 1:
+            raise ConfigError(f"corruption fraction must be in [0, 1), got {self.corruption}")
+        if self.active and self.registry is not None and not self.registry.covers(n):
+            missing = [u for u in range(n) if u not in self.registry.keys][:5]
+            raise ConfigError(f"the registry does not enroll clients {missing}... of 0..{n - 1}")
+
+    @property
+    def signature_threshold(self) -> int:
+        """Signatures a client needs on the survivor list before it unmasks (active variant).
+
+        At least t, and more than (n + c)/2 for c = floor(corruption * n) corrupt clients, so
+        two different survivor lists can never both gather enough signatures from clients
+        that each sign once: equivocation needs more than c double-signers.
+        """
+        c = int(self.corruption * self.n_clients)
+        return min(self.n_clients, max(self.threshold, (self.n_clients + c) // 2 + 1))
+
+    @property
+    def client_stages(self) -> tuple[str, ...]:
+        """Kinds of message a client receives, in order (for drivers that drop clients)."""
+        return tuple(kind.name for (_, kind) in tables(self.active)[0])
 
     @property
     def complete(self) -> bool:
@@ -113,6 +141,6 @@ def make_config(
     else:
         derived_t = degree // 2 + 1 if degree < n_clients - 1 else n_clients // 2 + 1
     return SecAggConfig(
-        n_clients=n_clients, dim=dim, degree=degree,
+        n_clients=n_clients, dim=dim, degree=degree, corruption=corruption,
         threshold=derived_t if threshold is None else threshold, **kw,
     )

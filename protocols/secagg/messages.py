@@ -13,6 +13,7 @@ from protocols.secagg._state import Kind
 from secagg import wire
 
 __all__ = [
+    "ConsistencyRequest", "ConsistencyResponse", "Signed",
     "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "SealedShare",
     "ShareForward", "ShareKeys", "Share", "UnmaskRequest", "UnmaskResponse",
 ]
@@ -25,6 +26,7 @@ class PublicKeys:
     client: int
     c_pk: bytes  # for encrypting shares
     s_pk: bytes  # for pairwise mask agreement
+    signature: bytes = b""  # active variant: the owner's Ed25519 signature over both keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,14 @@ class Share:
     value: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A client's signature (active variant)."""
+
+    client: int
+    signature: bytes
+
+
 @wire.register(0x0201)
 @dataclass(frozen=True, slots=True)
 class KeyRequest(Message):
@@ -54,6 +64,7 @@ class KeyRequest(Message):
 class AdvertiseKeys(Message):
     c_pk: bytes
     s_pk: bytes
+    signature: bytes = b""  # active variant only
     KIND: ClassVar[enum.Enum] = Kind.ADVERTISE_KEYS
 
 
@@ -94,6 +105,7 @@ class UnmaskRequest(Message):
 
     survivors: tuple[int, ...]
     dropped: tuple[int, ...]
+    signatures: tuple[Signed, ...] = ()  # active variant: signatures on the survivor list
     KIND: ClassVar[enum.Enum] = Kind.UNMASK_REQUEST
 
 
@@ -105,3 +117,21 @@ class UnmaskResponse(Message):
     seed_shares: tuple[Share, ...]
     key_shares: tuple[Share, ...]
     KIND: ClassVar[enum.Enum] = Kind.UNMASK_RESPONSE
+
+
+@wire.register(0x0209)
+@dataclass(frozen=True, slots=True)
+class ConsistencyRequest(Message):
+    """Active variant: the list of every client whose masked input arrived."""
+
+    survivors: tuple[int, ...]
+    KIND: ClassVar[enum.Enum] = Kind.CONSISTENCY_REQUEST
+
+
+@wire.register(0x020A)
+@dataclass(frozen=True, slots=True)
+class ConsistencyResponse(Message):
+    """Active variant: the sender's signature on the survivor list."""
+
+    signature: bytes
+    KIND: ClassVar[enum.Enum] = Kind.CONSISTENCY_RESPONSE

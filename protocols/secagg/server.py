@@ -25,15 +25,18 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header
-from protocols.secagg._keys import SEALED_SIZE, mask_sign, pair_mask_key, self_mask_key
-from protocols.secagg._state import SERVER_TRANSITIONS, Event, Kind, ServerStage
+from protocols.secagg._keys import (
+    SEALED_SIZE, advert_message, mask_sign, pair_mask_key, self_mask_key, survivors_message,
+)
+from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.graph import neighbourhoods
 from protocols.secagg.messages import (
-    AdvertiseKeys, KeyBroadcast, KeyRequest, MaskedInput, PublicKeys, SealedShare, ShareForward,
-    ShareKeys, UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
+    MaskedInput, PublicKeys, SealedShare, ShareForward, ShareKeys, Signed, UnmaskRequest,
+    UnmaskResponse,
 )
-from secagg import shamir
+from secagg import shamir, sign
 from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError
 from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
 from secagg.prg import add_masks
@@ -42,7 +45,7 @@ from secagg.rng import Csprng
 __all__ = ["SecAggServer"]
 
 _STAGE_OF: dict[object, ServerStage] = {
-    kind: stage for (stage, kind) in SERVER_TRANSITIONS if isinstance(kind, Kind)
+    kind: stage for (stage, kind) in ACTIVE_SERVER_TRANSITIONS if isinstance(kind, Kind)
 }
 
 
@@ -64,6 +67,11 @@ class SecAggServer(ServerCore):
     """The server's role in one SecAgg / SecAgg+ round."""
 
     def __init__(self, config: SecAggConfig, rng: Csprng) -> None:
+        if config.active and config.registry is None:
+            raise UsageError("the active variant needs config.registry (see protocols.secagg.enroll)")
+        self._table = tables(config.active)[1]
+        self._signatures: dict[int, bytes] = {}
+        self._survivor_list: tuple[int, ...] = ()
         self.config = config
         self._rng = rng
         self.stage = ServerStage.COLLECT_KEYS
@@ -109,7 +117,7 @@ class SecAggServer(ServerCore):
         own_stage = _STAGE_OF.get(kind)
         if own_stage is not None and own_stage.value < self.stage.value:
             raise LateMessageError(f"{kind.name} from {msg.sender} arrived after its stage closed")
-        transition(SERVER_TRANSITIONS, self.stage, kind)
+        transition(self._table, self.stage, kind)
         self._HANDLERS[kind](self, msg)
         return self._advance() if not self._waiting else []
 
@@ -139,7 +147,10 @@ class SecAggServer(ServerCore):
             raise ProtocolError("expected AdvertiseKeys")
         if len(msg.c_pk) != PUBLIC_KEY_SIZE or len(msg.s_pk) != PUBLIC_KEY_SIZE:
             raise ProtocolError(f"public keys must be {PUBLIC_KEY_SIZE} bytes")
-        self._keys[msg.sender] = PublicKeys(msg.sender, msg.c_pk, msg.s_pk)
+        if self.config.registry is not None and self.config.active:
+            sign.verify(self.config.registry.verify_key(msg.sender),
+                        advert_message(self.config, msg.sender, msg.c_pk, msg.s_pk), msg.signature)
+        self._keys[msg.sender] = PublicKeys(msg.sender, msg.c_pk, msg.s_pk, msg.signature)
         self._waiting.discard(msg.sender)
 
     def _on_share_keys(self, msg: Message) -> None:
@@ -169,6 +180,15 @@ class SecAggServer(ServerCore):
         self._masked.add(msg.sender)
         self._waiting.discard(msg.sender)
 
+    def _on_consistency_response(self, msg: Message) -> None:
+        self._expect(msg, ConsistencyResponse)
+        if not isinstance(msg, ConsistencyResponse) or self.config.registry is None:
+            raise ProtocolError("expected ConsistencyResponse")
+        sign.verify(self.config.registry.verify_key(msg.sender),
+                    survivors_message(self.config, self._survivor_list), msg.signature)
+        self._signatures[msg.sender] = msg.signature
+        self._waiting.discard(msg.sender)
+
     def _on_unmask_response(self, msg: Message) -> None:
         self._expect(msg, UnmaskResponse)
         if not isinstance(msg, UnmaskResponse):
@@ -193,12 +213,13 @@ class SecAggServer(ServerCore):
         Kind.ADVERTISE_KEYS: _on_advertise,
         Kind.SHARE_KEYS: _on_share_keys,
         Kind.MASKED_INPUT: _on_masked_input,
+        Kind.CONSISTENCY_RESPONSE: _on_consistency_response,
         Kind.UNMASK_RESPONSE: _on_unmask_response,
     }
 
     # -- stage closers ---------------------------------------------------------------------
     def _advance(self) -> list[Message]:
-        nxt = transition(SERVER_TRANSITIONS, self.stage, Event.DEADLINE)
+        nxt = transition(self._table, self.stage, Event.DEADLINE)
         self.dropped_at[self.stage] = tuple(sorted(self._waiting))
         closer = self._CLOSERS[self.stage]
         try:
@@ -242,25 +263,51 @@ class SecAggServer(ServerCore):
         return out
 
     def _close_masked(self) -> list[Message]:
+        u3 = frozenset(self._masked)
+        self._need(len(u3), "sent masked inputs")
+        self._check_recoverable(u3)
+        if not self.config.active:
+            return self._unmask_requests(u3, ())
+        self._survivor_list = tuple(sorted(u3))
+        self._waiting = set(u3)
+        return [ConsistencyRequest(**header(self.config, SERVER, u), survivors=self._survivor_list)
+                for u in self._survivor_list]
+
+    def _close_signatures(self) -> list[Message]:
+        signers = frozenset(self._signatures)
+        need = self.config.signature_threshold
+        if len(signers) < need:
+            raise DropoutError(f"only {len(signers)} clients signed the survivor list; "
+                               f"{need} signatures are needed")
+        self._check_recoverable(signers)
+        sigs = tuple(Signed(u, self._signatures[u]) for u in sorted(signers))
+        return self._unmask_requests(signers, sigs)
+
+    def _check_recoverable(self, holders: frozenset[int]) -> None:
+        """Every secret the server must rebuild still has t live share holders."""
         t = self.config.threshold
         u3 = self._masked
-        self._need(len(u3), "sent masked inputs")
         for u in u3:
-            if len(self._forwarded[u] & u3) + 1 < t:
+            have = len(self._forwarded[u] & holders) + (u in holders)
+            if have < t:
                 raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
-                                   f"{len(self._forwarded[u] & u3) + 1} remain")
+                                   f"{have} remain")
         for v in set(self._forwarded) - u3:
-            if len(self._forwarded[v] & u3) < t:
+            have = len(self._forwarded[v] & holders)
+            if have < t:
                 raise DropoutError(f"dropped client {v}'s masks need t={t} live share holders; "
-                                   f"{len(self._forwarded[v] & u3)} remain")
-        self._waiting = set(u3)
+                                   f"{have} remain")
+
+    def _unmask_requests(self, recipients: frozenset[int], sigs: tuple[Signed, ...]) -> list[Message]:
+        u3 = self._masked
+        self._waiting = set(recipients)
         out: list[Message] = []
-        for u in sorted(u3):
+        for u in sorted(recipients):
             surv = frozenset(self._forwarded[u] & u3) | {u}
             drop = frozenset(self._forwarded[u] - u3)
             self._requests[u] = (surv, drop)
-            out.append(UnmaskRequest(**header(self.config, SERVER, u),
-                                     survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop))))
+            out.append(UnmaskRequest(**header(self.config, SERVER, u), survivors=tuple(sorted(surv)),
+                                     dropped=tuple(sorted(drop)), signatures=sigs))
         return out
 
     def _close_unmask(self) -> list[Message]:
@@ -293,6 +340,7 @@ class SecAggServer(ServerCore):
         ServerStage.COLLECT_KEYS: _close_keys,
         ServerStage.COLLECT_SHARES: _close_shares,
         ServerStage.COLLECT_MASKED: _close_masked,
+        ServerStage.COLLECT_SIGNATURES: _close_signatures,
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
 
