@@ -27,7 +27,7 @@ import dataclasses
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, Protocol, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,7 @@ __all__ = [
     "ProtocolSpec",
     "RoundConfig",
     "ServerCore",
+    "ClientNoise",
     "check_header",
     "finalize",
     "header",
@@ -72,16 +73,34 @@ class Message:
     KIND: ClassVar[enum.Enum]
 
 
-class NoiseHook(abc.ABC):
+class NoiseHook(Protocol):
     """Where central DP plugs in: the party that decodes calls it once, on the integer sum.
 
     ``add_noise`` returns the noised integer sum and a description of what it added (for
-    the privacy ledger). The DP package supplies the implementations.
+    the privacy ledger). :class:`secagg.dp.CentralDiscreteGaussian` has this shape.
     """
 
-    @abc.abstractmethod
     def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
         """Noise ``int_sum`` (int64, fixed-point units); returns (noised, dp_event)."""
+        ...
+
+
+class ClientNoise(Protocol):
+    """Distributed DP: what each client adds before masking (e.g.
+    :class:`secagg.dp.DistributedDiscreteGaussian` fits this shape)."""
+
+    def client_noise(self, dim: int, rng: Csprng) -> np.ndarray:
+        """One client's integer noise vector (int64) of length ``dim``."""
+        ...
+
+    def event_for(self, survivors: int, dim: int | None = None) -> Any:
+        """The DP event of the noise that ``survivors`` clients put into the sum."""
+        ...
+
+    def tail_bound(self, dim: int, n: int, beta: float) -> int:
+        """A bound on the largest coordinate of ``n`` clients' summed noise, but for
+        probability ``beta``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -277,6 +296,9 @@ def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int,
     event = None
     if config.noise is not None:
         int_sum, event = config.noise.add_noise(int_sum, rng)
+    client_noise: ClientNoise | None = getattr(config, "client_noise", None)
+    if client_noise is not None:  # distributed DP: the noise that survived is already in
+        event = client_noise.event_for(len(contributors), config.dim + 1)
     values, weight = config.encoding.decode(int_sum)
     return AggregateResult(values, weight, contributors, int_sum, event)
 

@@ -95,7 +95,14 @@ class SecAggClient(ClientCore):
             raise UsageError(f"input can no longer change: the client is {self.state.name}")
         if len(update) != self.config.dim:
             raise UsageError(f"update has {len(update)} values, the round expects {self.config.dim}")
-        self.encoded = self.config.encoding.encode(update, self._rng, weight)
+        encoded = self.config.encoding.encode(update, self._rng, weight)
+        noise = self.config.client_noise
+        if noise is not None:  # distributed DP: noise before masking, clamped (see config)
+            e = noise.client_noise(self.config.dim + 1, self._rng)
+            bound = self.config.client_noise_bound
+            np.clip(e, -bound, bound, out=e)
+            np.add(encoded, e.astype(encoded.dtype), out=encoded)
+        self.encoded = encoded
 
     def receive(self, msg: Message) -> list[Message]:
         """Handle one message from the server.

@@ -25,13 +25,23 @@ from functools import lru_cache
 from math import comb
 from typing import Any
 
-from protocols.base import RoundConfig
+from protocols.base import ClientNoise, RoundConfig
 from protocols.secagg._state import tables
 from protocols.secagg.registry import ClientRegistry
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
-__all__ = ["SecAggConfig", "derive_graph_parameters", "make_config"]
+__all__ = ["NOISE_FAILURE", "SecAggConfig", "client_noise_bound", "derive_graph_parameters",
+           "make_config"]
+
+#: probability, over a whole round, that any client's noise would exceed its clamp.
+NOISE_FAILURE = 2.0**-40
+
+
+def client_noise_bound(noise: ClientNoise, dim: int, n: int) -> int:
+    """The clamp of one client's noise: exceeded by any coordinate of any of the ``n``
+    clients with probability at most :data:`NOISE_FAILURE`."""
+    return int(noise.tail_bound(dim + 1, 1, NOISE_FAILURE / n))
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,11 @@ class SecAggConfig(RoundConfig):
         corruption: the fraction of clients assumed to collude with the server.
         active: the active-adversary variant (signed keys, consistency round).
         registry: long-term verify keys of the clients (required by ``active``).
+        client_noise: distributed DP: every client adds this noise before masking, so no
+            party ever sees an un-noised sum. Each client clamps its noise to
+            :attr:`client_noise_bound` (exceeded with probability below 2^-40 over the whole
+            round, which adds at most 2^-40 to delta), so the encoding's ``noise_bound``
+            must be at least ``n_clients * client_noise_bound``: the sum can never wrap.
     """
 
     threshold: int = 0
@@ -51,6 +66,7 @@ class SecAggConfig(RoundConfig):
     corruption: float = 0.1
     active: bool = False
     registry: ClientRegistry | None = None
+    client_noise: ClientNoise | None = None
 
     def __post_init__(self) -> None:
         RoundConfig.__post_init__(self)
@@ -66,9 +82,27 @@ class SecAggConfig(RoundConfig):
             )
         if not 0 <= self.corruption < 1:
             raise ConfigError(f"corruption fraction must be in [0, 1), got {self.corruption}")
+        if self.client_noise is not None:
+            if self.noise is not None:
+                raise ConfigError("choose central DP (noise) or distributed DP (client_noise), "
+                                  "not both")
+            need = n * self.client_noise_bound
+            if self.encoding.noise_bound < need:
+                raise ConfigError(
+                    f"distributed noise of {n} clients needs noise_bound >= {need} in the "
+                    f"encoding, got {self.encoding.noise_bound}; use "
+                    f"EncodingConfig(noise_bound={need}, ...) and check its headroom"
+                )
         if self.active and self.registry is not None and not self.registry.covers(n):
             missing = [u for u in range(n) if u not in self.registry.keys][:5]
             raise ConfigError(f"the registry does not enroll clients {missing}... of 0..{n - 1}")
+
+    @property
+    def client_noise_bound(self) -> int:
+        """Largest magnitude of one client's noise coordinate (0 without distributed DP)."""
+        if self.client_noise is None:
+            return 0
+        return client_noise_bound(self.client_noise, self.dim, self.n_clients)
 
     @property
     def signature_threshold(self) -> int:
@@ -132,7 +166,10 @@ def make_config(
     **kw: Any,
 ) -> SecAggConfig:
     """A validated :class:`SecAggConfig`, deriving k and t unless given."""
-    kw.setdefault("encoding", EncodingConfig(max_clients=max(n_clients, 1)))
+    if "encoding" not in kw:
+        noise = kw.get("client_noise")
+        bound = n_clients * client_noise_bound(noise, dim, n_clients) if noise is not None else 0
+        kw["encoding"] = EncodingConfig(max_clients=max(n_clients, 1), noise_bound=bound)
     if degree is None:
         if sparse:
             degree, derived_t = derive_graph_parameters(n_clients, dropout_tolerance, corruption)
