@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol, TypeVar
@@ -112,7 +113,9 @@ class RoundConfig:
         dim: the length of each client's update vector.
         encoding: fixed-point encoding and headroom (its ``max_clients`` must cover n).
         round_id: the round number; messages of other rounds are refused.
-        session: bytes that bind every derived key to this deployment or run.
+        session: bytes that bind every derived key and signature to this run (16 fresh
+            random bytes by default, so nothing of one run can be replayed into another;
+            every party of a round must use the same value).
         min_clients: the decoded aggregate is refused if fewer clients contributed.
         noise: central DP, applied once by the decoding party (None: no noise).
 
@@ -124,7 +127,7 @@ class RoundConfig:
     dim: int
     encoding: EncodingConfig = field(default_factory=EncodingConfig)
     round_id: int = 0
-    session: bytes = b"secagg-session"
+    session: bytes = field(default_factory=lambda: os.urandom(16))
     min_clients: int = 1
     noise: NoiseHook | None = None
 
@@ -144,6 +147,8 @@ class RoundConfig:
             )
         if self.round_id < 0:
             raise ConfigError(f"round_id must be >= 0, got {self.round_id}")
+        if not isinstance(self.session, bytes) or not 1 <= len(self.session) <= 64:
+            raise ConfigError("session must be 1 to 64 bytes")
 
 
 @dataclass(frozen=True)
