@@ -25,14 +25,19 @@ __all__ = ["main", "build_parser"]
 _GROUP = "secagg.commands"
 
 
-def _commands() -> dict[str, ModuleType]:
-    found: dict[str, ModuleType] = {}
+def _commands() -> dict[str, ModuleType | Exception]:
+    """Each registered command's module, or the error that kept it from importing (so one
+    broken command, e.g. a missing optional dependency, does not take the others down)."""
+    found: dict[str, ModuleType | Exception] = {}
     for ep in sorted(entry_points(group=_GROUP), key=lambda e: e.name):
-        found[ep.name] = importlib.import_module(ep.value)
+        try:
+            found[ep.name] = importlib.import_module(ep.value)
+        except ImportError as exc:
+            found[ep.name] = exc
     return found
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
+def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType | Exception]]:
     parser = argparse.ArgumentParser(
         prog="secagg",
         description="Secure aggregation for federated learning, with differential privacy.",
@@ -41,6 +46,9 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     sub.required = True
     commands = _commands()
     for name, module in commands.items():
+        if isinstance(module, Exception):
+            sub.add_parser(name, help=f"(unavailable: {module})", add_help=False)
+            continue
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
     return parser, commands
@@ -48,9 +56,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
 
 def main(argv: list[str] | None = None) -> int:
     parser, commands = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    module = commands[args.command]
+    if isinstance(module, Exception):
+        print(f"secagg: error: '{args.command}' is unavailable: {module}", file=sys.stderr)
+        return 2
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
-        return int(commands[args.command].run(args))
+        return int(module.run(args))
     except SecAggError as exc:
         print(f"secagg: error: {exc}", file=sys.stderr)
         return 2
