@@ -83,6 +83,7 @@ class SecAggClient(ClientCore):
         self._own_shares: tuple[bytes, bytes] | None = None
         self._held: dict[int, tuple[bytes, bytes]] = {}
         self._share_keys: dict[int, bytes] = {}
+        self._mask_keys: dict[int, bytes] = {}
         self._masked_with: frozenset[int] = frozenset()
 
     @property
@@ -170,22 +171,26 @@ class SecAggClient(ClientCore):
         sealed = []
         own = (b"", b"")
         share_keys: dict[int, bytes] = {}
+        mask_keys: dict[int, bytes] = {}
         for h, bs, ks in zip(holders, seed_sh, key_sh):
             if h == me:
                 own = (bs, ks)
                 continue
             key = share_key(cfg, self._c.secret, peers[h].c_pk, me, h)
             share_keys[h] = key
+            # Agree the mask key now, so a bad key is refused before anything is sent.
+            mask_keys[h] = pair_mask_key(cfg, self._s.secret, peers[h].s_pk, me, h)
             sealed.append(SealedShare(h, aead.seal(key, bs + ks, share_ad(cfg, me, h), self._rng)))
-        self._peers, self._own_shares, self._share_keys = peers, own, share_keys
+        self._peers, self._own_shares = peers, own
+        self._share_keys, self._mask_keys = share_keys, mask_keys
         return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
 
     def _on_share_forward(self, msg: Message) -> list[Message]:
         m = check_header(msg, ShareForward, self.config, sender=SERVER, recipient=self.client_id)
         if self.encoded is None:
             raise UsageError("set_input() must be called before the masked input is requested")
-        s, seed = self._s, self._seed
-        if s is None or seed is None:
+        seed = self._seed
+        if seed is None:
             raise UsageError("no keys: the key request was not handled")
         me, cfg = self.client_id, self.config
         senders = [sh.peer for sh in m.shares]
@@ -206,8 +211,7 @@ class SecAggClient(ClientCore):
             held[v] = (pt[:66], pt[66:])
         terms = [(self_mask_key(cfg, me, seed), 1)]
         for v in sorted(held):
-            key = pair_mask_key(cfg, s.secret, self._peers[v].s_pk, me, v)
-            terms.append((key, mask_sign(me, v)))
+            terms.append((self._mask_keys[v], mask_sign(me, v)))
         y = add_masks(self.encoded, terms)  # in place: the plain encoding is not kept
         self.encoded = None
         self._held, self._masked_with = held, frozenset(held)
@@ -312,6 +316,7 @@ class SecAggClient(ClientCore):
         self._own_shares = None
         self._held = {}
         self._share_keys = {}
+        self._mask_keys = {}
 
     def _abort(self) -> None:
         self.state = ClientState.ABORTED
