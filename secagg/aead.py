@@ -17,6 +17,7 @@ from nacl.bindings import (
 from nacl.exceptions import CryptoError as NaclCryptoError
 
 from secagg.errors import ConfigError, ProtocolError
+from secagg.kex import label
 from secagg.rng import Csprng
 
 __all__ = ["KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "associated_data", "open_", "seal"]
@@ -28,9 +29,9 @@ TAG_SIZE: int = crypto_aead_xchacha20poly1305_ietf_ABYTES
 
 def associated_data(protocol: str, version: int, session: bytes, round_id: int, sender: int,
                     receiver: int) -> bytes:
-    """The associated data that binds a ciphertext to its context."""
-    return b"|".join([b"secagg-aead", protocol.encode(), str(version).encode(), session,
-                      str(round_id).encode(), str(sender).encode(), str(receiver).encode()])
+    """The associated data that binds a ciphertext to its context (length-prefixed fields)."""
+    return label(b"secagg-aead", protocol.encode(), str(version).encode(), session,
+                 str(round_id).encode(), str(sender).encode(), str(receiver).encode())
 
 
 def seal(key: bytes, plaintext: bytes, ad: bytes, rng: Csprng) -> bytes:

@@ -86,7 +86,7 @@ def headroom(
     _check_basic(n, clip, frac_bits, bits, max_weight, noise_bound)
     m = _max_coord(clip, frac_bits, max_weight)
     top = n * m + noise_bound  # largest magnitude of the centred sum
-    required = (2 * top).bit_length() + 1 if top else 1
+    required = top.bit_length() + 1  # a sign bit plus the magnitude
     limit = 2 ** (bits - 1) - 1
     max_f = -1
     for f in range(frac_bits + 64, -1, -1):
@@ -94,12 +94,23 @@ def headroom(
             max_f = f
             break
     max_n = max(0, (limit - noise_bound) // m)
-    # largest clip c >= 1 with n*ceil(w*c*2^f) + noise <= limit
-    per_client = (limit - noise_bound) // n if n else 0
-    max_clip = per_client / (max_weight * 2.0**frac_bits)
-    if max_clip < 1.0:
-        max_clip = 0.0
-    return Headroom(required, bits, top <= limit, max_f, max_n, max_clip)
+    return Headroom(required, bits, top <= limit, max_f, max_n,
+                    _max_clip(n, frac_bits, max_weight, noise_bound, limit))
+
+
+def _max_clip(n: int, frac_bits: int, max_weight: float, noise_bound: int, limit: int) -> float:
+    """The largest clip c >= 1, with at most 6 significant digits (so it prints exactly),
+    such that n*ceil(w*c*2^f) + noise fits; 0.0 when even c = 1 does not fit."""
+    def fits(c: float) -> bool:
+        return n * _max_coord(c, frac_bits, max_weight) + noise_bound <= limit
+
+    if not fits(1.0):
+        return 0.0
+    c = float(f"{((limit - noise_bound) // n) / (max_weight * 2.0**frac_bits):.6g}")
+    while c > 1.0 and not fits(c):
+        digits = 10.0 ** (math.floor(math.log10(c)) - 5)
+        c = float(f"{c - digits:.6g}")
+    return max(c, 1.0)
 
 
 def _check_basic(
@@ -222,21 +233,32 @@ class EncodingConfig:
         factor = weight * self.scale * (self.clip / norm if norm > self.clip else 1.0)
         out = np.empty(arr.size + 1, self.dtype)
         signed = out.view(np.int32 if self.bits == 32 else np.int64)
-        # Stochastic rounding as floor(y + u), u uniform in [0, 1) with 32 CSPRNG bits:
-        # P[round up] = frac(y) up to 2^-32. Done in cache-sized chunks with reused buffers.
+        top = float(_max_coord(self.clip, self.frac_bits, self.max_weight))
+        # Stochastic rounding: floor(y) + floor(frac(y) + u), u uniform on the 2^-32 grid from
+        # the CSPRNG. floor(y) and frac(y) are exact in float64 and frac + u < 2 rounds at
+        # 2^-52, so P[round up] = frac(y) to within 2^-32 at any magnitude of y. The clamp to
+        # +-M only ever acts when the float rescale or norm overshot by an ulp: it keeps the
+        # headroom bound unconditional.
         u32 = rng.uint32(arr.size + 1)
         ybuf = np.empty(_ENC_CHUNK, np.float64)
+        lbuf = np.empty(_ENC_CHUNK, np.float64)
         ubuf = np.empty(_ENC_CHUNK, np.float64)
         for s in range(0, arr.size, _ENC_CHUNK):
             xs = arr[s : s + _ENC_CHUNK]
             m = xs.size
-            y, u = ybuf[:m], ubuf[:m]
+            y, lo, u = ybuf[:m], lbuf[:m], ubuf[:m]
             np.multiply(xs, factor, out=y)
+            np.floor(y, out=lo)
+            np.subtract(y, lo, out=y)
             np.multiply(u32[s : s + m], 2.0**-32, out=u)
             np.add(y, u, out=y)
             np.floor(y, out=y)
-            signed[s : s + m] = y
-        signed[-1] = math.floor(weight * self.scale + float(u32[-1]) * 2.0**-32)
+            np.add(lo, y, out=lo)
+            np.clip(lo, -top, top, out=lo)
+            signed[s : s + m] = lo
+        wy = weight * self.scale
+        wlo = math.floor(wy)
+        signed[-1] = min(wlo + math.floor((wy - wlo) + float(u32[-1]) * 2.0**-32), int(top))
         return out
 
     # -- decoding party ------------------------------------------------------------------
@@ -254,12 +276,28 @@ class EncodingConfig:
 
 
 def _l2_norm(x: np.ndarray) -> float:
-    """L2 norm accumulated in float64 (chunked, so float32 input needs no full copy)."""
+    """L2 norm accumulated in float64 (chunked, so float32 input needs no full copy).
+
+    Raises:
+        ConfigError: NaN or infinite values.
+    """
+    # Plain ufuncs, not BLAS dot: BLAS threads fight for cores on a busy machine.
+    total = 0.0
+    sq = np.empty(min(x.size, _ENC_CHUNK), np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # handled below
+        for s in range(0, x.size, _ENC_CHUNK):
+            c = x[s : s + _ENC_CHUNK]
+            part = sq[: c.size]
+            np.multiply(c, c, out=part, dtype=np.float64)
+            total += float(part.sum())
+    if math.isfinite(total):
+        return math.sqrt(total)
+    if not np.all(np.isfinite(x)):
+        raise ConfigError("update contains NaN or infinite values; refusing to encode it")
+    # finite but huge: the squares overflowed, so scale by the largest magnitude first
+    big = float(np.max(np.abs(x)))
     total = 0.0
     for s in range(0, x.size, _ENC_CHUNK):
-        c = x[s : s + _ENC_CHUNK].astype(np.float64)
-        total += float(np.dot(c, c))
-    norm = math.sqrt(total)
-    if not math.isfinite(norm):
-        raise ConfigError("update contains NaN or infinite values; refusing to encode it")
-    return norm
+        c = x[s : s + _ENC_CHUNK].astype(np.float64) / big
+        total += float(np.square(c).sum())
+    return big * math.sqrt(total)

@@ -17,7 +17,8 @@ from nacl.bindings import crypto_scalarmult, crypto_scalarmult_base
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["KeyPair", "PUBLIC_KEY_SIZE", "SECRET_KEY_SIZE", "agree", "derive_key", "hkdf"]
+__all__ = ["KeyPair", "PUBLIC_KEY_SIZE", "SECRET_KEY_SIZE", "agree", "derive_key", "hkdf",
+           "label"]
 
 PUBLIC_KEY_SIZE = 32
 SECRET_KEY_SIZE = 32
@@ -86,11 +87,17 @@ def derive_key(
         a, b: the two parties. Unless ``ordered``, the pair is sorted so both ends agree.
     """
     lo, hi = (a, b) if ordered else (min(a, b), max(a, b))
-    info = b"|".join([
-        _LABEL_PREFIX + purpose.encode(),
-        session,
-        str(round_id).encode(),
-        str(lo).encode(),
-        str(hi).encode(),
-    ])
+    info = label(_LABEL_PREFIX + purpose.encode(), session, str(round_id).encode(),
+                 str(lo).encode(), str(hi).encode())
     return hkdf(shared, info)
+
+
+def label(*fields: bytes) -> bytes:
+    """An unambiguous encoding of several byte fields (each prefixed by its 2-byte length),
+    so that no two different field lists give the same label."""
+    out = bytearray()
+    for f in fields:
+        if len(f) >= 1 << 16:
+            raise ConfigError(f"label field of {len(f)} bytes is too long (max 65535)")
+        out += len(f).to_bytes(2, "big") + f
+    return bytes(out)

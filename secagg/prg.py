@@ -63,14 +63,14 @@ def add_masks(acc: np.ndarray, terms: Sequence[tuple[bytes, int]]) -> np.ndarray
             f"accumulator must be a contiguous 1-D uint32/uint64 array, got {acc.dtype} "
             f"with shape {acc.shape}"
         )
-    if not terms or acc.size == 0:
-        return acc
     if acc.dtype.byteorder == ">":
         raise ConfigError("accumulator must be little-endian or native")
     for _, sign in terms:
         if sign not in (1, -1):
             raise ConfigError(f"mask sign must be +1 or -1, got {sign}")
-    encs = [(_encryptor(key), sign) for key, sign in terms]
+    encs = [(_encryptor(key), sign) for key, sign in terms]  # checks every key's size
+    if not encs or acc.size == 0:
+        return acc
     item = acc.dtype.itemsize
     words = CHUNK_BYTES // item
     zeros = np.zeros(CHUNK_BYTES, np.uint8)

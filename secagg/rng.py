@@ -60,14 +60,15 @@ class Csprng:
 
         .. warning:: anyone who knows ``seed`` can predict every output.
         """
+        # The type is part of the material, so 0, b"\x00" and "0" are different seeds.
         if isinstance(seed, int):
             if seed < 0:
                 raise ConfigError(f"seed must be >= 0, got {seed}")
-            material = seed.to_bytes((seed.bit_length() + 8) // 8, "big")
+            material = b"int:" + seed.to_bytes((seed.bit_length() + 8) // 8, "big")
         elif isinstance(seed, str):
-            material = seed.encode()
+            material = b"str:" + seed.encode()
         else:
-            material = bytes(seed)
+            material = b"bytes:" + bytes(seed)
         return cls(_hkdf(material, b"secagg/csprng/seed"))
 
     def spawn(self, label: str | bytes) -> Csprng:

@@ -21,7 +21,8 @@ another dataclass     its fields inline (it need not be registered)
 A frame is ``b"SG"``, the codec version (u8), the tag (u16), then the fields. Decoding checks
 every length against the bytes that remain *before* allocating anything, rejects trailing
 bytes, non-zero padding and non-canonical booleans, and raises only :class:`DecodeError`.
-Arrays decode as read-only views into the frame (no copy).
+Arrays decode as read-only views into the frame (no copy of a ``bytes`` frame; other
+buffers are copied once first, so a caller's later writes cannot change a message).
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ def _dec_bool(buf: memoryview, pos: int) -> tuple[Any, int]:
 def _enc_float(out: bytearray, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise UsageError(f"expected float, got {type(v).__name__}")
-    out += _F64.pack(float(v))
+    try:
+        out += _F64.pack(float(v))
+    except OverflowError:
+        raise UsageError(f"{v!r} does not fit a float64") from None
 
 
 def _dec_float(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -128,7 +132,10 @@ def _dec_bytes(buf: memoryview, pos: int) -> tuple[Any, int]:
 def _enc_str(out: bytearray, v: Any) -> None:
     if not isinstance(v, str):
         raise UsageError(f"expected str, got {type(v).__name__}")
-    _enc_bytes(out, v.encode("utf-8"))
+    try:
+        _enc_bytes(out, v.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"string is not valid UTF-8: {exc.reason}") from None
 
 
 def _dec_str(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -368,7 +375,8 @@ def decode(data: bytes | bytearray | memoryview, expected: type[T] | None = None
     Raises:
         DecodeError: anything malformed: magic, version, tag, lengths, trailing bytes.
     """
-    buf = memoryview(data).cast("B") if not isinstance(data, bytes) else memoryview(data)
+    # Copy anything mutable, so the decoded (read-only) arrays can never change under us.
+    buf = memoryview(data if isinstance(data, bytes) else bytes(memoryview(data).cast("B")))
     if len(buf) > MAX_FRAME_BYTES:
         raise DecodeError(f"frame of {len(buf)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
     if len(buf) < _HEADER.size:

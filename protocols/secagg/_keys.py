@@ -5,7 +5,7 @@ from __future__ import annotations
 from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
 from secagg import aead
-from secagg.kex import agree, derive_key
+from secagg.kex import agree, derive_key, label
 
 __all__ = ["PLAINTEXT_SIZE", "SEALED_SIZE", "advert_message", "mask_sign", "pair_mask_key",
            "self_mask_key", "share_ad", "share_key", "survivors_message"]
@@ -43,11 +43,11 @@ def share_ad(config: SecAggConfig, sender: int, receiver: int) -> bytes:
 
 def advert_message(config: SecAggConfig, u: int, c_pk: bytes, s_pk: bytes) -> bytes:
     """What client u signs when it advertises its round keys (active variant)."""
-    return b"|".join([b"secagg/v1/advertise", config.session, str(config.round_id).encode(),
-                      str(u).encode(), c_pk, s_pk])
+    return label(b"secagg/v1/advertise", config.session, str(config.round_id).encode(),
+                 str(u).encode(), c_pk, s_pk)
 
 
 def survivors_message(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
     """What a client signs in the consistency round: the sorted survivor list."""
-    return b"|".join([b"secagg/v1/survivors", config.session, str(config.round_id).encode(),
-                      ",".join(map(str, survivors)).encode()])
+    return label(b"secagg/v1/survivors", config.session, str(config.round_id).encode(),
+                 ",".join(map(str, survivors)).encode())
