@@ -19,6 +19,19 @@ register(_plaintext.SPEC)
 register(_secagg.SECAGG)
 register(_secagg.SECAGG_PLUS)
 
+try:  # optional: needs tenseal
+    from protocols import ckks as _ckks
+except ImportError:
+    pass
+else:
+    register(_ckks.SPEC)
+try:  # optional: needs phe and gmpy2
+    from protocols import paillier as _paillier
+except ImportError:
+    pass
+else:
+    register(_paillier.SPEC)
+
 __all__ = [
     "DECRYPTOR", "PROTOCOL_VERSION", "SERVER", "AggregateResult", "ClientCore", "Message",
     "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "get", "names",

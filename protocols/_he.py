@@ -15,7 +15,8 @@ the cryptography; this module supplies the one state machine all homomorphic pro
 
 The aggregator only ever holds the public context and one running sum (plus the upload it is
 adding); it never keeps per-client ciphertexts. The decryptor sees one aggregate ciphertext
-per round and decrypts at most once: a second request is :class:`AlreadyFinalized`.
+per round and decrypts at most once: a second request is :class:`DecryptionSpent`
+(both :class:`AlreadyFinalized` and :class:`ProtocolError`).
 Refusals are typed: clients abort for good on any :class:`ProtocolError`; the aggregator and
 the decryptor refuse the one message and stay where they were, except that a decryption
 whose plaintext fails its range check has already happened, so the decryptor aborts.
@@ -52,12 +53,18 @@ from secagg.rng import Csprng
 
 __all__ = [
     "CLIENT_TRANSITIONS", "DECRYPTOR_TRANSITIONS", "SERVER_TRANSITIONS", "ContextRequest",
-    "DecryptRequest", "EncryptedInput", "HeAggregator", "HeClient", "HeConfig", "HeDecryptor",
-    "HeKind", "HeScheme", "InputRequest", "Kind", "PublicContext", "ReleasedAggregate",
-    "parallel_map",
+    "DecryptRequest", "DecryptionSpent", "EncryptedInput", "HeAggregator", "HeClient", "HeConfig",
+    "HeDecryptor", "HeKind", "HeScheme", "InputRequest", "Kind", "PublicContext",
+    "ReleasedAggregate", "parallel_map",
 ]
 
 R = TypeVar("R")
+
+
+class DecryptionSpent(AlreadyFinalized, ProtocolError):
+    """A second decryption request in a round: the one-shot decryption is spent
+    (:class:`AlreadyFinalized`) and the aggregator replayed or forged a request
+    (:class:`ProtocolError`, so drivers that refuse peer errors and carry on handle it)."""
 
 
 class HeKind(enum.Enum):
@@ -67,41 +74,12 @@ class HeKind(enum.Enum):
     PAILLIER = 2
 
 
-class Kind(enum.Enum):
-    CONTEXT_REQUEST = 1
-    PUBLIC_CONTEXT = 2
-    INPUT_REQUEST = 3
-    ENCRYPTED_INPUT = 4
-    DECRYPT_REQUEST = 5
-    RELEASED_AGGREGATE = 6
-
-
-class Event(enum.Enum):
-    START = 1
-    DEADLINE = 2
-
-
-class ClientState(enum.Enum):
-    WAITING = 1
-    DONE = 2
-    ABORTED = 3
-
-
-class ServerState(enum.Enum):
-    NEW = 1
-    AWAIT_CONTEXT = 2
-    COLLECTING = 3
-    AWAIT_RELEASE = 4
-    FINISHED = 5
-    ABORTED = 6
-
-
-class DecryptorState(enum.Enum):
-    IDLE = 1
-    KEYED = 2
-    RELEASED = 3
-    ABORTED = 4
-
+Kind = enum.Enum("Kind", "CONTEXT_REQUEST PUBLIC_CONTEXT INPUT_REQUEST ENCRYPTED_INPUT "
+                         "DECRYPT_REQUEST RELEASED_AGGREGATE")
+Event = enum.Enum("Event", "START DEADLINE")
+ClientState = enum.Enum("ClientState", "WAITING DONE ABORTED")
+ServerState = enum.Enum("ServerState", "NEW AWAIT_CONTEXT COLLECTING AWAIT_RELEASE FINISHED ABORTED")
+DecryptorState = enum.Enum("DecryptorState", "IDLE KEYED RELEASED ABORTED")
 
 # Every state change of the HE roles, as data. A DEADLINE in COLLECTING with fewer than
 # min_clients contributions, or in a state waiting for the decryptor, aborts the round.
@@ -184,10 +162,6 @@ class ReleasedAggregate(Message):
 
 
 # -- configuration and the scheme interface ---------------------------------------------
-def _default_workers() -> int:
-    return os.cpu_count() or 1
-
-
 @dataclass(frozen=True)
 class HeConfig(RoundConfig):
     """A round of a homomorphic protocol.
@@ -199,7 +173,7 @@ class HeConfig(RoundConfig):
             session, round and scheme.
     """
 
-    workers: int = field(default_factory=_default_workers)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decryptor_key: bytes | None = None
 
     def __post_init__(self) -> None:
@@ -212,7 +186,7 @@ class HeConfig(RoundConfig):
 
 
 class HeScheme(abc.ABC):
-    """The cryptography of one homomorphic scheme; the roles above call nothing else.
+    """The cryptography of one homomorphic scheme; the roles below call nothing else.
 
     Every method that reads peer data raises :class:`ProtocolError` on anything it refuses
     and changes nothing before it has validated everything.
@@ -326,7 +300,6 @@ class HeAggregator(ServerCore):
     def __init__(self, config: HeConfig, rng: Csprng) -> None:
         self.config, self._rng = config, rng
         self.state = ServerState.NEW
-        self._context = b""
         self._public: Any = None
         self._acc: Any = None
         self._seen: set[int] = set()
@@ -355,8 +328,7 @@ class HeAggregator(ServerCore):
             pc = check_header(msg, PublicContext, cfg, sender=DECRYPTOR, recipient=SERVER)
             _check_scheme(pc, kind)
             _check_context(cfg, kind, pc.context, pc.signature)
-            self._public = self.SCHEME.load_public(cfg, pc.context)
-            self._context, self.state = pc.context, nxt
+            self._public, self.state = self.SCHEME.load_public(cfg, pc.context), nxt
             return [InputRequest(**header(cfg, SERVER, u), scheme=kind, context=pc.context,
                                  signature=pc.signature) for u in range(cfg.n_clients)]
         if msg.KIND is Kind.ENCRYPTED_INPUT:
@@ -443,7 +415,7 @@ class HeDecryptor(Party):
         kind, cfg = self.SCHEME.kind, self.config
         if msg.KIND is Kind.DECRYPT_REQUEST and self.state is DecryptorState.RELEASED:
             check_header(msg, DecryptRequest, cfg, sender=SERVER, recipient=DECRYPTOR)
-            raise AlreadyFinalized("this round's aggregate was already decrypted; the key is gone")
+            raise DecryptionSpent("this round's aggregate was already decrypted; the key is gone")
         nxt = transition(DECRYPTOR_TRANSITIONS, self.state, msg.KIND)
         if msg.KIND is Kind.CONTEXT_REQUEST:
             _check_scheme(check_header(msg, ContextRequest, cfg, sender=SERVER,
@@ -463,14 +435,11 @@ class HeDecryptor(Party):
             raise DropoutError(f"an aggregate of {len(ids)} clients; min_clients="
                                f"{cfg.min_clients} refuses to decrypt it")
         aggregate = self.SCHEME.open_blocks(cfg, self._secret, m.blocks)
-        secret, self._secret = self._secret, None  # decrypt at most once, whatever happens
-        try:
-            int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, len(ids))
-        except ProtocolError:
-            self.state = DecryptorState.ABORTED
-            raise
-        finally:
-            del secret
+        # From here the one decryption is spent, whatever happens: forget the key, and stay
+        # ABORTED unless the release completes.
+        secret, self._secret = self._secret, None
+        self.state = DecryptorState.ABORTED
+        int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, len(ids))
         event = None
         if cfg.noise is not None:
             int_sum, event = cfg.noise.add_noise(int_sum, self._rng)

@@ -1,0 +1,206 @@
+"""ckks: secure aggregation with CKKS homomorphic encryption (TenSEAL), three roles.
+
+Theory of operation. CKKS (Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3) encodes
+N/2 real numbers into one plaintext polynomial through the inverse canonical embedding scaled
+by Delta, and encrypts it as an RLWE ciphertext; adding ciphertexts adds the encoded vectors,
+approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols._he`):
+
+- the decryptor makes a fresh key for every round and publishes a TenSEAL context serialised
+  with no secret key and no relinearisation or Galois keys (aggregation only adds);
+- a client checks the context (no secret key, no key but the public key, exactly the
+  parameters :mod:`.config` fixes), clips and weights its update (no quantisation: CKKS
+  encrypts floats), appends the weight, and encrypts the ``dim + 1`` values into every slot
+  of ``ceil((dim + 1) / 4096)`` ciphertexts, spread over ``config.workers`` processes;
+- the aggregator checks each upload (sizes, scale, two polynomials per ciphertext) and adds it
+  into one running sum; it holds the public context only;
+- the decryptor decrypts the one aggregate once, refuses values outside what ``n`` clipped
+  clients can produce, and rounds to the fixed-point grid 2^-f *before* it adds DP noise and
+  releases anything. A raw CKKS decryption leaks its noise and with it the key (Li and
+  Micciancio, EUROCRYPT 2021): the grid is at least 2^20 plaintext units wide, far above
+  the noise, and the key serves one decryption only (a heuristic defence; with central DP
+  the release is also flooded by the DP noise).
+
+Randomness: key generation and encryption noise come from SEAL's own generator (seeded by the
+OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error bound is in
+:mod:`.config`.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any, ClassVar, Final
+
+import numpy as np
+import tenseal as ts
+
+from protocols._he import HeKind, HeScheme, parallel_map
+from protocols.ckks.config import (
+    COEFF_MOD_BIT_SIZES,
+    POLY_MODULUS_DEGREE,
+    SLOTS,
+    CkksConfig,
+)
+from secagg.encoding import clip_l2
+from secagg.errors import ConfigError, ProtocolError
+from secagg.rng import Csprng
+
+__all__ = ["CkksScheme"]
+
+#: a serialised ciphertext is at most its raw size plus headers (SEAL compresses it)
+MAX_BLOCK_BYTES: Final = 2 * POLY_MODULUS_DEGREE * 8 + 4096
+#: the public key (two polynomials over both primes) plus parameters and headers
+MAX_CONTEXT_BYTES: Final = 4 * POLY_MODULUS_DEGREE * 8 + 65536
+#: fewer ciphertexts than this per worker are encrypted in-process
+_MIN_PER_WORKER: Final = 8
+_TS_ERRORS = (ValueError, RuntimeError, TypeError)
+
+
+class _Sum:
+    """The aggregator's running sum: one CKKSVector per ciphertext (memory lives in C++,
+    so ``__sizeof__`` reports it for drivers that measure retained memory)."""
+
+    __slots__ = ("vectors",)
+
+    def __init__(self, vectors: list[Any]) -> None:
+        self.vectors = vectors
+
+    def __sizeof__(self) -> int:
+        return object.__sizeof__(self) + len(self.vectors) * 2 * POLY_MODULUS_DEGREE * 8
+
+
+def _encrypt_with(ctx: Any, values: np.ndarray, scale: float) -> list[bytes]:
+    return [ts.ckks_vector(ctx, values[s : s + SLOTS].tolist(), scale).serialize()
+            for s in range(0, values.size, SLOTS)]
+
+
+def _encrypt_span(context: bytes, values: np.ndarray, scale: float) -> list[bytes]:
+    """Worker: encrypt ``values`` (a whole number of ciphertexts) under a public context."""
+    return _encrypt_with(ts.context_from(context, n_threads=1), values, scale)
+
+
+def _load_context(context: bytes) -> Any:
+    if len(context) > MAX_CONTEXT_BYTES:
+        raise ProtocolError(f"a context of {len(context)} bytes; at most {MAX_CONTEXT_BYTES}")
+    try:
+        return ts.context_from(context, n_threads=1)
+    except _TS_ERRORS as exc:
+        raise ProtocolError(f"malformed CKKS context: {exc}") from None
+
+
+class CkksScheme(HeScheme):
+    """TenSEAL CKKS, addition only."""
+
+    kind: ClassVar[HeKind] = HeKind.CKKS
+    exact: ClassVar[bool] = False
+
+    # -- decryptor -------------------------------------------------------------------------
+    def keygen(self, config: CkksConfig, rng: Csprng) -> tuple[bytes, Any]:
+        """A fresh context (SEAL's randomness) and its public serialisation.
+
+        .. warning:: the returned context holds the round's secret key.
+        """
+        ctx = ts.context(ts.SCHEME_TYPE.CKKS, POLY_MODULUS_DEGREE,
+                         coeff_mod_bit_sizes=list(COEFF_MOD_BIT_SIZES), n_threads=1)
+        ctx.global_scale = 2.0**config.scale_bits
+        public = ctx.serialize(save_public_key=True, save_secret_key=False,
+                               save_galois_keys=False, save_relin_keys=False)
+        return public, ctx
+
+    def decrypt(self, config: CkksConfig, secret: Any, aggregate: list[Any],
+                count: int) -> np.ndarray:
+        vals = np.concatenate([np.asarray(v.decrypt(), np.float64) for v in aggregate])
+        if vals.shape != (config.dim + 1,) or not np.all(np.isfinite(vals)):
+            raise ProtocolError("the aggregate does not decrypt to dim + 1 finite values")
+        limit = count * config.value_bound + config.max_abs_error(count)
+        worst = float(np.max(np.abs(vals)))
+        if worst > limit:
+            raise ProtocolError(
+                f"aggregate out of range: a value of magnitude {worst:.6g} exceeds {limit:.6g}, "
+                f"the most {count} clipped clients can sum to; a contributor sent values "
+                "outside the clip or weight bound, or the aggregate was tampered with")
+        return np.rint(vals * config.encoding.scale).astype(np.int64)
+
+    # -- everyone else -----------------------------------------------------------------
+    def load_public(self, config: CkksConfig, context: bytes) -> Any:
+        ctx = _load_context(context)
+        if ctx.has_secret_key() or ctx.is_private():
+            raise ProtocolError("the public context holds a secret key; refusing to use it")
+        if ctx.has_relin_keys() or ctx.has_galois_keys() or not ctx.has_public_key():
+            raise ProtocolError("the public context must carry the public key and no "
+                                "relinearisation or Galois keys")
+        seal = ctx.seal_context().data
+        first, key = seal.first_context_data(), seal.key_context_data()
+        got = (first.parms().scheme() == ts.SCHEME_TYPE.CKKS.value,
+               first.parms().poly_modulus_degree(), first.total_coeff_modulus_bit_count(),
+               first.next_context_data() is None, key.total_coeff_modulus_bit_count())
+        want = (True, POLY_MODULUS_DEGREE, COEFF_MOD_BIT_SIZES[0], True, sum(COEFF_MOD_BIT_SIZES))
+        if got != want or ctx.global_scale != 2.0**config.scale_bits:
+            raise ProtocolError(
+                f"context parameters (ckks, N, data bits, one level, key bits) = {got}, scale "
+                f"{ctx.global_scale:g}; this round uses {want}, scale 2^{config.scale_bits}")
+        return ctx
+
+    # -- client ------------------------------------------------------------------------
+    def prepare(self, config: CkksConfig, update: np.ndarray, weight: float,
+                rng: Csprng) -> np.ndarray:
+        """``[weight * clip(update), weight]`` in float64 (CKKS needs no quantisation)."""
+        enc = config.encoding
+        if not (np.isfinite(weight) and 0 < weight <= enc.max_weight):
+            raise ConfigError(f"weight must be in (0, {enc.max_weight:g}] (max_weight), "
+                              f"got {weight!r}")
+        arr = np.asarray(update)
+        if arr.ndim != 1:
+            raise ConfigError(f"update must be a 1-D vector, got shape {arr.shape}")
+        clipped, _ = clip_l2(arr, enc.clip)
+        out = np.empty(config.dim + 1, np.float64)
+        np.multiply(clipped, weight, out=out[:-1])
+        out[-1] = weight
+        return out
+
+    def encrypt(self, config: CkksConfig, context: bytes, public: Any, prepared: np.ndarray,
+                rng: Csprng) -> tuple[bytes, ...]:
+        scale = 2.0**config.scale_bits
+        n_ct = config.n_ciphertexts
+        workers = min(config.workers, n_ct // _MIN_PER_WORKER)
+        if workers <= 1:
+            return tuple(_encrypt_with(public, prepared, scale))
+        bounds = [n_ct * i // workers * SLOTS for i in range(workers + 1)]
+        tasks = [(context, prepared[a:b], scale) for a, b in pairwise(bounds)]
+        return tuple(blob for part in parallel_map(_encrypt_span, tasks, workers)
+                     for blob in part)
+
+    # -- aggregator (and the decryptor, for parsing) -----------------------------------
+    def open_blocks(self, config: CkksConfig, key: Any, blocks: tuple[bytes, ...]) -> list[Any]:
+        n_ct, total = config.n_ciphertexts, config.dim + 1
+        if len(blocks) != n_ct:
+            raise ProtocolError(f"{len(blocks)} ciphertexts; this round needs {n_ct}")
+        scale = 2.0**config.scale_bits
+        out = []
+        for i, blob in enumerate(blocks):
+            if len(blob) > MAX_BLOCK_BYTES:
+                raise ProtocolError(f"ciphertext {i} has {len(blob)} bytes; at most "
+                                    f"{MAX_BLOCK_BYTES}")
+            try:
+                vec = ts.ckks_vector_from(key, blob)
+                cts = vec.ciphertext()
+                shape = (vec.size(), len(cts), cts[0].size() if cts else 0,
+                         cts[0].scale if cts else 0.0)
+            except _TS_ERRORS as exc:
+                raise ProtocolError(f"malformed ciphertext {i}: {exc}") from None
+            want = (min(SLOTS, total - i * SLOTS), 1, 2, scale)
+            if shape != want:
+                raise ProtocolError(f"ciphertext {i} has (slots, ciphertexts, polynomials, "
+                                    f"scale) = {shape}; expected {want}")
+            out.append(vec)
+        return out
+
+    def add(self, config: CkksConfig, public: Any, acc: _Sum | None,
+            upload: list[Any]) -> _Sum:
+        if acc is None:
+            return _Sum(upload)
+        for total, vec in zip(acc.vectors, upload, strict=True):
+            total.add_(vec)
+        return acc
+
+    def seal(self, config: CkksConfig, public: Any, acc: _Sum) -> tuple[bytes, ...]:
+        return tuple(v.serialize() for v in acc.vectors)

@@ -1,0 +1,174 @@
+"""paillier: secure aggregation with packed Paillier encryption (phe + gmpy2), three roles.
+
+Theory of operation. Paillier (EUROCRYPT 1999, section 4, Scheme 1, with g = n + 1) encrypts
+m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a + b mod n)``
+(section 8): multiplying ciphertexts adds plaintexts, exactly. The round follows DESIGN.md "HE roles"
+(:mod:`protocols._he`):
+
+- the decryptor makes a fresh key pair for every round (primes from :class:`Csprng` and
+  gmpy2's primality test, top two bits set so that n has exactly ``key_bits`` bits) and
+  publishes n alone;
+- a client encodes its update exactly as plaintext does (``encoded`` is that ring vector),
+  offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`), and
+  encrypts each with phe's raw encryption, r drawn from its Csprng, spread over
+  ``config.workers`` processes; the ciphertexts travel as one block of fixed-width
+  big-endian integers;
+- the aggregator checks every ciphertext is in (0, n^2) and multiplies it into one running
+  product (phe's EncryptedNumber addition); it holds the public key only;
+- the decryptor decrypts the one aggregate once (CRT), checks that the padding slots are zero
+  and every slot sum is one that ``count`` clients can produce, removes the offsets and
+  releases the exact integer sum, after DP noise when configured.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import Any, ClassVar, Final
+
+import gmpy2
+import numpy as np
+from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
+
+from protocols._he import HeKind, HeScheme, parallel_map
+from protocols.paillier.config import PaillierConfig
+from secagg.errors import ConfigError, ProtocolError
+from secagg.rng import Csprng
+
+__all__ = ["PaillierScheme", "generate_keypair", "pack", "unpack"]
+
+#: fewer ciphertexts than this per worker are encrypted in-process
+_MIN_PER_WORKER: Final = 16
+
+
+def _prime(bits: int, rng: Csprng) -> int:
+    while True:
+        p = int(gmpy2.next_prime(rng.randbits(bits) | (3 << (bits - 2)) | 1))
+        if p.bit_length() == bits:
+            return p
+
+
+def generate_keypair(key_bits: int, rng: Csprng) -> PaillierPrivateKey:
+    """A fresh key pair with an n of exactly ``key_bits`` bits.
+
+    .. warning:: the result is the round's secret key.
+    """
+    half = key_bits // 2
+    p = _prime(half, rng)
+    q = _prime(half, rng)
+    while q == p:
+        q = _prime(half, rng)
+    return PaillierPrivateKey(PaillierPublicKey(p * q), p, q)
+
+
+def pack(config: PaillierConfig, ring: np.ndarray) -> list[int]:
+    """Offset and pack one client's encoded ring vector into plaintext integers."""
+    shifted = config.encoding.centre(ring) + config.offset
+    if shifted.min(initial=0) < 0 or shifted.max(initial=0) > 2 * config.offset:
+        raise ConfigError("an encoded value lies outside the packing's range")
+    slots, width = config.slots_per_ciphertext, config.slot_bytes
+    padded = np.zeros(config.n_ciphertexts * slots, "<u8")
+    padded[: shifted.size] = shifted
+    rows = padded.view(np.uint8).reshape(-1, 8)[:, :width].reshape(config.n_ciphertexts, -1)
+    return [int.from_bytes(row.tobytes(), "little") for row in rows]
+
+
+def unpack(config: PaillierConfig, plaintexts: list[int]) -> np.ndarray:
+    """The slot values of plaintext integers (uint64, padding slots included).
+
+    Raises:
+        ProtocolError: a plaintext wider than its slots.
+    """
+    nbytes = config.slots_per_ciphertext * config.slot_bytes
+    try:
+        buf = b"".join(m.to_bytes(nbytes, "little") for m in plaintexts)
+    except OverflowError:
+        raise ProtocolError("a decrypted plaintext overflows its slots") from None
+    raw = np.frombuffer(buf, np.uint8).reshape(-1, config.slot_bytes)
+    full = np.zeros((raw.shape[0], 8), np.uint8)
+    full[:, : config.slot_bytes] = raw
+    return full.reshape(-1).view("<u8")
+
+
+def _encrypt_span(context: bytes, plaintexts: list[int], seed: bytes) -> bytes:
+    """Worker: encrypt plaintexts under n (``context``), with r from ``Csprng(seed)``."""
+    n = int.from_bytes(context, "big")
+    public, rng, width = PaillierPublicKey(n), Csprng(seed), 2 * len(context)
+    out = bytearray()
+    for m in plaintexts:
+        out += public.raw_encrypt(m, r_value=rng.randbelow(n - 1) + 1).to_bytes(width, "big")
+    return bytes(out)
+
+
+class PaillierScheme(HeScheme):
+    """Packed Paillier with raw phe encryption; exact."""
+
+    kind: ClassVar[HeKind] = HeKind.PAILLIER
+    exact: ClassVar[bool] = True
+
+    # -- decryptor -----------------------------------------------------------------------
+    def keygen(self, config: PaillierConfig, rng: Csprng) -> tuple[bytes, Any]:
+        secret = generate_keypair(config.key_bits, rng)
+        return secret.public_key.n.to_bytes(config.key_bits // 8, "big"), secret
+
+    def decrypt(self, config: PaillierConfig, secret: Any, aggregate: list[int],
+                count: int) -> np.ndarray:
+        slots = unpack(config, [secret.raw_decrypt(c) for c in aggregate])
+        total = config.dim + 1
+        if np.any(slots[total:]):
+            raise ProtocolError("padding slots decrypt to non-zero values: a contributor sent a "
+                                "malformed ciphertext or the aggregate was tampered with")
+        vals, top = slots[:total], 2 * config.offset * count
+        if int(vals.max()) > top:
+            raise ProtocolError(f"aggregate out of range: a slot sums to {int(vals.max())}, "
+                                f"more than {top}, the most {count} clients can produce")
+        return vals.astype(np.int64) - count * config.offset
+
+    # -- everyone else -------------------------------------------------------------------
+    def load_public(self, config: PaillierConfig, context: bytes) -> PaillierPublicKey:
+        """The public key n. A context carries nothing else, so it cannot hold a secret."""
+        n = int.from_bytes(context, "big")
+        if len(context) != config.key_bits // 8 or n.bit_length() != config.key_bits or n % 2 == 0:
+            raise ProtocolError(f"the public key must be an odd {config.key_bits}-bit modulus in "
+                                f"{config.key_bits // 8} bytes; got {len(context)} bytes, "
+                                f"{n.bit_length()} bits")
+        return PaillierPublicKey(n)
+
+    # -- client --------------------------------------------------------------------------
+    def prepare(self, config: PaillierConfig, update: np.ndarray, weight: float,
+                rng: Csprng) -> np.ndarray:
+        return config.encoding.encode(update, rng, weight)
+
+    def encrypt(self, config: PaillierConfig, context: bytes, public: Any, prepared: np.ndarray,
+                rng: Csprng) -> tuple[bytes, ...]:
+        plaintexts = pack(config, prepared)
+        workers = max(1, min(config.workers, len(plaintexts) // _MIN_PER_WORKER))
+        bounds = [len(plaintexts) * i // workers for i in range(workers + 1)]
+        tasks = [(context, plaintexts[a:b], rng.bytes(32)) for a, b in pairwise(bounds)]
+        return (b"".join(parallel_map(_encrypt_span, tasks, workers)),)
+
+    # -- aggregator (and the decryptor, for parsing) -------------------------------------
+    def open_blocks(self, config: PaillierConfig, key: Any,
+                    blocks: tuple[bytes, ...]) -> list[int]:
+        public = key if isinstance(key, PaillierPublicKey) else key.public_key
+        width, count = config.ciphertext_bytes, config.n_ciphertexts
+        if len(blocks) != 1 or len(blocks[0]) != width * count:
+            raise ProtocolError(f"expected one block of {count} ciphertexts of {width} bytes, "
+                                f"got {len(blocks)} blocks of {[len(b) for b in blocks[:3]]} bytes")
+        blob, n2 = blocks[0], public.nsquare
+        cts = [int.from_bytes(blob[i : i + width], "big") for i in range(0, len(blob), width)]
+        if not all(0 < c < n2 for c in cts):
+            raise ProtocolError("a ciphertext is not in (0, n^2)")
+        return cts
+
+    def add(self, config: PaillierConfig, public: Any, acc: list[EncryptedNumber] | None,
+            upload: list[int]) -> list[EncryptedNumber]:
+        if acc is None:
+            return [EncryptedNumber(public, c) for c in upload]
+        for i, c in enumerate(upload):
+            acc[i] = acc[i] + EncryptedNumber(public, c)
+        return acc
+
+    def seal(self, config: PaillierConfig, public: Any,
+             acc: list[EncryptedNumber]) -> tuple[bytes, ...]:
+        width = config.ciphertext_bytes
+        return (b"".join(e.ciphertext(be_secure=False).to_bytes(width, "big") for e in acc),)

@@ -1,0 +1,188 @@
+"""paillier: exact sums, key size, packing density and sizes, what the aggregator holds."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import types
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+pytest.importorskip("phe")
+pytest.importorskip("gmpy2")
+
+from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
+from test_he_roles import HeRound
+
+from protocols._he import DecryptRequest, EncryptedInput, HeKind, PublicContext
+from protocols.base import DECRYPTOR, SERVER, header
+from protocols.paillier import PaillierScheme, make_config
+from protocols.paillier.scheme import generate_keypair, pack, unpack
+from secagg import wire
+from secagg.encoding import EncodingConfig
+from secagg.errors import ConfigError, ProtocolError
+from secagg.rng import Csprng
+
+SCHEME = PaillierScheme()
+
+
+# -- exact sums ----------------------------------------------------------------------------
+def test_the_released_int_sum_is_exactly_the_contributors_encoded_sum() -> None:
+    r = HeRound("paillier", 6, 300, silent={2}, weights=[1.0, 0.5, 1.0, 0.75, 1.0, 0.25])
+    r.route(r.server.start())
+    r.route(r.server.close_round())
+    result = r.server.result()
+    assert result.contributors == (0, 1, 3, 4, 5)
+    r.check(result)  # int_sum == sum of centred encodings, exactly
+    assert result.int_sum is not None and result.int_sum.dtype == np.int64
+    assert result.total_weight == 1.0 + 0.5 + 0.75 + 1.0 + 0.25
+
+
+def test_extreme_values_at_full_headroom_stay_exact() -> None:
+    # Every client at the clip with the largest weight: each slot sum touches the top of
+    # its range (2 * A * max_clients) or the bottom (0).
+    n, dim = 4, 90
+    enc = EncodingConfig(max_clients=n, clip=3.0, max_weight=2.0, frac_bits=12)
+    inputs = []
+    for u in range(n):
+        x = np.zeros(dim)
+        x[u % 2] = 3.0 if u < 2 else -3.0
+        inputs.append(x)
+    r = HeRound("paillier", n, dim, inputs=inputs, weights=[2.0] * n, encoding=enc)
+    r.check(r.run())
+
+
+@given(st.data())
+def test_packing_is_additive_and_round_trips(data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 6), label="clients")
+    dim = data.draw(st.integers(1, 200), label="dim")
+    config = make_config(n, dim, workers=1)
+    a = config.offset
+    total = np.zeros(config.n_ciphertexts * config.slots_per_ciphertext, np.uint64)
+    packed_sum = [0] * config.n_ciphertexts
+    for _ in range(n):
+        vals = np.array(data.draw(st.lists(st.integers(-a, a), min_size=dim + 1,
+                                           max_size=dim + 1)), np.int64)
+        ring = vals.astype(config.encoding.dtype)
+        packed_sum = [s + p for s, p in zip(packed_sum, pack(config, ring))]
+        total[: dim + 1] += (vals + a).astype(np.uint64)
+    np.testing.assert_array_equal(unpack(config, packed_sum), total)
+
+
+# -- keys ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("bits", [512, 1024, 2047, 2000])
+def test_keys_under_2048_bits_or_odd_sizes_are_refused(bits: int) -> None:
+    with pytest.raises(ConfigError, match="2048" if bits < 2048 else "multiple of 64"):
+        make_config(3, 10, key_bits=bits)
+
+
+def test_a_client_refuses_a_short_or_malformed_public_key() -> None:
+    r = HeRound("paillier", 2)
+    (ctx,) = r.send(r.server.start()[0])
+    request = r.send(ctx)[0]
+    key = generate_keypair(2048, Csprng.from_seed(9)).public_key.n.to_bytes(256, "big")
+    SCHEME.load_public(r.config, key)
+    for context in (key[:128], b"\x00" + key[1:], key[:-1] + b"\x02", b""):
+        with pytest.raises(ProtocolError):  # 1024 bits, 2040 bits, even, empty
+            SCHEME.load_public(r.config, context)
+    with pytest.raises(ProtocolError):
+        r.send(dataclasses.replace(request, context=key[:128]))
+    assert r.clients[0].aborted
+
+
+def test_keygen_is_fresh_per_round_and_full_size() -> None:
+    rng = Csprng.from_seed(1)
+    k1, k2 = generate_keypair(2048, rng), generate_keypair(2048, rng)
+    assert k1.public_key.n != k2.public_key.n
+    for k in (k1, k2):
+        assert k.public_key.n.bit_length() == 2048 and k.p != k.q
+    a = HeRound("paillier", 2, seed="a")
+    b = HeRound("paillier", 2, seed="b")
+    a.run()
+    b.run()
+    assert a.sent(PublicContext)[0].context != b.sent(PublicContext)[0].context
+
+
+# -- the aggregator holds the public key only ----------------------------------------------
+def _reachable(root: object) -> list[object]:
+    seen, stack, out = {id(root)}, [root], []
+    while stack:
+        obj = stack.pop()
+        out.append(obj)
+        for ref in gc.get_referents(obj):
+            if isinstance(ref, (type, types.ModuleType, types.FunctionType)) or id(ref) in seen:
+                continue
+            seen.add(id(ref))
+            stack.append(ref)
+    return out
+
+
+def test_the_aggregator_object_graph_holds_no_private_key() -> None:
+    def holds(obj: object, cls: type) -> bool:
+        return any(isinstance(o, cls) for o in _reachable(obj))
+
+    r = HeRound("paillier", 3, silent={2})
+    r.route(r.server.start())
+    assert holds(r.decryptor, PaillierPrivateKey)  # the walk does find a key where one is
+    assert holds(r.server, PaillierPublicKey) and not holds(r.server, PaillierPrivateKey)
+    r.route(r.server.close_round())
+    assert r.server.finished and not holds(r.server, PaillierPrivateKey)
+    assert not holds(r.decryptor, PaillierPrivateKey)  # forgotten after its one decryption
+    assert not any(holds(c, PaillierPrivateKey) for c in r.clients)
+
+
+# -- forged ciphertexts, tampered aggregates ---------------------------------------------------
+def test_ciphertexts_outside_z_n2_are_refused() -> None:
+    r = HeRound("paillier", 2)
+    (ctx,) = r.send(r.server.start()[0])
+    requests = r.send(ctx)
+    (upload,) = r.send(requests[0])
+    (blob,) = upload.blocks
+    width = r.config.ciphertext_bytes
+    for bad in (b"\x00" * width + blob[width:], b"\xff" * width + blob[width:], blob[:-1]):
+        with pytest.raises(ProtocolError):
+            r.send(dataclasses.replace(upload, blocks=(bad,)))
+    r.send(upload)
+    r.route(requests[1:])
+    r.check(r.server.result())
+
+
+def test_a_value_smuggled_into_a_padding_slot_is_caught_at_decryption() -> None:
+    g = HeRound("paillier", 2, 200, silent={0, 1})  # 201 values, 3 x 85 slots: 54 padding
+    g.route(g.server.start())
+    context = g.sent(PublicContext)[0].context
+    public = SCHEME.load_public(g.config, context)
+    blocks = SCHEME.encrypt(g.config, context, public, g.clients[0].encoded, Csprng.from_seed(5))
+    cts = SCHEME.open_blocks(g.config, public, blocks)
+    last_slot = 1 << (8 * g.config.slot_bytes * (g.config.slots_per_ciphertext - 1))
+    cts[-1] = (EncryptedNumber(public, cts[-1])
+               + EncryptedNumber(public, public.raw_encrypt(last_slot))).ciphertext(False)
+    forged = DecryptRequest(**header(g.config, SERVER, DECRYPTOR), scheme=HeKind.PAILLIER,
+                            blocks=SCHEME.seal(g.config, public,
+                                               [EncryptedNumber(public, c) for c in cts]),
+                            contributors=(0,))
+    with pytest.raises(ProtocolError, match="padding"):
+        g.send(forged)
+
+
+# -- sizes -------------------------------------------------------------------------------------
+def test_packing_density_and_the_upload_size_is_the_codecs() -> None:
+    # Headroom for 100 clients, as in the benchmark; two of them take part here.
+    config = make_config(2, 5000, workers=1, encoding=EncodingConfig(max_clients=100))
+    assert config.slots_per_ciphertext >= 60  # 85 values per 2048-bit key
+    r = HeRound("paillier", 2, config=config)
+    r.check(r.run())
+    for upload, frame in ((m, f) for m, f in zip(r.log, r.frames) if type(m) is EncryptedInput):
+        (blob,) = upload.blocks
+        assert len(blob) == config.n_ciphertexts * config.ciphertext_bytes
+        assert len(frame) == len(wire.encode(upload)) == 5 + 4 * 8 + 8 + 4 + 4 + len(blob)
+        assert len(frame) / (4 * config.dim) <= 2.1  # bytes per float32 byte
+
+
+def test_encryption_spreads_over_worker_processes() -> None:
+    config = make_config(2, 40 * 85, workers=2)  # 41 ciphertexts: two workers of 16 or more
+    r = HeRound("paillier", 2, config=config)
+    r.check(r.run())
