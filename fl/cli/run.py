@@ -1,0 +1,206 @@
+"""``secagg run``: federated training over secure aggregation, with central DP by default.
+
+Trains the dataset's default model with FedAvg (:mod:`fl.run`): every round the cohort's
+clipped updates and metrics go through one round of ``--protocol`` on ``--engine``, discrete
+Gaussian noise goes into the sum (added by the decoding party, or with ``--dp-mode
+distributed`` by every client before masking) and is charged to the privacy ledger, and the
+server evaluates the new model on the held-out set. Progress bars go to stderr; the final table to
+stdout (to stderr with ``--json``, whose object is the last stdout line). The report folder
+(``--out``) receives metrics as JSON and CSV and PNG plots (:mod:`fl.report`).
+
+With DP, ``--epsilon`` is the budget at ``--delta``. Without ``--noise-multiplier`` the noise
+is calibrated so that all ``--rounds`` fit the budget (default budget
+:data:`fl.run.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
+before training. ``--ledger FILE`` carries the spent budget across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+import protocols
+from fl.cli._common import add_json_flag, emit_json, stderr_console
+from fl.data import DATASETS
+from fl.dp import DP_MODES
+from fl.engine import engine_names
+from fl.run import DEFAULT_EPSILON, SPLITS, RoundRecord, RunConfig, RunResult, plan_run, run_training
+from secagg.dp import ACCOUNTANTS
+
+__all__ = ["HELP", "add_arguments", "run"]
+
+HELP = "train a model with federated averaging over secure aggregation, with DP"
+
+_DEFAULTS = RunConfig()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Add ``secagg run``'s options to ``p``."""
+    d = _DEFAULTS
+    g = p.add_argument_group("run")
+    g.add_argument("--protocol", default=d.protocol,
+                   help=f"one of: {', '.join(protocols.names())} (default {d.protocol})")
+    g.add_argument("--clients", type=int, default=d.clients,
+                   help=f"number of clients (default {d.clients})")
+    g.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds (default {d.rounds})")
+    g.add_argument("--dataset", default=d.dataset,
+                   help=f"one of: {', '.join(DATASETS)} (default {d.dataset})")
+    g.add_argument("--split", default=d.split,
+                   help=f"one of: {', '.join(SPLITS)} (default {d.split})")
+    g.add_argument("--alpha", type=float, default=d.alpha,
+                   help=f"Dirichlet label skew for --split dirichlet (default {d.alpha})")
+    g.add_argument("--dropout", type=float, default=d.dropout,
+                   help="fraction of each cohort that drops out mid-protocol (default 0)")
+    g.add_argument("--engine", default=d.engine,
+                   help=f"one of: {', '.join(engine_names())} (default {d.engine})")
+    g.add_argument("--seed", type=int, default=None,
+                   help="seed everything, DP noise included (experiments only)")
+    g.add_argument("--out", default=None, metavar="DIR",
+                   help="report folder (default secagg-runs/<time>-<protocol>)")
+    dp = p.add_argument_group("differential privacy")
+    dp.add_argument("--dp", action=argparse.BooleanOptionalAction, default=d.dp,
+                    help="central DP on every aggregate (default on)")
+    dp.add_argument("--dp-mode", default=d.dp_mode,
+                    help=f"one of: {', '.join(DP_MODES)} (default {d.dp_mode}; distributed: "
+                    "every client noises before masking, secagg and secagg+ only)")
+    dp.add_argument("--epsilon", type=float, default=None,
+                    help=f"budget at --delta (default {DEFAULT_EPSILON:g} when the noise "
+                    "multiplier is calibrated)")
+    dp.add_argument("--delta", type=float, default=d.delta, help=f"delta (default {d.delta:g})")
+    dp.add_argument("--noise-multiplier", type=float, default=None, metavar="Z",
+                    help="noise std / sensitivity (default: calibrated to --epsilon)")
+    dp.add_argument("--accountant", default=d.accountant,
+                    help=f"one of: {', '.join(ACCOUNTANTS)} (default {d.accountant})")
+    dp.add_argument("--sampling-rate", type=float, default=d.sampling_rate, metavar="Q",
+                    help="Poisson sampling rate of clients per round (default 1: everyone)")
+    dp.add_argument("--cohort", type=int, default=None, metavar="K",
+                    help="fixed-size sample of K clients per round instead")
+    dp.add_argument("--ledger", default=None, metavar="FILE",
+                    help="JSON file that keeps the spent budget across runs")
+    tr = p.add_argument_group("training")
+    tr.add_argument("--clip", type=float, default=d.clip,
+                    help=f"L2 clip of each client's update (default {d.clip:g})")
+    tr.add_argument("--max-weight", type=float, default=None,
+                    help="cap on a client's weight (default: mean examples per client)")
+    tr.add_argument("--lr", type=float, default=None,
+                    help="local SGD rate (default: 1.0 for breast_cancer, else 0.5)")
+    tr.add_argument("--epochs", type=int, default=d.epochs,
+                    help=f"local epochs per round (default {d.epochs})")
+    tr.add_argument("--batch-size", type=int, default=d.batch_size,
+                    help=f"local batch size (default {d.batch_size})")
+    tr.add_argument("--server-lr", type=float, default=d.server_lr,
+                    help=f"FedAvg server learning rate (default {d.server_lr:g})")
+    add_json_flag(p)
+
+
+def _config(args: argparse.Namespace) -> RunConfig:
+    return RunConfig(
+        protocol=args.protocol, clients=args.clients, rounds=args.rounds, dataset=args.dataset,
+        split=args.split, alpha=args.alpha, dropout=args.dropout, engine=args.engine,
+        dp=args.dp, dp_mode=args.dp_mode, epsilon=args.epsilon, delta=args.delta,
+        noise_multiplier=args.noise_multiplier, accountant=args.accountant,
+        sampling_rate=args.sampling_rate, cohort=args.cohort, clip=args.clip,
+        max_weight=args.max_weight, lr=args.lr, epochs=args.epochs,
+        batch_size=args.batch_size, server_lr=args.server_lr, seed=args.seed,
+        ledger_path=args.ledger,
+    )
+
+
+def _default_out(protocol: str) -> Path:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() else "-" for c in protocol.replace("+", "plus"))
+    base = Path("secagg-runs") / f"{stamp}-{safe}"
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out
+
+
+class _Bars:
+    """Progress bars for rounds and for the clients of the current round, on stderr."""
+
+    def __init__(self, progress: Progress, rounds: int) -> None:
+        self.progress = progress
+        self.rounds = progress.add_task("rounds", total=rounds)
+        self.clients = progress.add_task("clients", total=1, visible=False)
+
+    def round_started(self, round_: int, cohort: int) -> None:
+        self.progress.reset(self.clients, total=max(cohort, 1), visible=True,
+                            description=f"round {round_}: local training")
+
+    def client_trained(self) -> None:
+        self.progress.advance(self.clients)
+        task = self.progress.tasks[self.clients]
+        if task.completed >= (task.total or 0):
+            self.progress.update(self.clients, description="secure aggregation")
+
+    def round_finished(self, record: RoundRecord) -> None:
+        self.progress.update(self.clients, description="clients")
+        eps = "" if record.epsilon is None else f"  ε={record.epsilon:.2f}"
+        note = "  (no release)" if record.error else ""
+        self.progress.update(
+            self.rounds, advance=1,
+            description=f"rounds  acc={record.test_accuracy:.3f}{eps}{note}",
+        )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Plan (all checks), train, write the report, print the table and/or JSON."""
+    logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
+    import torch
+
+    # The models are tiny: one thread trains them faster than several that wait on each other.
+    torch.set_num_threads(1)
+    console = stderr_console()
+    cfg = _config(args)
+    plan = plan_run(cfg)
+    if cfg.seed is not None and cfg.dp:
+        console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
+                      "only, it protects nobody[/yellow]")
+    out_dir = Path(args.out) if args.out else _default_out(cfg.protocol)
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=False) as progress:
+        result = run_training(plan, observer=_Bars(progress, cfg.rounds))
+    from fl.report import write_report
+
+    folder = write_report(result, out_dir)
+    summary = result.to_json(str(folder))
+    table = _table(result, summary)
+    if args.json:
+        console.print(table)
+        emit_json(summary)
+    else:
+        Console(file=sys.stdout).print(table)
+    return 0 if result.failed_rounds < len(result.history) else 1
+
+
+def _table(result: RunResult, s: dict[str, Any]) -> Table:
+    cfg = result.config
+    t = Table(title=f"secagg run: {cfg.protocol} on {s['engine']}, {cfg.dataset}")
+    t.add_column("measure")
+    t.add_column("value", justify="right", overflow="fold")
+    t.add_row("clients x rounds", f"{cfg.clients} x {s['rounds']}"
+              + (f" ({s['failed_rounds']} released nothing)" if s["failed_rounds"] else ""))
+    t.add_row("accuracy (held-out)", f"{s['final_accuracy']:.3f}  (initial "
+              f"{s['initial_accuracy']:.3f})")
+    if cfg.dp:
+        t.add_row(f"epsilon at delta={cfg.delta:g}",
+                  f"{s['epsilon']:.3f}  ({cfg.dp_mode}; budget {s['epsilon_budget']:g}, "
+                  f"{cfg.accountant})")
+        t.add_row("noise multiplier", f"{s['noise_multiplier']:.4g}")
+    else:
+        t.add_row("epsilon", "none: DP is off")
+    t.add_row("time per round", f"{s['seconds_per_round']:.2f} s  (total {s['seconds']:.1f} s)")
+    t.add_row("bytes per client per round", f"{s['bytes_per_client']:,.0f}")
+    t.add_row("report", str(s["report_dir"]))
+    return t

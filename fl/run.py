@@ -1,0 +1,674 @@
+"""Federated training end to end: the loop behind ``secagg run``.
+
+Each round (:func:`run_training`):
+
+1. choose the cohort: every client, a Poisson sample at ``sampling_rate``, or a fixed-size
+   sample of ``cohort`` clients;
+2. every cohort member trains the global model on its own shard and gets ``delta``;
+3. it clips ``delta`` to L2 norm ``clip`` and appends its two bounded training metrics
+   (see below); its weight is its example count capped at ``max_weight``;
+4. the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
+   the decoding party learns only ``sum(w * vector)`` and ``sum(w)``, with DP noise in
+   them when DP is on (:mod:`fl.dp`: central or distributed, charged to the ledger);
+5. the server applies the decoded sum as a weighted FedAvg step (divided by the decoded
+   total weight; under DP by the fixed ``contributors * max_weight``, since the noised
+   total is too noisy to divide by) and evaluates the new model on the held-out test set.
+
+Client metrics ride in the same secure sum as two extra coordinates: ``METRIC_SCALE *
+min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE * accuracy`` (loss and accuracy over the
+client's last local epoch). The update is clipped to ``clip`` and scaled to norm at most
+:data:`WIRE_NORM`; the metric part has norm at most ``METRIC_SCALE * sqrt(2)``; so the
+encoding's clip, ``sqrt(WIRE_NORM^2 + 2 * METRIC_SCALE^2)``, never cuts anything. The server
+learns the weighted mean metrics and nothing per client, and under DP the metrics are covered
+by the same noise and the same DP event as the update: one release per round, no extra
+epsilon. The honest price: the sensitivity (weight coordinate included) is 6% larger than
+without metrics, and each decoded train metric carries noise of standard deviation about
+``z * 4.4 / cohort`` (:attr:`RoundRecord.train_noise_std`), so with tens of clients the DP
+train metrics are rough; they are clamped to their valid ranges (post-processing). The
+held-out test accuracy is measured by the server on its own test set from the released
+model, so it costs no privacy.
+
+Everything that can be wrong with the settings is checked by :func:`plan_run` before any
+training, and raised as :class:`~secagg.errors.ConfigError` (or
+:class:`~secagg.errors.BudgetExceededError`) with the valid choices or numbers.
+
+Nothing here keeps a client's update beyond the round that uses it, and a
+:class:`RunResult` holds only aggregates: principle 3 holds for :mod:`fl.report` too.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+import protocols
+from fl.data import DATASETS, Dataset, Shard, load_dataset
+from fl.dp import (
+    DP_MODES,
+    RoundPrivacy,
+    calibrate_noise_multiplier,
+    load_ledger,
+    round_event,
+    round_privacy,
+    save_ledger,
+)
+from fl.engine import Engine, make_engine
+from fl.model import ModelVector
+from fl.models import make_model
+from fl.train import (
+    cap_weights,
+    evaluate,
+    fedavg_step,
+    local_train,
+    metrics_from_sum,
+    metrics_vector,
+    sample_clients,
+)
+from protocols.base import ProtocolSpec, RoundConfig
+from secagg.dp import ACCOUNTANTS, PrivacyLedger
+from secagg.encoding import EncodingConfig, clip_l2
+from secagg.errors import BudgetExceededError, ConfigError
+from secagg.rng import Csprng
+
+__all__ = [
+    "DEFAULT_EPSILON",
+    "DEFAULT_LR",
+    "LOSS_CAP",
+    "METRIC_SCALE",
+    "RoundRecord",
+    "RunConfig",
+    "RunObserver",
+    "RunPlan",
+    "RunResult",
+    "SPLITS",
+    "WIRE_NORM",
+    "plan_run",
+    "run_training",
+]
+
+#: Epsilon budget used when DP is on and neither ``epsilon`` nor ``noise_multiplier`` is set.
+DEFAULT_EPSILON = 3.0
+#: Local learning rate per dataset when ``RunConfig.lr`` is ``None`` (others: 0.5).
+DEFAULT_LR: dict[str, float] = {"breast_cancer": 1.0, "digits": 0.5, "synthetic": 0.5}
+#: L2 norm a clipped update has on the wire: updates are clipped to ``clip`` and then scaled
+#: by ``WIRE_NORM / clip``. The encoding adds the weight as one more coordinate, of size
+#: ``w`` next to the update's ``w * WIRE_NORM``, and DP noise is calibrated to both; a wire
+#: norm well above 1 keeps the weight's share of the sensitivity small (3% here).
+WIRE_NORM = 4.0
+#: Upper bound on the loss a client reports (cross-entropy above it is reported as it).
+LOSS_CAP = 4.0
+#: Largest value of a metric coordinate in a client's vector.
+METRIC_SCALE = 1.0
+#: Values accepted for ``RunConfig.split``.
+SPLITS: tuple[str, ...] = ("iid", "dirichlet")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything a training run needs; defaults are those of ``secagg run``.
+
+    Attributes:
+        protocol: a name from ``protocols.names()``.
+        clients: number of clients; the training set is split among them.
+        rounds: number of FedAvg rounds.
+        dataset: one of :data:`fl.data.DATASETS`.
+        split: ``"iid"`` or ``"dirichlet"`` (label skew ``alpha``).
+        dropout: fraction of each cohort that drops out during the protocol, in ``[0, 1)``.
+        engine: ``"simulation"``, or another registered engine (:mod:`fl.engine`).
+        dp: differential privacy on every released aggregate.
+        dp_mode: ``"central"`` (the decoding party noises the sum) or ``"distributed"``
+            (every client noises before masking; secagg and secagg+ only). See :mod:`fl.dp`.
+        epsilon: the budget at ``delta``. With ``noise_multiplier=None`` the noise is
+            calibrated so that all ``rounds`` fit it (``None``: :data:`DEFAULT_EPSILON`).
+        delta: the delta at which epsilon is reported.
+        noise_multiplier: noise std / one client's L2 sensitivity; ``None`` calibrates.
+        accountant: ``"rdp"`` or ``"pld"``.
+        sampling_rate: Poisson sampling rate of clients per round (1: everyone).
+        cohort: fixed-size sampling of this many clients per round instead (accounted
+            without amplification, which is an upper bound).
+        clip: L2 clip of each client's model update.
+        max_weight: cap on a client's weight (its example count); ``None``: the mean
+            shard size, ``n_train // clients``.
+        lr, epochs, batch_size: local SGD; ``lr=None`` takes :data:`DEFAULT_LR`.
+        server_lr: FedAvg server learning rate.
+        frac_bits: fixed-point fraction bits of the encoding.
+        seed: seeds data split, model, sampling, training and every CSPRNG (experiments
+            only: seeded DP noise protects nobody). ``None``: OS entropy.
+        ledger_path: JSON file that carries the privacy ledger across runs.
+    """
+
+    protocol: str = "secagg+"
+    clients: int = 20
+    rounds: int = 5
+    dataset: str = "breast_cancer"
+    split: str = "iid"
+    alpha: float = 0.5
+    dropout: float = 0.0
+    engine: str = "simulation"
+    dp: bool = True
+    dp_mode: str = "central"
+    epsilon: float | None = None
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    accountant: str = "rdp"
+    sampling_rate: float = 1.0
+    cohort: int | None = None
+    clip: float = 1.0
+    max_weight: float | None = None
+    lr: float | None = None
+    epochs: int = 5
+    batch_size: int = 32
+    server_lr: float = 1.0
+    frac_bits: int = 16
+    seed: int | None = None
+    ledger_path: str | None = None
+
+
+@dataclass
+class RoundRecord:
+    """What one round released and cost; aggregates only.
+
+    ``train_loss`` and ``train_accuracy`` are the weighted means decoded from the secure sum
+    (noised under DP); ``test_*`` are measured by the server on the held-out set.
+    ``epsilon`` is the ledger's epsilon after the round (``None`` without DP). ``error``
+    says why a round released nothing (then the model is unchanged). ``train_noise_std``
+    is the standard deviation the DP noise gives each decoded train metric (``None``
+    without DP): read the train metrics against it.
+    """
+
+    round: int
+    cohort: int
+    contributors: int
+    dropped: int
+    test_accuracy: float
+    test_loss: float
+    train_loss: float | None
+    train_accuracy: float | None
+    epsilon: float | None
+    seconds: float
+    client_seconds: float
+    server_seconds: float
+    upload_bytes_per_client: int
+    download_bytes_per_client: int
+    error: str | None = None
+    train_noise_std: float | None = None
+
+
+@dataclass
+class RunResult:
+    """The outcome of :func:`run_training`: settings, per-round history, final figures."""
+
+    config: RunConfig
+    engine: str
+    model_params: int
+    noise_multiplier: float | None
+    max_weight: float
+    protocol_params: dict[str, int]
+    initial_accuracy: float
+    lr: float
+    history: list[RoundRecord] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def final_accuracy(self) -> float:
+        """Held-out accuracy of the final model."""
+        return self.history[-1].test_accuracy if self.history else self.initial_accuracy
+
+    @property
+    def epsilon(self) -> float | None:
+        """Epsilon at ``delta`` after the run (``None`` without DP)."""
+        if not self.config.dp:
+            return None
+        return self.history[-1].epsilon if self.history else 0.0
+
+    @property
+    def failed_rounds(self) -> int:
+        """Rounds that released nothing."""
+        return sum(1 for r in self.history if r.error is not None)
+
+    def to_json(self, report_dir: str | None = None) -> dict[str, Any]:
+        """The ``secagg run --json`` object (DESIGN.md, "Command line")."""
+        cfg = self.config
+        done = [r for r in self.history if r.error is None]
+        n = max(len(self.history), 1)
+        return {
+            "protocol": cfg.protocol,
+            "engine": self.engine,
+            "dataset": cfg.dataset,
+            "split": cfg.split,
+            "rounds": len(self.history),
+            "failed_rounds": self.failed_rounds,
+            "clients": cfg.clients,
+            "model_params": self.model_params,
+            "initial_accuracy": self.initial_accuracy,
+            "final_accuracy": self.final_accuracy,
+            "dp": cfg.dp,
+            "dp_mode": cfg.dp_mode if cfg.dp else None,
+            "epsilon": self.epsilon,
+            "delta": cfg.delta if cfg.dp else None,
+            "epsilon_budget": (cfg.epsilon if cfg.epsilon is not None or cfg.noise_multiplier
+                               is not None else DEFAULT_EPSILON) if cfg.dp else None,
+            "noise_multiplier": self.noise_multiplier,
+            "accountant": cfg.accountant if cfg.dp else None,
+            "sampling_rate": cfg.sampling_rate,
+            "cohort": cfg.cohort,
+            "dropout": cfg.dropout,
+            "clip": cfg.clip,
+            "max_weight": self.max_weight,
+            "lr": self.lr,
+            "epochs": cfg.epochs,
+            "protocol_params": self.protocol_params,
+            "seed": cfg.seed,
+            "seconds": self.seconds,
+            "seconds_per_round": sum(r.seconds for r in self.history) / n,
+            "bytes_per_client": (
+                sum(r.upload_bytes_per_client + r.download_bytes_per_client for r in done)
+                / len(done) if done else 0.0
+            ),
+            "report_dir": report_dir,
+            "history": [asdict(r) for r in self.history],
+        }
+
+
+class RunObserver(Protocol):
+    """Progress callbacks; :mod:`fl.cli.run` draws progress bars with them."""
+
+    def round_started(self, round_: int, cohort: int) -> None:
+        """Round ``round_`` (1-based) begins with ``cohort`` clients."""
+
+    def client_trained(self) -> None:
+        """One cohort member finished local training."""
+
+    def round_finished(self, record: RoundRecord) -> None:
+        """The round is over; ``record`` holds what it released."""
+
+
+class _Silent:
+    def round_started(self, round_: int, cohort: int) -> None:
+        pass
+
+    def client_trained(self) -> None:
+        pass
+
+    def round_finished(self, record: RoundRecord) -> None:
+        pass
+
+
+@dataclass
+class RunPlan:
+    """A validated run, ready to execute: what :func:`plan_run` builds."""
+
+    config: RunConfig
+    spec: ProtocolSpec
+    dataset: Dataset
+    shards: list[Shard]
+    model: ModelVector
+    encoding: EncodingConfig
+    engine: Engine
+    ledger: PrivacyLedger | None
+    noise_multiplier: float | None
+    max_weight: float
+    protocol_params: dict[str, int]
+    base_seed: int
+    lr: float
+
+
+# -- validation -------------------------------------------------------------------------------
+
+
+def _positive(name: str, value: object, *, integer: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = isinstance(value, int)
+    if not ok or not math.isfinite(float(value)) or float(value) <= 0:  # type: ignore[arg-type]
+        kind = "an integer >= 1" if integer else "a positive number"
+        raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_settings(cfg: RunConfig) -> None:
+    protocols.get(cfg.protocol)  # ConfigError naming the protocols
+    if cfg.dataset not in DATASETS:
+        raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
+    if cfg.split not in SPLITS:
+        raise ConfigError(f"unknown split {cfg.split!r}; choose one of: {', '.join(SPLITS)}")
+    for name in ("clients", "rounds", "epochs", "batch_size"):
+        _positive(name, getattr(cfg, name), integer=True)
+    for name in ("clip", "server_lr", "alpha"):
+        _positive(name, getattr(cfg, name))
+    if cfg.lr is not None:
+        _positive("lr", cfg.lr)
+    if not (isinstance(cfg.dropout, (int, float)) and 0.0 <= cfg.dropout < 1.0):
+        raise ConfigError(f"dropout must be a fraction in [0, 1), e.g. 0.1, got {cfg.dropout!r}")
+    if not (isinstance(cfg.sampling_rate, (int, float)) and 0.0 < cfg.sampling_rate <= 1.0):
+        raise ConfigError(f"sampling_rate must be in (0, 1], got {cfg.sampling_rate!r}")
+    if cfg.cohort is not None:
+        if cfg.sampling_rate != 1.0:
+            raise ConfigError("choose Poisson sampling (sampling_rate) or a fixed cohort, not both")
+        if isinstance(cfg.cohort, bool) or not isinstance(cfg.cohort, int) or not (
+            1 <= cfg.cohort <= cfg.clients
+        ):
+            raise ConfigError(f"cohort must be an integer in 1..{cfg.clients} (clients), "
+                              f"got {cfg.cohort!r}")
+    if cfg.max_weight is not None:
+        _positive("max_weight", cfg.max_weight)
+    if cfg.dp:
+        if not (isinstance(cfg.delta, (int, float)) and 0.0 < cfg.delta < 1.0):
+            raise ConfigError(f"delta must be in (0, 1), e.g. 1e-5, got {cfg.delta!r}")
+        if cfg.epsilon is not None:
+            _positive("epsilon", cfg.epsilon)
+        if cfg.noise_multiplier is not None:
+            _positive("noise_multiplier", cfg.noise_multiplier)
+        if cfg.dp_mode not in DP_MODES:
+            raise ConfigError(f"unknown DP mode {cfg.dp_mode!r}; choose one of: "
+                              f"{', '.join(DP_MODES)}")
+        if cfg.accountant not in ACCOUNTANTS:
+            raise ConfigError(f"unknown accountant {cfg.accountant!r}; choose one of: "
+                              f"{', '.join(ACCOUNTANTS)}")
+    elif cfg.epsilon is not None or cfg.noise_multiplier is not None:
+        raise ConfigError("epsilon and noise_multiplier need DP; drop --no-dp or drop them")
+
+
+def _min_cohort(spec: ProtocolSpec) -> int:
+    """A sum over one client is that client's update: protected protocols need two."""
+    return 1 if spec.name == "plaintext" else 2
+
+
+def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
+                  **kw: Any) -> RoundConfig:
+    try:
+        params = inspect.signature(spec.make_config).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        params = {}  # type: ignore[assignment]
+    if "dropout_tolerance" in params:
+        kw["dropout_tolerance"] = max(0.1, dropout)
+    return spec.make_config(k, dim, encoding=enc, **kw)
+
+
+def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
+                  what: str) -> dict[str, int]:
+    """Refuse a cohort too small for the protocol's threshold; returns its parameters."""
+    need_min = _min_cohort(spec)
+    if k < need_min:
+        raise ConfigError(
+            f"{spec.name} needs a cohort of at least {need_min} clients (a sum over one client "
+            f"is that client's update), but {what} is {k}; use more --clients"
+        )
+    config = _round_config(spec, k, dim, enc, dropout)
+    params = {name: int(getattr(config, name)) for name in ("threshold", "degree")
+              if hasattr(config, name)}
+    need = max(params.get("threshold", 1), config.min_clients)
+    dropped = round(dropout * k)
+    if k - dropped < need:
+        raise ConfigError(
+            f"{spec.name} with a cohort of {k} clients needs at least {need} survivors "
+            f"(threshold), but dropout {dropout:g} drops {dropped} and leaves {k - dropped}; "
+            f"use dropout <= {(k - need) / k:.3g} or more clients"
+        )
+    return params
+
+
+def _encoding(cfg: RunConfig, max_weight: float, noise_bound: int = 0) -> EncodingConfig:
+    """32-bit ring when the sum fits in it, else 64-bit (whose error names what fits)."""
+    joint = math.sqrt(WIRE_NORM**2 + 2 * METRIC_SCALE**2)
+    try:
+        return EncodingConfig(clip=joint, frac_bits=cfg.frac_bits, bits=32,
+                              max_clients=cfg.clients, max_weight=max_weight,
+                              noise_bound=noise_bound)
+    except ConfigError:
+        return EncodingConfig(clip=joint, frac_bits=cfg.frac_bits, bits=64,
+                              max_clients=cfg.clients, max_weight=max_weight,
+                              noise_bound=noise_bound)
+
+
+def _privacy(cfg: RunConfig, dim: int, max_weight: float, cohort: int, ledger: PrivacyLedger,
+             z: float) -> RoundPrivacy:
+    """One round's DP, for a cohort of ``cohort`` of whom the planned share survives."""
+    return round_privacy(
+        cfg.dp_mode, ledger, z, dim=dim, cohort=cohort,
+        survivors=cohort - round(cfg.dropout * cohort), sampling_rate=cfg.sampling_rate,
+        encoding_for=lambda bound: _encoding(cfg, max_weight, bound),
+    )
+
+
+def _supports(spec: ProtocolSpec, privacy: RoundPrivacy, cohort: int, dim: int,
+              dropout: float) -> bool:
+    try:
+        _round_config(spec, cohort, dim, privacy.encoding, dropout, **privacy.config_kw)
+    except TypeError:  # the protocol's config has no such field
+        return False
+    return True
+
+
+def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
+    """Validate ``cfg`` and build everything the run needs, before any training.
+
+    Args:
+        engine: an engine object to use instead of ``make_engine(cfg.engine, ...)``.
+
+    Raises:
+        ConfigError: any setting that cannot work (names the valid choices or numbers).
+        BudgetExceededError: the budget is already spent, or the planned rounds would
+            exceed it (names how many fit and which noise multiplier would).
+    """
+    _check_settings(cfg)
+    spec = protocols.get(cfg.protocol)
+    base_seed = cfg.seed if cfg.seed is not None else secrets.randbits(63)
+    ds = load_dataset(cfg.dataset)
+    if cfg.split == "iid":
+        shards = ds.split_iid(cfg.clients, seed=base_seed)
+    else:
+        shards = ds.split_dirichlet(cfg.clients, cfg.alpha, seed=base_seed)
+    max_weight = float(cfg.max_weight if cfg.max_weight is not None
+                       else max(1, ds.n_train // cfg.clients))
+    mv = ModelVector(make_model(ds, seed=base_seed % 2**31))
+    dim = len(mv) + 2
+    enc = _encoding(cfg, max_weight)
+    if cfg.cohort is not None:
+        k, what = cfg.cohort, "--cohort"
+    elif cfg.sampling_rate == 1.0:
+        k, what = cfg.clients, "--clients"
+    else:
+        k = max(1, round(cfg.sampling_rate * cfg.clients))
+        what = "the expected cohort (sampling rate x clients)"
+    params = _check_cohort(spec, k, dim, enc, cfg.dropout, what)
+    ledger: PrivacyLedger | None = None
+    z: float | None = None
+    if cfg.dp:
+        q = cfg.sampling_rate
+        if cfg.noise_multiplier is None:
+            budget = cfg.epsilon if cfg.epsilon is not None else DEFAULT_EPSILON
+            ledger = load_ledger(cfg.ledger_path, budget, cfg.delta, cfg.accountant)
+            z = calibrate_noise_multiplier(ledger, budget, cfg.rounds, q)
+        else:
+            ledger = load_ledger(cfg.ledger_path, cfg.epsilon, cfg.delta, cfg.accountant)
+            z = float(cfg.noise_multiplier)
+            _check_budget(ledger, z, q, cfg.rounds)
+    if z is not None:  # a dry run of one round's DP: the mechanism's, headroom's, protocol's
+        scratch = PrivacyLedger(None, cfg.delta, cfg.accountant)  # type: ignore[arg-type]
+        dry = _privacy(cfg, dim, max_weight, k, scratch, z)
+        if not _supports(spec, dry, k, dim, cfg.dropout):
+            able = [name for name in protocols.names()
+                    if _supports(protocols.get(name), dry, k, dim, cfg.dropout)]
+            raise ConfigError(f"{cfg.dp_mode} DP is not available with {spec.name}; use it "
+                              f"with one of: {', '.join(able) or 'none'}")
+    lr = cfg.lr if cfg.lr is not None else DEFAULT_LR.get(cfg.dataset, 0.5)
+    if engine is None:  # last: nothing after this can fail and leave it open
+        engine = make_engine(cfg.engine, dropout=cfg.dropout)
+    return RunPlan(cfg, spec, ds, shards, mv, enc, engine, ledger, z, max_weight, params,
+                   base_seed, lr)
+
+
+def _check_budget(ledger: PrivacyLedger, z: float, q: float, rounds: int) -> None:
+    budget = ledger.epsilon_budget
+    if budget is None:
+        return
+    event = round_event(z, q)
+    reached = ledger.epsilon_after(event, rounds)
+    if reached <= budget:
+        return
+    fit = ledger.rounds_left(event, rounds)
+    need = calibrate_noise_multiplier(ledger, budget, rounds, q)
+    raise BudgetExceededError(
+        f"{rounds} round(s) at noise multiplier {z:g} would reach epsilon={reached:.4g} > "
+        f"budget {budget:g} at delta={ledger.delta:g}; {fit} round(s) fit, or use a noise "
+        f"multiplier >= {need:.4g} (or omit it to calibrate)"
+    )
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+def _cohort(plan: RunPlan, gen: np.random.Generator) -> list[int]:
+    cfg = plan.config
+    if cfg.cohort is not None:
+        return sample_clients(cfg.clients, "fixed", cfg.cohort, gen)
+    if cfg.sampling_rate == 1.0:
+        return list(range(cfg.clients))
+    return sample_clients(cfg.clients, "poisson", cfg.sampling_rate, gen)
+
+
+def _client_vector(delta: np.ndarray, metrics: dict[str, float], clip: float) -> np.ndarray:
+    """The clipped update with the two bounded metric coordinates appended."""
+    bounded = {"loss": min(max(metrics["loss"], 0.0), LOSS_CAP) / LOSS_CAP,
+               "accuracy": min(max(metrics["accuracy"], 0.0), 1.0)}
+    clipped, _ = clip_l2(delta, clip)
+    clipped *= WIRE_NORM / clip
+    return np.concatenate([clipped, metrics_vector(bounded, METRIC_SCALE)])
+
+
+def run_training(
+    cfg: RunConfig | RunPlan,
+    *,
+    engine: Engine | None = None,
+    observer: RunObserver | None = None,
+) -> RunResult:
+    """Train with federated averaging over secure aggregation, as the module docstring says.
+
+    Args:
+        cfg: the settings, or a plan already made by :func:`plan_run`.
+        engine: an engine object to use instead of the one named in the settings.
+        observer: progress callbacks.
+
+    Returns:
+        A :class:`RunResult` with one :class:`RoundRecord` per round.
+
+    Raises:
+        ConfigError, BudgetExceededError: see :func:`plan_run`.
+    """
+    plan = cfg if isinstance(cfg, RunPlan) else plan_run(cfg, engine=engine)
+    try:
+        return _train(plan, observer or _Silent())
+    finally:
+        close = getattr(plan.engine, "close", None)
+        if callable(close):
+            close()
+
+
+def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
+    cfg, spec, mv = plan.config, plan.spec, plan.model
+    d = len(mv)
+    rng = Csprng.from_seed(plan.base_seed) if cfg.seed is not None else Csprng()
+    sampler = np.random.default_rng([plan.base_seed, 1] if cfg.seed is not None else None)
+    global_vec = mv.to_vector().copy()
+    initial = evaluate(mv, plan.dataset.test)
+    # torch imports its optimiser machinery on first use (seconds): not a cost of round 1.
+    torch.optim.SGD(mv.model.parameters(), lr=plan.lr)
+    result = RunResult(
+        config=cfg, engine=getattr(plan.engine, "name", type(plan.engine).__name__),
+        model_params=d, noise_multiplier=plan.noise_multiplier, max_weight=plan.max_weight,
+        protocol_params=plan.protocol_params, initial_accuracy=initial["accuracy"], lr=plan.lr,
+    )
+    last_loss = initial["loss"]
+    q = cfg.sampling_rate
+    t_run = time.perf_counter()
+    try:
+        for r in range(1, cfg.rounds + 1):
+            t0 = time.perf_counter()
+            ids = _cohort(plan, sampler)
+            k = len(ids)
+            obs.round_started(r, k)
+            record = RoundRecord(r, k, 0, 0, result.final_accuracy, last_loss,
+                                 None, None, None, 0.0, 0.0, 0.0, 0, 0)
+            if k < _min_cohort(spec):
+                record.error = f"cohort of {k} is too small for {spec.name}; round skipped"
+                if plan.ledger is not None and plan.noise_multiplier is not None:
+                    # Nothing is released, but whether a round is skipped depends on who was
+                    # sampled; counting it as a full round keeps the accounting an upper bound.
+                    plan.ledger.charge(round_event(plan.noise_multiplier, q))
+            else:
+                _one_round(plan, r, ids, global_vec, rng, obs, record)
+            if plan.ledger is not None:
+                record.epsilon = plan.ledger.epsilon()
+                if cfg.ledger_path is not None:  # at once: a killed run has still spent it
+                    save_ledger(cfg.ledger_path, plan.ledger)
+            record.seconds = time.perf_counter() - t0
+            last_loss = record.test_loss
+            result.history.append(record)
+            obs.round_finished(record)
+    finally:  # also after an error: whatever was charged stays spent
+        if plan.ledger is not None and cfg.ledger_path is not None:
+            save_ledger(cfg.ledger_path, plan.ledger)
+    result.seconds = time.perf_counter() - t_run
+    return result
+
+
+def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rng: Csprng,
+               obs: RunObserver, record: RoundRecord) -> None:
+    cfg, mv = plan.config, plan.model
+    d = len(mv)
+    inputs: list[np.ndarray] = []
+    counts: list[int] = []
+    for i in ids:
+        seed = int(np.random.SeedSequence([plan.base_seed, r, i]).generate_state(1)[0])
+        delta, n_i, metrics = local_train(mv, plan.shards[i], cfg.epochs, plan.lr,
+                                          cfg.batch_size, seed, weights=global_vec)
+        inputs.append(_client_vector(delta, metrics, cfg.clip))
+        counts.append(n_i)
+        obs.client_trained()
+    weights = [float(w) for w in cap_weights(counts, plan.max_weight)]
+    privacy: RoundPrivacy | None = None
+    encoding, kw = plan.encoding, {}
+    if plan.ledger is not None and plan.noise_multiplier is not None:
+        # Refuses a round over budget before anything is released.
+        privacy = _privacy(cfg, d + 2, plan.max_weight, len(ids), plan.ledger,
+                           plan.noise_multiplier)
+        encoding, kw = privacy.encoding, privacy.config_kw
+    config = _round_config(plan.spec, len(ids), d + 2, encoding, cfg.dropout,
+                           round_id=r, **kw)
+    out = plan.engine.run_round(plan.spec, config, inputs, weights, rng.spawn(f"round/{r}"))
+    del inputs  # the driver's copies of the clients' vectors end with the round
+    record.dropped = out.dropped
+    record.client_seconds = out.cost.client_seconds
+    record.server_seconds = out.cost.server_seconds
+    record.upload_bytes_per_client = out.cost.upload_bytes_per_client
+    record.download_bytes_per_client = out.cost.download_bytes_per_client
+    if out.result is None:
+        record.error = out.error or "the round released nothing"
+        return
+    res = out.result
+    record.contributors = len(res.contributors)
+    total = res.total_weight
+    if privacy is not None:
+        privacy.settle(plan.spec.name, res)
+        # The noised total weight is as noisy as any coordinate, and it is small: dividing
+        # by it can blow a step up. Under DP the step divides by the fixed denominator
+        # contributors * max_weight instead (McMahan et al. 2018), which the server knows.
+        total = len(res.contributors) * plan.max_weight
+    fedavg_step(global_vec, res.sum[:d], total, cfg.server_lr * cfg.clip / WIRE_NORM,
+                out=global_vec)
+    train = metrics_from_sum(res.sum[d:] / METRIC_SCALE, total)
+    record.train_loss = min(max(train["loss"], 0.0), 1.0) * LOSS_CAP
+    record.train_accuracy = min(max(train["accuracy"], 0.0), 1.0)
+    if privacy is not None:
+        sigma = privacy.sigma / encoding.scale  # per coordinate of the sum
+        record.train_noise_std = sigma / (total * METRIC_SCALE)
+    mv.from_vector(global_vec)
+    test = evaluate(mv, plan.dataset.test)
+    record.test_accuracy, record.test_loss = test["accuracy"], test["loss"]
