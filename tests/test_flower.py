@@ -1,0 +1,439 @@
+"""The Flower adapter: ServerApp workflow, ClientApp mod, engine, and a real loopback deployment.
+
+Most tests run the real ServerApp/ClientApp code against :class:`FakeGrid`, a push/pull Grid
+whose nodes are the ClientApp in this process; every message and every node Context goes
+through Flower's own protobuf serialisation, as between real processes. The last test starts a
+real SuperLink and three SuperNodes on 127.0.0.1 and checks that two rounds give exactly what
+the in-process simulator gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+flwr = pytest.importorskip("flwr", reason="flwr is not installed: the Flower adapter cannot run")
+
+from flwr.app import Context, Error, Message, RecordDict
+from flwr.common import serde
+from flwr.proto.message_pb2 import Message as ProtoMessage
+from flwr.serverapp import Grid
+from flwr.supercore.run import Run
+from flwr.supercore.task_identity import TaskIdentity
+
+import protocols
+from fl.engine import SimulationEngine, make_engine
+from fl.flower import (
+    FlowerEngine,
+    client_app,
+    codec,
+    jobs,
+    records,
+    server_app,
+    settings,
+)
+from fl.flower.deploy import LocalDeployment, write_app
+from fl.simulation import run_round
+from protocols.base import NoiseHook, RoundConfig
+from secagg import wire
+from secagg.errors import BudgetExceededError, DecodeError, UsageError
+from secagg.rng import Csprng
+
+ALL = protocols.names()
+RUN_ID = 7
+LOOPBACK = {client_app.LOOPBACK: True}  # test nodes accept the run's seed and job folder
+
+
+# -- an in-process Grid ---------------------------------------------------------------------
+def _copy(msg: Message) -> Message:
+    blob = serde.message_to_proto(msg).SerializeToString()
+    return serde.message_from_proto(ProtoMessage.FromString(blob))
+
+
+class FakeGrid(Grid):
+    """Nodes ``1000 + i`` run ``app`` in this process, with ``node_configs[i]``.
+
+    ``silent`` nodes never answer; ``tamper(node, reply)`` may rewrite a reply.
+    """
+
+    def __init__(self, app, node_configs, run_config, *, silent=(), tamper=None):
+        self.app, self.silent, self.tamper = app, set(silent), tamper
+        self._run = Run.create_empty(run_id=RUN_ID)
+        self.contexts = {1000 + i: Context(RUN_ID, 1000 + i, {**LOOPBACK, **nc}, RecordDict(),
+                                           dict(run_config))
+                         for i, nc in enumerate(node_configs)}
+        self.replies: dict[str, Message] = {}
+        self.sent: list[tuple[int, Message]] = []
+
+    def set_run(self, run):
+        self._run = run
+
+    @property
+    def run(self):
+        return self._run
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        return Message(content, dst_node_id, message_type, ttl=ttl, group_id=group_id)
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def push_messages(self, messages):
+        ids = []
+        for msg in messages:
+            mid = uuid.uuid4().hex
+            msg.metadata.__dict__["_message_id"] = mid
+            ids.append(mid)
+            nid = msg.metadata.dst_node_id
+            self.sent.append((nid, msg))
+            if nid in self.silent:
+                continue
+            local = _copy(msg)
+            ctx = self.contexts[nid]
+            try:
+                reply = self.app(local, ctx)
+            except Exception as exc:  # noqa: BLE001 - as Flower: an exception is an error reply
+                reply = Message(Error(code=0, reason=repr(exc)), reply_to=local)
+            if self.tamper is not None:
+                reply = self.tamper(nid, reply)
+            self.contexts[nid] = serde.context_from_proto(serde.context_to_proto(ctx))
+            self.replies[mid] = _copy(reply)
+        return ids
+
+    def pull_messages(self, message_ids):
+        return [self.replies.pop(m) for m in list(message_ids) if m in self.replies]
+
+    def send_and_receive(self, messages, *, timeout=None):
+        return self.pull_messages(self.push_messages(messages))
+
+
+@pytest.fixture(autouse=True)
+def _task_identity():
+    """Flower's Message constructor reads the task's identity, as inside a ServerApp."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = RUN_ID, 1, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def _run_config(**kw):
+    cfg = dict(settings.RUN_CONFIG)
+    cfg.update({k.replace("_", "-"): v for k, v in kw.items()})
+    return cfg
+
+
+class InProcessSession:
+    """The engine's session with a FakeGrid and the ServerApp's job loop in a thread."""
+
+    def __init__(self, tmp: Path, n: int, stage_timeout: float, **grid_kw):
+        self.job_dir = tmp / "jobs"
+        self.job_dir.mkdir()
+        rc = _run_config(job_dir=str(self.job_dir), stage_timeout=stage_timeout, node_wait=5.0)
+        self.grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(n)], rc,
+                             **grid_kw)
+        self.node_ids = {i: 1000 + i for i in range(n)}
+        self.thread = threading.Thread(target=server_app.serve_jobs, args=(self.grid, rc),
+                                       daemon=True)
+        self.thread.start()
+
+    def ensure_nodes(self, n):
+        assert n <= len(self.node_ids)
+
+    def alive(self):
+        return self.thread.is_alive()
+
+    def diagnostics(self):
+        return ""
+
+    def close(self):
+        jobs.write_atomic(self.job_dir / jobs.STOP, b"")
+        self.thread.join(timeout=10)
+
+
+def _engine(tmp_path, n, *, stage_timeout=5.0, dropout=0.0, **grid_kw):
+    def factory(num_nodes, timeout, startup, keep):
+        return InProcessSession(tmp_path, n, timeout, **grid_kw)
+
+    return FlowerEngine(dropout=dropout, stage_timeout=stage_timeout, session_factory=factory)
+
+
+def _inputs(n, dim, tag="x"):
+    return [Csprng.from_seed(f"{tag}/{u}").random(dim) * 0.4 - 0.2 for u in range(n)]
+
+
+def _same(a, b):
+    assert a.error == b.error
+    if b.result is None:
+        assert a.result is None
+        return
+    assert a.result.contributors == b.result.contributors
+    if b.result.int_sum is not None:
+        np.testing.assert_array_equal(a.result.int_sum, b.result.int_sum)
+    np.testing.assert_allclose(a.result.sum, b.result.sum, atol=1e-9)
+    assert a.result.total_weight == pytest.approx(b.result.total_weight)
+
+
+# -- codec and records -----------------------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_configs_round_trip_through_the_typed_codec(name):
+    cfg = protocols.get(name).make_config(5, 17, round_id=3)
+    back = codec.loads(codec.dumps(cfg), RoundConfig)
+    assert back == cfg and type(back) is type(cfg)
+
+
+def test_codec_carries_registries_and_distributed_noise():
+    from secagg.dp import DistributedDiscreteGaussian
+    from secagg.encoding import EncodingConfig
+
+    spec = protocols.get("secagg+")
+    hook = DistributedDiscreteGaussian(1.0, EncodingConfig(max_clients=6).l2_sensitivity(20), 6)
+    cfg, creds = spec.provision(spec.make_config(6, 20, active=True, client_noise=hook),
+                                Csprng.from_seed(1))
+    assert codec.loads(codec.dumps(cfg)) == cfg
+    assert codec.loads(codec.dumps(creds[0])) == creds[0]
+
+
+def test_codec_refuses_untrusted_types_and_pickles():
+    with pytest.raises(DecodeError, match="trusted"):
+        codec.loads(b'{"$dc": "os:PathLike", "fields": {}}')
+    with pytest.raises(DecodeError, match="not a dataclass"):
+        codec.loads(b'{"$dc": "secagg.rng:Csprng", "fields": {}}')
+    with pytest.raises(UsageError, match="cannot send"):
+        codec.dumps(object())
+    with pytest.raises(DecodeError):
+        codec.loads(b"\x80\x04K\x01.")  # a pickle is not JSON
+
+
+def test_frames_travel_verbatim_and_malformed_records_are_refused():
+    frames = [b"SG\x01abc", b"", bytes(range(256)) * 100]
+    content = _copy(Message(records.make_content({"op": "round"}, frames), dst_node_id=5,
+                            message_type="train")).content
+    assert records.frames_of(content) == frames
+    bad = records.make_content({"op": "round"}, [b"x"])
+    bad[records.FRAMES_RECORD]["7"] = bad[records.FRAMES_RECORD].pop("0")
+    with pytest.raises(DecodeError, match="0..k-1"):
+        records.frames_of(bad)
+
+
+# -- deployment mode, every protocol --------------------------------------------------------
+@pytest.mark.parametrize("name", ALL)
+def test_every_protocol_matches_the_simulator_over_flower_messages(name):
+    n, dim, seed = 4, 12, 11
+    rc = _run_config(protocol=name, num_clients=n, dim=dim, rounds=2, seed=seed)
+    # Node 1000+i holds partition n-1-i: client u must be the node with partition-id u.
+    grid = FakeGrid(client_app.app, [{"partition-id": n - 1 - i} for i in range(n)], rc)
+    outcomes = server_app.run_rounds(grid, rc)
+    spec = protocols.get(name)
+    inputs = [settings.synthetic_input(u, dim, 0) for u in range(n)]
+    for r, got in enumerate(outcomes):
+        root = settings.round_root(seed, r)
+        cfg = spec.make_config(n, dim, round_id=r, session=root.spawn("session").bytes(16))
+        want = run_round(spec, cfg, inputs, root, measure_memory=False)
+        assert got.error is None and got.dropped == {}
+        assert got.result.contributors == want.result.contributors == tuple(range(n))
+        if spec.exact:
+            np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)
+        np.testing.assert_allclose(got.result.sum, want.result.sum, atol=1e-9)
+        assert all(b > 0 for b in got.up) and all(b > 0 for b in got.down)
+    # Only wire frames and the setup ever went to a node; never an input.
+    for _, msg in grid.sent:
+        assert set(msg.content.keys()) == {records.CONFIG_RECORD, records.FRAMES_RECORD}
+
+
+def test_the_state_is_wiped_when_the_core_is_done():
+    rc = _run_config(protocol="secagg", num_clients=3, dim=5, rounds=1, seed=1)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(3)], rc)
+    server_app.run_rounds(grid, rc)
+    for ctx in grid.contexts.values():
+        assert set(ctx.state.keys()) == {client_app.STATE}
+        assert dict(ctx.state.config_records[client_app.STATE]) == {"round": 0, "done": True}
+
+
+def test_a_production_node_refuses_seeded_randomness_and_job_files():
+    rc = _run_config(protocol="plaintext", num_clients=3, dim=4, rounds=1, seed=2)
+    nodes = [{"partition-id": 0}, {"partition-id": 1, client_app.LOOPBACK: False},
+             {"partition-id": 2}]
+    [out] = server_app.run_rounds(FakeGrid(client_app.app, nodes, rc), rc)
+    assert out.result.contributors == (0, 2) and "loopback" in out.dropped[1]
+    rc = _run_config(protocol="plaintext", num_clients=1, dim=4, rounds=1, job_dir="/nonexistent")
+    grid = FakeGrid(client_app.app, [{client_app.LOOPBACK: False}], rc)
+    [out] = server_app.run_rounds(grid, rc)
+    assert out.result is None and "loopback" in out.dropped[0]
+
+
+def test_a_pinned_node_refuses_another_protocol_and_counts_as_dropped():
+    rc = _run_config(protocol="plaintext", num_clients=3, dim=4, rounds=1, seed=2)
+    nodes = [{"partition-id": 0}, {"partition-id": 1, "secagg-protocol": "secagg+"},
+             {"partition-id": 2}]
+    [out] = server_app.run_rounds(FakeGrid(client_app.app, nodes, rc), rc)
+    assert out.result.contributors == (0, 2)
+    assert "pinned" in out.dropped[1]
+
+
+# -- dropouts surfaced by Flower ------------------------------------------------------------
+@pytest.mark.parametrize("name", ["secagg", "secagg+", "plaintext"])
+def test_error_replies_are_dropouts_exactly_as_in_the_simulator(tmp_path, name):
+    spec, n, dim = protocols.get(name), 7, 9
+    stages = len(spec.client_stages)
+    drop_at = {1: 0, 4: stages - 1} if stages > 1 else {1: 0, 4: 0}
+    cfg = spec.make_config(n, dim, session=b"s" * 16)
+    inputs, weights = _inputs(n, dim), [1.0] * n
+    with _engine(tmp_path, n) as eng:
+        got = eng.run_round(spec, cfg, inputs, weights, Csprng.from_seed(5), drop_at=drop_at)
+    want = run_round(spec, cfg, inputs, Csprng.from_seed(5).spawn("round"), weights=weights,
+                     drop_at=drop_at, measure_memory=False)
+    assert got.error is None and got.result.contributors == want.result.contributors
+    np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)
+    assert got.dropped == 2
+
+
+def test_planned_dropouts_match_the_simulation_engine(tmp_path):
+    spec, n, dim = protocols.get("secagg+"), 8, 6
+    cfg = spec.make_config(n, dim, session=b"p" * 16)
+    inputs, weights = _inputs(n, dim, "planned"), [0.5] * n
+    with _engine(tmp_path, n, dropout=0.25) as eng:
+        got = eng.run_round(spec, cfg, inputs, weights, Csprng.from_seed(9))
+    _same(got, SimulationEngine(dropout=0.25).run_round(spec, cfg, inputs, weights,
+                                                        Csprng.from_seed(9)))
+
+
+def test_a_silent_node_times_out_and_the_core_closes_the_stage(tmp_path):
+    spec, n, dim = protocols.get("secagg"), 5, 4
+    cfg = spec.make_config(n, dim, session=b"t" * 16)
+    inputs = _inputs(n, dim, "silent")
+    t0 = time.monotonic()
+    with _engine(tmp_path, n, stage_timeout=0.5, silent={1003}) as eng:
+        got = eng.run_round(spec, cfg, inputs, [1.0] * n, Csprng.from_seed(3))
+    assert time.monotonic() - t0 < 30
+    want = run_round(spec, cfg, inputs, Csprng.from_seed(3).spawn("round"), drop_at={3: 0},
+                     measure_memory=False)
+    assert got.result.contributors == want.result.contributors == (0, 1, 2, 4)
+    np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)
+
+
+def test_a_node_cannot_speak_for_another_client(tmp_path):
+    spec, n = protocols.get("plaintext"), 3
+
+    def impersonate(nid, reply):
+        if nid != 1002 or reply.has_error():
+            return reply
+        frames = []
+        for f in records.frames_of(reply.content):
+            m = wire.decode(f)
+            frames.append(wire.encode(dataclasses.replace(m, sender=0)))
+        reply.content[records.FRAMES_RECORD] = records.frames_record(frames)
+        return reply
+
+    with _engine(tmp_path, n, tamper=impersonate) as eng:
+        got = eng.run_round(spec, spec.make_config(n, 3), _inputs(n, 3), [1.0] * n,
+                            Csprng.from_seed(4))
+    assert got.result.contributors == (0, 1)
+    assert got.dropped == 1
+
+
+# -- central DP through the engine ----------------------------------------------------------
+class _PlusOne(NoiseHook):
+    """A stand-in noise hook with state in the engine's process (like a privacy ledger)."""
+
+    def __init__(self, refuse=False):
+        self.calls, self.refuse = 0, refuse
+
+    def add_noise(self, int_sum, rng):
+        self.calls += 1
+        if self.refuse:
+            raise BudgetExceededError("budget spent")
+        return int_sum + 1, ("event", self.calls)
+
+
+def test_central_noise_is_added_once_by_the_engine_hook(tmp_path):
+    spec, n, dim = protocols.get("secagg+"), 4, 5
+    hook = _PlusOne()
+    cfg = spec.make_config(n, dim, session=b"n" * 16, noise=hook)
+    inputs = _inputs(n, dim, "dp")
+    with _engine(tmp_path, n) as eng:
+        got = eng.run_round(spec, cfg, inputs, [1.0] * n, Csprng.from_seed(8))
+    plain = run_round(spec, dataclasses.replace(cfg, noise=None), inputs,
+                      Csprng.from_seed(8).spawn("round"), measure_memory=False)
+    assert hook.calls == 1 and got.result.dp_event == ("event", 1)
+    np.testing.assert_array_equal(got.result.int_sum, plain.result.int_sum + 1)
+
+
+def test_a_refused_release_is_an_error_not_a_hang(tmp_path):
+    spec, n = protocols.get("plaintext"), 3
+    cfg = spec.make_config(n, 4, noise=_PlusOne(refuse=True))
+    t0 = time.monotonic()
+    with _engine(tmp_path, n) as eng:
+        got = eng.run_round(spec, cfg, _inputs(n, 4), [1.0] * n, Csprng.from_seed(1))
+    assert got.result is None and got.error.startswith("BudgetExceededError")
+    assert time.monotonic() - t0 < 30
+
+
+def test_the_engine_is_registered_and_the_app_names_its_components(tmp_path):
+    assert isinstance(make_engine("flower", dropout=0.1), FlowerEngine)
+    text = (write_app(tmp_path / "app") / "pyproject.toml").read_text()
+    assert "fl.flower.server_app:app" in text and "fl.flower.client_app:app" in text
+    assert all(f'"{k}"' in text or f"{k} =" in text for k in settings.RUN_CONFIG)
+
+
+# -- a real deployment ------------------------------------------------------------------------
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+
+def test_a_real_loopback_deployment_gives_the_simulators_aggregate():
+    """SuperLink + 3 SuperNodes on 127.0.0.1, 2 rounds of secagg+, bit-identical to the
+    simulator for the same seeds; every process is gone afterwards."""
+    spec, n, dim = protocols.get("secagg+"), 3, 24
+    engine = FlowerEngine(stage_timeout=60.0, startup_timeout=90.0)
+    pids: list[int] = []
+    try:
+        for r in range(2):
+            cfg = spec.make_config(n, dim, round_id=r, session=bytes([r + 1]) * 16)
+            inputs, weights = _inputs(n, dim, f"real/{r}"), [1.0, 0.5, 0.25]
+            got = engine.run_round(spec, cfg, inputs, weights, Csprng.from_seed(100 + r))
+            want = SimulationEngine().run_round(spec, cfg, inputs, weights,
+                                                Csprng.from_seed(100 + r))
+            _same(got, want)
+            assert got.result.contributors == (0, 1, 2)
+            assert got.cost.upload_bytes_per_client > 0
+            pids = engine.session.deployment.pids()
+            assert len(pids) >= 1 + n  # the SuperLink, the SuperNodes, their helpers
+        workdir = engine.session.deployment.workdir
+    finally:
+        engine.close()
+    deadline = time.monotonic() + 15
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+    assert not workdir.exists()
+
+
+@pytest.mark.skipif(not os.environ.get("SECAGG_FLOWER_FULL"),
+                    reason="about a minute more; set SECAGG_FLOWER_FULL=1 to also run the "
+                           "app in deployment mode (flwr run + node-config inputs)")
+def test_deployment_mode_on_a_real_loopback_deployment(tmp_path):
+    """``flwr run`` of the app as a user would (run config + node config, synthetic inputs):
+    each round equals the simulator's round for the same seed."""
+    n, dim, seed = 3, 10, 21
+    with LocalDeployment(n) as dep:
+        dep.run({"protocol": "plaintext", "num-clients": n, "dim": dim, "rounds": 2,
+                 "seed": seed, "result-dir": str(tmp_path)}, timeout=300)
+    spec = protocols.get("plaintext")
+    inputs = [settings.synthetic_input(u, dim, 0) for u in range(n)]
+    for r in range(2):
+        doc, arrays = jobs.read_result(tmp_path / f"round-{r}")
+        cfg = codec.from_jsonable(doc["config"])
+        want = run_round(spec, cfg, inputs, settings.round_root(seed, r), measure_memory=False)
+        assert doc["error"] is None and tuple(doc["contributors"]) == want.result.contributors
+        np.testing.assert_array_equal(arrays["int-sum"], want.result.int_sum)
