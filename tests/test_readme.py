@@ -27,3 +27,14 @@ def test_main_job_command_installs_torch_first_and_runs_secagg() -> None:
     cmd = main[0]
     assert cmd.startswith("python3 -m pip install") and "torch==2.13.0" in cmd.split("&&")[0]
     assert re.search(r"&& secagg (run|simulate)\b", cmd)
+
+
+def test_library_example_runs() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README must show a library example"
+    scope: dict[str, object] = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)  # noqa: S102 - our own README
+    result = scope["result"]
+    assert result.total_weight == 20.0  # type: ignore[attr-defined]
+    assert abs(float(result.sum[0]) - 0.2) < 1e-3  # type: ignore[attr-defined]
