@@ -76,6 +76,16 @@ class Csprng:
         lab = label.encode() if isinstance(label, str) else bytes(label)
         return Csprng(_hkdf(self._key, b"secagg/csprng/spawn/" + lab))
 
+    def export_key(self) -> bytes:
+        """The 32-byte key: ``Csprng(key)`` rebuilds this generator from its start.
+
+        For handing a party its generator across a process boundary (e.g. a driver that runs
+        each party in its own process). Nothing else needs it.
+
+        .. warning:: the key predicts every output, past and future; treat it as secret.
+        """
+        return self._key
+
     # -- raw bytes -----------------------------------------------------------------------
     def bytes(self, n: int) -> bytes:
         """``n`` uniformly random bytes."""

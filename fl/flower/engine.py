@@ -49,14 +49,9 @@ _LOG = logging.getLogger("fl.flower")
 
 
 def _key_of(rng: Csprng) -> bytes:
-    # Csprng has no public key export on purpose. The engine reads it to give each Flower
-    # process the very generator the simulator would use (see the module docstring); the key
-    # goes only to that party's own 0600 job file on this machine.
-    key = getattr(rng, "_key", None)
-    if not isinstance(key, bytes) or len(key) != Csprng.KEY_SIZE:
-        raise ConfigError("this Csprng does not expose its key; the flower engine cannot "
-                          "reproduce the simulator's generators")
-    return key
+    # The engine gives each Flower process the very generator the simulator would use (see
+    # the module docstring); the key goes only to that party's own 0600 job file here.
+    return rng.export_key()
 
 
 class LoopbackSession:
