@@ -281,15 +281,10 @@ def _l2_norm(x: np.ndarray) -> float:
     Raises:
         ConfigError: NaN or infinite values.
     """
-    # Plain ufuncs, not BLAS dot: BLAS threads fight for cores on a busy machine.
-    total = 0.0
-    sq = np.empty(min(x.size, _ENC_CHUNK), np.float64)
+    # einsum's own loop (float64 accumulation, buffered casts), not BLAS dot: BLAS threads
+    # fight for cores on a busy machine.
     with np.errstate(over="ignore", invalid="ignore"):  # handled below
-        for s in range(0, x.size, _ENC_CHUNK):
-            c = x[s : s + _ENC_CHUNK]
-            part = sq[: c.size]
-            np.multiply(c, c, out=part, dtype=np.float64)
-            total += float(part.sum())
+        total = float(np.einsum("i,i->", x, x, dtype=np.float64))
     if math.isfinite(total):
         return math.sqrt(total)
     if not np.all(np.isfinite(x)):
