@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import platform
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from fl._json import json_safe
 
 __all__ = [
     "CSV_COLUMNS",
@@ -62,19 +63,11 @@ def write_csv(cells: Sequence[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
 
 
 def write_json(obj: dict[str, Any], path: Path) -> Path:
     """``obj`` as strict JSON (NaN and infinities become null)."""
-    path.write_text(json.dumps(_clean(obj), indent=1, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(obj), indent=1, allow_nan=False) + "\n")
     return path
 
 

@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
+from fl._json import json_safe
 from fl.run import RoundRecord, RunResult
 
 __all__ = ["REPORT_FILES", "write_report"]
@@ -45,14 +45,6 @@ REPORT_FILES: tuple[str, ...] = (
 _MAX_TRAIN_NOISE = 0.1
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
 
 
 def write_report(result: RunResult, out_dir: str | Path) -> Path:
@@ -66,7 +58,7 @@ def write_report(result: RunResult, out_dir: str | Path) -> Path:
     """
     folder = Path(out_dir).resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    summary = _clean(result.to_json(str(folder)))
+    summary = json_safe(result.to_json(str(folder)))
     (folder / "metrics.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     _write_csv(folder / "metrics.csv", result.history)
     _plots(result, folder)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 from rich.console import Console
+
+from fl._json import json_safe
 
 __all__ = ["add_json_flag", "emit_json", "stderr_console"]
 
@@ -18,19 +19,11 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
                    help="print one JSON object as the last line of stdout")
 
 
-def _clean(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): _clean(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_clean(x) for x in v]
-    return v
 
 
 def emit_json(obj: dict[str, Any]) -> None:
     """Print ``obj`` as one line of strict JSON (NaN/inf become null)."""
-    sys.stdout.write(json.dumps(_clean(obj), allow_nan=False) + "\n")
+    sys.stdout.write(json.dumps(json_safe(obj), allow_nan=False) + "\n")
     sys.stdout.flush()
 
 
