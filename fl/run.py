@@ -11,8 +11,9 @@ Each round (:func:`run_training`):
    the decoding party learns only ``sum(w * vector)`` and ``sum(w)``, with DP noise in
    them when DP is on (:mod:`fl.dp`: central or distributed, charged to the ledger);
 5. the server applies the decoded sum as a weighted FedAvg step (divided by the decoded
-   total weight; under DP by the fixed ``contributors * max_weight``, since the noised
-   total is too noisy to divide by) and evaluates the new model on the held-out test set.
+   total weight; under DP by the fixed ``expected cohort * max_weight``, since the noised
+   total is too noisy to divide by and the fixed one reveals nothing of who contributed)
+   and evaluates the new model on the held-out test set.
 
 Client metrics ride in the same secure sum as two extra coordinates: ``METRIC_SCALE *
 min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE * accuracy`` (loss and accuracy over the
@@ -534,6 +535,11 @@ def _cohort(plan: RunPlan, gen: np.random.Generator) -> list[int]:
     return sample_clients(cfg.clients, "poisson", cfg.sampling_rate, gen)
 
 
+def _expected_cohort(cfg: RunConfig) -> float:
+    """The cohort size a round is planned for: the fixed sample, or q * clients."""
+    return float(cfg.cohort) if cfg.cohort is not None else cfg.sampling_rate * cfg.clients
+
+
 def _client_vector(delta: np.ndarray, metrics: dict[str, float], clip: float) -> np.ndarray:
     """The clipped update with the two bounded metric coordinates appended."""
     bounded = {"loss": min(max(metrics["loss"], 0.0), LOSS_CAP) / LOSS_CAP,
@@ -658,9 +664,10 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     if privacy is not None:
         privacy.settle(plan.spec.name, res)
         # The noised total weight is as noisy as any coordinate, and it is small: dividing
-        # by it can blow a step up. Under DP the step divides by the fixed denominator
-        # contributors * max_weight instead (McMahan et al. 2018), which the server knows.
-        total = len(res.contributors) * plan.max_weight
+        # by it can blow a step up. Under DP the step divides by a fixed denominator, the
+        # expected cohort times max_weight (McMahan et al. 2018): it depends on the plan
+        # only, so the released model does not carry how many clients contributed.
+        total = _expected_cohort(cfg) * plan.max_weight
     fedavg_step(global_vec, res.sum[:d], total, cfg.server_lr * cfg.clip / WIRE_NORM,
                 out=global_vec)
     train = metrics_from_sum(res.sum[d:] / METRIC_SCALE, total)

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import datetime as _dt
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
 from fl._json import json_safe
 
-__all__ = ["add_json_flag", "emit_json", "stderr_console"]
+__all__ = ["add_json_flag", "default_out", "emit_json", "stderr_console"]
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:
@@ -30,3 +32,15 @@ def emit_json(obj: dict[str, Any]) -> None:
 def stderr_console() -> Console:
     """Progress and status go to stderr, so stdout stays machine-readable."""
     return Console(file=sys.stderr)
+
+
+def default_out(protocol: str, kind: str = "") -> Path:
+    """A fresh report folder ``secagg-runs/<UTC time>[-kind]-<protocol>`` (never reused)."""
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    safe = "".join(c if c.isalnum() else "-" for c in protocol.replace("+", "plus"))
+    base = Path("secagg-runs") / "-".join(p for p in (stamp, kind, safe) if p)
+    out, n = base, 1
+    while out.exists():
+        n += 1
+        out = base.with_name(f"{base.name}-{n}")
+    return out

@@ -17,22 +17,35 @@ before training. ``--ledger FILE`` carries the spent budget across runs.
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import logging
 import sys
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 import protocols
-from fl.cli._common import add_json_flag, emit_json, stderr_console
+from fl.cli._common import add_json_flag, default_out, emit_json, stderr_console
 from fl.data import DATASETS
 from fl.dp import DP_MODES
 from fl.engine import engine_names
-from fl.run import DEFAULT_EPSILON, SPLITS, RoundRecord, RunConfig, RunResult, plan_run, run_training
+from fl.run import (
+    DEFAULT_EPSILON,
+    SPLITS,
+    RoundRecord,
+    RunConfig,
+    RunResult,
+    plan_run,
+    run_training,
+)
 from secagg.dp import ACCOUNTANTS
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -114,15 +127,6 @@ def _config(args: argparse.Namespace) -> RunConfig:
     )
 
 
-def _default_out(protocol: str) -> Path:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    safe = "".join(c if c.isalnum() else "-" for c in protocol.replace("+", "plus"))
-    base = Path("secagg-runs") / f"{stamp}-{safe}"
-    out, n = base, 1
-    while out.exists():
-        n += 1
-        out = base.with_name(f"{base.name}-{n}")
-    return out
 
 
 class _Bars:
@@ -166,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
-    out_dir = Path(args.out) if args.out else _default_out(cfg.protocol)
+    out_dir = Path(args.out) if args.out else default_out(cfg.protocol)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

@@ -8,7 +8,6 @@ with ``--json`` the last stdout line is the JSON object of DESIGN.md's contract.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
