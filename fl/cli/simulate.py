@@ -8,17 +8,24 @@ with ``--json`` the last stdout line is the JSON object of DESIGN.md's contract.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from typing import Any
 
 import numpy as np
 
 import protocols
-from protocols.base import stages_of
 from fl.cli._common import add_json_flag, emit_json, stderr_console
-from fl.simulation import plan_dropouts, run_round
-from secagg.encoding import EncodingConfig
-from secagg.errors import ConfigError
+from fl.simulation import RoundReport, plan_dropouts, run_round
+from protocols.base import stages_of
+from protocols.secagg.config import client_noise_bound
+from secagg.dp import (
+    CentralDiscreteGaussian,
+    DistributedDiscreteGaussian,
+    compute_epsilon,
+)
+from secagg.encoding import EncodingConfig, clip_l2
+from secagg.errors import ConfigError, UsageError
 from secagg.rng import Csprng
 
 HELP = "run one secure-aggregation round on random vectors and report cost and correctness"
@@ -38,6 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active", action="store_true",
                    help="active-adversary variant: signed keys and a consistency round "
                         "(secagg, secagg+)")
+    p.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
+                   help="discrete Gaussian noise: added once by the decoding party (central), "
+                        "or by every client before masking (distributed; secagg, secagg+)")
+    p.add_argument("--noise-multiplier", type=float, default=1.0,
+                   help="noise std / one client's L2 sensitivity (default 1)")
+    p.add_argument("--delta", type=float, default=1e-5, help="delta for the reported epsilon")
     p.add_argument("--clip", type=float, default=1.0, help="L2 clip of each update (default 1)")
     p.add_argument("--frac-bits", type=int, default=16, help="fixed-point fraction bits")
     p.add_argument("--bits", type=int, default=32, choices=(32, 64), help="ring width")
@@ -45,9 +58,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
-    encoding = EncodingConfig(clip=args.clip, frac_bits=args.frac_bits, bits=args.bits,
-                              max_clients=max(args.clients, 1))
-    kw: dict[str, Any] = {"encoding": encoding}
+    def encoding(noise_bound: int = 0) -> EncodingConfig:
+        return EncodingConfig(clip=args.clip, frac_bits=args.frac_bits, bits=args.bits,
+                              max_clients=max(args.clients, 1), noise_bound=noise_bound)
+
+    kw: dict[str, Any] = {"encoding": encoding()}
+    sens = kw["encoding"].l2_sensitivity(args.dim)
+    if args.dp == "central":
+        kw["noise"] = CentralDiscreteGaussian(args.noise_multiplier, sens)
+    elif args.dp == "distributed":
+        if spec.name not in ("secagg", "secagg+"):
+            raise ConfigError(f"--dp distributed needs secagg or secagg+, not {spec.name}")
+        hook = DistributedDiscreteGaussian(args.noise_multiplier, sens, args.clients)
+        kw["client_noise"] = hook
+        kw["encoding"] = encoding(args.clients * client_noise_bound(hook, args.dim, args.clients))
     if args.threshold is not None:
         kw["threshold"] = args.threshold
     if args.degree is not None:
@@ -89,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         report = run_round(spec, config, inputs, rng, drop_at=drop,
                            progress=lambda s: status.update(f"{spec.name}: {s}"))
     out = report.to_json()
+    if args.dp != "none" and report.result is not None:
+        out["dp"] = _dp_report(args, config, inputs, report)
     for name in ("threshold", "degree"):
         if hasattr(config, name):
             out[name] = getattr(config, name)
@@ -97,6 +123,30 @@ def run(args: argparse.Namespace) -> int:
     else:
         _table(out)
     return 0 if report.error is None else 1
+
+
+def _dp_report(args: argparse.Namespace, config: Any, inputs: list[np.ndarray],
+               report: RoundReport) -> dict[str, Any]:
+    """The noise that was added, and how far the released sum is from the noiseless one."""
+    res = report.result
+    if res is None:
+        raise UsageError("the round released nothing")
+    s, n = len(res.contributors), args.clients
+    sens = config.encoding.l2_sensitivity(args.dim)
+    z = args.noise_multiplier * (1.0 if args.dp == "central" else math.sqrt(s / n))
+    clean = np.zeros(args.dim)
+    for u in res.contributors:
+        clean += clip_l2(inputs[u], args.clip)[0]
+    deviation = res.sum - clean
+    return {
+        "mode": args.dp,
+        "noise_multiplier": z,
+        "noise_std": z * sens / config.encoding.scale,
+        "deviation_std": float(deviation.std()),
+        "deviation_mean": float(deviation.mean()),
+        "epsilon": compute_epsilon(z, 1.0, 1, args.delta),
+        "delta": args.delta,
+    }
 
 
 def _table(out: dict[str, Any]) -> None:
