@@ -8,7 +8,8 @@ its own stream.
 
 .. warning::
    A seeded generator is predictable by anyone who knows the seed. Production parties use
-   ``Csprng()`` (OS entropy). Never use ``numpy.random`` or ``random`` for anything here.
+   ``Csprng()`` (OS entropy). NumPy's generators and the standard ``random`` module are
+   never used here.
 """
 
 from __future__ import annotations

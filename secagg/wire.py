@@ -1,4 +1,4 @@
-"""The one wire codec: frozen dataclass messages <-> bytes. Never pickle.
+"""The one wire codec: frozen dataclass messages <-> bytes, and nothing else serialises.
 
 A message class is a frozen dataclass registered with :func:`register` under a unique 16-bit
 tag. Its fields are encoded in declaration order from their type annotations, compiled once
