@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from fl._json import json_safe
-from fl.run import RoundRecord, RunResult
+from fl.runconfig import RoundRecord, RunResult
 
 __all__ = ["REPORT_FILES", "write_report"]
 

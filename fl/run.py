@@ -43,8 +43,8 @@ import inspect
 import math
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -63,6 +63,19 @@ from fl.dp import (
 from fl.engine import Engine, make_engine
 from fl.model import ModelVector
 from fl.models import make_model
+from fl.runconfig import (
+    DEFAULT_EPSILON,
+    DEFAULT_LR,
+    LOSS_CAP,
+    METRIC_SCALE,
+    SPLITS,
+    WIRE_NORM,
+    RoundRecord,
+    RunConfig,
+    RunObserver,
+    RunResult,
+    SilentObserver,
+)
 from fl.train import (
     cap_weights,
     evaluate,
@@ -93,213 +106,6 @@ __all__ = [
     "plan_run",
     "run_training",
 ]
-
-#: Epsilon budget used when DP is on and neither ``epsilon`` nor ``noise_multiplier`` is set.
-DEFAULT_EPSILON = 3.0
-#: Local learning rate per dataset when ``RunConfig.lr`` is ``None`` (others: 0.5).
-DEFAULT_LR: dict[str, float] = {"breast_cancer": 1.0, "digits": 0.5, "synthetic": 0.5}
-#: L2 norm a clipped update has on the wire: updates are clipped to ``clip`` and then scaled
-#: by ``WIRE_NORM / clip``. The encoding adds the weight as one more coordinate, of size
-#: ``w`` next to the update's ``w * WIRE_NORM``, and DP noise is calibrated to both; a wire
-#: norm well above 1 keeps the weight's share of the sensitivity small (3% here).
-WIRE_NORM = 4.0
-#: Upper bound on the loss a client reports (cross-entropy above it is reported as it).
-LOSS_CAP = 4.0
-#: Largest value of a metric coordinate in a client's vector.
-METRIC_SCALE = 1.0
-#: Values accepted for ``RunConfig.split``.
-SPLITS: tuple[str, ...] = ("iid", "dirichlet")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """Everything a training run needs; defaults are those of ``secagg run``.
-
-    Attributes:
-        protocol: a name from ``protocols.names()``.
-        clients: number of clients; the training set is split among them.
-        rounds: number of FedAvg rounds.
-        dataset: one of :data:`fl.data.DATASETS`.
-        split: ``"iid"`` or ``"dirichlet"`` (label skew ``alpha``).
-        dropout: fraction of each cohort that drops out during the protocol, in ``[0, 1)``.
-        engine: ``"simulation"``, or another registered engine (:mod:`fl.engine`).
-        dp: differential privacy on every released aggregate.
-        dp_mode: ``"central"`` (the decoding party noises the sum) or ``"distributed"``
-            (every client noises before masking; secagg and secagg+ only). See :mod:`fl.dp`.
-        epsilon: the budget at ``delta``. With ``noise_multiplier=None`` the noise is
-            calibrated so that all ``rounds`` fit it (``None``: :data:`DEFAULT_EPSILON`).
-        delta: the delta at which epsilon is reported.
-        noise_multiplier: noise std / one client's L2 sensitivity; ``None`` calibrates.
-        accountant: ``"rdp"`` or ``"pld"``.
-        sampling_rate: Poisson sampling rate of clients per round (1: everyone).
-        cohort: fixed-size sampling of this many clients per round instead (accounted
-            without amplification, which is an upper bound).
-        clip: L2 clip of each client's model update.
-        max_weight: cap on a client's weight (its example count); ``None``: the mean
-            shard size, ``n_train // clients``.
-        lr, epochs, batch_size: local SGD; ``lr=None`` takes :data:`DEFAULT_LR`.
-        server_lr: FedAvg server learning rate.
-        frac_bits: fixed-point fraction bits of the encoding.
-        seed: seeds data split, model, sampling, training and every CSPRNG (experiments
-            only: seeded DP noise protects nobody). ``None``: OS entropy.
-        ledger_path: JSON file that carries the privacy ledger across runs.
-    """
-
-    protocol: str = "secagg+"
-    clients: int = 20
-    rounds: int = 5
-    dataset: str = "breast_cancer"
-    split: str = "iid"
-    alpha: float = 0.5
-    dropout: float = 0.0
-    engine: str = "simulation"
-    dp: bool = True
-    dp_mode: str = "central"
-    epsilon: float | None = None
-    delta: float = 1e-5
-    noise_multiplier: float | None = None
-    accountant: str = "rdp"
-    sampling_rate: float = 1.0
-    cohort: int | None = None
-    clip: float = 1.0
-    max_weight: float | None = None
-    lr: float | None = None
-    epochs: int = 5
-    batch_size: int = 32
-    server_lr: float = 1.0
-    frac_bits: int = 16
-    seed: int | None = None
-    ledger_path: str | None = None
-
-
-@dataclass
-class RoundRecord:
-    """What one round released and cost; aggregates only.
-
-    ``train_loss`` and ``train_accuracy`` are the weighted means decoded from the secure sum
-    (noised under DP); ``test_*`` are measured by the server on the held-out set.
-    ``epsilon`` is the ledger's epsilon after the round (``None`` without DP). ``error``
-    says why a round released nothing (then the model is unchanged). ``train_noise_std``
-    is the standard deviation the DP noise gives each decoded train metric (``None``
-    without DP): read the train metrics against it.
-    """
-
-    round: int
-    cohort: int
-    contributors: int
-    dropped: int
-    test_accuracy: float
-    test_loss: float
-    train_loss: float | None
-    train_accuracy: float | None
-    epsilon: float | None
-    seconds: float
-    client_seconds: float
-    server_seconds: float
-    upload_bytes_per_client: int
-    download_bytes_per_client: int
-    error: str | None = None
-    train_noise_std: float | None = None
-
-
-@dataclass
-class RunResult:
-    """The outcome of :func:`run_training`: settings, per-round history, final figures."""
-
-    config: RunConfig
-    engine: str
-    model_params: int
-    noise_multiplier: float | None
-    max_weight: float
-    protocol_params: dict[str, int]
-    initial_accuracy: float
-    lr: float
-    history: list[RoundRecord] = field(default_factory=list)
-    seconds: float = 0.0
-
-    @property
-    def final_accuracy(self) -> float:
-        """Held-out accuracy of the final model."""
-        return self.history[-1].test_accuracy if self.history else self.initial_accuracy
-
-    @property
-    def epsilon(self) -> float | None:
-        """Epsilon at ``delta`` after the run (``None`` without DP)."""
-        if not self.config.dp:
-            return None
-        return self.history[-1].epsilon if self.history else 0.0
-
-    @property
-    def failed_rounds(self) -> int:
-        """Rounds that released nothing."""
-        return sum(1 for r in self.history if r.error is not None)
-
-    def to_json(self, report_dir: str | None = None) -> dict[str, Any]:
-        """The ``secagg run --json`` object (DESIGN.md, "Command line")."""
-        cfg = self.config
-        done = [r for r in self.history if r.error is None]
-        n = max(len(self.history), 1)
-        return {
-            "protocol": cfg.protocol,
-            "engine": self.engine,
-            "dataset": cfg.dataset,
-            "split": cfg.split,
-            "rounds": len(self.history),
-            "failed_rounds": self.failed_rounds,
-            "clients": cfg.clients,
-            "model_params": self.model_params,
-            "initial_accuracy": self.initial_accuracy,
-            "final_accuracy": self.final_accuracy,
-            "dp": cfg.dp,
-            "dp_mode": cfg.dp_mode if cfg.dp else None,
-            "epsilon": self.epsilon,
-            "delta": cfg.delta if cfg.dp else None,
-            "epsilon_budget": (cfg.epsilon if cfg.epsilon is not None or cfg.noise_multiplier
-                               is not None else DEFAULT_EPSILON) if cfg.dp else None,
-            "noise_multiplier": self.noise_multiplier,
-            "accountant": cfg.accountant if cfg.dp else None,
-            "sampling_rate": cfg.sampling_rate,
-            "cohort": cfg.cohort,
-            "dropout": cfg.dropout,
-            "clip": cfg.clip,
-            "max_weight": self.max_weight,
-            "lr": self.lr,
-            "epochs": cfg.epochs,
-            "protocol_params": self.protocol_params,
-            "seed": cfg.seed,
-            "seconds": self.seconds,
-            "seconds_per_round": sum(r.seconds for r in self.history) / n,
-            "bytes_per_client": (
-                sum(r.upload_bytes_per_client + r.download_bytes_per_client for r in done)
-                / len(done) if done else 0.0
-            ),
-            "report_dir": report_dir,
-            "history": [asdict(r) for r in self.history],
-        }
-
-
-class RunObserver(Protocol):
-    """Progress callbacks; :mod:`fl.cli.run` draws progress bars with them."""
-
-    def round_started(self, round_: int, cohort: int) -> None:
-        """Round ``round_`` (1-based) begins with ``cohort`` clients."""
-
-    def client_trained(self) -> None:
-        """One cohort member finished local training."""
-
-    def round_finished(self, record: RoundRecord) -> None:
-        """The round is over; ``record`` holds what it released."""
-
-
-class _Silent:
-    def round_started(self, round_: int, cohort: int) -> None:
-        pass
-
-    def client_trained(self) -> None:
-        pass
-
-    def round_finished(self, record: RoundRecord) -> None:
-        pass
 
 
 @dataclass
@@ -570,7 +376,7 @@ def run_training(
     """
     plan = cfg if isinstance(cfg, RunPlan) else plan_run(cfg, engine=engine)
     try:
-        return _train(plan, observer or _Silent())
+        return _train(plan, observer or SilentObserver())
     finally:
         close = getattr(plan.engine, "close", None)
         if callable(close):
