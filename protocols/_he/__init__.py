@@ -28,26 +28,54 @@ whose plaintext fails its range check has already happened, so the decryptor abo
 from __future__ import annotations
 
 import abc
-import enum
 import hashlib
-import multiprocessing
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from protocols._he._state import (
+    CLIENT_TRANSITIONS,
+    DECRYPTOR_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    ClientState,
+    DecryptorState,
+    Event,
+    HeKind,
+    Kind,
+    ServerState,
+)
+from protocols._he.messages import (
+    ContextRequest,
+    DecryptRequest,
+    EncryptedInput,
+    InputRequest,
+    PublicContext,
+    ReleasedAggregate,
+)
+from protocols._he.pool import parallel_map
 from protocols._machine import transition
 from protocols.base import (
-    DECRYPTOR, SERVER, AggregateResult, ClientCore, Message, Party, RoundConfig, ServerCore,
-    check_header, header,
+    DECRYPTOR,
+    SERVER,
+    AggregateResult,
+    ClientCore,
+    Message,
+    Party,
+    RoundConfig,
+    ServerCore,
+    check_header,
+    header,
 )
-from secagg import sign, wire
+from secagg import sign
 from secagg.errors import (
-    AlreadyFinalized, ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError,
+    AlreadyFinalized,
+    ConfigError,
+    DropoutError,
+    LateMessageError,
+    ProtocolError,
+    UsageError,
 )
 from secagg.rng import Csprng
 
@@ -58,107 +86,10 @@ __all__ = [
     "ReleasedAggregate", "parallel_map",
 ]
 
-R = TypeVar("R")
-
-
 class DecryptionSpent(AlreadyFinalized, ProtocolError):
     """A second decryption request in a round: the one-shot decryption is spent
     (:class:`AlreadyFinalized`) and the aggregator replayed or forged a request
     (:class:`ProtocolError`, so drivers that refuse peer errors and carry on handle it)."""
-
-
-class HeKind(enum.Enum):
-    """Which scheme a message belongs to (a ckks message is refused by paillier roles)."""
-
-    CKKS = 1
-    PAILLIER = 2
-
-
-Kind = enum.Enum("Kind", "CONTEXT_REQUEST PUBLIC_CONTEXT INPUT_REQUEST ENCRYPTED_INPUT "
-                         "DECRYPT_REQUEST RELEASED_AGGREGATE")
-Event = enum.Enum("Event", "START DEADLINE")
-ClientState = enum.Enum("ClientState", "WAITING DONE ABORTED")
-ServerState = enum.Enum("ServerState", "NEW AWAIT_CONTEXT COLLECTING AWAIT_RELEASE FINISHED ABORTED")
-DecryptorState = enum.Enum("DecryptorState", "IDLE KEYED RELEASED ABORTED")
-
-# Every state change of the HE roles, as data. A DEADLINE in COLLECTING with fewer than
-# min_clients contributions, or in a state waiting for the decryptor, aborts the round.
-CLIENT_TRANSITIONS: dict[tuple[ClientState, enum.Enum], ClientState] = {
-    (ClientState.WAITING, Kind.INPUT_REQUEST): ClientState.DONE,
-}
-SERVER_TRANSITIONS: dict[tuple[ServerState, enum.Enum], ServerState] = {
-    (ServerState.NEW, Event.START): ServerState.AWAIT_CONTEXT,
-    (ServerState.AWAIT_CONTEXT, Kind.PUBLIC_CONTEXT): ServerState.COLLECTING,
-    (ServerState.AWAIT_CONTEXT, Event.DEADLINE): ServerState.ABORTED,
-    (ServerState.COLLECTING, Kind.ENCRYPTED_INPUT): ServerState.COLLECTING,
-    (ServerState.COLLECTING, Event.DEADLINE): ServerState.AWAIT_RELEASE,
-    (ServerState.AWAIT_RELEASE, Kind.RELEASED_AGGREGATE): ServerState.FINISHED,
-    (ServerState.AWAIT_RELEASE, Event.DEADLINE): ServerState.ABORTED,
-}
-DECRYPTOR_TRANSITIONS: dict[tuple[DecryptorState, enum.Enum], DecryptorState] = {
-    (DecryptorState.IDLE, Kind.CONTEXT_REQUEST): DecryptorState.KEYED,
-    (DecryptorState.KEYED, Kind.DECRYPT_REQUEST): DecryptorState.RELEASED,
-}
-
-
-# -- messages (wire tags 0x03xx) -------------------------------------------------------
-@wire.register(0x0301)
-@dataclass(frozen=True, slots=True)
-class ContextRequest(Message):
-    scheme: HeKind
-    KIND: ClassVar[enum.Enum] = Kind.CONTEXT_REQUEST
-
-
-@wire.register(0x0302)
-@dataclass(frozen=True, slots=True)
-class PublicContext(Message):
-    """The round's public key material; ``signature`` is empty unless the decryptor signs."""
-
-    scheme: HeKind
-    context: bytes
-    signature: bytes
-    KIND: ClassVar[enum.Enum] = Kind.PUBLIC_CONTEXT
-
-
-@wire.register(0x0303)
-@dataclass(frozen=True, slots=True)
-class InputRequest(Message):
-    scheme: HeKind
-    context: bytes
-    signature: bytes
-    KIND: ClassVar[enum.Enum] = Kind.INPUT_REQUEST
-
-
-@wire.register(0x0304)
-@dataclass(frozen=True, slots=True)
-class EncryptedInput(Message):
-    scheme: HeKind
-    blocks: tuple[bytes, ...]
-    KIND: ClassVar[enum.Enum] = Kind.ENCRYPTED_INPUT
-
-
-@wire.register(0x0305)
-@dataclass(frozen=True, slots=True)
-class DecryptRequest(Message):
-    """The one aggregate ciphertext, and whose inputs the aggregator says are in it."""
-
-    scheme: HeKind
-    blocks: tuple[bytes, ...]
-    contributors: tuple[int, ...]
-    KIND: ClassVar[enum.Enum] = Kind.DECRYPT_REQUEST
-
-
-@wire.register(0x0306)
-@dataclass(frozen=True, slots=True)
-class ReleasedAggregate(Message):
-    """The released sum (float64), its total weight, and for exact schemes the int64 sum."""
-
-    scheme: HeKind
-    values: np.ndarray
-    total_weight: float
-    int_sum: np.ndarray | None
-    contributors: tuple[int, ...]
-    KIND: ClassVar[enum.Enum] = Kind.RELEASED_AGGREGATE
 
 
 # -- configuration and the scheme interface ---------------------------------------------
@@ -449,29 +380,3 @@ class HeDecryptor(Party):
         self.state = nxt
         return [ReleasedAggregate(**header(cfg, DECRYPTOR, SERVER), scheme=kind, values=values,
                                   total_weight=weight, int_sum=exact_sum, contributors=ids)]
-
-
-# -- process pool --------------------------------------------------------------------------
-_POOLS: dict[int, ProcessPoolExecutor] = {}
-
-
-def parallel_map(fn: Callable[..., R], tasks: Sequence[tuple[Any, ...]], workers: int) -> list[R]:
-    """``[fn(*t) for t in tasks]``, spread over ``workers`` processes.
-
-    With ``workers == 1`` or a single task it runs here. Otherwise a pool of that size is
-    started once (``forkserver``: no threads are inherited) and reused. Only bytes, ints and
-    arrays cross to the workers; ``fn`` must be a module-level function. A broken pool is
-    discarded and the work redone here. Scripts must guard their entry point
-    (``if __name__ == "__main__":``), as for any multiprocessing.
-    """
-    if workers <= 1 or len(tasks) <= 1:
-        return [fn(*t) for t in tasks]
-    pool = _POOLS.get(workers)
-    if pool is None:
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
-        _POOLS[workers] = pool
-    try:
-        return list(pool.map(fn, *zip(*tasks)))
-    except BrokenProcessPool:
-        _POOLS.pop(workers, None)
-        return [fn(*t) for t in tasks]
