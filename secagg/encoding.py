@@ -239,7 +239,7 @@ class EncodingConfig:
         # 2^-52, so P[round up] = frac(y) to within 2^-32 at any magnitude of y. The clamp to
         # +-M only ever acts when the float rescale or norm overshot by an ulp: it keeps the
         # headroom bound unconditional.
-        u32 = rng.uint32(arr.size + 1)
+        ubits = np.empty(_ENC_CHUNK, np.uint32)  # CSPRNG bits, drawn chunk by chunk
         ybuf = np.empty(_ENC_CHUNK, np.float64)
         lbuf = np.empty(_ENC_CHUNK, np.float64)
         ubuf = np.empty(_ENC_CHUNK, np.float64)
@@ -250,7 +250,7 @@ class EncodingConfig:
             np.multiply(xs, factor, out=y)
             np.floor(y, out=lo)
             np.subtract(y, lo, out=y)
-            np.multiply(u32[s : s + m], 2.0**-32, out=u)
+            np.multiply(rng.fill(ubits[:m]), 2.0**-32, out=u)
             np.add(y, u, out=y)
             np.floor(y, out=y)
             np.add(lo, y, out=lo)
@@ -258,7 +258,8 @@ class EncodingConfig:
             signed[s : s + m] = lo
         wy = weight * self.scale
         wlo = math.floor(wy)
-        signed[-1] = min(wlo + math.floor((wy - wlo) + float(u32[-1]) * 2.0**-32), int(top))
+        last = float(rng.fill(ubits[:1])[0]) * 2.0**-32
+        signed[-1] = min(wlo + math.floor((wy - wlo) + last), int(top))
         return out
 
     # -- decoding party ------------------------------------------------------------------

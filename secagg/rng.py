@@ -52,6 +52,7 @@ class Csprng:
         self._key = bytes(key)
         self._enc = Cipher(algorithms.ChaCha20(self._key, bytes(16)), mode=None).encryptor()
         self._zeros = bytes(_BLOCK)
+        self._zero_view = memoryview(self._zeros)
         self._buf = b""
         self._pos = 0
 
@@ -110,10 +111,9 @@ class Csprng:
         if not out.flags.c_contiguous:
             raise ConfigError("Csprng.fill needs a C-contiguous array")
         view = out.reshape(-1).view(np.uint8)
-        zeros = np.zeros(min(view.size, _BLOCK), np.uint8)
         for off in range(0, view.size, _BLOCK):
             part = view[off : off + _BLOCK]
-            self._enc.update_into(memoryview(zeros[: part.size]), memoryview(part))  # type: ignore[arg-type]
+            self._enc.update_into(self._zero_view[: part.size], memoryview(part))  # type: ignore[arg-type]
         return out
 
     # -- typed draws ---------------------------------------------------------------------
