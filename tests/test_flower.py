@@ -311,7 +311,7 @@ def test_a_silent_node_times_out_and_the_core_closes_the_stage(tmp_path):
     t0 = time.monotonic()
     with _engine(tmp_path, n, stage_timeout=0.5, silent={1003}) as eng:
         got = eng.run_round(spec, cfg, inputs, [1.0] * n, Csprng.from_seed(3))
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 300  # liveness (no hang), not speed: the bound is loose
     want = run_round(spec, cfg, inputs, Csprng.from_seed(3).spawn("round"), drop_at={3: 0},
                      measure_memory=False)
     assert got.result.contributors == want.result.contributors == (0, 1, 2, 4)
@@ -372,7 +372,7 @@ def test_a_refused_release_is_an_error_not_a_hang(tmp_path):
     with _engine(tmp_path, n) as eng:
         got = eng.run_round(spec, cfg, _inputs(n, 4), [1.0] * n, Csprng.from_seed(1))
     assert got.result is None and got.error.startswith("BudgetExceededError")
-    assert time.monotonic() - t0 < 30
+    assert time.monotonic() - t0 < 300  # liveness (no hang), not speed: the bound is loose
 
 
 def test_the_engine_is_registered_and_the_app_names_its_components(tmp_path):
