@@ -52,6 +52,7 @@ __all__ = [
     "finalize",
     "header",
     "stages_of",
+    "surviving_noise_event",
     "NoiseHook",
 ]
 
@@ -301,11 +302,19 @@ def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int,
     event = None
     if config.noise is not None:
         int_sum, event = config.noise.add_noise(int_sum, rng)
-    client_noise: ClientNoise | None = getattr(config, "client_noise", None)
-    if client_noise is not None:  # distributed DP: the noise that survived is already in
-        event = client_noise.event_for(len(contributors), config.dim + 1)
+    event = surviving_noise_event(config, len(contributors)) or event
     values, weight = config.encoding.decode(int_sum)
     return AggregateResult(values, weight, contributors, int_sum, event)
+
+
+def surviving_noise_event(config: RoundConfig, contributors: int) -> Any:
+    """Distributed DP: the event of the noise that ``contributors`` clients put into the sum
+    (None when the config has no client noise). Drivers that rebuild a result elsewhere use
+    it to report the same event as :func:`finalize`."""
+    client_noise: ClientNoise | None = getattr(config, "client_noise", None)
+    if client_noise is None:
+        return None
+    return client_noise.event_for(contributors, config.dim + 1)
 
 
 def replace_config(config: Any, **changes: Any) -> Any:

@@ -304,6 +304,26 @@ def test_planned_dropouts_match_the_simulation_engine(tmp_path):
                                                         Csprng.from_seed(9)))
 
 
+def test_distributed_dp_matches_the_simulation_engine_and_reports_its_event(tmp_path):
+    from secagg.dp import DistributedDiscreteGaussian
+    from secagg.encoding import EncodingConfig
+
+    spec, n, dim = protocols.get("secagg+"), 6, 8
+    sens = EncodingConfig(max_clients=n).l2_sensitivity(dim)
+    cfg = spec.make_config(n, dim, session=b"d" * 16,
+                           client_noise=DistributedDiscreteGaussian(1.0, sens, n))
+    inputs, weights = _inputs(n, dim, "dist"), [1.0] * n
+    with _engine(tmp_path, n) as eng:
+        got = eng.run_round(spec, cfg, inputs, weights, Csprng.from_seed(5), drop_at={2: 2})
+    want = run_round(spec, cfg, inputs, Csprng.from_seed(5).spawn("round"), weights=weights,
+                     drop_at={2: 2}, measure_memory=False)
+    # the clients' noise is in both sums, identically
+    assert got.result.contributors == want.result.contributors == (0, 1, 3, 4, 5)
+    np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)
+    assert got.result.dp_event == want.result.dp_event is not None
+    assert got.result.dp_event.noise_multiplier == pytest.approx((5 / 6) ** 0.5)
+
+
 def test_a_silent_node_times_out_and_the_core_closes_the_stage(tmp_path):
     spec, n, dim = protocols.get("secagg"), 5, 4
     cfg = spec.make_config(n, dim, session=b"t" * 16)

@@ -39,7 +39,9 @@ from fl.engine import EngineRound, RoundCost
 from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
 from fl.simulation import plan_dropouts
-from protocols.base import AggregateResult, ProtocolSpec, RoundConfig, stages_of
+from protocols.base import (
+    AggregateResult, ProtocolSpec, RoundConfig, stages_of, surviving_noise_event,
+)
 from secagg.errors import ConfigError, SecAggError
 from secagg.rng import Csprng
 
@@ -202,6 +204,8 @@ class FlowerEngine:
         finally:
             shutil.rmtree(rdir, ignore_errors=True)
             self._k += 1
+        if event is None and doc.get("contributors"):  # distributed DP: known from the config
+            event = surviving_noise_event(config, len(doc["contributors"]))
         return _engine_round(doc, arrays, event, noise_error)
 
     def _wait(self, session: Any, rdir: Any, noise: Any, noise_rng: Csprng,
