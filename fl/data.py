@@ -1,6 +1,7 @@
 """Datasets for the federated-learning examples, and how to split them across clients.
 
-Nothing is downloaded. ``breast_cancer`` and ``digits`` ship inside the scikit-learn wheel;
+Nothing is downloaded. ``breast_cancer``, ``diabetes`` and ``digits`` ship inside the
+scikit-learn wheel;
 ``synthetic`` is generated on the spot, in any size, for benchmarks with large models.
 
 Every dataset is split once into a training set and a held-out test set, stratified by label
@@ -9,6 +10,11 @@ of the training split only (the test split never leaks into preprocessing):
 
 - ``breast_cancer``: 569 tumours x 30 real features, binary label (0 malignant, 1 benign),
   each feature standardised to zero mean and unit variance on the training split;
+- ``diabetes``: 442 patients x 10 EHR-like features (age, sex, body-mass index, blood
+  pressure and six blood serum measurements), the binary label being whether the disease
+  progressed more than the median (140.5) one year later; standardised like
+  ``breast_cancer``. It is the tabular data :mod:`fl.anonymity` is meant for: age, sex, bmi
+  and bp are quasi-identifiers;
 - ``digits``: 1,797 handwritten 8x8 images, 10 classes, pixels (0..16) scaled to [0, 1];
   ``image_shape`` is ``(8, 8)`` so a CNN can view rows as images;
 - ``synthetic``: Gaussian clusters around random class centres (:func:`make_synthetic`),
@@ -43,7 +49,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`load_dataset`.
-DATASETS: tuple[str, ...] = ("breast_cancer", "digits", "synthetic")
+DATASETS: tuple[str, ...] = ("breast_cancer", "digits", "synthetic", "diabetes")
 
 #: Default minimum number of training examples each client receives.
 MIN_EXAMPLES = 4
@@ -88,6 +94,8 @@ class Dataset:
         n_classes: number of labels.
         image_shape: ``(height, width)`` when a row is a flattened one-channel image,
             otherwise ``None``.
+        feature_names: one name per feature column (``mean_radius``, ``age``, ``pixel_0_3``,
+            ``x7``): what ``--quasi-identifiers`` refers to.
     """
 
     name: str
@@ -97,6 +105,7 @@ class Dataset:
     y_test: IntArray
     n_classes: int
     image_shape: tuple[int, int] | None = None
+    feature_names: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -285,10 +294,20 @@ def load_dataset(
     if name == "breast_cancer":
         bunch = skd.load_breast_cancer()
         x, y = bunch.data, bunch.target
-        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True)
+        names = tuple(str(f).replace(" ", "_") for f in bunch.feature_names)
+        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True,
+                       feature_names=names)
+    if name == "diabetes":
+        bunch = skd.load_diabetes(scaled=False)
+        x = bunch.data
+        y = (bunch.target > np.median(bunch.target)).astype(np.int64)
+        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True,
+                       feature_names=tuple(str(f) for f in bunch.feature_names))
     bunch = skd.load_digits()
     x, y = bunch.data / 16.0, bunch.target
-    return _finish(name, x, y, 10, (8, 8), test_fraction, seed, standardise=False)
+    names = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
+    return _finish(name, x, y, 10, (8, 8), test_fraction, seed, standardise=False,
+                   feature_names=names)
 
 
 def make_synthetic(
@@ -341,6 +360,7 @@ def _finish(
     seed: int,
     *,
     standardise: bool,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     from sklearn.model_selection import train_test_split
 
@@ -372,4 +392,5 @@ def _finish(
         y_test=np.ascontiguousarray(y_te, dtype=np.int64),
         n_classes=n_classes,
         image_shape=image_shape,
+        feature_names=feature_names or tuple(f"x{i}" for i in range(x_tr.shape[1])),
     )

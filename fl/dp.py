@@ -17,6 +17,10 @@ Two modes (:data:`DP_MODES`), both calibrated to one client's whole encoded cont
   planned survivors (``min_clients``), so the noise in any released sum is at least what the
   ledger was checked for; the event of the noise that actually survived is charged after.
 
+A third mode, ``bolt-on`` (:mod:`fl.bolt_on`), is central output perturbation calibrated to
+the Bolt-on sensitivity of a convex model trained by permutation SGD (example-level DP); it
+is set up by :func:`fl.bolt_on.bolt_on_privacy`, not by :func:`round_privacy`.
+
 :func:`round_privacy` sets up either mode for one round. In both, ``noise_multiplier`` means
 the noise in the released sum (with the planned survivors) over one client's sensitivity.
 
@@ -75,7 +79,7 @@ __all__ = [
 ]
 
 #: Values accepted for the DP mode of a run.
-DP_MODES: tuple[str, ...] = ("central", "distributed")
+DP_MODES: tuple[str, ...] = ("central", "distributed", "bolt-on")
 
 _LEDGER_FORMAT = "secagg-ledger/1"
 
@@ -221,6 +225,9 @@ def round_privacy(
     """
     if mode not in DP_MODES:
         raise ConfigError(f"unknown DP mode {mode!r}; choose one of: {', '.join(DP_MODES)}")
+    if mode == "bolt-on":
+        raise ConfigError("bolt-on DP needs the Bolt-on sensitivity: set it up with "
+                          "fl.bolt_on.bolt_on_privacy")
     if mode == "central":
         encoding = encoding_for(0)
         hook = CentralDPHook(encoding, dim, noise_multiplier, ledger, sampling_rate)

@@ -10,6 +10,7 @@ Defaults, kept small because DP noise grows with the number of parameters:
 dataset                   kind        parameters
 ========================  ==========  ==================================
 ``breast_cancer``         ``linear``  62 (logistic regression)
+``diabetes``              ``linear``  22 (logistic regression)
 ``digits``                ``mlp``     2,410 (one hidden layer of 32)
 ``synthetic`` (defaults)  ``mlp``     4,810 (one hidden layer of 64)
 ========================  ==========  ==================================
@@ -38,6 +39,7 @@ MODEL_KINDS: tuple[str, ...] = ("linear", "mlp", "cnn")
 
 _DEFAULTS: dict[str, tuple[str, tuple[int, ...]]] = {
     "breast_cancer": ("linear", ()),
+    "diabetes": ("linear", ()),
     "digits": ("mlp", (32,)),
     "synthetic": ("mlp", (64,)),
 }

@@ -39,6 +39,7 @@ Nothing here keeps a client's update beyond the round that uses it, and a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import secrets
@@ -50,6 +51,15 @@ import numpy as np
 import torch
 
 import protocols
+from fl.anonymity import anonymise_shards
+from fl.bolt_on import (
+    BoltOnSetup,
+    bolt_on_privacy,
+    clip_features,
+    plan_bolt_on,
+    psgd_train,
+    require_convex,
+)
 from fl.data import DATASETS, Dataset, Shard, load_dataset
 from fl.dp import (
     DP_MODES,
@@ -62,7 +72,7 @@ from fl.dp import (
 )
 from fl.engine import Engine, make_engine
 from fl.model import ModelVector
-from fl.models import make_model
+from fl.models import MODEL_KINDS, make_model
 from fl.runconfig import (
     DEFAULT_EPSILON,
     DEFAULT_LR,
@@ -125,6 +135,8 @@ class RunPlan:
     protocol_params: dict[str, int]
     base_seed: int
     lr: float
+    anonymity: dict[str, Any] | None = None
+    bolt_on: BoltOnSetup | None = None
 
 
 # -- validation -------------------------------------------------------------------------------
@@ -180,6 +192,23 @@ def _check_settings(cfg: RunConfig) -> None:
                               f"{', '.join(ACCOUNTANTS)}")
     elif cfg.epsilon is not None or cfg.noise_multiplier is not None:
         raise ConfigError("epsilon and noise_multiplier need DP; drop --no-dp or drop them")
+    _check_extras(cfg)
+
+
+def _check_extras(cfg: RunConfig) -> None:
+    """The model kind, k-anonymity and Bolt-on settings."""
+    if cfg.model is not None and cfg.model not in MODEL_KINDS:
+        raise ConfigError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODEL_KINDS)}")
+    if cfg.k_anonymity is not None:
+        _positive("k_anonymity", cfg.k_anonymity, integer=True)
+    elif cfg.quasi_identifiers is not None:
+        raise ConfigError("quasi_identifiers need k-anonymity; add --k-anonymity K")
+    if cfg.dp and cfg.dp_mode == "bolt-on":
+        _positive("bolt_on_norm", cfg.bolt_on_norm)
+        if not (isinstance(cfg.bolt_on_l2, (int, float)) and math.isfinite(cfg.bolt_on_l2)
+                and cfg.bolt_on_l2 >= 0):
+            raise ConfigError(f"bolt_on_l2 must be a number >= 0 (0: convex bound), got "
+                              f"{cfg.bolt_on_l2!r}")
 
 
 def _min_cohort(spec: ProtocolSpec) -> int:
@@ -235,8 +264,12 @@ def _encoding(cfg: RunConfig, max_weight: float, noise_bound: int = 0) -> Encodi
 
 
 def _privacy(cfg: RunConfig, dim: int, max_weight: float, cohort: int, ledger: PrivacyLedger,
-             z: float) -> RoundPrivacy:
+             z: float, bolt: BoltOnSetup | None = None) -> RoundPrivacy:
     """One round's DP, for a cohort of ``cohort`` of whom the planned share survives."""
+    if bolt is not None:  # output perturbation with the Bolt-on bound (fl.bolt_on)
+        enc = _encoding(cfg, max_weight)
+        return bolt_on_privacy(ledger, z, bolt.units(enc, dim, cfg.clip, WIRE_NORM), enc,
+                               cfg.sampling_rate)
     return round_privacy(
         cfg.dp_mode, ledger, z, dim=dim, cohort=cohort,
         survivors=cohort - round(cfg.dropout * cohort), sampling_rate=cfg.sampling_rate,
@@ -274,7 +307,21 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         shards = ds.split_dirichlet(cfg.clients, cfg.alpha, seed=base_seed)
     max_weight = float(cfg.max_weight if cfg.max_weight is not None
                        else max(1, ds.n_train // cfg.clients))
-    mv = ModelVector(make_model(ds, seed=base_seed % 2**31))
+    model = make_model(ds, kind=cfg.model, seed=base_seed % 2**31)
+    anonymity: dict[str, Any] | None = None
+    if cfg.k_anonymity is not None:  # each client, on its own records, before training
+        shards, anonymity = anonymise_shards(ds, shards, cfg.k_anonymity, cfg.quasi_identifiers)
+    bolt: BoltOnSetup | None = None
+    if cfg.dp and cfg.dp_mode == "bolt-on":
+        require_convex(model, ds.name)
+        bolt = plan_bolt_on([len(s) for s in shards],
+                            [float(w) for w in cap_weights([len(s) for s in shards], max_weight)],
+                            epochs=cfg.epochs, batch_size=cfg.batch_size,
+                            feature_norm=cfg.bolt_on_norm, l2=cfg.bolt_on_l2,
+                            lr=cfg.lr if cfg.lr is not None else DEFAULT_LR.get(cfg.dataset, 0.5))
+        ds = dataclasses.replace(ds, x_test=clip_features(ds.x_test, cfg.bolt_on_norm)
+                                 .astype(np.float32))
+    mv = ModelVector(model)
     dim = len(mv) + 2
     enc = _encoding(cfg, max_weight)
     if cfg.cohort is not None:
@@ -299,7 +346,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
             _check_budget(ledger, z, q, cfg.rounds)
     if z is not None:  # a dry run of one round's DP: the mechanism's, headroom's, protocol's
         scratch = PrivacyLedger(None, cfg.delta, cfg.accountant)  # type: ignore[arg-type]
-        dry = _privacy(cfg, dim, max_weight, k, scratch, z)
+        dry = _privacy(cfg, dim, max_weight, k, scratch, z, bolt)
         if not _supports(spec, dry, k, dim, cfg.dropout):
             able = [name for name in protocols.names()
                     if _supports(protocols.get(name), dry, k, dim, cfg.dropout)]
@@ -309,7 +356,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
     if engine is None:  # last: nothing after this can fail and leave it open
         engine = make_engine(cfg.engine, dropout=cfg.dropout)
     return RunPlan(cfg, spec, ds, shards, mv, enc, engine, ledger, z, max_weight, params,
-                   base_seed, lr)
+                   base_seed, lr, anonymity=anonymity, bolt_on=bolt)
 
 
 def _check_budget(ledger: PrivacyLedger, z: float, q: float, rounds: int) -> None:
@@ -396,6 +443,9 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
         config=cfg, engine=getattr(plan.engine, "name", type(plan.engine).__name__),
         model_params=d, noise_multiplier=plan.noise_multiplier, max_weight=plan.max_weight,
         protocol_params=plan.protocol_params, initial_accuracy=initial["accuracy"], lr=plan.lr,
+        anonymity=plan.anonymity,
+        bolt_on=None if plan.bolt_on is None else plan.bolt_on.summary(
+            _expected_cohort(cfg) * plan.max_weight, cfg.server_lr),
     )
     last_loss = initial["loss"]
     q = cfg.sampling_rate
@@ -439,9 +489,19 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     counts: list[int] = []
     for i in ids:
         seed = int(np.random.SeedSequence([plan.base_seed, r, i]).generate_state(1)[0])
-        delta, n_i, metrics = local_train(mv, plan.shards[i], cfg.epochs, plan.lr,
-                                          cfg.batch_size, seed, weights=global_vec)
-        inputs.append(_client_vector(delta, metrics, cfg.clip))
+        if plan.bolt_on is not None:  # exact permutation SGD; metrics are not covered
+            b = plan.bolt_on
+            delta, n_i, metrics = psgd_train(
+                global_vec, plan.shards[i].x, plan.shards[i].y, plan.dataset.n_classes,
+                epochs=cfg.epochs, batch_size=cfg.batch_size, constants=b.constants,
+                feature_norm=b.feature_norm, step=b.step, seed=seed)
+            vector = _client_vector(delta, metrics, cfg.clip)
+            vector[d:] = 0.0
+            inputs.append(vector)
+        else:
+            delta, n_i, metrics = local_train(mv, plan.shards[i], cfg.epochs, plan.lr,
+                                              cfg.batch_size, seed, weights=global_vec)
+            inputs.append(_client_vector(delta, metrics, cfg.clip))
         counts.append(n_i)
         obs.client_trained()
     weights = [float(w) for w in cap_weights(counts, plan.max_weight)]
@@ -450,7 +510,7 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     if plan.ledger is not None and plan.noise_multiplier is not None:
         # Refuses a round over budget before anything is released.
         privacy = _privacy(cfg, d + 2, plan.max_weight, len(ids), plan.ledger,
-                           plan.noise_multiplier)
+                           plan.noise_multiplier, plan.bolt_on)
         encoding, kw = privacy.encoding, privacy.config_kw
     config = _round_config(plan.spec, len(ids), d + 2, encoding, cfg.dropout,
                            round_id=r, **kw)
@@ -482,6 +542,8 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     if privacy is not None:
         sigma = privacy.sigma / encoding.scale  # per coordinate of the sum
         record.train_noise_std = sigma / (total * METRIC_SCALE)
+    if plan.bolt_on is not None:  # the clients sent no metrics
+        record.train_loss = record.train_accuracy = record.train_noise_std = None
     mv.from_vector(global_vec)
     test = evaluate(mv, plan.dataset.test)
     record.test_accuracy, record.test_loss = test["accuracy"], test["loss"]

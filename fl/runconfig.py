@@ -27,7 +27,8 @@ __all__ = [
 #: Epsilon budget used when DP is on and neither ``epsilon`` nor ``noise_multiplier`` is set.
 DEFAULT_EPSILON = 3.0
 #: Local learning rate per dataset when ``RunConfig.lr`` is ``None`` (others: 0.5).
-DEFAULT_LR: dict[str, float] = {"breast_cancer": 1.0, "digits": 0.5, "synthetic": 0.5}
+DEFAULT_LR: dict[str, float] = {"breast_cancer": 1.0, "digits": 0.5, "synthetic": 0.5,
+                                 "diabetes": 1.0}
 #: L2 norm a clipped update has on the wire: updates are clipped to ``clip`` and then scaled
 #: by ``WIRE_NORM / clip``. The encoding adds the weight as one more coordinate, of size
 #: ``w`` next to the update's ``w * WIRE_NORM``, and DP noise is calibrated to both; a wire
@@ -73,6 +74,15 @@ class RunConfig:
         seed: seeds data split, model, sampling, training and every CSPRNG (experiments
             only: seeded DP noise protects nobody). ``None``: OS entropy.
         ledger_path: JSON file that carries the privacy ledger across runs.
+        model: a kind from :data:`fl.models.MODEL_KINDS`; ``None``: the dataset's default.
+        k_anonymity: every client makes its own records ``k``-anonymous over the
+            quasi-identifiers before training (:mod:`fl.anonymity`); ``None``: off.
+        quasi_identifiers: the QI columns (names or numbers); ``None``: the dataset's
+            default (:data:`fl.anonymity.DEFAULT_QUASI_IDENTIFIERS`).
+        bolt_on_l2: ``dp_mode="bolt-on"``: L2 regularisation ``lambda`` of the local loss
+            (> 0: the strongly convex bound; 0: the convex bound with constant step ``lr``).
+        bolt_on_norm: ``dp_mode="bolt-on"``: each record's features are clipped to this L2
+            norm (the Lipschitz constant follows from it). See :mod:`fl.bolt_on`.
     """
 
     protocol: str = "secagg+"
@@ -100,6 +110,11 @@ class RunConfig:
     frac_bits: int = 16
     seed: int | None = None
     ledger_path: str | None = None
+    model: str | None = None
+    k_anonymity: int | None = None
+    quasi_identifiers: tuple[str, ...] | None = None
+    bolt_on_l2: float = 0.2
+    bolt_on_norm: float = 1.0
 
 
 @dataclass
@@ -146,6 +161,12 @@ class RunResult:
     lr: float
     history: list[RoundRecord] = field(default_factory=list)
     seconds: float = 0.0
+    #: :func:`fl.anonymity.summarise` of the clients' reports (``None``: k-anonymity off).
+    anonymity: dict[str, Any] | None = None
+    #: :meth:`fl.bolt_on.BoltOnSetup.summary` (``None`` unless ``dp_mode="bolt-on"``).
+    bolt_on: dict[str, Any] | None = None
+    #: Final accuracy of the same run without k-anonymity, when it was measured.
+    baseline_accuracy: float | None = None
 
     @property
     def final_accuracy(self) -> float:
@@ -204,6 +225,10 @@ class RunResult:
                 / len(done) if done else 0.0
             ),
             "report_dir": report_dir,
+            "model": cfg.model,
+            "k_anonymity": self.anonymity,
+            "baseline_accuracy": self.baseline_accuracy,
+            "bolt_on": self.bolt_on,
             "history": [asdict(r) for r in self.history],
         }
 

@@ -38,7 +38,7 @@ def _assert_exact_partition(ds: Dataset, shards: list[Shard], min_examples: int)
 
 
 def test_dataset_names() -> None:
-    assert DATASETS == ("breast_cancer", "digits", "synthetic")
+    assert DATASETS == ("breast_cancer", "digits", "synthetic", "diabetes")
 
 
 @pytest.mark.parametrize(

@@ -17,6 +17,7 @@ before training. ``--ledger FILE`` carries the spent budget across runs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -47,6 +48,7 @@ from fl.run import (
     run_training,
 )
 from secagg.dp import ACCOUNTANTS
+from secagg.errors import ConfigError
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -83,7 +85,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="central DP on every aggregate (default on)")
     dp.add_argument("--dp-mode", default=d.dp_mode,
                     help=f"one of: {', '.join(DP_MODES)} (default {d.dp_mode}; distributed: "
-                    "every client noises before masking, secagg and secagg+ only)")
+                    "every client noises before masking, secagg and secagg+ only; bolt-on: "
+                    "output perturbation for logistic regression, example-level DP)")
+    dp.add_argument("--bolt-on-l2", type=float, default=d.bolt_on_l2, metavar="LAMBDA",
+                    help=f"bolt-on: L2 regularisation (default {d.bolt_on_l2:g}; 0: convex "
+                    "bound with constant step --lr)")
+    dp.add_argument("--bolt-on-norm", type=float, default=d.bolt_on_norm, metavar="R",
+                    help=f"bolt-on: clip each record's features to L2 norm R "
+                    f"(default {d.bolt_on_norm:g})")
     dp.add_argument("--epsilon", type=float, default=None,
                     help=f"budget at --delta (default {DEFAULT_EPSILON:g} when the noise "
                     "multiplier is calibrated)")
@@ -98,7 +107,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     help="fixed-size sample of K clients per round instead")
     dp.add_argument("--ledger", default=None, metavar="FILE",
                     help="JSON file that keeps the spent budget across runs")
+    an = p.add_argument_group("k-anonymity (each client, on its own records)")
+    an.add_argument("--k-anonymity", type=int, default=None, metavar="K",
+                    help="generalise the quasi-identifiers (Mondrian) until every record "
+                    "shares them with K-1 others (default off)")
+    an.add_argument("--quasi-identifiers", default=None, metavar="COL,COL",
+                    help="the quasi-identifier columns (default: the dataset's; diabetes: "
+                    "age,sex,bmi,bp; breast_cancer: mean_radius,mean_perimeter,mean_area)")
+    an.add_argument("--baseline", action="store_true",
+                    help="with --k-anonymity: also train without it and report both "
+                    "accuracies (an experiment: the baseline trains on the raw records)")
     tr = p.add_argument_group("training")
+    tr.add_argument("--model", default=None,
+                    help="linear, mlp or cnn (default: the dataset's; linear for "
+                    "breast_cancer and diabetes)")
     tr.add_argument("--clip", type=float, default=d.clip,
                     help=f"L2 clip of each client's update (default {d.clip:g})")
     tr.add_argument("--max-weight", type=float, default=None,
@@ -123,7 +145,10 @@ def _config(args: argparse.Namespace) -> RunConfig:
         sampling_rate=args.sampling_rate, cohort=args.cohort, clip=args.clip,
         max_weight=args.max_weight, lr=args.lr, epochs=args.epochs,
         batch_size=args.batch_size, server_lr=args.server_lr, seed=args.seed,
-        ledger_path=args.ledger,
+        ledger_path=args.ledger, model=args.model, k_anonymity=args.k_anonymity,
+        quasi_identifiers=(None if args.quasi_identifiers is None else
+                           tuple(c.strip() for c in args.quasi_identifiers.split(",") if c.strip())),
+        bolt_on_l2=args.bolt_on_l2, bolt_on_norm=args.bolt_on_norm,
     )
 
 
@@ -167,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
     console = stderr_console()
     cfg = _config(args)
     plan = plan_run(cfg)
+    if args.baseline and cfg.k_anonymity is None:
+        raise ConfigError("--baseline compares against k-anonymity; add --k-anonymity K")
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
@@ -175,6 +202,10 @@ def run(args: argparse.Namespace) -> int:
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         result = run_training(plan, observer=_Bars(progress, cfg.rounds))
+    if args.baseline:  # the same run on the raw records, its ledger kept apart
+        raw = plan_run(dataclasses.replace(cfg, k_anonymity=None, quasi_identifiers=None,
+                                           ledger_path=None))
+        result.baseline_accuracy = run_training(raw).final_accuracy
     from fl.report import write_report
 
     folder = write_report(result, out_dir)
@@ -197,6 +228,16 @@ def _table(result: RunResult, s: dict[str, Any]) -> Table:
               + (f" ({s['failed_rounds']} released nothing)" if s["failed_rounds"] else ""))
     t.add_row("accuracy (held-out)", f"{s['final_accuracy']:.3f}  (initial "
               f"{s['initial_accuracy']:.3f})")
+    if s["baseline_accuracy"] is not None:
+        t.add_row("accuracy without k-anonymity", f"{s['baseline_accuracy']:.3f}")
+    if result.anonymity is not None:
+        a = result.anonymity
+        t.add_row(f"k-anonymity (k={a['k']})",
+                  f"k achieved {a['k_achieved']}, {a['classes']} classes, NCP {a['ncp']:.3f}, "
+                  f"{a['suppressed']} suppressed")
+    if result.bolt_on is not None:
+        t.add_row("bolt-on sensitivity (model)", f"{result.bolt_on['model_sensitivity']:.4g}  "
+                  f"({result.bolt_on['bound']}, L={result.bolt_on['lipschitz']:.3g})")
     if cfg.dp:
         t.add_row(f"epsilon at delta={cfg.delta:g}",
                   f"{s['epsilon']:.3f}  ({cfg.dp_mode}; budget {s['epsilon_budget']:g}, "

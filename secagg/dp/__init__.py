@@ -3,6 +3,8 @@
 - :mod:`secagg.dp.discrete_gaussian`: the Canonne-Kamath-Steinke exact sampler on a CSPRNG.
 - :mod:`secagg.dp.mechanisms`: central noise at the decoding party; distributed noise at
   every client.
+- :mod:`secagg.dp.bolt_on`: Bolt-on output perturbation for convex models trained by
+  permutation SGD (Wu et al. 2017): the PSGD sensitivity bounds and the mechanism.
 - :mod:`secagg.dp.clipping`: adaptive clipping by a private quantile estimate.
 - :mod:`secagg.dp.events` and :mod:`secagg.dp.ledger`: DP events, their composition across
   rounds with ``dp-accounting`` (RDP or PLD), and the epsilon budget.
@@ -13,6 +15,14 @@ accounting is used.
 
 from __future__ import annotations
 
+from secagg.dp.bolt_on import (
+    BoltOnGaussian,
+    LossConstants,
+    convex_sensitivity,
+    logistic_constants,
+    strongly_convex_sensitivity,
+    strongly_convex_step,
+)
 from secagg.dp.clipping import AdaptiveClipper, update_noise_multiplier
 from secagg.dp.discrete_gaussian import (
     MAX_SIGMA_SQ,
@@ -48,20 +58,26 @@ __all__ = [
     "MIN_SIGMA_SQ",
     "Accountant",
     "AdaptiveClipper",
+    "BoltOnGaussian",
     "CentralDiscreteGaussian",
     "ComposedEvent",
     "DiscreteGaussianEvent",
     "DistributedDiscreteGaussian",
     "DpEvent",
+    "LossConstants",
     "PoissonSampledEvent",
     "PrivacyLedger",
     "SelfComposedEvent",
     "bernoulli_exp",
     "compute_epsilon",
+    "convex_sensitivity",
     "l2_sensitivity_units",
+    "logistic_constants",
     "noise_multiplier_for",
     "sample_discrete_gaussian",
     "sample_discrete_gaussian_scalar",
+    "strongly_convex_sensitivity",
+    "strongly_convex_step",
     "to_dp_accounting",
     "update_noise_multiplier",
 ]
