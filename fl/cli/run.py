@@ -191,9 +191,9 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(1)
     console = stderr_console()
     cfg = _config(args)
-    plan = plan_run(cfg)
     if args.baseline and cfg.k_anonymity is None:
         raise ConfigError("--baseline compares against k-anonymity; add --k-anonymity K")
+    plan = plan_run(cfg)
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
