@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import json
 from dataclasses import replace
 
@@ -21,6 +23,15 @@ from fl.anonymity import (
 from fl.data import load_dataset
 from fl.run import RunConfig, plan_run, run_training
 from secagg.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads() -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # `secagg run` sets one thread for its tiny models
 
 
 def _check_k_anonymous(x: np.ndarray, qis: list[QuasiIdentifier], k: int) -> None:

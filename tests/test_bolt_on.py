@@ -3,6 +3,8 @@ the ledger, and the refusal of non-convex models."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import math
 
 import numpy as np
@@ -23,6 +25,15 @@ from secagg.dp import (
     strongly_convex_step,
 )
 from secagg.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _restore_torch_threads() -> Iterator[None]:
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)  # `secagg run` sets one thread for its tiny models
 from secagg.rng import Csprng
 
 
