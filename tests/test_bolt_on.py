@@ -160,3 +160,29 @@ def test_refusals_are_one_typed_line(capsys: pytest.CaptureFixture[str], argv: l
                         "--json"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and needle in err[0]
+
+
+def test_the_minibatch_bound_does_not_shrink_with_the_batch() -> None:
+    """Averaging over a batch of b does not divide the strongly convex bound by b again: on
+    these neighbours the gap exceeds 2L/(gamma m b) (a bound some implementations use) while
+    staying within 2L/(gamma m)."""
+    worst = 0.0
+    for seed in range(40):
+        m, d, batch, epochs = 32, 3, 8, 6
+        rng = np.random.default_rng(seed)
+        x = rng.normal(size=(m, d))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        y = (x[:, 0] > 0).astype(np.int64)
+        x2, y2 = x.copy(), y.copy()
+        j = int(rng.integers(m))
+        x2[j], y2[j] = -x[j], 1 - y[j]
+        s = plan_bolt_on([m], [1.0], epochs=epochs, batch_size=batch, feature_norm=1.0, l2=0.5,
+                         lr=1.0)
+        kw = dict(epochs=epochs, batch_size=batch, constants=s.constants, feature_norm=1.0,
+                  step=s.step, seed=seed)
+        a = psgd_train(np.zeros(2 * (d + 1)), x, y, 2, **kw)[0]  # type: ignore[arg-type]
+        b = psgd_train(np.zeros(2 * (d + 1)), x2, y2, 2, **kw)[0]  # type: ignore[arg-type]
+        gap = float(np.linalg.norm(a.astype(np.float64) - b))
+        assert gap <= s.client_sensitivity[0] * (1 + 1e-5)
+        worst = max(worst, gap / (s.client_sensitivity[0] / batch))
+    assert worst > 1.0

@@ -24,7 +24,9 @@ lemmas 3.6 and 3.7): for a loss whose per-example part is ``L``-Lipschitz, the w
   ``n_b`` batches per pass (``T = k n_b``): **Delta_2 = 2 L / (gamma b n_b) = 2 L / (gamma
   m)** when the batches have equal size ``b = m / n_b`` (Wu et al., section 3.2, ``b = 1``;
   the mini-batch form of section 3.3). It does not grow with the passes. With unequal
-  batches, ``b`` is the smallest.
+  batches, ``b`` is the smallest. Batching does *not* divide this bound by ``b`` once more
+  (``2 L / (gamma m b)``, which some implementations use): ``tests/test_bolt_on.py`` shows
+  neighbouring datasets whose PSGD outputs are further apart than that.
 
 ``L`` is the Lipschitz constant of the *per-example data loss* only: a regulariser
 ``(lambda/2) |w|^2`` that both datasets share cancels out of the ``2 eta L / b`` term, and only
