@@ -88,11 +88,15 @@ __all__ = [
 #: release would hold next to a name (age, sex, body-mass index, blood pressure); the six
 #: serum measurements are the sensitive payload. ``breast_cancer`` has no demographics at
 #: all: its 30 columns describe cell nuclei in a biopsy image. The ones that could be linked
-#: are the tumour's size (mean radius, perimeter and area), which pathology reports and
-#: cancer registries record; texture, smoothness and the like appear nowhere else.
+#: are the tumour's size (radius, perimeter and area, as the mean and the worst of the
+#: nuclei), which pathology reports and cancer registries record; texture, smoothness and
+#: the like appear nowhere else. Both mean and worst sizes are QIs because each predicts the
+#: other (correlation about 0.97): generalising one and leaving the other exact would keep
+#: the record linkable.
 DEFAULT_QUASI_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "diabetes": ("age", "sex", "bmi", "bp"),
-    "breast_cancer": ("mean_radius", "mean_perimeter", "mean_area"),
+    "breast_cancer": ("mean_radius", "mean_perimeter", "mean_area", "worst_radius",
+                      "worst_perimeter", "worst_area"),
 }
 
 #: QI columns of the bundled datasets that are categorical (flat hierarchy by default).

@@ -29,6 +29,12 @@ train metrics are rough; they are clamped to their valid ranges (post-processing
 held-out test accuracy is measured by the server on its own test set from the released
 model, so it costs no privacy.
 
+Two options change what the clients train on and how (:func:`plan_run` sets them up): with
+``k_anonymity`` each client first generalises its own records (:mod:`fl.anonymity`); with
+``dp_mode="bolt-on"`` each trains logistic regression by exact permutation SGD
+(:func:`fl.bolt_on.psgd_train`), sends zeros for its metrics, and the decoding party's noise is
+calibrated to the Bolt-on sensitivity (:mod:`fl.bolt_on`).
+
 Everything that can be wrong with the settings is checked by :func:`plan_run` before any
 training, and raised as :class:`~secagg.errors.ConfigError` (or
 :class:`~secagg.errors.BudgetExceededError`) with the valid choices or numbers.

@@ -12,6 +12,12 @@ With DP, ``--epsilon`` is the budget at ``--delta``. Without ``--noise-multiplie
 is calibrated so that all ``--rounds`` fit the budget (default budget
 :data:`fl.run.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
 before training. ``--ledger FILE`` carries the spent budget across runs.
+
+``--dp-mode bolt-on`` (logistic regression only) replaces the client-level noise by Bolt-on
+output perturbation (:mod:`fl.bolt_on`, example-level DP). ``--k-anonymity K`` makes every
+client's records K-anonymous over ``--quasi-identifiers`` before it trains
+(:mod:`fl.anonymity`); ``--baseline`` also trains on the raw records and reports both
+accuracies.
 """
 
 from __future__ import annotations
@@ -113,7 +119,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                     "shares them with K-1 others (default off)")
     an.add_argument("--quasi-identifiers", default=None, metavar="COL,COL",
                     help="the quasi-identifier columns (default: the dataset's; diabetes: "
-                    "age,sex,bmi,bp; breast_cancer: mean_radius,mean_perimeter,mean_area)")
+                    "age,sex,bmi,bp; breast_cancer: the mean and worst radius, perimeter "
+                    "and area)")
     an.add_argument("--baseline", action="store_true",
                     help="with --k-anonymity: also train without it and report both "
                     "accuracies (an experiment: the baseline trains on the raw records)")
