@@ -421,7 +421,8 @@ def anonymise_shards(
     """Each client makes its own shard k-anonymous over the dataset's QIs (or ``names``).
 
     Returns:
-        ``(shards with recoded QI columns, summarise(reports))``. In a deployment each
+        ``(shards with recoded QI columns, summarise(reports))``. A recoded shard's ``x``
+        differs from ``ds.x_train[indices]`` in the QI columns. In a deployment each
         client keeps its report; the simulator gathers them for the run's report.
 
     Raises:

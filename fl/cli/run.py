@@ -153,12 +153,18 @@ def _config(args: argparse.Namespace) -> RunConfig:
         max_weight=args.max_weight, lr=args.lr, epochs=args.epochs,
         batch_size=args.batch_size, server_lr=args.server_lr, seed=args.seed,
         ledger_path=args.ledger, model=args.model, k_anonymity=args.k_anonymity,
-        quasi_identifiers=(None if args.quasi_identifiers is None else
-                           tuple(c.strip() for c in args.quasi_identifiers.split(",") if c.strip())),
+        quasi_identifiers=_columns(args.quasi_identifiers),
         bolt_on_l2=args.bolt_on_l2, bolt_on_norm=args.bolt_on_norm,
     )
 
 
+
+
+def _columns(text: str | None) -> tuple[str, ...] | None:
+    """``"age, sex"`` -> ``("age", "sex")``; ``None`` stays ``None`` (the dataset's default)."""
+    if text is None:
+        return None
+    return tuple(c.strip() for c in text.split(",") if c.strip())
 
 
 class _Bars:

@@ -9,22 +9,25 @@ order), then add noise to the final model, calibrated to the L2 sensitivity of P
 between two datasets of the same size ``m`` that differ in one example (replace-one). They
 bound it with the expansiveness of gradient steps (Hardt, Recht and Singer, ICML 2016,
 lemmas 3.6 and 3.7): for a loss whose per-example part is ``L``-Lipschitz, the whole loss
-``beta``-smooth, and a step ``G(w) = w - eta * grad``:
+``beta``-smooth, and a step ``G(w) = w - eta * grad`` (the derivation is repeated here so it
+can be checked; ``tests/test_bolt_on.py`` trains on neighbouring datasets and checks that the
+outputs never differ by more):
 
 - *convex*, ``eta <= 2 / beta``: ``G`` is 1-expansive, so the trajectories of the two
   datasets drift apart only at the steps that use the differing example, by at most
   ``2 eta L / b`` each (mini-batch ``b``: the example's gradient is averaged over the
   batch). ``k`` passes use it ``k`` times: **Delta_2 = 2 k L eta / b** (Wu et al.,
-  section 3.1, constant step; ``2 k L eta`` for ``b = 1``, and the mini-batch form of
-  section 3.3). It grows with the passes.
+  section 3: ``2 k L eta`` for ``b = 1``, and its mini-batch form). It grows with the
+  passes, and it does not shrink with ``m``.
 - *gamma-strongly convex*, ``eta_t = min(1 / beta, 1 / (gamma t))`` for step ``t = 1, 2,
-  ...`` counted across passes: ``G`` is ``(1 - eta_t gamma)``-expansive, so
-  ``delta_{t+1} <= (1 - eta_t gamma) delta_t + [t uses the example] 2 eta_t L / b``.
-  Unrolled, each use contributes at most ``2 L / (b gamma T)`` after ``T`` steps, and with
-  ``n_b`` batches per pass (``T = k n_b``): **Delta_2 = 2 L / (gamma b n_b) = 2 L / (gamma
-  m)** when the batches have equal size ``b = m / n_b`` (Wu et al., section 3.2, ``b = 1``;
-  the mini-batch form of section 3.3). It does not grow with the passes. With unequal
-  batches, ``b`` is the smallest. Batching does *not* divide this bound by ``b`` once more
+  ...`` counted across passes: ``G`` is ``(1 - eta_t gamma)``-expansive (``eta_t <= 1 /
+  beta``; the Hessian lies between ``gamma`` and ``beta``), so ``delta_{t+1} <= (1 - eta_t
+  gamma) delta_t + [t uses the example] 2 eta_t L / b``. Unrolled, each use contributes at
+  most ``2 L / (b gamma T)`` after ``T`` steps, and with ``n_b`` batches per pass (``T = k
+  n_b``): **Delta_2 = 2 L / (gamma b n_b) = 2 L / (gamma m)** when the batches have equal
+  size ``b = m / n_b`` (Wu et al., section 3: ``2 L / (gamma m)`` for ``b = 1``, and its
+  mini-batch form). It does not grow with the passes. With unequal batches, ``b`` is the
+  smallest. Batching does *not* divide this bound by ``b`` once more
   (``2 L / (gamma m b)``, which some implementations use): ``tests/test_bolt_on.py`` shows
   neighbouring datasets whose PSGD outputs are further apart than that.
 
