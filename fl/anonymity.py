@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from fl.data import Dataset, Shard
+from fl.data import DIABETES_FEATURES, Dataset, Shard
 from secagg.errors import ConfigError
 
 __all__ = [
@@ -79,6 +79,7 @@ __all__ = [
     "QuasiIdentifier",
     "anonymise",
     "anonymise_shards",
+    "feature_names",
     "quasi_identifiers",
     "summarise",
 ]
@@ -97,6 +98,15 @@ DEFAULT_QUASI_IDENTIFIERS: dict[str, tuple[str, ...]] = {
     "diabetes": ("age", "sex", "bmi", "bp"),
     "breast_cancer": ("mean_radius", "mean_perimeter", "mean_area", "worst_radius",
                       "worst_perimeter", "worst_area"),
+}
+
+_MEASURES = ("radius", "texture", "perimeter", "area", "smoothness", "compactness",
+             "concavity", "concave_points", "symmetry", "fractal_dimension")
+#: Column names of the bundled tabular datasets (scikit-learn's, spaces as underscores).
+FEATURE_NAMES: dict[str, tuple[str, ...]] = {
+    "breast_cancer": (tuple(f"mean_{m}" for m in _MEASURES) + tuple(f"{m}_error" for m in _MEASURES)
+                      + tuple(f"worst_{m}" for m in _MEASURES)),
+    "diabetes": DIABETES_FEATURES,
 }
 
 #: QI columns of the bundled datasets that are categorical (flat hierarchy by default).
@@ -215,6 +225,18 @@ class AnonymisedTable:
     kept: NDArray[np.int64]
     classes: tuple[EquivalenceClass, ...]
     report: AnonymityReport
+
+
+def feature_names(ds: Dataset) -> tuple[str, ...]:
+    """The names ``--quasi-identifiers`` accepts for ``ds``'s columns: :data:`FEATURE_NAMES`
+    for the bundled tables, ``pixel_R_C`` for images, ``x0, x1, ...`` otherwise."""
+    names = FEATURE_NAMES.get(ds.name)
+    if names is not None and len(names) == ds.n_features:
+        return names
+    if ds.image_shape is not None:
+        h, w = ds.image_shape
+        return tuple(f"pixel_{r}_{c}" for r in range(h) for c in range(w))
+    return tuple(f"x{i}" for i in range(ds.n_features))
 
 
 def quasi_identifiers(
@@ -429,7 +451,7 @@ def anonymise_shards(
         ConfigError: a bad ``k`` or QI name, or a client holding fewer than ``k`` records
             (its every record would be suppressed: the message names the largest ``k``).
     """
-    qis = quasi_identifiers(ds.feature_names, names, ds.name, ds.x_train)
+    qis = quasi_identifiers(feature_names(ds), names, ds.name, ds.x_train)
     smallest = min(len(s) for s in shards)
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"k-anonymity k must be an integer >= 1, e.g. 5, got {k!r}")

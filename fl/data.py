@@ -1,6 +1,6 @@
 """Datasets for the federated-learning examples, and how to split them across clients.
 
-Nothing is downloaded. ``breast_cancer``, ``diabetes`` and ``digits`` ship inside the
+Nothing is downloaded. ``breast_cancer``, ``digits`` and ``diabetes`` ship inside the
 scikit-learn wheel;
 ``synthetic`` is generated on the spot, in any size, for benchmarks with large models.
 
@@ -10,13 +10,13 @@ of the training split only (the test split never leaks into preprocessing):
 
 - ``breast_cancer``: 569 tumours x 30 real features, binary label (0 malignant, 1 benign),
   each feature standardised to zero mean and unit variance on the training split;
-- ``diabetes``: 442 patients x 10 EHR-like features (age, sex, body-mass index, blood
-  pressure and six blood serum measurements), the binary label being whether the disease
-  progressed more than the median (140.5) one year later; standardised like
-  ``breast_cancer``. It is the tabular data :mod:`fl.anonymity` is meant for: age, sex, bmi
-  and bp are quasi-identifiers;
 - ``digits``: 1,797 handwritten 8x8 images, 10 classes, pixels (0..16) scaled to [0, 1];
   ``image_shape`` is ``(8, 8)`` so a CNN can view rows as images;
+- ``diabetes``: 442 patients x 10 EHR-like features (age, sex, body-mass index, blood
+  pressure and six blood serum measurements, :data:`DIABETES_FEATURES`), the binary label
+  being whether the disease progressed more than the median (140.5) a year later;
+  standardised like ``breast_cancer``. It is the tabular data :mod:`fl.anonymity` is meant
+  for: age, sex, bmi and bp are quasi-identifiers;
 - ``synthetic``: Gaussian clusters around random class centres (:func:`make_synthetic`),
   standardised like ``breast_cancer``.
 
@@ -40,6 +40,7 @@ from secagg.errors import ConfigError
 
 __all__ = [
     "DATASETS",
+    "DIABETES_FEATURES",
     "MIN_EXAMPLES",
     "Dataset",
     "Shard",
@@ -94,8 +95,6 @@ class Dataset:
         n_classes: number of labels.
         image_shape: ``(height, width)`` when a row is a flattened one-channel image,
             otherwise ``None``.
-        feature_names: one name per feature column (``mean_radius``, ``age``, ``pixel_0_3``,
-            ``x7``): what ``--quasi-identifiers`` refers to.
     """
 
     name: str
@@ -105,7 +104,6 @@ class Dataset:
     y_test: IntArray
     n_classes: int
     image_shape: tuple[int, int] | None = None
-    feature_names: tuple[str, ...] = ()
 
     @property
     def n_features(self) -> int:
@@ -289,25 +287,17 @@ def load_dataset(
         raise ConfigError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
     if name == "synthetic":
         return make_synthetic(seed=seed, test_fraction=test_fraction)
+    if name == "diabetes":
+        return _load_diabetes(test_fraction, seed)
     from sklearn import datasets as skd
 
     if name == "breast_cancer":
         bunch = skd.load_breast_cancer()
         x, y = bunch.data, bunch.target
-        names = tuple(str(f).replace(" ", "_") for f in bunch.feature_names)
-        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True,
-                       feature_names=names)
-    if name == "diabetes":
-        bunch = skd.load_diabetes(scaled=False)
-        x = bunch.data
-        y = (bunch.target > np.median(bunch.target)).astype(np.int64)
-        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True,
-                       feature_names=tuple(str(f) for f in bunch.feature_names))
+        return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True)
     bunch = skd.load_digits()
     x, y = bunch.data / 16.0, bunch.target
-    names = tuple(f"pixel_{r}_{c}" for r in range(8) for c in range(8))
-    return _finish(name, x, y, 10, (8, 8), test_fraction, seed, standardise=False,
-                   feature_names=names)
+    return _finish(name, x, y, 10, (8, 8), test_fraction, seed, standardise=False)
 
 
 def make_synthetic(
@@ -360,7 +350,6 @@ def _finish(
     seed: int,
     *,
     standardise: bool,
-    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     from sklearn.model_selection import train_test_split
 
@@ -392,5 +381,39 @@ def _finish(
         y_test=np.ascontiguousarray(y_te, dtype=np.int64),
         n_classes=n_classes,
         image_shape=image_shape,
-        feature_names=feature_names or tuple(f"x{i}" for i in range(x_tr.shape[1])),
     )
+
+
+#: The columns of ``diabetes``, in order (scikit-learn's names).
+DIABETES_FEATURES: tuple[str, ...] = ("age", "sex", "bmi", "bp", "s1", "s2", "s3", "s4", "s5",
+                                      "s6")
+
+
+def _load_diabetes(test_fraction: float, seed: int) -> Dataset:
+    """scikit-learn's diabetes table in raw units, read from the files in its wheel (what
+    ``load_diabetes(scaled=False)`` reads), the label being progression above the median.
+
+    Raises:
+        ConfigError: scikit-learn (the data files) is not installed, or they do not parse.
+    """
+    import gzip
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package; does not import it
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError("dataset 'diabetes' ships with scikit-learn, which is not installed; "
+                          "install secagg[fl] or use --dataset synthetic")
+    data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    try:
+        with gzip.open(data / "diabetes_data_raw.csv.gz", "rt", encoding="utf-8") as fh:
+            x = np.loadtxt(fh, dtype=np.float64, ndmin=2)
+        with gzip.open(data / "diabetes_target.csv.gz", "rt", encoding="utf-8") as fh:
+            target = np.loadtxt(fh, dtype=np.float64, ndmin=1)
+        if x.shape != (len(target), len(DIABETES_FEATURES)):
+            raise ValueError(f"expected {len(target)} rows of {len(DIABETES_FEATURES)} values, "
+                             f"got {x.shape}")
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read dataset 'diabetes' from {data}: {exc}") from None
+    y = (target > np.median(target)).astype(np.int64)
+    return _finish("diabetes", x, y, 2, None, test_fraction, seed, standardise=True)

@@ -18,6 +18,7 @@ from fl.anonymity import (
     QuasiIdentifier,
     anonymise,
     anonymise_shards,
+    feature_names,
     quasi_identifiers,
 )
 from fl.data import load_dataset
@@ -98,19 +99,28 @@ def test_categorical_hierarchy_is_respected() -> None:
 def test_bundled_defaults_on_a_client_shard() -> None:
     for name in DEFAULT_QUASI_IDENTIFIERS:
         ds = load_dataset(name)
-        qis = quasi_identifiers(ds.feature_names, None, name, ds.x_train)
+        qis = quasi_identifiers(feature_names(ds), None, name, ds.x_train)
         shard = ds.split_iid(8, seed=2)[0]
         _check_k_anonymous(shard.x.astype(np.float64), qis, 5)
+
+
+def test_feature_names_are_sklearns() -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    want = tuple(str(f).replace(" ", "_") for f in load_breast_cancer().feature_names)
+    assert feature_names(load_dataset("breast_cancer")) == want
+    assert feature_names(load_dataset("diabetes"))[:4] == ("age", "sex", "bmi", "bp")
+    assert feature_names(load_dataset("digits"))[9] == "pixel_1_1"
 
 
 def test_bad_input_is_one_typed_line() -> None:
     ds = load_dataset("diabetes")
     for names, what in ((["height"], "height"), (["age", "age"], "twice")):
         with pytest.raises(ConfigError, match=what) as info:
-            quasi_identifiers(ds.feature_names, names, "diabetes", ds.x_train)
+            quasi_identifiers(feature_names(ds), names, "diabetes", ds.x_train)
         assert "\n" not in str(info.value)
     with pytest.raises(ConfigError, match="no default quasi-identifiers"):
-        quasi_identifiers(load_dataset("digits").feature_names, None, "digits",
+        quasi_identifiers(feature_names(load_dataset("digits")), None, "digits",
                           load_dataset("digits").x_train)
     shards = ds.split_iid(20, seed=0)
     with pytest.raises(ConfigError, match="fewer than k=50"):
@@ -127,7 +137,7 @@ def test_run_reports_anonymity_next_to_the_raw_accuracy() -> None:
     plan = plan_run(cfg)
     # the shards the clients train on are k-anonymous over the default QIs
     ds = plan.dataset
-    cols = [ds.feature_names.index(c) for c in DEFAULT_QUASI_IDENTIFIERS["diabetes"]]
+    cols = [feature_names(ds).index(c) for c in DEFAULT_QUASI_IDENTIFIERS["diabetes"]]
     for shard in plan.shards:
         _, counts = np.unique(shard.x[:, cols], axis=0, return_counts=True)
         assert counts.min() >= 8

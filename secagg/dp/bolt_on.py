@@ -41,7 +41,7 @@ Hessian ``diag(p) - p p^T`` is at most ``1/2``).
 
 The mechanism (:class:`BoltOnGaussian`) is the Gaussian mechanism on that sensitivity: the
 discrete Gaussian of :mod:`secagg.dp.discrete_gaussian` on the fixed-point model (CSPRNG,
-never ``numpy.random``), so its event is a :class:`~secagg.dp.events.DiscreteGaussianEvent`
+no NumPy generator), so its event is a :class:`~secagg.dp.events.DiscreteGaussianEvent`
 and it composes in the same :class:`~secagg.dp.ledger.PrivacyLedger` as every other round.
 Wu et al. release with Laplace-type noise for epsilon-DP or the Gaussian for (epsilon,
 delta)-DP; the Gaussian is the one that composes with the rest of secagg's accounting.
