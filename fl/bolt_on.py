@@ -45,14 +45,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
 
-from torch import nn
-
 from fl.dp import CentralDPHook, RoundPrivacy, round_event
-from fl.models import LinearModel
 from secagg.dp import (
     BoltOnGaussian,
     LossConstants,
@@ -64,6 +62,9 @@ from secagg.dp import (
 )
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
+
+if TYPE_CHECKING:  # torch loads with the model, not with this module
+    from torch import nn
 
 __all__ = [
     "BoltOnHook",
@@ -82,6 +83,8 @@ def require_convex(model: nn.Module, dataset: str) -> None:
     Raises:
         ConfigError: ``model`` is not a :class:`fl.models.LinearModel`.
     """
+    from fl.models import LinearModel
+
     if not isinstance(model, LinearModel):
         kind = {"MLP": "mlp", "CNN": "cnn"}.get(type(model).__name__, type(model).__name__)
         raise ConfigError(

@@ -78,7 +78,7 @@ from fl.dp import (
 )
 from fl.engine import Engine, make_engine
 from fl.model import ModelVector
-from fl.models import MODEL_KINDS, make_model
+from fl.models import make_model
 from fl.runconfig import (
     DEFAULT_EPSILON,
     DEFAULT_LR,
@@ -203,8 +203,12 @@ def _check_settings(cfg: RunConfig) -> None:
 
 def _check_extras(cfg: RunConfig) -> None:
     """The model kind, k-anonymity and Bolt-on settings."""
-    if cfg.model is not None and cfg.model not in MODEL_KINDS:
-        raise ConfigError(f"unknown model {cfg.model!r}; choose one of: {', '.join(MODEL_KINDS)}")
+    if cfg.model is not None:
+        from fl.models import MODEL_KINDS
+
+        if cfg.model not in MODEL_KINDS:
+            raise ConfigError(f"unknown model {cfg.model!r}; choose one of: "
+                              f"{', '.join(MODEL_KINDS)}")
     if cfg.k_anonymity is not None:
         _positive("k_anonymity", cfg.k_anonymity, integer=True)
     elif cfg.quasi_identifiers is not None:
@@ -320,8 +324,8 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
     bolt: BoltOnSetup | None = None
     if cfg.dp and cfg.dp_mode == "bolt-on":
         require_convex(model, ds.name)
-        bolt = plan_bolt_on([len(s) for s in shards],
-                            [float(w) for w in cap_weights([len(s) for s in shards], max_weight)],
+        bolt = plan_bolt_on([len(s) for s in shards],  # weights as cap_weights gives them
+                            [min(float(len(s)), max_weight) for s in shards],
                             epochs=cfg.epochs, batch_size=cfg.batch_size,
                             feature_norm=cfg.bolt_on_norm, l2=cfg.bolt_on_l2,
                             lr=cfg.lr if cfg.lr is not None else DEFAULT_LR.get(cfg.dataset, 0.5))
