@@ -11,6 +11,7 @@ server and every client load. The file format is JSON::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -47,6 +48,14 @@ class ClientRegistry:
     def covers(self, n: int) -> bool:
         """Whether clients 0..n-1 are all enrolled."""
         return all(u in self.keys for u in range(n))
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of the registry's canonical content: what a client pins in its
+        :class:`protocols.policy.ClientPolicy` so that no other registry is accepted."""
+        h = hashlib.sha256(b"secagg/v1/registry")
+        for cid, vk in sorted(self.keys.items()):
+            h.update(cid.to_bytes(8, "big") + bytes(vk))
+        return h.hexdigest()
 
     def save(self, path: str | Path) -> None:
         """Write the registry as JSON (public keys only)."""
