@@ -56,9 +56,9 @@ from protocols.secagg.messages import (
     MaskedInput, PublicKeys, RosterEntry, SealedShare, Share, ShareForward, ShareKeys,
     UnmaskRequest, UnmaskResponse,
 )
-from secagg import aead, shamir, sign, wire
+from secagg import aead, shamir, sign
 from secagg.errors import ConfigError, ProtocolError, UsageError
-from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
+from secagg.kex import PUBLIC_KEY_SIZE, KeyPair, label
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
@@ -335,7 +335,11 @@ class SecAggClient(ClientCore):
         key_shares = [Share(v, self._held[v][1]) for v in sorted(drop)]
         response = UnmaskResponse(**header(self.config, me, SERVER),
                                   seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))
-        self._claim("unmask", hashlib.sha256(wire.encode(response)).digest())
+        answer = hashlib.sha256(b"secagg/v1/unmask-answer")
+        for kind, shares in ((b"seed", seed_shares), (b"key", key_shares)):
+            for sh in shares:
+                answer.update(label(kind, str(sh.owner).encode(), sh.value))
+        self._claim("unmask", answer.digest())
         self._forget()
         return [response]
 
