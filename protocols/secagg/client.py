@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
@@ -63,6 +64,17 @@ from secagg.prg import add_masks
 from secagg.rng import Csprng
 
 __all__ = ["SecAggClient"]
+
+
+@lru_cache(maxsize=1 << 16)
+def _signed_by(verify_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` verifies (a pure function, so cached: the clients of one
+    simulation each check the same roster of n signatures; a deployed client checks n)."""
+    try:
+        sign.verify(verify_key, message, signature)
+    except ProtocolError:
+        return False
+    return True
 
 
 class SecAggClient(ClientCore):
@@ -212,7 +224,10 @@ class SecAggClient(ClientCore):
             for e in roster:
                 if e.client not in registry.keys:
                     raise ProtocolError(f"roster names client {e.client}, who is not enrolled")
-                sign.verify(registry.keys[e.client], advert_message(e.digest), e.signature)
+                if not _signed_by(registry.keys[e.client], advert_message(e.digest),
+                                  e.signature):
+                    raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
+                                        "its enrolled key")
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
         return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
 

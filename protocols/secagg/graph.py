@@ -15,6 +15,7 @@ server that picks which advertisements to include can still do is bounded in SEC
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
@@ -56,10 +57,17 @@ def derived_neighbourhoods(ids: Sequence[int], k: int, seed: bytes) -> dict[int,
         ConfigError: an odd k below ``len(ids) - 1``, a negative k, or ids not sorted and
             distinct.
     """
-    m = len(ids)
     if list(ids) != sorted(set(ids)):
         raise ConfigError("graph ids must be sorted and distinct")
     if k < 0:
         raise ConfigError(f"degree must be >= 0, got {k}")
+    return dict(_derived(tuple(ids), k, bytes(seed)))
+
+
+@lru_cache(maxsize=16)
+def _derived(ids: tuple[int, ...], k: int, seed: bytes) -> tuple[tuple[int, frozenset[int]], ...]:
+    # A pure function of its arguments, cached: the clients of one simulation all recompute
+    # the same graph.
+    m = len(ids)
     local = neighbourhoods(m, min(k, m - 1), Csprng(seed)) if m else ()
-    return {ids[i]: frozenset(ids[j] for j in nb) for i, nb in enumerate(local)}
+    return tuple((ids[i], frozenset(ids[j] for j in nb)) for i, nb in enumerate(local))
