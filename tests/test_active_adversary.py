@@ -547,14 +547,15 @@ def test_a_phantom_advertisement_in_the_roster_is_refused_in_the_active_variant(
     cfg, server, clients, broadcasts = _at_broadcast(active=True, n=12)
     m = broadcasts[0]
     everyone = {k.client: k for b in broadcasts.values() for k in b.keys}
-    phantom = RosterEntry(11, bytes(range(32)), bytes(64))
-    roster = tuple(sorted([*(e for e in m.roster if e.client != 11), phantom],
-                          key=lambda e: e.client))
-    graph = derived_neighbourhoods([e.client for e in roster], cfg.degree,
-                                   graph_seed(transcript(cfg, [(e.client, e.digest)
-                                                               for e in roster])))
-    if 11 in graph[0]:
-        pytest.skip("the phantom landed next to the victim; the digest check catches that")
+    for i in range(64):  # grind the phantom's digest until it is not the victim's neighbour
+        phantom = RosterEntry(11, bytes([i]) * 32, bytes(64))
+        roster = tuple(sorted([*(e for e in m.roster if e.client != 11), phantom],
+                              key=lambda e: e.client))
+        graph = derived_neighbourhoods([e.client for e in roster], cfg.degree, graph_seed(
+            transcript(cfg, [(e.client, e.digest) for e in roster])))
+        if 11 not in graph[0]:
+            break
+    assert 11 not in graph[0]
     keys = tuple(everyone[u] for u in sorted(graph[0] | {0}))
     _refused(clients[0], dataclasses.replace(m, keys=keys, roster=roster))
 
@@ -699,3 +700,24 @@ def test_the_file_store_remembers_answers_across_processes(tmp_path) -> None:
     with pytest.raises(ConfigError):
         FileAnsweredRequests(tmp_path / "answered" / next(iter(
             p.name for p in (tmp_path / "answered").iterdir())))
+
+
+def test_a_survivor_list_padded_with_clients_outside_the_roster_is_refused() -> None:
+    cfg, server, clients, _ = _build(n=8, active=True, seed="pad")
+    out = [m for m in server.start() if m.recipient != 7]  # client 7 never advertises
+    out = [r for m in out for reply in clients[m.recipient].receive(m)
+           for r in server.receive(reply)] or server.close_round()
+    while out[0].KIND is not Kind.CONSISTENCY_REQUEST:
+        out = [r for m in out for reply in clients[m.recipient].receive(m)
+               for r in server.receive(reply)]
+    assert out[0].survivors == tuple(range(7))
+    _refused(clients[0], dataclasses.replace(out[0], survivors=tuple(range(8))))
+
+
+def test_too_few_advertisements_for_t_abort_before_any_key_broadcast() -> None:
+    cfg, server, clients, _ = _build(n=6)  # t = 4
+    for m in server.start()[:3]:
+        server.receive(clients[m.recipient].receive(m)[0])
+    with pytest.raises(DropoutError, match="t=4"):
+        server.close_round()
+    assert server.stage is ServerStage.ABORTED

@@ -61,7 +61,8 @@ def config_fingerprint(config: SecAggConfig) -> bytes:
     fields = (config.n_clients, config.dim, config.degree, config.threshold,
               config.signature_threshold, int(config.active), release_floor(config), enc.bits,
               enc.frac_bits, enc.max_clients, enc.noise_bound, repr(float(enc.clip)),
-              repr(float(enc.max_weight)))
+              repr(float(enc.max_weight)),
+              config.registry.fingerprint() if config.registry is not None else "")
     return _sha256(label(b"secagg/v1/config", config.session, str(config.round_id).encode(),
                          *(str(f).encode() for f in fields)))
 

@@ -133,6 +133,7 @@ class SecAggClient(ClientCore):
         self._nonce: bytes = b""
         self._digest: bytes = b""
         self._transcript: bytes = b""
+        self._roster: frozenset[int] = frozenset()
 
     @property
     def aborted(self) -> bool:
@@ -229,6 +230,7 @@ class SecAggClient(ClientCore):
                     raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
                                         "its enrolled key")
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        self._roster = frozenset(ids)
         return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
@@ -370,6 +372,9 @@ class SecAggClient(ClientCore):
             raise ProtocolError("survivor list names a client outside the cohort")
         if me not in surv:
             raise ProtocolError("survivor list omits this client, which sent its input")
+        if not set(surv) <= self._roster:
+            raise ProtocolError(f"survivor list names clients {sorted(set(surv) - self._roster)} "
+                                "that are not in the roster")
         alive = (self._masked_with | {me}) & set(surv)
         if len(alive) < cfg.threshold:
             raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
