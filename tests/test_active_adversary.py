@@ -723,3 +723,13 @@ def test_too_few_advertisements_for_t_abort_before_any_key_broadcast() -> None:
     with pytest.raises(DropoutError, match="t=4"):
         server.close_round()
     assert server.stage is ServerStage.ABORTED
+
+
+def test_a_plaintext_client_checks_its_policy_too() -> None:
+    spec = protocols.get("plaintext")
+    cfg = spec.make_config(4, 2)
+    with pytest.raises(PolicyError, match="not allowed"):
+        spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(protocols=("secagg+",)))
+    with pytest.raises(PolicyError, match="min_cohort"):
+        spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(min_cohort=5))
+    spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(protocols=("plaintext",)))
