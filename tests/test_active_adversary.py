@@ -1,23 +1,37 @@
 """The active-adversary variant against a scripted malicious server.
 
 Each attack must be refused with a typed error, leave the attacked client ABORTED, and let no
-share leave it (no UnmaskResponse is ever produced for the attacker).
+share leave it (no UnmaskResponse is ever produced for the attacker). The second half (issue
+13) covers what a cheating server or client gets now, in both variants: forged shares (an
+error or a sum rebuilt from good shares, never a wrong one), range-checked releases of at
+least two contributors, no replay across runs of one (session, round), a graph the server
+cannot choose, and the active thresholds. The client's own policy is in
+test_client_policy.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable as _Callable
 
 import numpy as np
 import pytest
 
 import protocols
-from protocols.secagg._state import ClientState, Kind
+from protocols.base import SERVER, check_release
+from protocols.policy import MemoryAnsweredRequests
+from protocols.secagg import active_min_threshold
+from protocols.secagg._keys import graph_seed, transcript
+from protocols.secagg._state import ClientState, Kind, ServerStage
+from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
-    ConsistencyRequest, KeyBroadcast, Signed, UnmaskRequest, UnmaskResponse,
+    ConsistencyRequest, KeyBroadcast, RosterEntry, Share, ShareForward, Signed, UnmaskRequest,
+    UnmaskResponse,
 )
-from secagg import sign, wire
-from secagg.errors import ProtocolError, UsageError
+from secagg import shamir, sign, wire
+from secagg.errors import (
+    ConfigError, DropoutError, ForgedShareError, ProtocolError, RangeCheckError, UsageError,
+)
 from secagg.kex import KeyPair
 from secagg.rng import Csprng
 
@@ -201,21 +215,6 @@ def test_active_round_with_dropouts_via_simulate(name: str) -> None:
 
 
 # == issue 13: what a cheating server (or client) gets now ================================
-from collections.abc import Callable as _Callable  # noqa: E402
-
-from protocols.base import SERVER, check_release  # noqa: E402
-from protocols.policy import ClientPolicy, MemoryAnsweredRequests  # noqa: E402
-from protocols.secagg import ClientRegistry, active_min_threshold  # noqa: E402
-from protocols.secagg._keys import graph_seed, transcript  # noqa: E402
-from protocols.secagg._state import ServerStage  # noqa: E402
-from protocols.secagg.graph import derived_neighbourhoods  # noqa: E402
-from protocols.secagg.messages import RosterEntry, Share, ShareForward  # noqa: E402
-from secagg import shamir  # noqa: E402
-from secagg.errors import (  # noqa: E402
-    ConfigError, DropoutError, ForgedShareError, PolicyError, RangeCheckError,
-)
-
-
 def _build(name: str = "secagg", n: int = 6, *, seed: object = "i13", active: bool = False,
            session: bytes = b"issue 13", rng_seed: object | None = None, answered=None,
            **kw: object):
@@ -588,99 +587,6 @@ def test_the_honest_server_does_not_ask_for_signatures_it_cannot_get() -> None:
     assert not any(isinstance(m, ConsistencyRequest) for m in sent)
 
 
-# -- the client's own policy ---------------------------------------------------------------
-def _policy_client(policy: ClientPolicy, name: str = "secagg", **kw: object):
-    spec = protocols.get(name)
-    cfg = spec.make_config(8, DIM, **kw)
-    cfg, creds = spec.provision(cfg, Csprng.from_seed("policy"))
-    return spec.client(cfg, 0, Csprng.from_seed("p0"), policy=policy, **creds.get(0, {}))
-
-
-WEAK_CONFIGS: dict[str, tuple[ClientPolicy, str, dict[str, object], str]] = {
-    "t = 1 from the server": (ClientPolicy(min_threshold=3), "secagg", {"threshold": 1},
-                              "threshold"),
-    "t below half the neighbourhood": (ClientPolicy(min_threshold_fraction=0.5), "secagg+",
-                                       {"degree": 4, "threshold": 2}, "min_threshold_fraction"),
-    "a small cohort": (ClientPolicy(min_cohort=10), "secagg", {}, "min_cohort"),
-    "a protocol not allowed": (ClientPolicy(protocols=("secagg+",)), "secagg", {}, "protocol"),
-    "passive where active is required": (ClientPolicy(require_active=True), "secagg", {},
-                                         "require_active"),
-    "corruption assumed away": (ClientPolicy(min_corruption=0.2), "secagg", {"corruption": 0.0},
-                                "min_corruption"),
-    "a low release floor": (ClientPolicy(min_contributors=4), "secagg", {}, "min_contributors"),
-    "no client noise": (ClientPolicy(min_noise_multiplier=0.5), "secagg", {},
-                        "min_noise_multiplier"),
-}
-
-
-@pytest.mark.parametrize("case", WEAK_CONFIGS)
-def test_a_config_weaker_than_the_clients_policy_is_refused(case: str) -> None:
-    policy, name, kw, setting = WEAK_CONFIGS[case]
-    with pytest.raises(PolicyError, match=setting):
-        _policy_client(policy, name, **kw)
-
-
-def test_too_little_distributed_noise_is_refused() -> None:
-    from secagg.dp import DistributedDiscreteGaussian
-
-    enc = protocols.get("secagg").make_config(8, DIM).encoding
-    noise = DistributedDiscreteGaussian(0.2, enc.l2_sensitivity(DIM), 8)
-    with pytest.raises(PolicyError, match="min_noise_multiplier=1"):
-        _policy_client(ClientPolicy(min_noise_multiplier=1.0), client_noise=noise)
-    _policy_client(ClientPolicy(min_noise_multiplier=0.01), client_noise=noise)
-    # A server that understates the sensitivity does not make its noise look larger.
-    cheat = DistributedDiscreteGaussian(2.0, enc.l2_sensitivity(DIM) / 50, 8)
-    with pytest.raises(PolicyError, match="min_noise_multiplier"):
-        _policy_client(ClientPolicy(min_noise_multiplier=1.0), client_noise=cheat)
-
-
-def test_a_substituted_registry_is_refused_by_a_pinned_fingerprint() -> None:
-    spec = protocols.get("secagg")
-    cfg = spec.make_config(8, DIM, active=True)
-    cfg, creds = spec.provision(cfg, Csprng.from_seed("real"))
-    pin = ClientPolicy(require_active=True, registry_fingerprint=cfg.registry.fingerprint())
-    spec.client(cfg, 0, Csprng.from_seed(0), policy=pin, **creds[0])  # the real one: fine
-    # The server keeps client 0's true key and swaps in its own keys for everyone else.
-    _, fake_creds = spec.provision(spec.make_config(8, DIM, active=True), Csprng.from_seed("s"))
-    fake = ClientRegistry({0: cfg.registry.keys[0],
-                           **{u: sign.verify_key(fake_creds[u]["signing_key"])
-                              for u in range(1, 8)}})
-    evil = dataclasses.replace(cfg, registry=fake)
-    spec.client(evil, 0, Csprng.from_seed(0), **creds[0])  # without a pin it cannot tell
-    with pytest.raises(PolicyError, match="registry"):
-        spec.client(evil, 0, Csprng.from_seed(0), policy=pin, **creds[0])
-
-
-def test_a_round_under_a_strict_policy_is_exact() -> None:
-    spec = protocols.get("secagg+")
-    cfg = spec.make_config(12, DIM, active=True, degree=6, threshold=5)
-    cfg, creds = spec.provision(cfg, Csprng.from_seed("strict"))
-    policy = ClientPolicy(protocols=("secagg+",), min_cohort=12, min_threshold=5,
-                          min_threshold_fraction=0.7, require_active=True, min_corruption=0.1,
-                          registry_fingerprint=cfg.registry.fingerprint())
-    rng = Csprng.from_seed("strict/roles")
-    server = spec.server(cfg, rng.spawn("s"))
-    clients = [spec.client(cfg, u, rng.spawn(f"c{u}"), policy=policy, **creds[u])
-               for u in range(12)]
-    for c in clients:
-        c.set_input(np.full(DIM, 0.02))
-    encoded = [c.encoded.copy() for c in clients]
-    _drive(server, clients)
-    assert np.array_equal(server.result().int_sum, sum(cfg.encoding.centre(e) for e in encoded))
-
-
-def test_policy_from_settings() -> None:
-    p = ClientPolicy.from_settings({"policy-protocols": "secagg, secagg+",
-                                    "policy-min-cohort": "10", "policy-require-active": "true",
-                                    "policy-min-threshold-fraction": 0.6})
-    assert p == ClientPolicy(protocols=("secagg", "secagg+"), min_cohort=10,
-                             require_active=True, min_threshold_fraction=0.6)
-    with pytest.raises(ConfigError, match="policy-min-cohort"):
-        ClientPolicy.from_settings({"policy-min-cohort": "ten"})
-    with pytest.raises(ConfigError, match="min_cohort"):
-        ClientPolicy(min_cohort=1)
-
-
 def test_the_file_store_remembers_answers_across_processes(tmp_path) -> None:
     import subprocess
     import sys
@@ -723,13 +629,3 @@ def test_too_few_advertisements_for_t_abort_before_any_key_broadcast() -> None:
     with pytest.raises(DropoutError, match="t=4"):
         server.close_round()
     assert server.stage is ServerStage.ABORTED
-
-
-def test_a_plaintext_client_checks_its_policy_too() -> None:
-    spec = protocols.get("plaintext")
-    cfg = spec.make_config(4, 2)
-    with pytest.raises(PolicyError, match="not allowed"):
-        spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(protocols=("secagg+",)))
-    with pytest.raises(PolicyError, match="min_cohort"):
-        spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(min_cohort=5))
-    spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(protocols=("plaintext",)))
