@@ -129,3 +129,31 @@ def test_a_plaintext_client_checks_its_policy_too() -> None:
     with pytest.raises(PolicyError, match="min_cohort"):
         spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(min_cohort=5))
     spec.client(cfg, 0, Csprng.from_seed(0), policy=ClientPolicy(protocols=("plaintext",)))
+
+
+def test_out_of_band_enrolment_files_drive_a_pinned_active_round(tmp_path) -> None:
+    from protocols.secagg import enroll_files, load_signing_key
+
+    registry = enroll_files(6, tmp_path / "enrol", Csprng.from_seed("oob"))
+    loaded = ClientRegistry.load(tmp_path / "enrol" / "registry.json")
+    assert loaded == registry
+    assert oct((tmp_path / "enrol" / "client-3.key").stat().st_mode & 0o777) == "0o600"
+    with pytest.raises(ConfigError, match="client 3's, not client 2's"):
+        load_signing_key(tmp_path / "enrol" / "client-3.key", client=2)
+    with pytest.raises(ConfigError, match="exists"):
+        enroll_files(6, tmp_path / "enrol", Csprng.from_seed("again"))
+    # Each node: its own key file, the registry file, and a policy pinning that registry.
+    spec = protocols.get("secagg")
+    cfg = spec.make_config(6, DIM, active=True, registry=registry)
+    rng = Csprng.from_seed("oob/roles")
+    server = spec.server(cfg, rng.spawn("s"))
+    clients = []
+    for u in range(6):
+        node_registry = ClientRegistry.load(tmp_path / "enrol" / "registry.json")
+        policy = ClientPolicy(require_active=True, registry_fingerprint=node_registry.fingerprint())
+        _, seed = load_signing_key(tmp_path / "enrol" / f"client-{u}.key", client=u)
+        clients.append(spec.client(cfg, u, rng.spawn(f"c{u}"), policy=policy, signing_key=seed))
+        clients[-1].set_input(np.full(DIM, 0.01))
+    encoded = [c.encoded.copy() for c in clients]
+    _drive(server, clients)
+    assert np.array_equal(server.result().int_sum, sum(cfg.encoding.centre(e) for e in encoded))

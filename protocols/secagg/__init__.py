@@ -16,14 +16,17 @@ from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import (
     SecAggConfig, active_min_threshold, derive_graph_parameters, make_config,
 )
-from protocols.secagg.registry import ClientRegistry, enroll
+from protocols.secagg.registry import (
+    ClientRegistry, enroll, enroll_files, load_signing_key, save_signing_key,
+)
 from protocols.secagg.server import SecAggServer
 from secagg.rng import Csprng
 
 _STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
 
 __all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
-           "SecAggServer", "active_min_threshold", "derive_graph_parameters", "enroll", "make_config", "provision"]
+           "SecAggServer", "active_min_threshold", "derive_graph_parameters", "enroll",
+           "enroll_files", "load_signing_key", "make_config", "provision", "save_signing_key"]
 
 
 def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int, dict[str, Any]]]:
