@@ -101,7 +101,7 @@ from fl.train import (
     metrics_vector,
     sample_clients,
 )
-from protocols.base import ProtocolSpec, RoundConfig
+from protocols.base import MIN_CONTRIBUTORS, ProtocolSpec, RoundConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2
 from secagg.errors import BudgetExceededError, ConfigError
@@ -222,8 +222,9 @@ def _check_extras(cfg: RunConfig) -> None:
 
 
 def _min_cohort(spec: ProtocolSpec) -> int:
-    """A sum over one client is that client's update: protected protocols need two."""
-    return 1 if spec.name == "plaintext" else 2
+    """A sum over one client is that client's update: no protocol releases one
+    (:data:`protocols.base.MIN_CONTRIBUTORS`)."""
+    return MIN_CONTRIBUTORS
 
 
 def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,

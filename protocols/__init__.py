@@ -10,9 +10,10 @@ from __future__ import annotations
 from protocols import plaintext as _plaintext
 from protocols import secagg as _secagg
 from protocols.base import (
-    DECRYPTOR, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message, NoiseHook,
-    Party, ProtocolSpec, RoundConfig, ServerCore,
+    DECRYPTOR, MIN_CONTRIBUTORS, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message,
+    NoiseHook, Party, ProtocolSpec, RoundConfig, ServerCore, check_release, release_floor,
 )
+from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
 from protocols.registry import get, names, register
 
 register(_plaintext.SPEC)
@@ -33,7 +34,8 @@ else:
     register(_paillier.SPEC)
 
 __all__ = [
-    "DECRYPTOR", "PROTOCOL_VERSION", "SERVER", "AggregateResult", "ClientCore", "Message",
-    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "get", "names",
-    "register",
+    "DECRYPTOR", "MIN_CONTRIBUTORS", "PROTOCOL_VERSION", "SERVER", "AggregateResult",
+    "AnsweredRequests", "ClientCore", "ClientPolicy", "MemoryAnsweredRequests", "Message",
+    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "check_release", "get",
+    "names", "register", "release_floor",
 ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import enum
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,11 +34,12 @@ from typing import Any, ClassVar, Final, Protocol, TypeVar
 import numpy as np
 
 from secagg.encoding import EncodingConfig
-from secagg.errors import ConfigError, DropoutError, ProtocolError, UsageError
+from secagg.errors import ConfigError, DropoutError, ProtocolError, RangeCheckError, UsageError
 from secagg.rng import Csprng
 
 __all__ = [
     "DECRYPTOR",
+    "MIN_CONTRIBUTORS",
     "PROTOCOL_VERSION",
     "SERVER",
     "AggregateResult",
@@ -49,6 +51,8 @@ __all__ = [
     "ServerCore",
     "ClientNoise",
     "check_header",
+    "check_release",
+    "release_floor",
     "finalize",
     "header",
     "stages_of",
@@ -57,6 +61,9 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+#: no protocol ever releases a sum of fewer contributors: a sum of one client is its input.
+#: ``RoundConfig.min_clients`` can raise this floor, never lower it.
+MIN_CONTRIBUTORS: Final = 2
 SERVER: Final = -1
 DECRYPTOR: Final = -2
 
@@ -110,14 +117,17 @@ class RoundConfig:
     """What every protocol's round needs to know.
 
     Args:
-        n_clients: the cohort size; clients are addressed ``0 .. n_clients-1``.
+        n_clients: the cohort size, at least 2 (:data:`MIN_CONTRIBUTORS`); clients are
+            addressed ``0 .. n_clients-1``.
         dim: the length of each client's update vector.
         encoding: fixed-point encoding and headroom (its ``max_clients`` must cover n).
         round_id: the round number; messages of other rounds are refused.
         session: bytes that bind every derived key and signature to this run (16 fresh
             random bytes by default, so nothing of one run can be replayed into another;
             every party of a round must use the same value).
-        min_clients: the decoded aggregate is refused if fewer clients contributed.
+        min_clients: the decoded aggregate is refused if fewer clients contributed; the
+            floor is ``max(min_clients, MIN_CONTRIBUTORS)`` (see :func:`release_floor`), so a
+            value below 2 never lowers it.
         noise: central DP, applied once by the decoding party (None: no noise).
 
     Raises:
@@ -133,8 +143,11 @@ class RoundConfig:
     noise: NoiseHook | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.n_clients, int) or self.n_clients < 1:
-            raise ConfigError(f"n_clients must be an integer >= 1, got {self.n_clients!r}")
+        if not isinstance(self.n_clients, int) or self.n_clients < MIN_CONTRIBUTORS:
+            raise ConfigError(
+                f"n_clients must be an integer >= {MIN_CONTRIBUTORS} (a sum of one client is "
+                f"that client's input), got {self.n_clients!r}"
+            )
         if not isinstance(self.dim, int) or self.dim < 1:
             raise ConfigError(f"dim must be an integer >= 1, got {self.dim!r}")
         if self.n_clients > self.encoding.max_clients:
@@ -285,20 +298,78 @@ def header(config: RoundConfig, sender: int, recipient: int) -> dict[str, int]:
             "recipient": recipient}
 
 
-def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int, ...],
-             rng: Csprng) -> AggregateResult:
-    """Centre, noise (once, if configured) and decode a ring sum; the decoding step of
-    every exact protocol.
+def release_floor(config: RoundConfig) -> int:
+    """The fewest contributors a release of ``config`` may have: ``min_clients``, never
+    below :data:`MIN_CONTRIBUTORS`."""
+    return max(MIN_CONTRIBUTORS, config.min_clients)
+
+
+def check_release(int_sum: np.ndarray | None, total_weight: float,
+                  contributors: int | tuple[int, ...], config: RoundConfig) -> None:
+    """The last check before any decoding party releases an aggregate.
+
+    Refuses a sum of fewer than :func:`release_floor` contributors, and a sum that no set of
+    that many honest contributors can produce: every encoded coordinate of one client lies
+    in ``[-M, M]`` with ``M = ceil(max_weight * max(clip, 1) * 2^frac_bits)``, its weight
+    coordinate in ``[0, min(M, max_weight * 2^frac_bits + 1)]``, and distributed noise adds
+    at most ``encoding.noise_bound`` to any coordinate of the sum. Call it on the sum before
+    central noise is added.
+
+    Args:
+        int_sum: the centred sum in fixed-point units, weight last (int or float array), or
+            None where the protocol has no exact sum (only the count and weight are checked).
+        total_weight: the decoded total weight (``int_sum[-1] / 2^frac_bits``).
+        contributors: their ids, or their number.
 
     Raises:
-        DropoutError: fewer than ``min_clients`` contributed.
+        DropoutError: fewer contributors than the floor.
+        RangeCheckError: a coordinate or the weight outside what they can produce (a forged
+            share or input: never a silently wrong sum).
     """
-    if len(contributors) < config.min_clients:
+    count = contributors if isinstance(contributors, int) else len(contributors)
+    floor = release_floor(config)
+    if count < floor:
         raise DropoutError(
-            f"only {len(contributors)} clients contributed; min_clients={config.min_clients} "
-            "refuses to release a smaller aggregate"
+            f"only {count} clients contributed; min_clients={config.min_clients} (never "
+            f"below {MIN_CONTRIBUTORS}) refuses to release a sum of fewer than {floor}"
         )
+    enc = config.encoding
+    per_coord = math.ceil(enc.max_weight * max(enc.clip, 1.0) * enc.scale)
+    per_weight = min(per_coord, math.floor(enc.max_weight * enc.scale) + 1)
+    noise = enc.noise_bound
+    hi_w = count * per_weight + noise
+    if not -noise <= total_weight * enc.scale <= hi_w:
+        raise RangeCheckError(
+            f"total weight {total_weight:g} is outside [{-noise / enc.scale:g}, "
+            f"{hi_w / enc.scale:g}], what {count} contributors can produce: refusing to release"
+        )
+    if int_sum is None or int_sum.size == 0:
+        return
+    bound = count * per_coord + noise
+    values = int_sum[:-1]
+    if values.size and (values.max() > bound or values.min() < -bound):
+        worst = int(np.argmax(np.abs(values.astype(np.float64))))
+        raise RangeCheckError(
+            f"coordinate {worst} of the sum is {values[worst]}, outside +-{bound}, what "
+            f"{count} contributors can produce: refusing to release"
+        )
+    if not -noise <= int_sum[-1] <= hi_w:
+        raise RangeCheckError(f"weight coordinate {int_sum[-1]} is outside [{-noise}, {hi_w}]: "
+                              "refusing to release")
+
+
+def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int, ...],
+             rng: Csprng) -> AggregateResult:
+    """Centre, check (:func:`check_release`), noise (once, if configured) and decode a ring
+    sum; the decoding step of every exact protocol.
+
+    Raises:
+        DropoutError: fewer than :func:`release_floor` contributed.
+        RangeCheckError: the sum is outside what the contributors can produce.
+    """
     int_sum = config.encoding.centre(ring_sum)
+    check_release(int_sum, float(int_sum[-1]) / config.encoding.scale if int_sum.size else 0.0,
+                  contributors, config)
     event = None
     if config.noise is not None:
         int_sum, event = config.noise.add_noise(int_sum, rng)

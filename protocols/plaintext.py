@@ -18,6 +18,7 @@ from protocols.base import (
     SERVER, AggregateResult, ClientCore, Message, ProtocolSpec, RoundConfig, ServerCore,
     check_header, finalize, header,
 )
+from protocols.policy import ClientPolicy
 from secagg import wire
 from secagg.encoding import EncodingConfig
 from secagg.errors import LateMessageError, ProtocolError, UsageError
@@ -70,7 +71,20 @@ class PlainInput(Message):
 
 
 class PlaintextClient(ClientCore):
-    def __init__(self, config: RoundConfig, client_id: int, rng: Csprng) -> None:
+    """A client that sends its encoded update in the clear.
+
+    Args:
+        policy: the weakest config this client accepts (:class:`~protocols.policy.ClientPolicy`;
+            a policy that does not allow ``"plaintext"`` refuses every plaintext round).
+
+    Raises:
+        PolicyError: the config is weaker than ``policy``.
+    """
+
+    def __init__(self, config: RoundConfig, client_id: int, rng: Csprng, *,
+                 policy: ClientPolicy | None = None) -> None:
+        if policy is not None:
+            policy.check("plaintext", config)
         self.config, self.client_id, self._rng = config, client_id, rng
         self.state = ClientState.WAITING
         self.encoded: np.ndarray | None = None

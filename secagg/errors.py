@@ -6,11 +6,14 @@ can catch the whole family in one clause. The subclasses say *whose* fault it wa
 - :class:`ProtocolError`: the peer misbehaved (forged, replayed, inconsistent or late
   messages). A client that raises it has moved to ``ABORTED`` for good.
   :class:`DropoutError` (too few survivors) and :class:`LateMessageError` (a message for
-  a stage already closed) refine it.
+  a stage already closed) refine it. :class:`ForgedShareError` (a secret share that does not
+  rebuild the committed secret) and :class:`RangeCheckError` (a decoded sum no set of honest
+  contributors could produce) refine it too.
 - :class:`UsageError`: the caller misused the API (wrong order of calls, a one-shot object
   used twice).
 - :class:`ConfigError`: parameters that cannot work. The message names the numbers that
-  would. It is also a :class:`ValueError`.
+  would. It is also a :class:`ValueError`. :class:`PolicyError` refines it: a config that
+  is weaker than what the client's own policy accepts.
 - :class:`DecodeError`: malformed bytes on the wire. It is also a :class:`ValueError`.
 - :class:`BudgetExceededError`: running the next step would spend more privacy budget
   than the ledger allows.
@@ -24,8 +27,11 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "DropoutError",
+    "ForgedShareError",
     "LateMessageError",
+    "PolicyError",
     "ProtocolError",
+    "RangeCheckError",
     "SecAggError",
     "UsageError",
 ]
@@ -47,6 +53,25 @@ class LateMessageError(ProtocolError):
     """A message arrived for a stage that is already closed; its sender counts as dropped."""
 
 
+class ForgedShareError(ProtocolError):
+    """Secret shares that do not rebuild the secret their owner committed to.
+
+    Attributes:
+        owner: the client whose secret could not be rebuilt.
+        suspects: the clients one of which forged (the share holders, and the owner, who
+            may have dealt inconsistent shares).
+    """
+
+    def __init__(self, message: str, owner: int = -1, suspects: tuple[int, ...] = ()) -> None:
+        super().__init__(message)
+        self.owner = owner
+        self.suspects = suspects
+
+
+class RangeCheckError(ProtocolError):
+    """A decoded aggregate outside what its contributors can produce: something was forged."""
+
+
 class UsageError(SecAggError):
     """The caller used the API in a way it does not allow."""
 
@@ -57,6 +82,10 @@ class AlreadyFinalized(UsageError):
 
 class ConfigError(SecAggError, ValueError):
     """Parameters that cannot work; the message names numbers that would."""
+
+
+class PolicyError(ConfigError):
+    """A round config weaker than the client's own policy accepts (names the setting)."""
 
 
 class DecodeError(SecAggError, ValueError):

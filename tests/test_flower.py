@@ -262,8 +262,9 @@ def test_a_production_node_refuses_seeded_randomness_and_job_files():
              {"partition-id": 2}]
     [out] = server_app.run_rounds(FakeGrid(client_app.app, nodes, rc), rc)
     assert out.result.contributors == (0, 2) and "loopback" in out.dropped[1]
-    rc = _run_config(protocol="plaintext", num_clients=1, dim=4, rounds=1, job_dir="/nonexistent")
-    grid = FakeGrid(client_app.app, [{client_app.LOOPBACK: False}], rc)
+    # (two clients: no protocol accepts a cohort of one)
+    rc = _run_config(protocol="plaintext", num_clients=2, dim=4, rounds=1, job_dir="/nonexistent")
+    grid = FakeGrid(client_app.app, [{client_app.LOOPBACK: False}] * 2, rc)
     [out] = server_app.run_rounds(grid, rc)
     assert out.result is None and "loopback" in out.dropped[0]
 

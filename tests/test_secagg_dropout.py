@@ -45,6 +45,8 @@ VARIANTS = {"passive": False, "active": True}
 def _router(name: str, n: int, *, seed: object = 0, dim: int = 6, active: bool = False,
             drop_at: dict[int, int] | None = None, start: bool = True, **kw: object) -> Router:
     spec = protocols.get(name)
+    # A fixed session: the SecAgg+ graph is drawn from the transcript, which names it.
+    kw.setdefault("session", f"dropout/{name}/{seed}".encode())
     config = spec.make_config(n, dim, active=active, **kw)
     return Router(spec, config, Csprng.from_seed(f"dropout/{name}/{seed}"), drop_at=drop_at,
                   start=start)
@@ -155,7 +157,8 @@ def test_sparse_graph_sums_exactly_who_masked_or_aborts(
 # -- the graph: a neighbourhood below t ----------------------------------------------------
 def _graph(name: str, n: int, seed: object, **kw: object) -> dict[int, set[int]]:
     """Each client's neighbours, read off the key broadcasts of a round without dropouts
-    (the graph is drawn when the server is built, so it is the same under the same seed)."""
+    (the graph is drawn from the roster of advertisements, the same under the same seed as
+    long as the same clients advertise)."""
     router = _router(name, n, seed=seed, **kw)
     router.run()
     return {m.recipient: {k.client for k in m.keys} - {m.recipient}
@@ -171,7 +174,23 @@ def _prune(graph: dict[int, set[int]], live: set[int], t: int) -> set[int]:
         live -= weak
 
 
-@pytest.mark.parametrize("stage", [0, 1], ids=["before-keys", "before-shares"])
+def test_clients_gone_before_the_keys_leave_no_hole_in_the_graph() -> None:
+    # The graph is drawn over the clients whose advertisements are in the roster (it is the
+    # transcript's, not the server's), so clients that never advertise are simply not in
+    # it: every remaining client keeps k neighbours and contributes.
+    n, k, t = 12, 4, 3
+    graph = _graph("secagg+", n, "graph", degree=k, threshold=t)
+    gone = set(sorted(graph[0])[: k - t + 2])
+    router = _router("secagg+", n, seed="graph", degree=k, threshold=t,
+                     drop_at={u: 0 for u in gone})
+    result = router.run()
+    router.check_result(result)
+    assert set(result.contributors) == set(range(n)) - gone
+    broadcasts = [m for m in router.log if type(m).__name__ == "KeyBroadcast"]
+    assert all(len(m.keys) == k + 1 for m in broadcasts)
+
+
+@pytest.mark.parametrize("stage", [1], ids=["before-shares"])
 def test_a_client_whose_neighbourhood_falls_below_t_is_excluded(stage: int) -> None:
     n, k, t = 12, 4, 3
     graph = _graph("secagg+", n, "graph", degree=k, threshold=t)
@@ -276,7 +295,7 @@ def _tail_ge(k: int, p: float, t: int) -> float:
     return sum(comb(k, i) * p**i * (1 - p) ** (k - i) for i in range(t, k + 1))
 
 
-@given(n=st.integers(1, 300), dropout=st.floats(0, 0.2), corruption=st.floats(0, 0.1))
+@given(n=st.integers(2, 300), dropout=st.floats(0, 0.2), corruption=st.floats(0, 0.1))
 def test_derived_graph_parameters_are_valid_and_meet_their_bounds(
         n: int, dropout: float, corruption: float) -> None:
     k, t = derive_graph_parameters(n, dropout, corruption)

@@ -37,6 +37,7 @@ from strategies import seeds
 
 import protocols
 from protocols.base import SERVER
+from protocols.secagg import active_min_threshold
 from protocols.secagg._state import ServerStage
 from protocols.secagg.messages import MaskedInput, UnmaskResponse
 from secagg.errors import DropoutError, ProtocolError, SecAggError, UsageError
@@ -52,6 +53,8 @@ class SecAggRound(RuleBasedStateMachine):
     def build(self, data: st.DataObject, name: str, n: int, dim: int, active: bool,
               seed: int) -> None:
         degree, threshold = data.draw(graph_parameters(n, sparse=name == "secagg+"))
+        if active:  # the active variant refuses t <= (m + c)/2 (Bonawitz et al.)
+            threshold = max(threshold, active_min_threshold(degree + 1, 0.1))
         spec = protocols.get(name)
         config = spec.make_config(n, dim, degree=degree, threshold=threshold, active=active)
         rng = Csprng.from_seed(seed)

@@ -13,15 +13,20 @@ from typing import Any
 from protocols.base import ProtocolSpec
 from protocols.secagg._state import CLIENT_TRANSITIONS
 from protocols.secagg.client import SecAggClient
-from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
-from protocols.secagg.registry import ClientRegistry, enroll
+from protocols.secagg.config import (
+    SecAggConfig, active_min_threshold, derive_graph_parameters, make_config,
+)
+from protocols.secagg.registry import (
+    ClientRegistry, enroll, enroll_files, load_signing_key, save_signing_key,
+)
 from protocols.secagg.server import SecAggServer
 from secagg.rng import Csprng
 
 _STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
 
 __all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
-           "SecAggServer", "derive_graph_parameters", "enroll", "make_config", "provision"]
+           "SecAggServer", "active_min_threshold", "derive_graph_parameters", "enroll",
+           "enroll_files", "load_signing_key", "make_config", "provision", "save_signing_key"]
 
 
 def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int, dict[str, Any]]]:
@@ -40,7 +45,7 @@ SECAGG = ProtocolSpec(
     name="secagg",
     summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
     make_config=partial(make_config, sparse=False),
-    client=SecAggClient,
+    client=partial(SecAggClient, protocol="secagg"),
     server=SecAggServer,
     client_stages=_STAGES,
     provision=provision,
@@ -49,7 +54,7 @@ SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
     summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
     make_config=partial(make_config, sparse=True),
-    client=SecAggClient,
+    client=partial(SecAggClient, protocol="secagg+"),
     server=SecAggServer,
     client_stages=_STAGES,
     provision=provision,

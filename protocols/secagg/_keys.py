@@ -1,18 +1,84 @@
-"""Key schedule of SecAgg: every derived key is labelled with purpose, session, round, pair."""
+"""Key schedule of SecAgg: every derived key is labelled with purpose, session, round, pair.
+
+Commitments and the transcript (SHA-256 over :func:`secagg.kex.label` encodings, so no two
+different field lists hash alike):
+
+- ``seed_commitment``: client u's commitment to its self-mask seed b_u, in its advertisement;
+  the server checks every rebuilt seed against it (the mask key s_u^SK is committed by its
+  public key s_u^PK).
+- ``advert_digest``: everything one advertisement says (keys, commitment, the client's fresh
+  nonce); the active variant signs it.
+- ``transcript``: the round config and every advertisement the server included (the roster).
+  The SecAgg+ graph is drawn from it and the consistency signatures cover it, so a signature
+  of one run never verifies in another, and the graph is fixed once the roster is.
+"""
 
 from __future__ import annotations
 
-from protocols.base import PROTOCOL_VERSION
+import hashlib
+from collections.abc import Iterable
+
+from protocols.base import PROTOCOL_VERSION, release_floor
 from protocols.secagg.config import SecAggConfig
 from secagg import aead
 from secagg.kex import agree, derive_key, label
 
-__all__ = ["PLAINTEXT_SIZE", "SEALED_SIZE", "advert_message", "mask_sign", "pair_mask_key",
-           "self_mask_key", "share_ad", "share_key", "survivors_message"]
+__all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "PLAINTEXT_SIZE", "SEALED_SIZE",
+           "advert_digest", "advert_message", "config_fingerprint", "graph_seed", "mask_sign",
+           "pair_mask_key", "seed_commitment", "self_mask_key", "share_ad", "share_key",
+           "survivors_message", "transcript"]
 
 PROTOCOL_NAME = "secagg"
 PLAINTEXT_SIZE = 2 * 66  # share of the self-mask seed b_u, then of the mask key s_u^SK
 SEALED_SIZE = aead.NONCE_SIZE + PLAINTEXT_SIZE + aead.TAG_SIZE
+COMMITMENT_SIZE = 32
+DIGEST_SIZE = 32
+NONCE_SIZE = 16
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def seed_commitment(config: SecAggConfig, u: int, seed: bytes) -> bytes:
+    """Client u's commitment to its self-mask seed b_u (hiding: b_u is 32 random bytes)."""
+    return _sha256(label(b"secagg/v1/seed-commitment", config.session,
+                         str(config.round_id).encode(), str(u).encode(), seed))
+
+
+def advert_digest(config: SecAggConfig, u: int, c_pk: bytes, s_pk: bytes, commitment: bytes,
+                  nonce: bytes) -> bytes:
+    """The digest of client u's advertisement for this session and round."""
+    return _sha256(label(b"secagg/v1/advertisement", config.session,
+                         str(config.round_id).encode(), str(u).encode(), c_pk, s_pk,
+                         commitment, nonce))
+
+
+def config_fingerprint(config: SecAggConfig) -> bytes:
+    """What every party of the round must agree on, hashed: a client told other parameters
+    than its peers computes another transcript, and its signatures verify nowhere else."""
+    enc = config.encoding
+    fields = (config.n_clients, config.dim, config.degree, config.threshold,
+              config.signature_threshold, int(config.active), release_floor(config), enc.bits,
+              enc.frac_bits, enc.max_clients, enc.noise_bound, repr(float(enc.clip)),
+              repr(float(enc.max_weight)),
+              config.registry.fingerprint() if config.registry is not None else "")
+    return _sha256(label(b"secagg/v1/config", config.session, str(config.round_id).encode(),
+                         *(str(f).encode() for f in fields)))
+
+
+def transcript(config: SecAggConfig, roster: Iterable[tuple[int, bytes]]) -> bytes:
+    """The hash of the config and of every (client, advertisement digest) the server included,
+    in order of client id."""
+    h = hashlib.sha256(label(b"secagg/v1/transcript", config_fingerprint(config)))
+    for u, digest in roster:
+        h.update(label(str(u).encode(), digest))
+    return h.digest()
+
+
+def graph_seed(transcript_hash: bytes) -> bytes:
+    """The key of the CSPRNG that relabels the SecAgg+ graph."""
+    return _sha256(label(b"secagg/v1/graph", transcript_hash))
 
 
 def self_mask_key(config: SecAggConfig, u: int, seed: bytes) -> bytes:
@@ -41,13 +107,15 @@ def share_ad(config: SecAggConfig, sender: int, receiver: int) -> bytes:
                                 config.round_id, sender, receiver)
 
 
-def advert_message(config: SecAggConfig, u: int, c_pk: bytes, s_pk: bytes) -> bytes:
-    """What client u signs when it advertises its round keys (active variant)."""
-    return label(b"secagg/v1/advertise", config.session, str(config.round_id).encode(),
-                 str(u).encode(), c_pk, s_pk)
+def advert_message(digest: bytes) -> bytes:
+    """What a client signs when it advertises (active variant): its advertisement's digest
+    (which names the session, round, client, keys, commitment and nonce)."""
+    return label(b"secagg/v1/advertise", digest)
 
 
-def survivors_message(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:
-    """What a client signs in the consistency round: the sorted survivor list."""
+def survivors_message(config: SecAggConfig, transcript_hash: bytes,
+                      survivors: tuple[int, ...]) -> bytes:
+    """What a client signs in the consistency round: the run's transcript and the sorted
+    survivor list."""
     return label(b"secagg/v1/survivors", config.session, str(config.round_id).encode(),
-                 ",".join(map(str, survivors)).encode())
+                 transcript_hash, ",".join(map(str, survivors)).encode())

@@ -1,8 +1,15 @@
 """The SecAgg / SecAgg+ client (Bonawitz et al. 2017, fig. 4, semi-honest rounds 0-4).
 
-Theory of operation: the client makes two fresh X25519 key pairs (c for encrypting shares,
-s for agreeing pairwise mask keys) and a self-mask seed b. It Shamir-shares b and s^SK to its
-neighbours and itself, sealed pairwise with XChaCha20-Poly1305. It then uploads
+Theory of operation: before anything else the client checks the round config against its
+own :class:`~protocols.policy.ClientPolicy` (a weaker config raises PolicyError). It makes
+two fresh X25519 key pairs (c for encrypting shares, s for agreeing pairwise mask keys), a
+self-mask seed b and a fresh nonce, and advertises the public keys, a SHA-256 commitment to
+b, and the nonce (signed, in the active variant). The key broadcast carries the roster of
+every advertisement the server included; the client checks its own entry, (active) every
+entry's signature, recomputes the transcript hash and, from it, the graph, and refuses a
+broadcast whose neighbours are not exactly its neighbours in that graph. It Shamir-shares b
+and s^SK to its neighbours and itself, sealed pairwise with XChaCha20-Poly1305. It then
+uploads
 
     y = encode(x) + PRG(b) + sum_{v in masked_with, v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv)
 
@@ -16,7 +23,10 @@ s_v^SK for those it says dropped, after checking the request:
 - at least t survive.
 
 Any violation raises :class:`ProtocolError` and the client aborts for good. It answers at
-most one unmask request per round.
+most one key request, one consistency request and one unmask request per (session, round),
+remembered in the :class:`~protocols.policy.AnsweredRequests` store its driver gives it (so
+across processes, with a persistent store); the consistency signature covers the
+transcript hash, so a signature of one run never verifies in another.
 
 .. warning:: the client holds secret keys and shares until it answers the unmask request,
    then drops them.
@@ -24,30 +34,47 @@ most one unmask request per round.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
+from functools import lru_cache
 
 import numpy as np
 
 from protocols._machine import transition
 from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
 from protocols.secagg._keys import (
-    PLAINTEXT_SIZE, advert_message, mask_sign, pair_mask_key, self_mask_key, share_ad,
-    share_key, survivors_message,
+    COMMITMENT_SIZE, DIGEST_SIZE, NONCE_SIZE, PLAINTEXT_SIZE, advert_digest, advert_message,
+    graph_seed, mask_sign, pair_mask_key, seed_commitment, self_mask_key, share_ad, share_key,
+    survivors_message, transcript,
 )
 from protocols.secagg._state import ClientState, Kind, tables
+from protocols.base import release_floor
 from protocols.secagg.config import SecAggConfig
+from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
     AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
-    MaskedInput, PublicKeys, SealedShare, Share, ShareForward, ShareKeys, UnmaskRequest,
-    UnmaskResponse,
+    MaskedInput, PublicKeys, RosterEntry, SealedShare, Share, ShareForward, ShareKeys,
+    UnmaskRequest, UnmaskResponse,
 )
 from secagg import aead, shamir, sign
 from secagg.errors import ConfigError, ProtocolError, UsageError
-from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
+from secagg.kex import PUBLIC_KEY_SIZE, KeyPair, label
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
 __all__ = ["SecAggClient"]
+
+
+@lru_cache(maxsize=1 << 16)
+def _signed_by(verify_key: bytes, message: bytes, signature: bytes) -> bool:
+    """Whether ``signature`` verifies (a pure function, so cached: the clients of one
+    simulation each check the same roster of n signatures; a deployed client checks n)."""
+    try:
+        sign.verify(verify_key, message, signature)
+    except ProtocolError:
+        return False
+    return True
 
 
 class SecAggClient(ClientCore):
@@ -56,10 +83,28 @@ class SecAggClient(ClientCore):
     Args:
         signing_key: the client's long-term Ed25519 seed; required by the active variant,
             and must match the client's entry in ``config.registry``.
+        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`,
+            which adds nothing to the config's own validation). Build it from the client's
+            own settings, never from what the server sends.
+        answered: the client's memory of answered requests (default: in memory, for the
+            life of this object; pass a persistent one, e.g.
+            :class:`fl.replay.FileAnsweredRequests`, where a core is rebuilt per message).
+        protocol: the protocol name the policy checks (default: ``"secagg"`` for the
+            complete graph, ``"secagg+"`` otherwise; the registered specs pass theirs).
+
+    Raises:
+        PolicyError: the config is weaker than ``policy`` (names the setting).
+        UsageError / ConfigError: a client id outside the cohort, a missing or wrong key.
     """
 
     def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng,
-                 signing_key: bytes | None = None) -> None:
+                 signing_key: bytes | None = None, *, policy: ClientPolicy | None = None,
+                 answered: AnsweredRequests | None = None, protocol: str | None = None) -> None:
+        self.protocol = protocol or ("secagg" if config.complete else "secagg+")
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check(self.protocol, config)
+        self._answered: AnsweredRequests = (answered if answered is not None
+                                            else MemoryAnsweredRequests())
         if not 0 <= client_id < config.n_clients:
             raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
         if config.active:
@@ -85,6 +130,10 @@ class SecAggClient(ClientCore):
         self._share_keys: dict[int, bytes] = {}
         self._mask_keys: dict[int, bytes] = {}
         self._masked_with: frozenset[int] = frozenset()
+        self._nonce: bytes = b""
+        self._digest: bytes = b""
+        self._transcript: bytes = b""
+        self._roster: frozenset[int] = frozenset()
 
     @property
     def aborted(self) -> bool:
@@ -124,17 +173,65 @@ class SecAggClient(ClientCore):
         return out
 
     # -- handlers: each validates everything before it changes anything -------------------
+    def _claim(self, kind: str, answer: bytes) -> None:
+        """Refuse to answer ``kind`` twice (differently) in one (session, round)."""
+        cfg = self.config
+        if not self._answered.claim(cfg.session, cfg.round_id,
+                                    f"{self.protocol}/{kind}/client={self.client_id}", answer):
+            raise ProtocolError(f"client {self.client_id} already answered a {kind} request of "
+                                f"this session and round {cfg.round_id} differently: a replay")
+
     def _on_key_request(self, msg: Message) -> list[Message]:
         check_header(msg, KeyRequest, self.config, sender=SERVER, recipient=self.client_id)
+        cfg, me = self.config, self.client_id
         self._c = KeyPair.generate(self._rng)
         self._s = KeyPair.generate(self._rng)
         self._seed = self._rng.bytes(32)
+        self._nonce = self._rng.bytes(NONCE_SIZE)
+        commitment = seed_commitment(cfg, me, self._seed)
+        self._digest = advert_digest(cfg, me, self._c.public, self._s.public, commitment,
+                                     self._nonce)
+        self._claim("key", self._digest)
         signature = b""
         if self._signing_key is not None:
-            signature = sign.sign(self._signing_key, advert_message(
-                self.config, self.client_id, self._c.public, self._s.public))
-        return [AdvertiseKeys(**header(self.config, self.client_id, SERVER),
-                              c_pk=self._c.public, s_pk=self._s.public, signature=signature)]
+            signature = sign.sign(self._signing_key, advert_message(self._digest))
+        return [AdvertiseKeys(**header(cfg, me, SERVER), c_pk=self._c.public, s_pk=self._s.public,
+                              signature=signature, commitment=commitment, nonce=self._nonce)]
+
+    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> dict[int, frozenset[int]]:
+        """The roster names this client's own advertisement, (active) only signed ones, and
+        enough clients; returns the graph it fixes."""
+        cfg, me = self.config, self.client_id
+        ids = [e.client for e in roster]
+        if ids != sorted(set(ids)):
+            raise ProtocolError("key broadcast roster must be sorted by client and without repeats")
+        if any(not 0 <= v < cfg.n_clients for v in ids):
+            raise ProtocolError(f"key broadcast roster names a client outside 0..{cfg.n_clients - 1}")
+        if any(len(e.digest) != DIGEST_SIZE for e in roster):
+            raise ProtocolError(f"roster digests must be {DIGEST_SIZE} bytes")
+        mine = [e for e in roster if e.client == me]
+        if len(mine) != 1 or mine[0].digest != self._digest:
+            raise ProtocolError("key broadcast roster does not carry this client's own "
+                                "advertisement unchanged")
+        need = max(cfg.threshold, release_floor(cfg))
+        if len(roster) < need:
+            raise ProtocolError(f"the roster has {len(roster)} clients; this round needs at least "
+                                f"{need} (threshold t={cfg.threshold}, release floor "
+                                f"{release_floor(cfg)})")
+        if cfg.active:
+            registry = cfg.registry
+            if registry is None:
+                raise UsageError("the active variant needs config.registry")
+            for e in roster:
+                if e.client not in registry.keys:
+                    raise ProtocolError(f"roster names client {e.client}, who is not enrolled")
+                if not _signed_by(registry.keys[e.client], advert_message(e.digest),
+                                  e.signature):
+                    raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
+                                        "its enrolled key")
+        self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        self._roster = frozenset(ids)
+        return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -153,8 +250,18 @@ class SecAggClient(ClientCore):
                 raise ProtocolError(f"key broadcast names client {v}, outside 0..{cfg.n_clients - 1}")
             if len(k.c_pk) != PUBLIC_KEY_SIZE or len(k.s_pk) != PUBLIC_KEY_SIZE:
                 raise ProtocolError(f"client {v}'s public keys are not {PUBLIC_KEY_SIZE} bytes")
-        if cfg.active:
-            self._check_signed_keys(m.keys)
+            if len(k.commitment) != COMMITMENT_SIZE or len(k.nonce) != NONCE_SIZE:
+                raise ProtocolError(f"client {v}'s advertisement needs a {COMMITMENT_SIZE}-byte "
+                                    f"commitment and a {NONCE_SIZE}-byte nonce")
+        graph = self._check_roster(m.roster)
+        if set(peers) != graph[me]:
+            raise ProtocolError(
+                f"key broadcast lists neighbours {sorted(peers)}, but the graph drawn from the "
+                f"roster gives {sorted(graph[me])}: the server may not choose the graph")
+        digests = {e.client: e.digest for e in m.roster}
+        for v, k in peers.items():
+            if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != digests[v]:
+                raise ProtocolError(f"client {v}'s keys differ from its advertisement in the roster")
         all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]
         if len(set(all_keys)) != len(all_keys):
             raise ProtocolError("key broadcast repeats a public key")
@@ -243,9 +350,15 @@ class SecAggClient(ClientCore):
         seed_shares = [Share(v, self._held[v][0]) for v in sorted(surv - {me})]
         seed_shares.append(Share(me, own[0]))
         key_shares = [Share(v, self._held[v][1]) for v in sorted(drop)]
+        response = UnmaskResponse(**header(self.config, me, SERVER),
+                                  seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))
+        answer = hashlib.sha256(b"secagg/v1/unmask-answer")
+        for kind, shares in ((b"seed", seed_shares), (b"key", key_shares)):
+            for sh in shares:
+                answer.update(label(kind, str(sh.owner).encode(), sh.value))
+        self._claim("unmask", answer.digest())
         self._forget()
-        return [UnmaskResponse(**header(self.config, me, SERVER),
-                               seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))]
+        return [response]
 
     def _on_consistency_request(self, msg: Message) -> list[Message]:
         """Active variant: sign the survivor list once, after checking it."""
@@ -259,6 +372,9 @@ class SecAggClient(ClientCore):
             raise ProtocolError("survivor list names a client outside the cohort")
         if me not in surv:
             raise ProtocolError("survivor list omits this client, which sent its input")
+        if not set(surv) <= self._roster:
+            raise ProtocolError(f"survivor list names clients {sorted(set(surv) - self._roster)} "
+                                "that are not in the roster")
         alive = (self._masked_with | {me}) & set(surv)
         if len(alive) < cfg.threshold:
             raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
@@ -268,19 +384,11 @@ class SecAggClient(ClientCore):
                                 f"{cfg.signature_threshold} signatures")
         if self._signing_key is None:
             raise UsageError("the active variant needs the client's signing key")
+        message = survivors_message(cfg, self._transcript, surv)
+        self._claim("consistency", hashlib.sha256(message).digest())
         self._signed = frozenset(surv)
-        signature = sign.sign(self._signing_key, survivors_message(cfg, surv))
+        signature = sign.sign(self._signing_key, message)
         return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
-
-    def _check_signed_keys(self, keys: tuple[PublicKeys, ...]) -> None:
-        registry = self.config.registry
-        if registry is None:
-            raise UsageError("the active variant needs config.registry")
-        for k in keys:
-            if k.client not in registry.keys:
-                raise ProtocolError(f"key broadcast names client {k.client}, who is not enrolled")
-            sign.verify(registry.keys[k.client],
-                        advert_message(self.config, k.client, k.c_pk, k.s_pk), k.signature)
 
     def _check_consistency(self, m: UnmaskRequest, surv: set[int], drop: set[int]) -> None:
         """Active variant: t valid signatures on the list this client signed, and a request
@@ -293,7 +401,7 @@ class SecAggClient(ClientCore):
             raise ProtocolError("unmask request repeats a signer")
         if not set(signers) <= signed:
             raise ProtocolError("unmask request carries signatures of clients not on the list")
-        message = survivors_message(self.config, tuple(sorted(signed)))
+        message = survivors_message(self.config, self._transcript, tuple(sorted(signed)))
         for s in m.signatures:
             sign.verify(registry.verify_key(s.client), message, s.signature)
         need = self.config.signature_threshold

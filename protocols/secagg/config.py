@@ -16,6 +16,13 @@ with, per client and union-bounded over n clients:
 
 If no k < n - 1 satisfies both, the complete graph with the majority threshold is used.
 Both can be overridden; an override is validated, never silently changed.
+
+The active variant (Bonawitz et al. 2017, section 4 and theorem A.2) needs
+t > (m + c)/2 for the m holders of each secret's shares (m = n for the complete graph,
+k + 1 for SecAgg+) of which c = floor(corruption * m) are corrupt: then the c corrupt holders
+and two disjoint sets of honest ones can never reach t for both a client's seed and its mask
+key. :func:`make_config` derives the smallest such t by default (:func:`active_min_threshold`),
+and a config below it is refused.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from protocols.secagg.registry import ClientRegistry
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
-__all__ = ["NOISE_FAILURE", "SecAggConfig", "client_noise_bound", "derive_graph_parameters",
-           "make_config"]
+__all__ = ["NOISE_FAILURE", "SecAggConfig", "active_min_threshold", "client_noise_bound",
+           "derive_graph_parameters", "make_config"]
 
 #: probability, over a whole round, that any client's noise would exceed its clamp.
 NOISE_FAILURE = 2.0**-40
@@ -42,6 +49,12 @@ def client_noise_bound(noise: ClientNoise, dim: int, n: int) -> int:
     """The clamp of one client's noise: exceeded by any coordinate of any of the ``n``
     clients with probability at most :data:`NOISE_FAILURE`."""
     return int(noise.tail_bound(dim + 1, 1, NOISE_FAILURE / n))
+
+
+def active_min_threshold(holders: int, corruption: float) -> int:
+    """The smallest t > (m + c)/2 for m = ``holders`` and c = floor(corruption * m)."""
+    c = int(corruption * holders)
+    return (holders + c) // 2 + 1
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,16 @@ class SecAggConfig(RoundConfig):
             )
         if not 0 <= self.corruption < 1:
             raise ConfigError(f"corruption fraction must be in [0, 1), got {self.corruption}")
+        if self.active:
+            m = k + 1
+            need = active_min_threshold(m, self.corruption)
+            if t < need:
+                c = int(self.corruption * m)
+                raise ConfigError(
+                    f"the active variant needs threshold t > (m + c)/2 = {(m + c) / 2:g} for "
+                    f"m={m} share holders and c={c} corrupt (corruption {self.corruption:g}); "
+                    f"got t={t}, use threshold >= {need}"
+                )
         if self.client_noise is not None:
             if self.noise is not None:
                 raise ConfigError("choose central DP (noise) or distributed DP (client_noise), "
@@ -177,6 +200,8 @@ def make_config(
             degree, derived_t = n_clients - 1, n_clients // 2 + 1
     else:
         derived_t = degree // 2 + 1 if degree < n_clients - 1 else n_clients // 2 + 1
+    if kw.get("active") and 0 <= degree < n_clients:
+        derived_t = max(derived_t, active_min_threshold(degree + 1, corruption))
     return SecAggConfig(
         n_clients=n_clients, dim=dim, degree=degree, corruption=corruption,
         threshold=derived_t if threshold is None else threshold, **kw,

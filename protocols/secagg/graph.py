@@ -1,20 +1,31 @@
 """The communication graph: who masks with, and shares secrets to, whom.
 
 The complete graph is classic SecAgg. The sparse graph of SecAgg+ (Bell et al. 2020,
-section 3) is the Harary graph H(n, k), every client joined to the k/2 clients on either side
-of it on a ring, after a uniformly random relabelling drawn from the server's CSPRNG.
+section 3) is the Harary graph H(m, k), every client joined to the k/2 clients on either side
+of it on a ring, after a uniformly random relabelling.
+
+Bell et al. prove security for a graph the adversary does not choose. So the relabelling is
+not drawn by the server: :func:`derived_neighbourhoods` draws it from a CSPRNG keyed by the
+round's transcript (:func:`protocols.secagg._keys.transcript`), a hash of every advertisement
+the server included, each carrying a fresh nonce of its client. Every client recomputes the
+graph from the roster it is sent and refuses a key broadcast whose neighbours differ. What a
+server that picks which advertisements to include can still do is bounded in SECURITY.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import lru_cache
+
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
 
-__all__ = ["neighbourhoods"]
+__all__ = ["derived_neighbourhoods", "neighbourhoods"]
 
 
 def neighbourhoods(n: int, k: int, rng: Csprng) -> tuple[frozenset[int], ...]:
-    """Each client's neighbours (a symmetric relation without self-loops).
+    """Each of clients 0..n-1's neighbours (a symmetric relation without self-loops), the
+    relabelling drawn from ``rng``.
 
     Raises:
         ConfigError: k outside 0..n-1, or odd k below n - 1.
@@ -34,3 +45,29 @@ def neighbourhoods(n: int, k: int, rng: Csprng) -> tuple[frozenset[int], ...]:
             out[u].add(v)
             out[v].add(u)
     return tuple(frozenset(s) for s in out)
+
+
+def derived_neighbourhoods(ids: Sequence[int], k: int, seed: bytes) -> dict[int, frozenset[int]]:
+    """The graph over the clients ``ids`` (sorted, distinct), relabelled by a CSPRNG keyed
+    with ``seed`` (32 bytes): the same for every party that knows ``ids`` and ``seed``.
+
+    With ``k >= len(ids) - 1`` it is the complete graph over ``ids``.
+
+    Raises:
+        ConfigError: an odd k below ``len(ids) - 1``, a negative k, or ids not sorted and
+            distinct.
+    """
+    if list(ids) != sorted(set(ids)):
+        raise ConfigError("graph ids must be sorted and distinct")
+    if k < 0:
+        raise ConfigError(f"degree must be >= 0, got {k}")
+    return dict(_derived(tuple(ids), k, bytes(seed)))
+
+
+@lru_cache(maxsize=16)
+def _derived(ids: tuple[int, ...], k: int, seed: bytes) -> tuple[tuple[int, frozenset[int]], ...]:
+    # A pure function of its arguments, cached: the clients of one simulation all recompute
+    # the same graph.
+    m = len(ids)
+    local = neighbourhoods(m, min(k, m - 1), Csprng(seed)) if m else ()
+    return tuple((ids[i], frozenset(ids[j] for j in nb)) for i, nb in enumerate(local))

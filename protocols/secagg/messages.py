@@ -14,19 +14,33 @@ from secagg import wire
 
 __all__ = [
     "ConsistencyRequest", "ConsistencyResponse", "Signed",
-    "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "SealedShare",
+    "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "RosterEntry",
+    "SealedShare",
     "ShareForward", "ShareKeys", "Share", "UnmaskRequest", "UnmaskResponse",
 ]
 
 
 @dataclass(frozen=True, slots=True)
 class PublicKeys:
-    """One client's two X25519 public keys for this round."""
+    """One client's advertisement as the server relays it: two X25519 public keys for this
+    round, its commitment to its self-mask seed, and its fresh nonce."""
 
     client: int
     c_pk: bytes  # for encrypting shares
     s_pk: bytes  # for pairwise mask agreement
-    signature: bytes = b""  # active variant: the owner's Ed25519 signature over both keys
+    signature: bytes = b""  # active variant: the owner's Ed25519 signature (advert_message)
+    commitment: bytes = b""  # SHA-256 commitment to the self-mask seed b_u
+    nonce: bytes = b""  # 16 fresh bytes of the client: randomness the server does not choose
+
+
+@dataclass(frozen=True, slots=True)
+class RosterEntry:
+    """One advertisement the server included in the round, as its digest (and, active
+    variant, its owner's signature over it)."""
+
+    client: int
+    digest: bytes
+    signature: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,15 +79,20 @@ class AdvertiseKeys(Message):
     c_pk: bytes
     s_pk: bytes
     signature: bytes = b""  # active variant only
+    commitment: bytes = b""  # SHA-256 commitment to the self-mask seed
+    nonce: bytes = b""  # the client's fresh contribution to the transcript
     KIND: ClassVar[enum.Enum] = Kind.ADVERTISE_KEYS
 
 
 @wire.register(0x0203)
 @dataclass(frozen=True, slots=True)
 class KeyBroadcast(Message):
-    """The keys of the recipient's live neighbours, and its own, as the server saw them."""
+    """The roster of every advertisement the server included (the graph and the transcript
+    are computed from it), and the full advertisements of the recipient's neighbours in that
+    graph and of itself."""
 
     keys: tuple[PublicKeys, ...]
+    roster: tuple[RosterEntry, ...] = ()
     KIND: ClassVar[enum.Enum] = Kind.KEY_BROADCAST
 
 

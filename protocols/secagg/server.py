@@ -8,7 +8,18 @@ removes the masks. With U2 the clients that shared, U3 those whose masked input 
                         + sum_{u in U3, v in U2 \\ U3, v ~ u} +-PRG(s_uv)
 
 (pairs inside U3 cancel). It rebuilds b_u for every survivor and s_v^SK for every client
-that dropped after sharing, from t shares each, and subtracts those masks.
+that dropped after sharing, from t shares each, checks every rebuilt value against its
+owner's commitment (the seed commitment in the advertisement; the public key s_v^PK) and
+subtracts those masks. A forged share never gives a silently wrong sum: with more than t
+shares the server finds a t-subset that rebuilds the commitment (and records the holders
+whose shares did not fit in :attr:`SecAggServer.suspects`); with exactly t it aborts with
+:class:`ForgedShareError` naming the suspects (:mod:`._recover`). The decoded sum is then
+range-checked before release (:func:`protocols.base.check_release`).
+
+The graph is not the server's to choose: once the advertisements are in, the server fixes
+the roster (every advertisement it includes, by digest), and the transcript hash of the
+roster and the config keys the graph's relabelling (:func:`.graph.derived_neighbourhoods`);
+every client recomputes it.
 
 Dropouts are recovered at every stage: a client whose live neighbourhood falls below t
 before it masks is excluded (its input is lost, the round goes on); after masking, the round
@@ -20,21 +31,26 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
 from protocols._machine import transition
-from protocols.base import SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header
-from protocols.secagg._keys import (
-    SEALED_SIZE, advert_message, mask_sign, pair_mask_key, self_mask_key, survivors_message,
+from protocols.base import (
+    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header, release_floor,
 )
+from protocols.secagg._keys import (
+    COMMITMENT_SIZE, NONCE_SIZE, SEALED_SIZE, advert_digest, advert_message, graph_seed,
+    mask_sign, pair_mask_key, seed_commitment, self_mask_key, survivors_message, transcript,
+)
+from protocols.secagg._recover import rebuild
 from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
-from protocols.secagg.graph import neighbourhoods
+from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
     AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
-    MaskedInput, PublicKeys, SealedShare, ShareForward, ShareKeys, Signed, UnmaskRequest,
-    UnmaskResponse,
+    MaskedInput, PublicKeys, RosterEntry, SealedShare, ShareForward, ShareKeys, Signed,
+    UnmaskRequest, UnmaskResponse,
 )
 from secagg import shamir, sign
 from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError
@@ -64,7 +80,12 @@ def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
 
 
 class SecAggServer(ServerCore):
-    """The server's role in one SecAgg / SecAgg+ round."""
+    """The server's role in one SecAgg / SecAgg+ round.
+
+    Attributes:
+        suspects: owner -> the clients whose shares of that owner's secret did not rebuild
+            its commitment (found, and left out, when more than t shares arrived).
+    """
 
     def __init__(self, config: SecAggConfig, rng: Csprng) -> None:
         if config.active and config.registry is None:
@@ -76,9 +97,12 @@ class SecAggServer(ServerCore):
         self._rng = rng
         self.stage = ServerStage.COLLECT_KEYS
         self._started = False
-        self._graph = neighbourhoods(config.n_clients, config.degree, rng)
+        self._graph: dict[int, frozenset[int]] = {}
+        self._transcript = b""
         self._waiting: set[int] = set()
         self._keys: dict[int, PublicKeys] = {}
+        self._digests: dict[int, bytes] = {}
+        self.suspects: dict[int, tuple[int, ...]] = {}
         self._sent_nb: dict[int, frozenset[int]] = {}
         self._inbox: dict[int, list[SealedShare]] = {}
         self._shared: set[int] = set()
@@ -147,10 +171,17 @@ class SecAggServer(ServerCore):
             raise ProtocolError("expected AdvertiseKeys")
         if len(msg.c_pk) != PUBLIC_KEY_SIZE or len(msg.s_pk) != PUBLIC_KEY_SIZE:
             raise ProtocolError(f"public keys must be {PUBLIC_KEY_SIZE} bytes")
+        if len(msg.commitment) != COMMITMENT_SIZE or len(msg.nonce) != NONCE_SIZE:
+            raise ProtocolError(f"an advertisement needs a {COMMITMENT_SIZE}-byte seed "
+                                f"commitment and a {NONCE_SIZE}-byte nonce")
+        digest = advert_digest(self.config, msg.sender, msg.c_pk, msg.s_pk, msg.commitment,
+                               msg.nonce)
         if self.config.registry is not None and self.config.active:
-            sign.verify(self.config.registry.verify_key(msg.sender),
-                        advert_message(self.config, msg.sender, msg.c_pk, msg.s_pk), msg.signature)
-        self._keys[msg.sender] = PublicKeys(msg.sender, msg.c_pk, msg.s_pk, msg.signature)
+            sign.verify(self.config.registry.verify_key(msg.sender), advert_message(digest),
+                        msg.signature)
+        self._keys[msg.sender] = PublicKeys(msg.sender, msg.c_pk, msg.s_pk, msg.signature,
+                                            msg.commitment, msg.nonce)
+        self._digests[msg.sender] = digest
         self._waiting.discard(msg.sender)
 
     def _on_share_keys(self, msg: Message) -> None:
@@ -185,7 +216,8 @@ class SecAggServer(ServerCore):
         if not isinstance(msg, ConsistencyResponse) or self.config.registry is None:
             raise ProtocolError("expected ConsistencyResponse")
         sign.verify(self.config.registry.verify_key(msg.sender),
-                    survivors_message(self.config, self._survivor_list), msg.signature)
+                    survivors_message(self.config, self._transcript, self._survivor_list),
+                    msg.signature)
         self._signatures[msg.sender] = msg.signature
         self._waiting.discard(msg.sender)
 
@@ -232,21 +264,30 @@ class SecAggServer(ServerCore):
         return out
 
     def _need(self, alive: int, what: str) -> None:
-        if alive < self.config.min_clients or alive == 0:
-            raise DropoutError(f"only {alive} clients {what}; min_clients="
-                               f"{self.config.min_clients} and threshold t={self.config.threshold}")
+        if alive < release_floor(self.config):
+            raise DropoutError(f"only {alive} clients {what}; a release needs "
+                               f"{release_floor(self.config)} (min_clients="
+                               f"{self.config.min_clients}, never below 2) and threshold "
+                               f"t={self.config.threshold}")
 
     def _close_keys(self) -> list[Message]:
-        t = self.config.threshold
-        u1 = set(self._keys)
-        live = _prune({u: set(self._graph[u]) & u1 for u in u1}, t)
-        self._need(len(live), f"of {self.config.n_clients} advertised keys with t-1 live neighbours")
+        cfg, t = self.config, self.config.threshold
+        u1 = sorted(self._keys)
+        if len(u1) < t:
+            raise DropoutError(f"only {len(u1)} of {cfg.n_clients} clients advertised keys; "
+                               f"threshold t={t} needs {t}")
+        self._need(len(u1), f"of {cfg.n_clients} advertised keys")
+        roster = tuple(RosterEntry(u, self._digests[u], self._keys[u].signature) for u in u1)
+        self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
+        live = _prune({u: set(self._graph[u]) for u in u1}, t)
+        self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
         self._sent_nb = {u: frozenset(vs) for u, vs in live.items()}
         self._waiting = set(live)
         out: list[Message] = []
         for u, vs in sorted(live.items()):
             keys = tuple(self._keys[v] for v in sorted(vs | {u}))
-            out.append(KeyBroadcast(**header(self.config, SERVER, u), keys=keys))
+            out.append(KeyBroadcast(**header(cfg, SERVER, u), keys=keys, roster=roster))
         return out
 
     def _close_shares(self) -> list[Message]:
@@ -268,6 +309,10 @@ class SecAggServer(ServerCore):
         self._check_recoverable(u3)
         if not self.config.active:
             return self._unmask_requests(u3, ())
+        need = self.config.signature_threshold
+        if len(u3) < need:  # every client would refuse to sign: do not ask
+            raise DropoutError(f"only {len(u3)} clients sent masked inputs; the consistency "
+                               f"round needs {need} signatures (signature_threshold)")
         self._survivor_list = tuple(sorted(u3))
         self._waiting = set(u3)
         return [ConsistencyRequest(**header(self.config, SERVER, u), survivors=self._survivor_list)
@@ -318,16 +363,21 @@ class SecAggServer(ServerCore):
             shares = self._seed_shares.get(u, {})
             if len(shares) < t:
                 raise DropoutError(f"only {len(shares)} shares of client {u}'s seed arrived; t={t}")
-            seed = shamir.reconstruct_bytes(shares, t)
+            seed, bad = rebuild(shares, t, partial(self._is_seed_of, u), owner=u,
+                                what=f"client {u}'s self-mask seed")
+            if bad:
+                self.suspects[u] = bad
             terms.append((self_mask_key(cfg, u, seed), -1))
         for v in sorted(set(self._forwarded) - u3):
             shares = self._key_shares.get(v, {})
             if len(shares) < t:
                 raise DropoutError(f"only {len(shares)} shares of dropped client {v}'s key "
                                    f"arrived; t={t}")
-            pair = KeyPair.from_secret(shamir.reconstruct_bytes(shares, t))
-            if pair.public != self._keys[v].s_pk:
-                raise ProtocolError(f"rebuilt key of client {v} does not match its advertised key")
+            secret, bad = rebuild(shares, t, partial(self._is_key_of, v), owner=v,
+                                  what=f"dropped client {v}'s mask key")
+            if bad:
+                self.suspects[v] = bad
+            pair = KeyPair.from_secret(secret)
             for u in sorted(self._forwarded[v] & u3):
                 key = pair_mask_key(cfg, pair.secret, self._keys[u].s_pk, u, v)
                 terms.append((key, -mask_sign(u, v)))
@@ -335,6 +385,12 @@ class SecAggServer(ServerCore):
         self._result = finalize(cfg, self._acc, tuple(sorted(u3)), self._rng)
         self._release()
         return []
+
+    def _is_seed_of(self, u: int, seed: bytes) -> bool:
+        return seed_commitment(self.config, u, seed) == self._keys[u].commitment
+
+    def _is_key_of(self, v: int, secret: bytes) -> bool:
+        return KeyPair.from_secret(secret).public == self._keys[v].s_pk
 
     _CLOSERS: dict[ServerStage, Callable[[SecAggServer], list[Message]]] = {
         ServerStage.COLLECT_KEYS: _close_keys,
