@@ -78,14 +78,19 @@ class HeRound:
     def __init__(self, name: str, n: int = 5, dim: int | None = None, seed: int | str = 1, *,
                  silent: Iterable[int] = (), inputs: Sequence[np.ndarray] | None = None,
                  weights: Sequence[float] | None = None, decryptor: Any = None,
-                 config: Any = None, **kw: Any) -> None:
+                 config: Any = None, credentials: dict[int, dict[str, Any]] | None = None,
+                 **kw: Any) -> None:
         self.spec = protocols.get(name)
         kw.setdefault("workers", 1)
-        self.config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
         rng = Csprng.from_seed(f"he/{name}/{seed}")
+        config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
+        # Enrolment first (every client's signing key), as a simulation does it.
+        self.config, creds = self.spec.provision(config, rng.spawn("enrolment"))
+        self.credentials = credentials if credentials is not None else creds
         self.server = self.spec.server(self.config, rng.spawn("server"))
         self.decryptor = decryptor or self.spec.helpers(self.config, rng.spawn("helpers"))[DECRYPTOR]
-        self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"))
+        self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"),
+                                         **self.credentials.get(u, {}))
                         for u in range(n)]
         self.inputs = list(inputs) if inputs is not None else random_inputs(
             n, self.config.dim, rng.spawn("inputs"))
@@ -223,10 +228,20 @@ def test_the_decryptor_refuses_fewer_than_min_clients(name: str) -> None:
     r.route(r.server.start())
     (upload,) = [m for m in r.sent(EncryptedInput) if m.sender == 0]
     forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
-                            blocks=upload.blocks, contributors=(0,))
+                            blocks=upload.blocks, contributors=(0,), envelopes=(upload.envelope,))
     with pytest.raises(DropoutError):
         r.send(forged)
     assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
+    # min_clients=1 (the default) does not lower the floor: an HE round releases >= 2.
+    r1 = HeRound(name, silent={1, 2, 3, 4})
+    r1.route(r1.server.start())
+    (upload,) = r1.sent(EncryptedInput)
+    with pytest.raises(DropoutError):
+        r1.server.close_round()
+    with pytest.raises(DropoutError):
+        r1.send(dataclasses.replace(forged, **header(r1.config, SERVER, DECRYPTOR),
+                                    blocks=upload.blocks, envelopes=(upload.envelope,)))
+    assert r1.decryptor.state is DecryptorState.KEYED
 
 
 @pytest.mark.parametrize("ids", [(0, 0, 1), (2, 1, 0), (0, 1, 7), ()])
@@ -242,18 +257,19 @@ def test_the_decryptor_refuses_malformed_contributor_lists(name: str, ids: tuple
 
 
 def test_a_tampered_aggregate_is_refused_after_its_one_decryption(name: str) -> None:
-    # Adding one upload twice gives a slot sum no honest round produces (paillier: the
-    # offsets no longer cancel; ckks: the weight slot exceeds what 1 contributor can send).
-    r = HeRound(name, n=2, silent={1})
+    # Adding one upload three times leaves twice its blind in the sum: no honest round
+    # produces that (paillier: guard bits set; ckks: slots off the grid).
+    r = HeRound(name, n=3, silent={2})
     r.route(r.server.start())
-    (upload,) = r.sent(EncryptedInput)
+    up0, up1 = sorted(r.sent(EncryptedInput), key=lambda m: m.sender)
     scheme = r.server.SCHEME
     public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
     acc = None
-    for _ in range(3):
+    for upload in (up0, up0, up0, up1):
         acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, upload.blocks))
-    forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
-                            blocks=scheme.seal(r.config, public, acc), contributors=(0,))
+    forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=up0.scheme,
+                            blocks=scheme.seal(r.config, public, acc), contributors=(0, 1),
+                            envelopes=(up0.envelope, up1.envelope))
     with pytest.raises(ProtocolError, match="out of range"):
         r.send(forged)
     assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None
@@ -277,6 +293,7 @@ def test_the_noise_hook_runs_once_on_the_integer_sum_before_release(name: str) -
     assert noise.calls == 1
     assert r.decryptor.released is not None
     assert r.decryptor.released.dp_event == ("event", 1)
+    assert result.dp_event == ("event", 1)  # the aggregator's result carries the same event
     want, weight = r.float_sum(result.contributors)
     shift = 3 / r.config.encoding.scale
     tol = r.config.max_abs_error(5) if name == "ckks" else 5 * 2.0**-16
@@ -366,7 +383,9 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
     with pytest.raises(UsageError):
         r.clients[0].set_input(np.zeros(3))
     spec = protocols.get(name)
-    fresh = spec.client(r.config, 0, Csprng.from_seed(5))
+    with pytest.raises(ConfigError):  # a client needs its registry signing key
+        spec.client(r.config, 0, Csprng.from_seed(5))
+    fresh = spec.client(r.config, 0, Csprng.from_seed(5), **r.credentials[0])
     requests = r.send(r.send(r.server.start()[0])[0])
     with pytest.raises(UsageError):  # the input was never given
         fresh.receive(requests[0])
@@ -378,16 +397,18 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
 def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
     spec = protocols.get(name)
     seed = sign.generate(Csprng.from_seed("decryptor identity"))
-    config = spec.make_config(3, DIMS[name], workers=1, decryptor_key=sign.verify_key(seed))
+    config, creds = spec.provision(
+        spec.make_config(3, DIMS[name], workers=1, decryptor_key=sign.verify_key(seed)),
+        Csprng.from_seed("enrol"))
     with pytest.raises(ConfigError):  # the decryptor needs its signing key
         spec.helpers(config, Csprng.from_seed(1))
     decryptor = DECRYPTORS[name]
-    r = HeRound(name, n=3, config=config,
+    r = HeRound(name, n=3, config=config, credentials=creds,
                 decryptor=decryptor(config, Csprng.from_seed(2), signing_key=seed))
     r.check(r.run())
 
     # An aggregator that makes its own key pair cannot get clients to encrypt under it.
-    r2 = HeRound(name, n=3, config=config, seed=2,
+    r2 = HeRound(name, n=3, config=config, seed=2, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(3), signing_key=seed))
     requests = r2.send(r2.send(r2.server.start()[0])[0])
     own, _ = r2.server.SCHEME.keygen(r2.config, Csprng.from_seed(4))
@@ -398,7 +419,7 @@ def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
         r2.clients[0].state = ClientState.WAITING
     # The aggregator checks the signature too.
     ctx = r2.sent(PublicContext)[0]
-    r3 = HeRound(name, n=3, config=config, seed=3,
+    r3 = HeRound(name, n=3, config=config, seed=3, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(5), signing_key=seed))
     r3.server.start()
     for bad in (dataclasses.replace(ctx, context=own), dataclasses.replace(ctx, signature=b"")):

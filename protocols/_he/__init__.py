@@ -1,25 +1,40 @@
 """The roles that ckks and paillier share: client, aggregator (the server) and decryptor.
 
-Theory of operation (DESIGN.md, "HE roles"). A scheme object (:class:`HeScheme`) supplies
-the cryptography; this module supplies the one state machine all homomorphic protocols run::
+Theory of operation (DESIGN.md, "HE roles"; SECURITY.md, "HE"). A scheme object
+(:class:`HeScheme`) supplies the cryptography; this module supplies the one state machine all
+homomorphic protocols run::
 
     aggregator (SERVER)              decryptor (DECRYPTOR)             client u
-    start:  CONTEXT_REQUEST  ----->  fresh key pair for this round
+    start:  CONTEXT_REQUEST  ----->  fresh key pair and X25519 blind key for this round
             PUBLIC_CONTEXT   <-----  public part only (no secret key, no relinearisation
                                      or Galois keys), signed if config.decryptor_key is set
-    INPUT_REQUEST(context)   --------------------------------------> check it, encrypt
+    INPUT_REQUEST(context)   --------------------------------------> check it; draw a blind
+                                                                      seed; encrypt
+                                                                      plaintext + blind
     running sum of ciphertexts  <---------------------------------- ENCRYPTED_INPUT
-    close:  DECRYPT_REQUEST  ----->  >= min_clients? decrypt ONCE, range-check, DP noise,
-                                     decode, forget the secret key
-            RELEASED_AGGREGATE <---  the released (noised) sum
+    and each sender's envelope                                        (+ sealed, signed seed)
+    close:  DECRYPT_REQUEST  ----->  >= max(2, min_clients) named contributors, each with
+                                     its own signed envelope? decrypt ONCE, remove exactly
+                                     their blinds, range-check, DP noise, decode, forget
+                                     the secret key
+            RELEASED_AGGREGATE <---  the released (noised) sum and the DP event charged
 
-The aggregator only ever holds the public context and one running sum (plus the upload it is
-adding); it never keeps per-client ciphertexts. The decryptor sees one aggregate ciphertext
-per round and decrypts at most once: a second request is :class:`DecryptionSpent`
-(both :class:`AlreadyFinalized` and :class:`ProtocolError`).
+Verified composition. Each client adds a one-time blind (expanded from a seed only it and the
+decryptor know: :mod:`protocols._he._blind`) to its plaintext. The decryptor removes the
+blinds of exactly the contributors the aggregator names, after checking each envelope's
+signature against the client registry. A ciphertext left out, added twice, multiplied,
+forged or taken from someone not named leaves a residual of unknown blinds; the scheme's
+check refuses it and nothing is released (:meth:`HeScheme.decrypt`). So a release is the sum
+of distinct, fresh, authentic uploads of this round, each counted once, over at least
+``max(2, min_clients)`` registered clients. Fake clients are out of reach without their
+registry keys: the registry is required (:func:`provision` enrols clients for simulations).
+
+The aggregator only ever holds the public context, one running sum and the envelopes; the
+decryptor sees one aggregate ciphertext per round and decrypts at most once: a second request
+is :class:`DecryptionSpent` (both :class:`AlreadyFinalized` and :class:`ProtocolError`).
 Refusals are typed: clients abort for good on any :class:`ProtocolError`; the aggregator and
 the decryptor refuse the one message and stay where they were, except that a decryption
-whose plaintext fails its range check has already happened, so the decryptor aborts.
+whose plaintext fails its check has already happened, so the decryptor aborts.
 
 .. warning:: without ``decryptor_key`` nothing binds the public context to the decryptor: an
    aggregator that substitutes a context of its own can decrypt every upload (SECURITY.md).
@@ -28,13 +43,23 @@ whose plaintext fails its range check has already happened, so the decryptor abo
 from __future__ import annotations
 
 import abc
+import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
+from protocols._he._blind import (
+    ENVELOPE_SIZE,
+    SEED_SIZE,
+    decode_event,
+    encode_event,
+    open_envelope,
+    seal_envelope,
+)
 from protocols._he._state import (
     CLIENT_TRANSITIONS,
     DECRYPTOR_TRANSITIONS,
@@ -68,7 +93,8 @@ from protocols.base import (
     check_header,
     header,
 )
-from secagg import sign
+from protocols.secagg.registry import ClientRegistry, enroll
+from secagg import kex, sign
 from secagg.errors import (
     AlreadyFinalized,
     ConfigError,
@@ -83,8 +109,12 @@ __all__ = [
     "CLIENT_TRANSITIONS", "DECRYPTOR_TRANSITIONS", "SERVER_TRANSITIONS", "ContextRequest",
     "DecryptRequest", "DecryptionSpent", "EncryptedInput", "HeAggregator", "HeClient", "HeConfig",
     "HeDecryptor", "HeKind", "HeScheme", "InputRequest", "Kind", "PublicContext",
-    "ReleasedAggregate", "parallel_map",
+    "ReleasedAggregate", "parallel_map", "provision",
 ]
+
+#: HE rounds never release a sum over fewer clients than this, whatever min_clients says
+MIN_COHORT = 2
+
 
 class DecryptionSpent(AlreadyFinalized, ProtocolError):
     """A second decryption request in a round: the one-shot decryption is spent
@@ -102,18 +132,46 @@ class HeConfig(RoundConfig):
         decryptor_key: the decryptor's Ed25519 verify key (32 bytes). When set, clients and
             the aggregator accept only a public context the decryptor signed for this
             session, round and scheme.
+        registry: the clients' long-term Ed25519 verify keys; every blind envelope must be
+            signed by its sender's key. Required by clients and the decryptor
+            (:func:`provision` fills it in for simulations).
+
+    Raises:
+        ConfigError: fewer than 2 clients (an HE round never releases one client's input).
     """
 
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decryptor_key: bytes | None = None
+    registry: ClientRegistry | None = None
 
     def __post_init__(self) -> None:
         RoundConfig.__post_init__(self)
+        if self.n_clients < MIN_COHORT:
+            raise ConfigError(f"an HE round needs at least {MIN_COHORT} clients (a sum over one "
+                              f"client is that client's input), got n_clients={self.n_clients}")
         if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
             raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if self.decryptor_key is not None and len(self.decryptor_key) != sign.VERIFY_KEY_SIZE:
             raise ConfigError(f"decryptor_key must be a {sign.VERIFY_KEY_SIZE}-byte Ed25519 "
                               f"verify key, got {len(self.decryptor_key)} bytes")
+        if self.registry is not None and not self.registry.covers(self.n_clients):
+            raise ConfigError(f"the registry must enrol clients 0..{self.n_clients - 1}")
+
+    @property
+    def min_release(self) -> int:
+        """The fewest contributors a release may have: ``max(2, min_clients)``."""
+        return max(MIN_COHORT, self.min_clients)
+
+
+def provision(config: HeConfig, rng: Csprng) -> tuple[HeConfig, dict[int, dict[str, Any]]]:
+    """For simulations: enrol every client with a fresh signing key (its blind envelopes are
+    signed with it). A config that already has a registry is returned unchanged; its clients
+    bring their own keys."""
+    if config.registry is not None:
+        return config, {}
+    registry, seeds = enroll(config.n_clients, rng)
+    return (dataclasses.replace(config, registry=registry),
+            {u: {"signing_key": s} for u, s in seeds.items()})
 
 
 class HeScheme(abc.ABC):
@@ -136,12 +194,12 @@ class HeScheme(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, config: Any, update: np.ndarray, weight: float, rng: Csprng) -> np.ndarray:
-        """Clip, weight (and for exact schemes quantise) an update: ``dim + 1`` values."""
+        """Clip, weight and quantise an update: ``dim + 1`` int64 values (weight last)."""
 
     @abc.abstractmethod
     def encrypt(self, config: Any, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng) -> tuple[bytes, ...]:
-        """Encrypt prepared values into wire blocks."""
+                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
+        """Encrypt prepared values plus the blind expanded from ``seed`` into wire blocks."""
 
     @abc.abstractmethod
     def open_blocks(self, config: Any, key: Any, blocks: tuple[bytes, ...]) -> Any:
@@ -156,22 +214,30 @@ class HeScheme(abc.ABC):
         """The running sum as wire blocks."""
 
     @abc.abstractmethod
-    def decrypt(self, config: Any, secret: Any, aggregate: Any, count: int) -> np.ndarray:
-        """Decrypt once and range-check: the int64 sum in fixed-point units (``dim + 1``)."""
+    def decrypt(self, config: Any, secret: Any, aggregate: Any,
+                seeds: list[bytes]) -> np.ndarray:
+        """Decrypt once, remove the blinds of ``seeds`` (one per named contributor) and check
+        the rest is what ``len(seeds)`` honest clients produce: the int64 sum in fixed-point
+        units (``dim + 1``). Raises ProtocolError ("out of range") otherwise."""
 
 
-def _statement(config: RoundConfig, kind: HeKind, context: bytes) -> bytes:
-    """What the decryptor signs: the context's hash bound to session, round and scheme."""
+def _statement(config: RoundConfig, kind: HeKind, context: bytes, blind_key: bytes) -> bytes:
+    """What the decryptor signs: the context's and blind key's hash bound to session, round
+    and scheme."""
     s = config.session
-    return (b"secagg/he/public-context/v1\x00" + len(s).to_bytes(4, "big") + s
+    return (b"secagg/he/public-context/v2\x00" + len(s).to_bytes(4, "big") + s
             + config.round_id.to_bytes(8, "big") + bytes([kind.value])
-            + hashlib.sha256(context).digest())
+            + hashlib.sha256(context).digest() + hashlib.sha256(blind_key).digest())
 
 
-def _check_context(config: HeConfig, kind: HeKind, context: bytes, signature: bytes) -> None:
+def _check_context(config: HeConfig, kind: HeKind, msg: PublicContext | InputRequest) -> None:
+    if len(msg.blind_key) != kex.PUBLIC_KEY_SIZE:
+        raise ProtocolError(f"the blind key must be {kex.PUBLIC_KEY_SIZE} bytes, "
+                            f"got {len(msg.blind_key)}")
     if config.decryptor_key is not None:
-        sign.verify(config.decryptor_key, _statement(config, kind, context), signature)
-    elif signature:
+        sign.verify(config.decryptor_key, _statement(config, kind, msg.context, msg.blind_key),
+                    msg.signature)
+    elif msg.signature:
         raise ProtocolError("a signed context, but this round has no decryptor_key to check it")
 
 
@@ -180,14 +246,31 @@ def _check_scheme(msg: Any, kind: HeKind) -> None:
         raise ProtocolError(f"a {msg.scheme.name} message in a {kind.name} round")
 
 
+def _need_registry(config: HeConfig, role: str) -> ClientRegistry:
+    if config.registry is None:
+        raise ConfigError(f"the HE {role} needs config.registry (the clients' verify keys); "
+                          "for a simulation, spec.provision(config, rng) enrols them")
+    return config.registry
+
+
 # -- the roles ---------------------------------------------------------------------------
 class HeClient(ClientCore):
-    """A client: checks the public context it is given, encrypts, sends ciphertext."""
+    """A client: checks the public context it is given, blinds, encrypts, sends ciphertext.
+
+    Args:
+        signing_key: the client's 32-byte Ed25519 seed, whose verify key the registry holds.
+    """
 
     SCHEME: ClassVar[HeScheme]
 
-    def __init__(self, config: HeConfig, client_id: int, rng: Csprng) -> None:
+    def __init__(self, config: HeConfig, client_id: int, rng: Csprng,
+                 signing_key: bytes | None = None) -> None:
+        registry = _need_registry(config, "client")
+        if signing_key is None or sign.verify_key(signing_key) != registry.verify_key(client_id):
+            raise ConfigError(f"client {client_id} needs the signing_key whose verify key the "
+                              "registry holds")
         self.config, self.client_id, self._rng = config, client_id, rng
+        self._signing_key = signing_key
         self.state = ClientState.WAITING
         self._prepared: np.ndarray | None = None
         #: the encoded input (exact schemes only), for drivers that check exactness
@@ -204,23 +287,26 @@ class HeClient(ClientCore):
         self.encoded = self._prepared if self.SCHEME.exact else None
 
     def receive(self, msg: Message) -> list[Message]:
-        kind = self.SCHEME.kind
+        kind, cfg = self.SCHEME.kind, self.config
         try:
             nxt = transition(CLIENT_TRANSITIONS, self.state, msg.KIND)
-            m = check_header(msg, InputRequest, self.config, sender=SERVER,
-                             recipient=self.client_id)
+            m = check_header(msg, InputRequest, cfg, sender=SERVER, recipient=self.client_id)
             _check_scheme(m, kind)
-            _check_context(self.config, kind, m.context, m.signature)
-            public = self.SCHEME.load_public(self.config, m.context)
+            _check_context(cfg, kind, m)
+            public = self.SCHEME.load_public(cfg, m.context)
         except ProtocolError:
             self.state = ClientState.ABORTED
             raise
         if self._prepared is None:
             raise UsageError("set_input() must be called before the input is requested")
-        blocks = self.SCHEME.encrypt(self.config, m.context, public, self._prepared, self._rng)
+        seed = self._rng.bytes(SEED_SIZE)
+        blocks = self.SCHEME.encrypt(cfg, m.context, public, self._prepared, self._rng, seed)
+        envelope = seal_envelope(session=cfg.session, round_id=cfg.round_id, scheme=kind.value,
+                                 client=self.client_id, blind_key=m.blind_key, seed=seed,
+                                 signing_key=self._signing_key, rng=self._rng)
         self.state, self._prepared = nxt, None
-        return [EncryptedInput(**header(self.config, self.client_id, SERVER), scheme=kind,
-                               blocks=blocks)]
+        return [EncryptedInput(**header(cfg, self.client_id, SERVER), scheme=kind,
+                               blocks=blocks, envelope=envelope)]
 
 
 class HeAggregator(ServerCore):
@@ -233,13 +319,17 @@ class HeAggregator(ServerCore):
         self.state = ServerState.NEW
         self._public: Any = None
         self._acc: Any = None
-        self._seen: set[int] = set()
+        self._envelopes: dict[int, bytes] = {}
         self._contributors: tuple[int, ...] = ()
         self._result: AggregateResult | None = None
 
     @property
     def finished(self) -> bool:
         return self.state is ServerState.FINISHED
+
+    @property
+    def _seen(self) -> set[int]:
+        return set(self._envelopes)
 
     def start(self) -> list[Message]:
         """Ask the decryptor for this round's public context."""
@@ -254,28 +344,49 @@ class HeAggregator(ServerCore):
                 ServerState.AWAIT_RELEASE, ServerState.FINISHED, ServerState.ABORTED):
             raise LateMessageError(f"input from {msg.sender} arrived after the round closed")
         nxt = transition(SERVER_TRANSITIONS, self.state, msg.KIND)
+        handler = self._HANDLERS.get(type(msg))
+        if handler is None:
+            raise ProtocolError(f"the aggregator takes no {type(msg).__name__}")
+        out = handler(self, msg, nxt)
+        return out
+
+    def _on_context(self, msg: Message, nxt: ServerState) -> list[Message]:
         kind, cfg = self.SCHEME.kind, self.config
-        if msg.KIND is Kind.PUBLIC_CONTEXT:
-            pc = check_header(msg, PublicContext, cfg, sender=DECRYPTOR, recipient=SERVER)
-            _check_scheme(pc, kind)
-            _check_context(cfg, kind, pc.context, pc.signature)
-            self._public, self.state = self.SCHEME.load_public(cfg, pc.context), nxt
-            return [InputRequest(**header(cfg, SERVER, u), scheme=kind, context=pc.context,
-                                 signature=pc.signature) for u in range(cfg.n_clients)]
-        if msg.KIND is Kind.ENCRYPTED_INPUT:
-            m = check_header(msg, EncryptedInput, cfg, sender=None, recipient=SERVER)
-            _check_scheme(m, kind)
-            if m.sender in self._seen:
-                raise ProtocolError(f"client {m.sender} sent its input twice")
-            upload = self.SCHEME.open_blocks(cfg, self._public, m.blocks)
-            self._acc = self.SCHEME.add(cfg, self._public, self._acc, upload)
-            self._seen.add(m.sender)
-            return self.close_round() if len(self._seen) == cfg.n_clients else []
-        r = check_header(msg, ReleasedAggregate, cfg, sender=DECRYPTOR, recipient=SERVER)
-        _check_scheme(r, kind)
+        pc = check_header(msg, PublicContext, cfg, sender=DECRYPTOR, recipient=SERVER)
+        _check_scheme(pc, kind)
+        _check_context(cfg, kind, pc)
+        self._public, self.state = self.SCHEME.load_public(cfg, pc.context), nxt
+        return [InputRequest(**header(cfg, SERVER, u), scheme=kind, context=pc.context,
+                             blind_key=pc.blind_key, signature=pc.signature)
+                for u in range(cfg.n_clients)]
+
+    def _on_input(self, msg: Message, nxt: ServerState) -> list[Message]:
+        cfg = self.config
+        m = check_header(msg, EncryptedInput, cfg, sender=None, recipient=SERVER)
+        _check_scheme(m, self.SCHEME.kind)
+        if m.sender in self._envelopes:
+            raise ProtocolError(f"client {m.sender} sent its input twice")
+        if len(m.envelope) != ENVELOPE_SIZE:
+            raise ProtocolError(f"a blind envelope is {ENVELOPE_SIZE} bytes, "
+                                f"got {len(m.envelope)}")
+        upload = self.SCHEME.open_blocks(cfg, self._public, m.blocks)
+        self._acc = self.SCHEME.add(cfg, self._public, self._acc, upload)
+        self._envelopes[m.sender] = m.envelope
+        self.state = nxt
+        return self.close_round() if len(self._envelopes) == cfg.n_clients else []
+
+    def _on_release(self, msg: Message, nxt: ServerState) -> list[Message]:
+        r = check_header(msg, ReleasedAggregate, self.config, sender=DECRYPTOR, recipient=SERVER)
+        _check_scheme(r, self.SCHEME.kind)
         self._result = self._check_release(r)
         self.state = nxt
         return []
+
+    _HANDLERS: ClassVar[dict[type, Callable[[HeAggregator, Message, Any], list[Message]]]] = {
+        PublicContext: _on_context,
+        EncryptedInput: _on_input,
+        ReleasedAggregate: _on_release,
+    }
 
     def _check_release(self, r: ReleasedAggregate) -> AggregateResult:
         dim = self.config.dim
@@ -288,7 +399,8 @@ class HeAggregator(ServerCore):
                 r.int_sum is not None and (r.int_sum.dtype != np.int64
                                            or r.int_sum.shape != (dim + 1,))):
             raise ProtocolError("released int_sum does not match the scheme")
-        return AggregateResult(r.values, r.total_weight, r.contributors, r.int_sum, None)
+        event = decode_event(r.dp_event)
+        return AggregateResult(r.values, r.total_weight, r.contributors, r.int_sum, event)
 
     def close_round(self) -> list[Message]:
         """The deadline passed. Collecting: whoever has not sent has dropped; ask for the
@@ -302,24 +414,29 @@ class HeAggregator(ServerCore):
             waited = self.state.name
             self.state = nxt
             raise DropoutError(f"the decryptor did not answer ({waited}); the round is aborted")
-        if len(self._seen) < self.config.min_clients:
+        if len(self._envelopes) < self.config.min_release:
             self.state = ServerState.ABORTED
-            raise DropoutError(f"only {len(self._seen)} clients contributed; min_clients="
-                               f"{self.config.min_clients} refuses to ask for a decryption")
+            raise DropoutError(f"only {len(self._envelopes)} clients contributed; an HE round "
+                               f"needs {self.config.min_release} (max(2, min_clients)) and "
+                               "refuses to ask for a decryption")
         blocks = self.SCHEME.seal(self.config, self._public, self._acc)
-        self._contributors = tuple(sorted(self._seen))
+        self._contributors = tuple(sorted(self._envelopes))
+        envelopes = tuple(self._envelopes[u] for u in self._contributors)
         self._acc, self.state = None, nxt
         return [DecryptRequest(**header(self.config, SERVER, DECRYPTOR), scheme=self.SCHEME.kind,
-                               blocks=blocks, contributors=self._contributors)]
+                               blocks=blocks, contributors=self._contributors,
+                               envelopes=envelopes)]
 
     def result(self) -> AggregateResult:
+        """The release, with the DP event the decryptor's noise hook charged (None without
+        central DP), the same meaning ``dp_event`` has for every protocol."""
         if self._result is None:
             raise UsageError(f"no result: the round is {self.state.name}")
         return self._result
 
 
 class HeDecryptor(Party):
-    """The decryptor: makes the round's key, decrypts one aggregate once, noises, releases.
+    """The decryptor: makes the round's keys, decrypts one aggregate once, noises, releases.
 
     .. warning:: holds the round's secret key until it has released the aggregate; nothing
        else in the protocol ever does. It must not collude with the aggregator.
@@ -327,11 +444,16 @@ class HeDecryptor(Party):
     Args:
         signing_key: the 32-byte Ed25519 seed whose verify key is ``config.decryptor_key``
             (required exactly when that is set).
+
+    Raises:
+        ConfigError: no client registry (blind envelopes could not be authenticated), or a
+            signing key that does not match ``config.decryptor_key``.
     """
 
     SCHEME: ClassVar[HeScheme]
 
     def __init__(self, config: HeConfig, rng: Csprng, signing_key: bytes | None = None) -> None:
+        self._registry = _need_registry(config, "decryptor")
         if (signing_key is None) != (config.decryptor_key is None) or (
                 signing_key is not None and sign.verify_key(signing_key) != config.decryptor_key):
             raise ConfigError("the decryptor's signing_key must be given exactly when "
@@ -339,44 +461,70 @@ class HeDecryptor(Party):
         self.config, self._rng, self._signing_key = config, rng, signing_key
         self.state = DecryptorState.IDLE
         self._secret: Any = None
+        self._blind: kex.KeyPair | None = None
         #: what this decryptor released (with the DP event of its noise), once RELEASED
         self.released: AggregateResult | None = None
 
     def receive(self, msg: Message) -> list[Message]:
-        kind, cfg = self.SCHEME.kind, self.config
-        if msg.KIND is Kind.DECRYPT_REQUEST and self.state is DecryptorState.RELEASED:
-            check_header(msg, DecryptRequest, cfg, sender=SERVER, recipient=DECRYPTOR)
+        if type(msg) is DecryptRequest and self.state is DecryptorState.RELEASED:
+            check_header(msg, DecryptRequest, self.config, sender=SERVER, recipient=DECRYPTOR)
             raise DecryptionSpent("this round's aggregate was already decrypted; the key is gone")
         nxt = transition(DECRYPTOR_TRANSITIONS, self.state, msg.KIND)
-        if msg.KIND is Kind.CONTEXT_REQUEST:
-            _check_scheme(check_header(msg, ContextRequest, cfg, sender=SERVER,
-                                       recipient=DECRYPTOR), kind)
-            context, self._secret = self.SCHEME.keygen(cfg, self._rng)
-            sig = b"" if self._signing_key is None else sign.sign(
-                self._signing_key, _statement(cfg, kind, context))
-            self.state = nxt
-            return [PublicContext(**header(cfg, DECRYPTOR, SERVER), scheme=kind,
-                                  context=context, signature=sig)]
+        handler = self._HANDLERS.get(type(msg))
+        if handler is None:
+            raise ProtocolError(f"the decryptor takes no {type(msg).__name__}")
+        return handler(self, msg, nxt)
+
+    def _on_context_request(self, msg: Message, nxt: DecryptorState) -> list[Message]:
+        kind, cfg = self.SCHEME.kind, self.config
+        _check_scheme(check_header(msg, ContextRequest, cfg, sender=SERVER,
+                                   recipient=DECRYPTOR), kind)
+        context, self._secret = self.SCHEME.keygen(cfg, self._rng)
+        self._blind = kex.KeyPair.generate(self._rng)
+        sig = b"" if self._signing_key is None else sign.sign(
+            self._signing_key, _statement(cfg, kind, context, self._blind.public))
+        self.state = nxt
+        return [PublicContext(**header(cfg, DECRYPTOR, SERVER), scheme=kind, context=context,
+                              blind_key=self._blind.public, signature=sig)]
+
+    def _on_decrypt_request(self, msg: Message, nxt: DecryptorState) -> list[Message]:
+        kind, cfg = self.SCHEME.kind, self.config
         m = check_header(msg, DecryptRequest, cfg, sender=SERVER, recipient=DECRYPTOR)
         _check_scheme(m, kind)
         ids = m.contributors
         if list(ids) != sorted(set(ids)) or not all(0 <= u < cfg.n_clients for u in ids):
             raise ProtocolError(f"contributors must be distinct client ids in order, got {ids}")
-        if len(ids) < cfg.min_clients:
-            raise DropoutError(f"an aggregate of {len(ids)} clients; min_clients="
-                               f"{cfg.min_clients} refuses to decrypt it")
+        if len(ids) < cfg.min_release:
+            raise DropoutError(f"an aggregate of {len(ids)} clients; an HE round releases "
+                               f"only over {cfg.min_release} (max(2, min_clients)) or more")
+        if len(m.envelopes) != len(ids):
+            raise ProtocolError(f"{len(m.envelopes)} blind envelopes for {len(ids)} contributors")
+        if self._blind is None:  # pragma: no cover - KEYED implies both keys exist
+            raise UsageError("no blind key")
+        seeds = [open_envelope(env, session=cfg.session, round_id=cfg.round_id,
+                               scheme=kind.value, client=u, blind_secret=self._blind.secret,
+                               blind_key=self._blind.public,
+                               verify_key=self._registry.verify_key(u))
+                 for u, env in zip(ids, m.envelopes)]
         aggregate = self.SCHEME.open_blocks(cfg, self._secret, m.blocks)
-        # From here the one decryption is spent, whatever happens: forget the key, and stay
+        # From here the one decryption is spent, whatever happens: forget the keys, and stay
         # ABORTED unless the release completes.
-        secret, self._secret = self._secret, None
+        secret, self._secret, self._blind = self._secret, None, None
         self.state = DecryptorState.ABORTED
-        int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, len(ids))
+        int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, seeds)
         event = None
         if cfg.noise is not None:
             int_sum, event = cfg.noise.add_noise(int_sum, self._rng)
+        wire_event = encode_event(event)
         values, weight = cfg.encoding.decode(int_sum)
         exact_sum = int_sum if self.SCHEME.exact else None
         self.released = AggregateResult(values, weight, ids, exact_sum, event)
         self.state = nxt
         return [ReleasedAggregate(**header(cfg, DECRYPTOR, SERVER), scheme=kind, values=values,
-                                  total_weight=weight, int_sum=exact_sum, contributors=ids)]
+                                  total_weight=weight, int_sum=exact_sum, contributors=ids,
+                                  dp_event=wire_event)]
+
+    _HANDLERS: ClassVar[dict[type, Callable[[HeDecryptor, Message, Any], list[Message]]]] = {
+        ContextRequest: _on_context_request,
+        DecryptRequest: _on_decrypt_request,
+    }

@@ -26,10 +26,12 @@ class ContextRequest(Message):
 @wire.register(0x0302)
 @dataclass(frozen=True, slots=True)
 class PublicContext(Message):
-    """The round's public key material; ``signature`` is empty unless the decryptor signs."""
+    """The round's public key material and the decryptor's X25519 key for blind envelopes;
+    ``signature`` (over both) is empty unless the decryptor signs."""
 
     scheme: HeKind
     context: bytes
+    blind_key: bytes
     signature: bytes
     KIND: ClassVar[enum.Enum] = Kind.PUBLIC_CONTEXT
 
@@ -39,6 +41,7 @@ class PublicContext(Message):
 class InputRequest(Message):
     scheme: HeKind
     context: bytes
+    blind_key: bytes
     signature: bytes
     KIND: ClassVar[enum.Enum] = Kind.INPUT_REQUEST
 
@@ -46,30 +49,37 @@ class InputRequest(Message):
 @wire.register(0x0304)
 @dataclass(frozen=True, slots=True)
 class EncryptedInput(Message):
+    """The blinded ciphertext, and the blind's seed sealed to the decryptor (``envelope``)."""
+
     scheme: HeKind
     blocks: tuple[bytes, ...]
+    envelope: bytes
     KIND: ClassVar[enum.Enum] = Kind.ENCRYPTED_INPUT
 
 
 @wire.register(0x0305)
 @dataclass(frozen=True, slots=True)
 class DecryptRequest(Message):
-    """The one aggregate ciphertext, and whose inputs the aggregator says are in it."""
+    """The one aggregate ciphertext, whose inputs the aggregator says are in it, and their
+    blind envelopes (in the order of ``contributors``)."""
 
     scheme: HeKind
     blocks: tuple[bytes, ...]
     contributors: tuple[int, ...]
+    envelopes: tuple[bytes, ...]
     KIND: ClassVar[enum.Enum] = Kind.DECRYPT_REQUEST
 
 
 @wire.register(0x0306)
 @dataclass(frozen=True, slots=True)
 class ReleasedAggregate(Message):
-    """The released sum (float64), its total weight, and for exact schemes the int64 sum."""
+    """The released sum (float64), its total weight, for exact schemes the int64 sum, and
+    the DP event the decryptor's noise hook charged (:func:`protocols._he._blind.encode_event`)."""
 
     scheme: HeKind
     values: np.ndarray
     total_weight: float
     int_sum: np.ndarray | None
     contributors: tuple[int, ...]
+    dp_event: bytes
     KIND: ClassVar[enum.Enum] = Kind.RELEASED_AGGREGATE

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.ckks.config import CkksConfig, make_config
 from protocols.ckks.scheme import CkksScheme
@@ -53,5 +53,6 @@ SPEC = ProtocolSpec(
     client=CkksClient,
     server=CkksAggregator,
     helpers=helpers,
+    provision=provision,
     exact=False,
 )

@@ -40,8 +40,7 @@ from protocols.ckks.config import (
     SLOTS,
     CkksConfig,
 )
-from secagg.encoding import clip_l2
-from secagg.errors import ConfigError, ProtocolError
+from secagg.errors import ProtocolError
 from secagg.rng import Csprng
 
 __all__ = ["CkksScheme"]
@@ -66,6 +65,13 @@ class _Sum:
 
     def __sizeof__(self) -> int:
         return object.__sizeof__(self) + len(self.vectors) * 2 * POLY_MODULUS_DEGREE * 8
+
+
+def blinds(config: CkksConfig, seed: bytes) -> np.ndarray:
+    """The one-time blind of every slot (padding included), in grid units: uniform in
+    [0, 1) on the 2^-32 grid, expanded from ``seed``."""
+    rng = Csprng(seed).spawn("ckks-blind")
+    return rng.uint32(config.n_ciphertexts * SLOTS).astype(np.float64) * 2.0**-32
 
 
 def _encrypt_with(ctx: Any, values: np.ndarray, scale: float) -> list[bytes]:
@@ -107,18 +113,30 @@ class CkksScheme(HeScheme):
         return public, ctx
 
     def decrypt(self, config: CkksConfig, secret: Any, aggregate: list[Any],
-                count: int) -> np.ndarray:
+                seeds: list[bytes]) -> np.ndarray:
+        """Remove the blinds, check the grid, padding and range, round: see :mod:`.config`."""
+        count, total = len(seeds), config.dim + 1
         vals = np.concatenate([np.asarray(v.decrypt(), np.float64) for v in aggregate])
-        if vals.shape != (config.dim + 1,) or not np.all(np.isfinite(vals)):
-            raise ProtocolError("the aggregate does not decrypt to dim + 1 finite values")
-        limit = count * config.value_bound + config.max_abs_error(count)
-        worst = float(np.max(np.abs(vals)))
-        if worst > limit:
+        if vals.shape != (config.n_ciphertexts * SLOTS,) or not np.all(np.isfinite(vals)):
+            raise ProtocolError("the aggregate does not decrypt to finite values in every slot")
+        units = vals * config.encoding.scale
+        for seed in seeds:
+            units -= blinds(config, seed)
+        rounded = np.rint(units)
+        off = float(np.max(np.abs(units - rounded)))
+        tol = 2.0 ** -config.tolerance_bits
+        if off > tol:
             raise ProtocolError(
-                f"aggregate out of range: a value of magnitude {worst:.6g} exceeds {limit:.6g}, "
-                f"the most {count} clipped clients can sum to; a contributor sent values "
-                "outside the clip or weight bound, or the aggregate was tampered with")
-        return np.rint(vals * config.encoding.scale).astype(np.int64)
+                f"aggregate out of range: a slot lies {off:.3g} grid units off the grid (at most "
+                f"{tol:.3g}) once the named contributors' blinds are removed; the aggregate is "
+                "not the sum of their uploads, each counted once")
+        top = count * config.unit_bound
+        if np.any(rounded[total:]) or float(np.max(np.abs(rounded[:total]))) > top:
+            raise ProtocolError(
+                f"aggregate out of range: a slot exceeds {top} grid units, the most {count} "
+                "clipped clients can sum to, or a padding slot is not zero; a contributor sent "
+                "values outside the clip or weight bound, or the aggregate was tampered with")
+        return rounded[:total].astype(np.int64)
 
     # -- everyone else -----------------------------------------------------------------
     def load_public(self, config: CkksConfig, context: bytes) -> Any:
@@ -143,24 +161,18 @@ class CkksScheme(HeScheme):
     # -- client ------------------------------------------------------------------------
     def prepare(self, config: CkksConfig, update: np.ndarray, weight: float,
                 rng: Csprng) -> np.ndarray:
-        """``[weight * clip(update), weight]`` in float64 (CKKS needs no quantisation)."""
-        enc = config.encoding
-        if not (np.isfinite(weight) and 0 < weight <= enc.max_weight):
-            raise ConfigError(f"weight must be in (0, {enc.max_weight:g}] (max_weight), "
-                              f"got {weight!r}")
-        arr = np.asarray(update)
-        if arr.ndim != 1:
-            raise ConfigError(f"update must be a 1-D vector, got shape {arr.shape}")
-        clipped, _ = clip_l2(arr, enc.clip)
-        out = np.empty(config.dim + 1, np.float64)
-        np.multiply(clipped, weight, out=out[:-1])
-        out[-1] = weight
-        return out
+        """``[weight * clip(update), weight]`` quantised to the grid as the exact protocols
+        do (stochastic rounding), in int64 grid units."""
+        return config.encoding.centre(config.encoding.encode(update, rng, weight))
 
     def encrypt(self, config: CkksConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng) -> tuple[bytes, ...]:
+                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
         scale = 2.0**config.scale_bits
         n_ct = config.n_ciphertexts
+        padded = np.zeros(n_ct * SLOTS, np.float64)
+        padded[: prepared.size] = prepared
+        padded += blinds(config, seed)
+        prepared = padded / config.encoding.scale  # exact: below 2^53 units, a power of 2
         workers = min(config.workers, n_ct // _MIN_PER_WORKER)
         if workers <= 1:
             return tuple(_encrypt_with(public, prepared, scale))
@@ -171,7 +183,7 @@ class CkksScheme(HeScheme):
 
     # -- aggregator (and the decryptor, for parsing) -----------------------------------
     def open_blocks(self, config: CkksConfig, key: Any, blocks: tuple[bytes, ...]) -> list[Any]:
-        n_ct, total = config.n_ciphertexts, config.dim + 1
+        n_ct = config.n_ciphertexts
         if len(blocks) != n_ct:
             raise ProtocolError(f"{len(blocks)} ciphertexts; this round needs {n_ct}")
         scale = 2.0**config.scale_bits
@@ -187,7 +199,7 @@ class CkksScheme(HeScheme):
                          cts[0].scale if cts else 0.0)
             except _TS_ERRORS as exc:
                 raise ProtocolError(f"malformed ciphertext {i}: {exc}") from None
-            want = (min(SLOTS, total - i * SLOTS), 1, 2, scale)
+            want = (SLOTS, 1, 2, scale)
             if shape != want:
                 raise ProtocolError(f"ciphertext {i} has (slots, ciphertexts, polynomials, "
                                     f"scale) = {shape}; expected {want}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
@@ -53,5 +53,6 @@ SPEC = ProtocolSpec(
     client=PaillierClient,
     server=PaillierAggregator,
     helpers=helpers,
+    provision=provision,
     exact=True,
 )

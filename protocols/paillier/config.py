@@ -6,10 +6,12 @@ included) is offset to ``v + A``, with ``A = ceil(max_weight * max(clip, 1) * 2^
 more than the encoding's largest magnitude, for float rounding at the clip), so it lies in
 ``[0, 2A]``. A slot is ``slot_bytes`` whole bytes wide, enough for the sum of ``max_clients``
 offset values, ``2 * A * max_clients < 2^(8 * slot_bytes)``, so slots never carry into each
-other. ``floor((key_bits - 1) / (8 * slot_bytes))`` slots fill a plaintext, which is then
-below 2^(key_bits - 1) <= n. With the defaults (clip 1, f = 16, 100 clients) a slot is 3
-bytes and a 2048-bit key holds 85 values: a 512-byte ciphertext for 340 bytes of float32
-(1.5x). The decryptor subtracts ``count * A`` from every slot sum.
+other. ``floor((key_bits - 1 - 64) / (8 * slot_bytes))`` slots fill a plaintext, which is
+then below 2^(key_bits - 65) < n: the top 64 guard bits stay zero in every honest sum, so a
+leftover one-time blind (uniform mod n, :mod:`protocols._he._blind`) is caught with
+probability 1 - 2^-64. With the defaults (clip 1, f = 16, 100 clients) a slot is 3 bytes
+and a 2048-bit key holds 82 values: a 512-byte ciphertext for 328 bytes of float32 (1.6x).
+The decryptor subtracts ``count * A`` from every slot sum.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ from protocols._he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
-__all__ = ["MIN_KEY_BITS", "PaillierConfig", "make_config"]
+__all__ = ["GUARD_BITS", "MIN_KEY_BITS", "PaillierConfig", "make_config"]
 
 MIN_KEY_BITS: Final = 2048
+#: the top bits of every plaintext stay zero: a residual blind (uniform mod n) sets them
+#: with probability 1 - 2^-GUARD_BITS
+GUARD_BITS: Final = 64
 MAX_KEY_BITS: Final = 8192
 
 
@@ -67,8 +72,13 @@ class PaillierConfig(HeConfig):
 
     @property
     def slots_per_ciphertext(self) -> int:
-        """Values packed into one plaintext (kept below 2^(key_bits - 1) <= n)."""
-        return (self.key_bits - 1) // (8 * self.slot_bytes)
+        """Values packed into one plaintext (kept below 2^(key_bits - 1 - GUARD_BITS))."""
+        return (self.key_bits - 1 - GUARD_BITS) // (8 * self.slot_bytes)
+
+    @property
+    def packed_bits(self) -> int:
+        """Bits a packed plaintext uses; every bit above must decrypt to zero."""
+        return self.slots_per_ciphertext * 8 * self.slot_bytes
 
     @property
     def n_ciphertexts(self) -> int:

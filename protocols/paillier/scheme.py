@@ -89,6 +89,12 @@ def unpack(config: PaillierConfig, plaintexts: list[int]) -> np.ndarray:
     return full.reshape(-1).view("<u8")
 
 
+def blinds(config: PaillierConfig, n: int, seed: bytes) -> list[int]:
+    """The one-time blind of each plaintext: uniform in [0, n), expanded from ``seed``."""
+    rng = Csprng(seed).spawn("paillier-blind")
+    return [rng.randbelow(n) for _ in range(config.n_ciphertexts)]
+
+
 def _encrypt_span(context: bytes, plaintexts: list[int], seed: bytes) -> bytes:
     """Worker: encrypt plaintexts under n (``context``), with r from ``Csprng(seed)``."""
     n = int.from_bytes(context, "big")
@@ -111,8 +117,17 @@ class PaillierScheme(HeScheme):
         return secret.public_key.n.to_bytes(config.key_bits // 8, "big"), secret
 
     def decrypt(self, config: PaillierConfig, secret: Any, aggregate: list[int],
-                count: int) -> np.ndarray:
-        slots = unpack(config, [secret.raw_decrypt(c) for c in aggregate])
+                seeds: list[bytes]) -> np.ndarray:
+        n, count = secret.public_key.n, len(seeds)
+        plain = [secret.raw_decrypt(c) for c in aggregate]
+        for seed in seeds:
+            plain = [(m - b) % n for m, b in zip(plain, blinds(config, n, seed), strict=True)]
+        if any(m >> config.packed_bits for m in plain):
+            raise ProtocolError(
+                "aggregate out of range: a plaintext sets its guard bits once the named "
+                "contributors' blinds are removed; the aggregate is not the sum of their "
+                "uploads, each counted once (or a contributor sent a malformed plaintext)")
+        slots = unpack(config, plain)
         total = config.dim + 1
         if np.any(slots[total:]):
             raise ProtocolError("padding slots decrypt to non-zero values: a contributor sent a "
@@ -139,8 +154,10 @@ class PaillierScheme(HeScheme):
         return config.encoding.encode(update, rng, weight)
 
     def encrypt(self, config: PaillierConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng) -> tuple[bytes, ...]:
-        plaintexts = pack(config, prepared)
+                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
+        n = public.n
+        plaintexts = [(m + b) % n for m, b in zip(pack(config, prepared),
+                                                   blinds(config, n, seed), strict=True)]
         workers = max(1, min(config.workers, len(plaintexts) // _MIN_PER_WORKER))
         bounds = [len(plaintexts) * i // workers for i in range(workers + 1)]
         tasks = [(context, plaintexts[a:b], rng.bytes(32)) for a, b in pairwise(bounds)]
