@@ -101,6 +101,7 @@ class HeRound:
         self.silent = set(silent)
         self.log: list[Message] = []
         self.frames: list[bytes] = []
+        self.errors: list[ProtocolError] = []
 
     def party(self, address: int) -> Any:
         if address == SERVER:
@@ -117,13 +118,20 @@ class HeRound:
         self.frames.append(frame)
         return self.party(msg.recipient if to is None else to).receive(decoded)
 
-    def route(self, msgs: Iterable[Message]) -> None:
+    def route(self, msgs: Iterable[Message], *, keep_going: bool = False) -> None:
+        """Deliver until nothing is left. ``keep_going``: a refused message is recorded in
+        :attr:`errors` and the rest are still delivered (as a driver does)."""
         queue = deque(msgs)
         while queue:
             msg = queue.popleft()
             if msg.recipient in self.silent:
                 continue
-            queue.extend(self.send(msg))
+            try:
+                queue.extend(self.send(msg))
+            except ProtocolError as exc:
+                if not keep_going:
+                    raise
+                self.errors.append(exc)
 
     def run(self) -> AggregateResult:
         self.route(self.server.start())
