@@ -98,6 +98,8 @@ class HeRound:
         for c, x, w in zip(self.clients, self.inputs, self.weights):
             c.set_input(x, w)
         self.encoded = [None if c.encoded is None else c.encoded.copy() for c in self.clients]
+        #: every client's quantised input (int64 grid units, weight last), both schemes
+        self.prepared = [c._prepared.copy() for c in self.clients]
         self.silent = set(silent)
         self.log: list[Message] = []
         self.frames: list[bytes] = []
@@ -163,6 +165,11 @@ class HeRound:
         else:
             assert result.int_sum is None
             tol = self.config.max_abs_error(len(ids))
+            if self.config.noise is None:  # no CKKS error reaches a release: it is exact
+                exact = sum(self.prepared[u] for u in ids)
+                values, weight = self.config.encoding.decode(exact)
+                np.testing.assert_array_equal(result.sum, values)
+                assert result.total_weight == weight
         assert np.max(np.abs(result.sum - want)) <= tol
         assert abs(result.total_weight - weight) <= tol
 
@@ -434,3 +441,147 @@ def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
         with pytest.raises(ProtocolError):
             r3.server.receive(bad)
         assert r3.server.state is ServerState.AWAIT_CONTEXT
+
+
+# -- a lying aggregator (SECURITY.md, "HE: a lying aggregator") ------------------------------
+def _collect(name: str, n: int = 5, **kw: Any) -> HeRound:
+    """A round whose (lying) aggregator holds every upload and envelope, and has not asked
+    the decryptor for anything yet: the test plays the aggregator from here."""
+    r = HeRound(name, n=n, **kw)
+    (ctx,) = r.send(r.server.start()[0])
+    for req in r.send(ctx):
+        r.log.extend(r.send(req))
+    return r
+
+
+def _uploads(r: HeRound) -> dict[int, Any]:
+    return {m.sender: m for m in r.sent(EncryptedInput)}
+
+
+def _aggregate(r: HeRound, blocks: Sequence[tuple[bytes, ...]]) -> tuple[bytes, ...]:
+    scheme = r.server.SCHEME
+    public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+    acc = None
+    for b in blocks:
+        acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, b))
+    return scheme.seal(r.config, public, acc)
+
+
+def _ask(r: HeRound, blocks: tuple[bytes, ...], ids: Sequence[int],
+         envelopes: Sequence[bytes] | None = None) -> DecryptRequest:
+    up = _uploads(r)
+    envs = tuple(up[u].envelope for u in ids) if envelopes is None else tuple(envelopes)
+    return DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=r.server.SCHEME.kind,
+                          blocks=blocks, contributors=tuple(ids), envelopes=envs)
+
+
+def _refused_after_decryption(r: HeRound, req: DecryptRequest) -> None:
+    with pytest.raises(ProtocolError, match="out of range"):
+        r.send(req)
+    assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None
+
+
+def test_one_upload_claimed_as_n_contributors_is_refused(name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    _refused_after_decryption(r, _ask(r, up[0].blocks, range(5)))
+
+
+def test_one_upload_declared_as_a_single_contributor_is_refused(name: str) -> None:
+    r = _collect(name)  # min_clients is 1, the default: the floor of 2 still holds
+    up = _uploads(r)
+    with pytest.raises(DropoutError):
+        r.send(_ask(r, up[0].blocks, (0,)))
+    assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
+    # The same upload named twice is not two contributors either.
+    with pytest.raises(ProtocolError):
+        r.send(_ask(r, up[0].blocks, (0, 0)))
+    assert r.decryptor.state is DecryptorState.KEYED
+
+
+def test_one_upload_added_n_times_and_claimed_as_n_is_refused(name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    _refused_after_decryption(r, _ask(r, _aggregate(r, [up[0].blocks] * 5), range(5)))
+
+
+@pytest.mark.parametrize("change", ["omit", "extra", "double"])
+def test_an_aggregate_that_is_not_the_named_uploads_once_each_is_refused(
+        name: str, change: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    ids = [0, 1, 2, 3] if change == "extra" else [0, 1, 2, 3, 4]
+    blocks = [up[u].blocks for u in range(5 if change != "omit" else 4)]
+    if change == "double":
+        blocks.append(up[2].blocks)
+    _refused_after_decryption(r, _ask(r, _aggregate(r, blocks), ids))
+
+
+def test_envelopes_the_aggregator_forges_or_moves_are_refused_before_decryption(
+        name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    agg = _aggregate(r, [up[u].blocks for u in range(5)])
+    envs = [up[u].envelope for u in range(5)]
+    # A Sybil: the aggregator's own key pair for "client 4", with a seed it knows.
+    own = sign.generate(Csprng.from_seed("aggregator"))
+    ctx = r.sent(PublicContext)[0]
+    sybil = _he._blind.seal_envelope(
+        session=r.config.session, round_id=r.config.round_id, scheme=r.server.SCHEME.kind.value,
+        client=4, blind_key=ctx.blind_key, seed=b"\x00" * 32, signing_key=own,
+        rng=Csprng.from_seed(1))
+    flipped = bytearray(envs[4])
+    flipped[40] ^= 1
+    for bad in (envs[:4] + [sybil], envs[:4] + [bytes(flipped)], envs[:3] + [envs[4], envs[3]],
+                envs[:4] + [envs[4][:-1]], envs[:4]):
+        with pytest.raises(ProtocolError):
+            r.send(_ask(r, agg, range(5), bad))
+        assert r.decryptor.state is DecryptorState.KEYED  # refused before any decryption
+    r.send(_ask(r, agg, range(5)))  # the honest request still works
+    assert r.decryptor.released is not None
+    r.check(r.decryptor.released)
+
+
+def test_an_envelope_from_another_round_is_refused(name: str) -> None:
+    old = _collect(name, seed="old")
+    r = _collect(name, seed="new", config=dataclasses.replace(
+        old.config, round_id=1, session=old.config.session), credentials=old.credentials)
+    up, stale = _uploads(r), _uploads(old)
+    agg = _aggregate(r, [up[u].blocks for u in range(5)])
+    with pytest.raises(ProtocolError):
+        r.send(_ask(r, agg, range(5), [stale[0].envelope] + [up[u].envelope for u in range(1, 5)]))
+    assert r.decryptor.state is DecryptorState.KEYED
+
+
+def test_the_amplified_zero_attack_is_refused() -> None:
+    """The aggregator encrypts 0 under the public context, doubles it 39 times (additions
+    keep the scale) and claims 20 contributors, with DP off: once alone, and once on top of
+    the honest aggregate. Either way the release would carry 2^39 times a fresh decryption
+    error; the grid check refuses it."""
+    ts = pytest.importorskip("tenseal")
+    from protocols.ckks.config import SLOTS
+
+    for on_top in (False, True):
+        r = _collect("ckks", n=20, dim=30, seed=f"amp/{on_top}")
+        up = _uploads(r)
+        public = r.server._public
+        zero = ts.ckks_vector(public, [0.0] * SLOTS, 2.0**r.config.scale_bits)
+        for _ in range(39):
+            zero = zero + zero
+        blocks = [(zero.serialize(),)] + ([up[u].blocks for u in range(20)] if on_top else [])
+        _refused_after_decryption(r, _ask(r, _aggregate(r, blocks), range(20)))
+
+
+def test_a_small_crafted_addition_is_rounded_away_exactly() -> None:
+    """What passes the grid check is rounded to it: an unamplified fresh encryption of 0 on
+    top of the honest aggregate leaves the release exactly the honest one (no error bits)."""
+    ts = pytest.importorskip("tenseal")
+    from protocols.ckks.config import SLOTS
+
+    r = _collect("ckks", n=4, dim=30)
+    up = _uploads(r)
+    zero = ts.ckks_vector(r.server._public, [0.0] * SLOTS, 2.0**r.config.scale_bits)
+    blocks = [up[u].blocks for u in range(4)] + [(zero.serialize(),)]
+    r.send(_ask(r, _aggregate(r, blocks), range(4)))
+    assert r.decryptor.released is not None
+    r.check(r.decryptor.released)
