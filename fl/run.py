@@ -39,6 +39,7 @@ Nothing here keeps a client's update beyond the round that uses it, and a
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import secrets
@@ -85,6 +86,7 @@ from fl.train import (
     metrics_vector,
     sample_clients,
 )
+from protocols._he import HeConfig
 from protocols.base import ProtocolSpec, RoundConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2
@@ -195,7 +197,12 @@ def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dro
         params = {}  # type: ignore[assignment]
     if "dropout_tolerance" in params:
         kw["dropout_tolerance"] = max(0.1, dropout)
-    return spec.make_config(k, dim, encoding=enc, **kw)
+    config = spec.make_config(k, dim, encoding=enc, **kw)
+    if isinstance(config, HeConfig):
+        # An HE decryptor releases only over the clients planned to survive (never < 2), so
+        # an aggregator cannot pass off a smaller sum as the round's (SECURITY.md, HE).
+        config = dataclasses.replace(config, min_clients=max(2, k - round(dropout * k)))
+    return config
 
 
 def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,

@@ -585,3 +585,55 @@ def test_a_small_crafted_addition_is_rounded_away_exactly() -> None:
     r.send(_ask(r, _aggregate(r, blocks), range(4)))
     assert r.decryptor.released is not None
     r.check(r.decryptor.released)
+
+
+# -- one DP event for every protocol -------------------------------------------------------------
+class _SampledNoise(NoiseHook):
+    """Central DP whose event is a Poisson-sampled discrete Gaussian (as ``secagg run``
+    charges it), so the event that travels is a nested one."""
+
+    def __init__(self, dim: int) -> None:
+        from secagg.dp import CentralDiscreteGaussian
+        from secagg.encoding import EncodingConfig
+        from secagg.dp.events import PoissonSampledEvent
+
+        self.mechanism = CentralDiscreteGaussian(1.5, EncodingConfig().l2_sensitivity(dim))
+        self.event = PoissonSampledEvent(0.25, self.mechanism.event())
+        self.calls = 0
+
+    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
+        self.calls += 1
+        noised, _ = self.mechanism.add_noise(int_sum, rng)
+        return noised, self.event
+
+
+@pytest.mark.parametrize("protocol", [*protocols.names(), "secagg:active", "secagg+:active"])
+def test_the_servers_result_carries_the_charged_dp_event_for_every_protocol(
+        protocol: str) -> None:
+    """``server.result().dp_event`` is the event the decoding party's noise hook charged,
+    whichever party decodes (the server for masking, the decryptor for HE)."""
+    from helpers import Router
+
+    base, _, variant = protocol.partition(":")
+    spec = protocols.get(base)
+    noise = _SampledNoise(8)
+    options: dict[str, Any] = {"active": True} if variant else {}
+    config = spec.make_config(4, 8, noise=noise, **options)
+    router = Router(spec, config, Csprng.from_seed(f"dp-event/{protocol}"))
+    result = router.run()
+    assert noise.calls == 1
+    assert result.dp_event == noise.event
+    assert result.dp_event.event.sigma == pytest.approx(noise.mechanism.sigma)
+    for helper in router.helpers.values():
+        assert helper.released.dp_event == result.dp_event
+
+
+def test_secagg_run_sets_he_min_clients_to_the_planned_survivors(name: str) -> None:
+    from fl.run import _round_config
+    from secagg.encoding import EncodingConfig
+
+    spec = protocols.get(name)
+    enc = EncodingConfig(max_clients=10)
+    assert _round_config(spec, 10, 5, enc, 0.2).min_clients == 8
+    assert _round_config(spec, 10, 5, enc, 0.0).min_clients == 10
+    assert _round_config(spec, 2, 5, enc, 0.5).min_clients == 2  # never below 2
