@@ -86,7 +86,7 @@ from fl.train import (
     metrics_vector,
     sample_clients,
 )
-from protocols._he import HeConfig
+from protocols.he import HeConfig
 from protocols.base import ProtocolSpec, RoundConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2

@@ -12,8 +12,10 @@ ts = pytest.importorskip("tenseal")
 
 from test_he_roles import HeRound
 
-from protocols._he import EncryptedInput, InputRequest, PublicContext
-from protocols._he._blind import ENVELOPE_SIZE
+from fl.pool import process_map
+
+from protocols.he import EncryptedInput, InputRequest, PublicContext
+from protocols.he.blind import ENVELOPE_SIZE
 from protocols.ckks import CkksConfig, CkksScheme, make_config
 from protocols.ckks.scheme import blinds
 from protocols.ckks.config import POLY_MODULUS_DEGREE, SLOTS
@@ -63,7 +65,7 @@ def test_ckks_error_before_rounding_is_within_the_noise_terms(n: int) -> None:
     """The scheme's own error (decrypted floats, blinds removed, no rounding) stays within
     the honest-error bound the grid check tolerates, even at the largest magnitude the scale
     allows."""
-    config = make_config(n, SLOTS + 10, workers=1)
+    config = make_config(n, SLOTS + 10)
     public, secret = SCHEME.keygen(config, Csprng.from_seed(1))
     ctx = SCHEME.load_public(config, public)
     rng = Csprng.from_seed(2)
@@ -180,7 +182,7 @@ def test_a_malformed_upload_is_refused(mutate: str) -> None:
 
 def test_encryption_spreads_over_worker_processes() -> None:
     dim = 16 * SLOTS  # 17 ciphertexts: two workers of 8 or more each
-    r = HeRound("ckks", 2, dim, workers=2)
+    r = HeRound("ckks", 2, dim, client_map=process_map(2))
     result = r.run()
     r.check(result)
     assert all(len(m.blocks) == 17 for m in r.sent(EncryptedInput))

@@ -1,4 +1,4 @@
-"""The roles that ckks and paillier share (protocols._he): client, aggregator, decryptor.
+"""The roles that ckks and paillier share (protocols.he): client, aggregator, decryptor.
 
 Every test runs over both schemes. :class:`HeRound` is a small router: it starts the
 aggregator, routes each message by recipient to a client, the decryptor or the aggregator,
@@ -20,20 +20,18 @@ pytest.importorskip("tenseal")
 pytest.importorskip("phe")
 
 import protocols
-from protocols import _he
-from protocols._he import (
-    ClientState,
+from protocols.he.blind import seal_envelope
+from protocols.he import (
     ContextRequest,
-    DecryptorState,
     DecryptRequest,
     EncryptedInput,
     HeKind,
     InputRequest,
-    Kind,
     PublicContext,
     ReleasedAggregate,
-    ServerState,
 )
+from protocols.he import state as _state
+from protocols.he.state import ClientState, DecryptorState, Kind, ServerState
 from protocols.base import (
     DECRYPTOR,
     SERVER,
@@ -42,6 +40,7 @@ from protocols.base import (
     NoiseHook,
     header,
 )
+from fl.pool import process_map
 from protocols.ckks import CkksDecryptor
 from protocols.paillier import PaillierDecryptor
 from secagg import sign, wire
@@ -79,9 +78,8 @@ class HeRound:
                  silent: Iterable[int] = (), inputs: Sequence[np.ndarray] | None = None,
                  weights: Sequence[float] | None = None, decryptor: Any = None,
                  config: Any = None, credentials: dict[int, dict[str, Any]] | None = None,
-                 **kw: Any) -> None:
+                 client_map: Any = None, **kw: Any) -> None:
         self.spec = protocols.get(name)
-        kw.setdefault("workers", 1)
         rng = Csprng.from_seed(f"he/{name}/{seed}")
         config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
         # Enrolment first (every client's signing key), as a simulation does it.
@@ -89,8 +87,9 @@ class HeRound:
         self.credentials = credentials if credentials is not None else creds
         self.server = self.spec.server(self.config, rng.spawn("server"))
         self.decryptor = decryptor or self.spec.helpers(self.config, rng.spawn("helpers"))[DECRYPTOR]
+        extra = {} if client_map is None else {"map": client_map}
         self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"),
-                                         **self.credentials.get(u, {}))
+                                         **self.credentials.get(u, {}), **extra)
                         for u in range(n)]
         self.inputs = list(inputs) if inputs is not None else random_inputs(
             n, self.config.dim, rng.spawn("inputs"))
@@ -366,9 +365,9 @@ def test_walk_every_state_and_message_kind(name: str) -> None:
     r = HeRound(name, n=2)
     r.run()
     sample = {m.KIND: m for m in r.log}
-    roles = [(r.decryptor, _he.DECRYPTOR_TRANSITIONS, DecryptorState),
-             (r.server, _he.SERVER_TRANSITIONS, ServerState),
-             (r.clients[0], _he.CLIENT_TRANSITIONS, ClientState)]
+    roles = [(r.decryptor, _state.DECRYPTOR_TRANSITIONS, DecryptorState),
+             (r.server, _state.SERVER_TRANSITIONS, ServerState),
+             (r.clients[0], _state.CLIENT_TRANSITIONS, ClientState)]
     for role, table, states in roles:
         for state in states:
             for kind in Kind:
@@ -405,7 +404,9 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
     with pytest.raises(UsageError):  # the input was never given
         fresh.receive(requests[0])
     with pytest.raises(ConfigError):
-        spec.make_config(3, 4, workers=0)
+        process_map(0)
+    with pytest.raises(ConfigError, match="at least 2 clients"):
+        spec.make_config(1, 4)
 
 
 # -- an authenticated decryptor ------------------------------------------------------------
@@ -413,7 +414,7 @@ def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
     spec = protocols.get(name)
     seed = sign.generate(Csprng.from_seed("decryptor identity"))
     config, creds = spec.provision(
-        spec.make_config(3, DIMS[name], workers=1, decryptor_key=sign.verify_key(seed)),
+        spec.make_config(3, DIMS[name], decryptor_key=sign.verify_key(seed)),
         Csprng.from_seed("enrol"))
     with pytest.raises(ConfigError):  # the decryptor needs its signing key
         spec.helpers(config, Csprng.from_seed(1))
@@ -526,7 +527,7 @@ def test_envelopes_the_aggregator_forges_or_moves_are_refused_before_decryption(
     # A Sybil: the aggregator's own key pair for "client 4", with a seed it knows.
     own = sign.generate(Csprng.from_seed("aggregator"))
     ctx = r.sent(PublicContext)[0]
-    sybil = _he._blind.seal_envelope(
+    sybil = seal_envelope(
         session=r.config.session, round_id=r.config.round_id, scheme=r.server.SCHEME.kind.value,
         client=4, blind_key=ctx.blind_key, seed=b"\x00" * 32, signing_key=own,
         rng=Csprng.from_seed(1))

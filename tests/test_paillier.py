@@ -17,8 +17,11 @@ pytest.importorskip("gmpy2")
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 from test_he_roles import HeRound
 
-from protocols._he import DecryptorState, EncryptedInput, PublicContext
-from protocols._he._blind import ENVELOPE_SIZE
+from fl.pool import process_map
+
+from protocols.he import EncryptedInput, PublicContext
+from protocols.he.state import DecryptorState
+from protocols.he.blind import ENVELOPE_SIZE
 from protocols.paillier import PaillierScheme, make_config
 from protocols.paillier.scheme import generate_keypair, pack, unpack
 from secagg import wire
@@ -59,7 +62,7 @@ def test_extreme_values_at_full_headroom_stay_exact() -> None:
 def test_packing_is_additive_and_round_trips(data: st.DataObject) -> None:
     n = data.draw(st.integers(1, 6), label="clients")
     dim = data.draw(st.integers(1, 200), label="dim")
-    config = make_config(max(n, 2), dim, workers=1)
+    config = make_config(max(n, 2), dim)
     a = config.offset
     total = np.zeros(config.n_ciphertexts * config.slots_per_ciphertext, np.uint64)
     packed_sum = [0] * config.n_ciphertexts
@@ -157,8 +160,8 @@ class _Tampered(PaillierScheme):
     def __init__(self, i: int, extra: int) -> None:
         self.i, self.extra = i, extra
 
-    def encrypt(self, config, context, public, prepared, rng, seed):  # type: ignore[no-untyped-def]
-        (blob,) = super().encrypt(config, context, public, prepared, rng, seed)
+    def encrypt(self, config, context, public, prepared, rng, seed, map=map):  # type: ignore[no-untyped-def]
+        (blob,) = super().encrypt(config, context, public, prepared, rng, seed, map)
         cts = SCHEME.open_blocks(config, public, (blob,))
         cts[self.i] = (EncryptedNumber(public, cts[self.i])
                        + EncryptedNumber(public, public.raw_encrypt(self.extra))).ciphertext(False)
@@ -178,7 +181,7 @@ def test_a_value_smuggled_into_a_padding_slot_is_caught_at_decryption() -> None:
 # -- sizes -------------------------------------------------------------------------------------
 def test_packing_density_and_the_upload_size_is_the_codecs() -> None:
     # Headroom for 100 clients, as in the benchmark; two of them take part here.
-    config = make_config(2, 5000, workers=1, encoding=EncodingConfig(max_clients=100))
+    config = make_config(2, 5000, encoding=EncodingConfig(max_clients=100))
     assert config.slots_per_ciphertext >= 60  # 82 values per 2048-bit key
     r = HeRound("paillier", 2, config=config)
     r.check(r.run())
@@ -191,6 +194,6 @@ def test_packing_density_and_the_upload_size_is_the_codecs() -> None:
 
 
 def test_encryption_spreads_over_worker_processes() -> None:
-    config = make_config(2, 40 * 85, workers=2)  # 41 ciphertexts: two workers of 16 or more
-    r = HeRound("paillier", 2, config=config)
+    config = make_config(2, 40 * 85)  # 42 ciphertexts: three tasks of 16 or fewer
+    r = HeRound("paillier", 2, config=config, client_map=process_map(2))
     r.check(r.run())

@@ -44,7 +44,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from protocols._he import HeConfig
+from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 

@@ -3,14 +3,14 @@
 Theory of operation. CKKS (Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3) encodes
 N/2 real numbers into one plaintext polynomial through the inverse canonical embedding scaled
 by Delta, and encrypts it as an RLWE ciphertext; adding ciphertexts adds the encoded vectors,
-approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols._he`):
+approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols.he`):
 
 - the decryptor makes a fresh key for every round and publishes a TenSEAL context serialised
   with no secret key and no relinearisation or Galois keys (aggregation only adds);
 - a client checks the context (no secret key, no key but the public key, exactly the
   parameters :mod:`.config` fixes), clips and weights its update (no quantisation: CKKS
   encrypts floats), appends the weight, and encrypts the ``dim + 1`` values into every slot
-  of ``ceil((dim + 1) / 4096)`` ciphertexts, spread over ``config.workers`` processes;
+  of ``ceil((dim + 1) / 4096)`` ciphertexts, spread over the driver's ``map`` (8 per task);
 - the aggregator checks each upload (sizes, scale, two polynomials per ciphertext) and adds it
   into one running sum; it holds the public context only;
 - the decryptor decrypts the one aggregate once, refuses values outside what ``n`` clipped
@@ -27,13 +27,14 @@ OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error boun
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import tenseal as ts
 
-from protocols._he import HeKind, HeScheme, parallel_map
+import builtins
+
+from protocols.he import HeKind, HeScheme, MapFn
 from protocols.ckks.config import (
     COEFF_MOD_BIT_SIZES,
     POLY_MODULUS_DEGREE,
@@ -49,8 +50,8 @@ __all__ = ["CkksScheme"]
 MAX_BLOCK_BYTES: Final = 2 * POLY_MODULUS_DEGREE * 8 + 4096
 #: the public key (two polynomials over both primes) plus parameters and headers
 MAX_CONTEXT_BYTES: Final = 4 * POLY_MODULUS_DEGREE * 8 + 65536
-#: fewer ciphertexts than this per worker are encrypted in-process
-_MIN_PER_WORKER: Final = 8
+#: ciphertexts per task handed to the driver's ``map``
+_PER_TASK: Final = 8
 _TS_ERRORS = (ValueError, RuntimeError, TypeError)
 
 
@@ -166,20 +167,19 @@ class CkksScheme(HeScheme):
         return config.encoding.centre(config.encoding.encode(update, rng, weight))
 
     def encrypt(self, config: CkksConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
+                rng: Csprng, seed: bytes, map: MapFn = builtins.map) -> tuple[bytes, ...]:
         scale = 2.0**config.scale_bits
         n_ct = config.n_ciphertexts
         padded = np.zeros(n_ct * SLOTS, np.float64)
         padded[: prepared.size] = prepared
         padded += blinds(config, seed)
         prepared = padded / config.encoding.scale  # exact: below 2^53 units, a power of 2
-        workers = min(config.workers, n_ct // _MIN_PER_WORKER)
-        if workers <= 1:
+        if n_ct <= _PER_TASK or map is builtins.map:
             return tuple(_encrypt_with(public, prepared, scale))
-        bounds = [n_ct * i // workers * SLOTS for i in range(workers + 1)]
-        tasks = [(context, prepared[a:b], scale) for a, b in pairwise(bounds)]
-        return tuple(blob for part in parallel_map(_encrypt_span, tasks, workers)
-                     for blob in part)
+        spans = [prepared[a : a + _PER_TASK * SLOTS] for a in range(0, n_ct * SLOTS,
+                                                                   _PER_TASK * SLOTS)]
+        parts = map(_encrypt_span, [context] * len(spans), spans, [scale] * len(spans))
+        return tuple(blob for part in parts for blob in part)
 
     # -- aggregator (and the decryptor, for parsing) -----------------------------------
     def open_blocks(self, config: CkksConfig, key: Any, blocks: tuple[bytes, ...]) -> list[Any]:

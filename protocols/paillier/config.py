@@ -8,7 +8,7 @@ more than the encoding's largest magnitude, for float rounding at the clip), so 
 offset values, ``2 * A * max_clients < 2^(8 * slot_bytes)``, so slots never carry into each
 other. ``floor((key_bits - 1 - 64) / (8 * slot_bytes))`` slots fill a plaintext, which is
 then below 2^(key_bits - 65) < n: the top 64 guard bits stay zero in every honest sum, so a
-leftover one-time blind (uniform mod n, :mod:`protocols._he._blind`) is caught with
+leftover one-time blind (uniform mod n, :mod:`protocols.he.blind`) is caught with
 probability 1 - 2^-64. With the defaults (clip 1, f = 16, 100 clients) a slot is 3 bytes
 and a 2048-bit key holds 82 values: a 512-byte ciphertext for 328 bytes of float32 (1.6x).
 The decryptor subtracts ``count * A`` from every slot sum.
@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Final
 
-from protocols._he import HeConfig
+from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
@@ -37,7 +37,7 @@ MAX_KEY_BITS: Final = 8192
 class PaillierConfig(HeConfig):
     """A Paillier round.
 
-    Args (beyond :class:`~protocols._he.HeConfig`):
+    Args (beyond :class:`~protocols.he.HeConfig`):
         key_bits: bit length of the modulus n, at least 2048 and a multiple of 64.
 
     Raises:

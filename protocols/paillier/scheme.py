@@ -3,15 +3,15 @@
 Theory of operation. Paillier (EUROCRYPT 1999, section 4, Scheme 1, with g = n + 1) encrypts
 m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a + b mod n)``
 (section 8): multiplying ciphertexts adds plaintexts, exactly. The round follows DESIGN.md "HE roles"
-(:mod:`protocols._he`):
+(:mod:`protocols.he`):
 
 - the decryptor makes a fresh key pair for every round (primes from :class:`Csprng` and
   gmpy2's primality test, top two bits set so that n has exactly ``key_bits`` bits) and
   publishes n alone;
 - a client encodes its update exactly as plaintext does (``encoded`` is that ring vector),
   offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`), and
-  encrypts each with phe's raw encryption, r drawn from its Csprng, spread over
-  ``config.workers`` processes; the ciphertexts travel as one block of fixed-width
+  encrypts each with phe's raw encryption, r drawn from its Csprng, spread over the driver's
+  ``map`` (16 per task); the ciphertexts travel as one block of fixed-width
   big-endian integers;
 - the aggregator checks every ciphertext is in (0, n^2) and multiplies it into one running
   product (phe's EncryptedNumber addition); it holds the public key only;
@@ -22,22 +22,23 @@ m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a 
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, ClassVar, Final
 
 import gmpy2
 import numpy as np
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 
-from protocols._he import HeKind, HeScheme, parallel_map
+import builtins
+
+from protocols.he import HeKind, HeScheme, MapFn
 from protocols.paillier.config import PaillierConfig
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
 __all__ = ["PaillierScheme", "generate_keypair", "pack", "unpack"]
 
-#: fewer ciphertexts than this per worker are encrypted in-process
-_MIN_PER_WORKER: Final = 16
+#: plaintexts per task handed to the driver's ``map``
+_PER_TASK: Final = 16
 
 
 def _prime(bits: int, rng: Csprng) -> int:
@@ -154,14 +155,13 @@ class PaillierScheme(HeScheme):
         return config.encoding.encode(update, rng, weight)
 
     def encrypt(self, config: PaillierConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
+                rng: Csprng, seed: bytes, map: MapFn = builtins.map) -> tuple[bytes, ...]:
         n = public.n
         plaintexts = [(m + b) % n for m, b in zip(pack(config, prepared),
                                                    blinds(config, n, seed), strict=True)]
-        workers = max(1, min(config.workers, len(plaintexts) // _MIN_PER_WORKER))
-        bounds = [len(plaintexts) * i // workers for i in range(workers + 1)]
-        tasks = [(context, plaintexts[a:b], rng.bytes(32)) for a, b in pairwise(bounds)]
-        return (b"".join(parallel_map(_encrypt_span, tasks, workers)),)
+        spans = [plaintexts[a : a + _PER_TASK] for a in range(0, len(plaintexts), _PER_TASK)]
+        keys = [rng.bytes(32) for _ in spans]
+        return (b"".join(map(_encrypt_span, [context] * len(spans), spans, keys)),)
 
     # -- aggregator (and the decryptor, for parsing) -------------------------------------
     def open_blocks(self, config: PaillierConfig, key: Any,

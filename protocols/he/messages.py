@@ -8,7 +8,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from protocols._he._state import HeKind, Kind
+from protocols.he.state import HeKind, Kind
 from protocols.base import Message
 from secagg import wire
 
@@ -74,7 +74,7 @@ class DecryptRequest(Message):
 @dataclass(frozen=True, slots=True)
 class ReleasedAggregate(Message):
     """The released sum (float64), its total weight, for exact schemes the int64 sum, and
-    the DP event the decryptor's noise hook charged (:func:`protocols._he._blind.encode_event`)."""
+    the DP event the decryptor's noise hook charged (:func:`protocols.he.blind.encode_event`)."""
 
     scheme: HeKind
     values: np.ndarray

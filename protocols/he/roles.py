@@ -20,7 +20,7 @@ homomorphic protocols run::
             RELEASED_AGGREGATE <---  the released (noised) sum and the DP event charged
 
 Verified composition. Each client adds a one-time blind (expanded from a seed only it and the
-decryptor know: :mod:`protocols._he._blind`) to its plaintext. The decryptor removes the
+decryptor know: :mod:`protocols.he.blind`) to its plaintext. The decryptor removes the
 blinds of exactly the contributors the aggregator names, after checking each envelope's
 signature against the client registry. A ciphertext left out, added twice, multiplied,
 forged or taken from someone not named leaves a residual of unknown blinds; the scheme's
@@ -46,13 +46,14 @@ import abc
 import dataclasses
 import hashlib
 import os
-from collections.abc import Callable
+import builtins
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 
-from protocols._he._blind import (
+from protocols.he.blind import (
     ENVELOPE_SIZE,
     SEED_SIZE,
     decode_event,
@@ -60,7 +61,7 @@ from protocols._he._blind import (
     open_envelope,
     seal_envelope,
 )
-from protocols._he._state import (
+from protocols.he.state import (
     CLIENT_TRANSITIONS,
     DECRYPTOR_TRANSITIONS,
     SERVER_TRANSITIONS,
@@ -71,7 +72,7 @@ from protocols._he._state import (
     Kind,
     ServerState,
 )
-from protocols._he.messages import (
+from protocols.he.messages import (
     ContextRequest,
     DecryptRequest,
     EncryptedInput,
@@ -79,7 +80,6 @@ from protocols._he.messages import (
     PublicContext,
     ReleasedAggregate,
 )
-from protocols._he.pool import parallel_map
 from protocols._machine import transition
 from protocols.base import (
     DECRYPTOR,
@@ -105,12 +105,12 @@ from secagg.errors import (
 )
 from secagg.rng import Csprng
 
-__all__ = [
-    "CLIENT_TRANSITIONS", "DECRYPTOR_TRANSITIONS", "SERVER_TRANSITIONS", "ContextRequest",
-    "DecryptRequest", "DecryptionSpent", "EncryptedInput", "HeAggregator", "HeClient", "HeConfig",
-    "HeDecryptor", "HeKind", "HeScheme", "InputRequest", "Kind", "PublicContext",
-    "ReleasedAggregate", "parallel_map", "provision",
-]
+__all__ = ["DecryptionSpent", "HeAggregator", "HeClient", "HeConfig", "HeDecryptor", "HeScheme",
+           "MapFn", "provision"]
+
+#: an executor-like ``map(fn, *iterables)``: the builtin ``map`` (in this thread) or, from
+#: a driver, e.g. ``ProcessPoolExecutor.map`` (:func:`fl.pool.process_map`)
+MapFn = Callable[..., Iterable[Any]]
 
 #: HE rounds never release a sum over fewer clients than this, whatever min_clients says
 MIN_COHORT = 2
@@ -128,7 +128,6 @@ class HeConfig(RoundConfig):
     """A round of a homomorphic protocol.
 
     Args (beyond :class:`RoundConfig`):
-        workers: processes a client encrypts with (1: in this process).
         decryptor_key: the decryptor's Ed25519 verify key (32 bytes). When set, clients and
             the aggregator accept only a public context the decryptor signed for this
             session, round and scheme.
@@ -140,7 +139,6 @@ class HeConfig(RoundConfig):
         ConfigError: fewer than 2 clients (an HE round never releases one client's input).
     """
 
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     decryptor_key: bytes | None = None
     registry: ClientRegistry | None = None
 
@@ -149,8 +147,6 @@ class HeConfig(RoundConfig):
         if self.n_clients < MIN_COHORT:
             raise ConfigError(f"an HE round needs at least {MIN_COHORT} clients (a sum over one "
                               f"client is that client's input), got n_clients={self.n_clients}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"workers must be an integer >= 1, got {self.workers!r}")
         if self.decryptor_key is not None and len(self.decryptor_key) != sign.VERIFY_KEY_SIZE:
             raise ConfigError(f"decryptor_key must be a {sign.VERIFY_KEY_SIZE}-byte Ed25519 "
                               f"verify key, got {len(self.decryptor_key)} bytes")
@@ -198,8 +194,10 @@ class HeScheme(abc.ABC):
 
     @abc.abstractmethod
     def encrypt(self, config: Any, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng, seed: bytes) -> tuple[bytes, ...]:
-        """Encrypt prepared values plus the blind expanded from ``seed`` into wire blocks."""
+                rng: Csprng, seed: bytes, map: MapFn = builtins.map) -> tuple[bytes, ...]:
+        """Encrypt prepared values plus the blind expanded from ``seed`` into wire blocks,
+        spreading the work over ``map`` (module-level functions, bytes, ints and arrays
+        only cross it)."""
 
     @abc.abstractmethod
     def open_blocks(self, config: Any, key: Any, blocks: tuple[bytes, ...]) -> Any:
@@ -259,18 +257,20 @@ class HeClient(ClientCore):
 
     Args:
         signing_key: the client's 32-byte Ed25519 seed, whose verify key the registry holds.
+        map: how the driver wants encryption spread (the builtin ``map``: here, serially);
+            the core itself never starts a process or thread.
     """
 
     SCHEME: ClassVar[HeScheme]
 
     def __init__(self, config: HeConfig, client_id: int, rng: Csprng,
-                 signing_key: bytes | None = None) -> None:
+                 signing_key: bytes | None = None, *, map: MapFn = builtins.map) -> None:
         registry = _need_registry(config, "client")
         if signing_key is None or sign.verify_key(signing_key) != registry.verify_key(client_id):
             raise ConfigError(f"client {client_id} needs the signing_key whose verify key the "
                               "registry holds")
         self.config, self.client_id, self._rng = config, client_id, rng
-        self._signing_key = signing_key
+        self._signing_key, self._map = signing_key, map
         self.state = ClientState.WAITING
         self._prepared: np.ndarray | None = None
         #: the encoded input (exact schemes only), for drivers that check exactness
@@ -300,7 +300,8 @@ class HeClient(ClientCore):
         if self._prepared is None:
             raise UsageError("set_input() must be called before the input is requested")
         seed = self._rng.bytes(SEED_SIZE)
-        blocks = self.SCHEME.encrypt(cfg, m.context, public, self._prepared, self._rng, seed)
+        blocks = self.SCHEME.encrypt(cfg, m.context, public, self._prepared, self._rng, seed,
+                                     self._map)
         envelope = seal_envelope(session=cfg.session, round_id=cfg.round_id, scheme=kind.value,
                                  client=self.client_id, blind_key=m.blind_key, seed=seed,
                                  signing_key=self._signing_key, rng=self._rng)
