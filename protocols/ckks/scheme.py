@@ -8,17 +8,20 @@ approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols.he`):
 - the decryptor makes a fresh key for every round and publishes a TenSEAL context serialised
   with no secret key and no relinearisation or Galois keys (aggregation only adds);
 - a client checks the context (no secret key, no key but the public key, exactly the
-  parameters :mod:`.config` fixes), clips and weights its update (no quantisation: CKKS
-  encrypts floats), appends the weight, and encrypts the ``dim + 1`` values into every slot
-  of ``ceil((dim + 1) / 4096)`` ciphertexts, spread over the driver's ``map`` (8 per task);
+  parameters :mod:`.config` fixes), clips, weights and quantises its update to the 2^-f grid
+  exactly as the exact protocols do (stochastic rounding), appends the weight, adds its
+  one-time blind (:func:`blinds`: [0, 1) grid units in every slot, padding included) and
+  encrypts all ``4096 * ceil((dim + 1) / 4096)`` slots, spread over the driver's ``map`` (8
+  ciphertexts per task); the blind's seed goes to the decryptor sealed (:mod:`protocols.he.blind`);
 - the aggregator checks each upload (sizes, scale, two polynomials per ciphertext) and adds it
   into one running sum; it holds the public context only;
-- the decryptor decrypts the one aggregate once, refuses values outside what ``n`` clipped
-  clients can produce, and rounds to the fixed-point grid 2^-f *before* it adds DP noise and
-  releases anything. A raw CKKS decryption leaks its noise and with it the key (Li and
-  Micciancio, EUROCRYPT 2021): the grid is at least 2^20 plaintext units wide, far above
-  the noise, and the key serves one decryption only (a heuristic defence; with central DP
-  the release is also flooded by the DP noise).
+- the decryptor decrypts the one aggregate once, removes the named contributors' blinds and
+  requires every slot within 2^-t grid units of the grid, the padding at 0 and every value
+  within what ``count`` clipped clients can produce (:mod:`.config`); it then releases the
+  *rounded* sum, after DP noise when configured. So no CKKS error reaches a release: a raw
+  CKKS decryption leaks its noise and with it the key (Li and Micciancio, EUROCRYPT 2021),
+  a rounded one carries none, and anything the aggregator adds that would carry some fails
+  the grid check (SECURITY.md, "HE").
 
 Randomness: key generation and encryption noise come from SEAL's own generator (seeded by the
 OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error bound is in

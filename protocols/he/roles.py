@@ -190,7 +190,8 @@ class HeScheme(abc.ABC):
 
     @abc.abstractmethod
     def prepare(self, config: Any, update: np.ndarray, weight: float, rng: Csprng) -> np.ndarray:
-        """Clip, weight and quantise an update: ``dim + 1`` int64 values (weight last)."""
+        """Clip, weight and quantise an update: ``dim + 1`` fixed-point values, weight last
+        (ckks: int64 grid units; paillier: the encoding's ring vector)."""
 
     @abc.abstractmethod
     def encrypt(self, config: Any, context: bytes, public: Any, prepared: np.ndarray,
@@ -311,7 +312,10 @@ class HeClient(ClientCore):
 
 
 class HeAggregator(ServerCore):
-    """The aggregator: relays the public context, adds ciphertexts, asks for one decryption."""
+    """The aggregator: relays the public context, adds ciphertexts as they arrive, keeps each
+    sender's blind envelope (168 bytes), and asks for one decryption of the sum, naming the
+    contributors and relaying their envelopes. Dispatch is table-driven (``_HANDLERS``,
+    keyed by message class), like :class:`protocols.secagg.SecAggServer`'s."""
 
     SCHEME: ClassVar[HeScheme]
 

@@ -9,15 +9,18 @@ m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a 
   gmpy2's primality test, top two bits set so that n has exactly ``key_bits`` bits) and
   publishes n alone;
 - a client encodes its update exactly as plaintext does (``encoded`` is that ring vector),
-  offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`), and
-  encrypts each with phe's raw encryption, r drawn from its Csprng, spread over the driver's
+  offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`),
+  adds its one-time blind (:func:`blinds`: uniform mod n per plaintext, the seed sealed to
+  the decryptor, :mod:`protocols.he.blind`), and encrypts each with phe's raw encryption, r drawn from its Csprng, spread over the driver's
   ``map`` (16 per task); the ciphertexts travel as one block of fixed-width
   big-endian integers;
 - the aggregator checks every ciphertext is in (0, n^2) and multiplies it into one running
   product (phe's EncryptedNumber addition); it holds the public key only;
-- the decryptor decrypts the one aggregate once (CRT), checks that the padding slots are zero
-  and every slot sum is one that ``count`` clients can produce, removes the offsets and
-  releases the exact integer sum, after DP noise when configured.
+- the decryptor decrypts the one aggregate once (CRT), removes the named contributors'
+  blinds, checks that the 64 guard bits and the padding slots are zero and every slot sum is
+  one that ``count`` clients can produce, removes the offsets and releases the exact integer
+  sum, after DP noise when configured. A left-over blind sets the guard bits with
+  probability 1 - 2^-64.
 """
 
 from __future__ import annotations
