@@ -15,12 +15,16 @@ from protocols.he.messages import (
     ContextRequest,
     DecryptRequest,
     EncryptedInput,
+    IdentifyRequest,
     InputRequest,
     PublicContext,
     ReleasedAggregate,
+    TestRequest,
+    Verdict,
 )
 from protocols.he.roles import (
     DecryptionSpent,
+    FarOutOfRange,
     HeAggregator,
     HeClient,
     HeConfig,
@@ -32,7 +36,8 @@ from protocols.he.roles import (
 from protocols.he.state import HeKind
 
 __all__ = [
-    "ContextRequest", "DecryptRequest", "DecryptionSpent", "EncryptedInput", "HeAggregator",
-    "HeClient", "HeConfig", "HeDecryptor", "HeKind", "HeScheme", "InputRequest", "MapFn",
-    "PublicContext", "ReleasedAggregate", "provision",
+    "ContextRequest", "DecryptRequest", "DecryptionSpent", "EncryptedInput", "FarOutOfRange",
+    "HeAggregator", "HeClient", "HeConfig", "HeDecryptor", "HeKind", "HeScheme",
+    "IdentifyRequest", "InputRequest", "MapFn", "PublicContext", "ReleasedAggregate",
+    "TestRequest", "Verdict", "provision",
 ]

@@ -12,8 +12,8 @@ from protocols.he.state import HeKind, Kind
 from protocols.base import Message
 from secagg import wire
 
-__all__ = ["ContextRequest", "DecryptRequest", "EncryptedInput", "InputRequest",
-           "PublicContext", "ReleasedAggregate"]
+__all__ = ["ContextRequest", "DecryptRequest", "EncryptedInput", "IdentifyRequest", "InputRequest",
+           "PublicContext", "ReleasedAggregate", "TestRequest", "Verdict"]
 
 
 @wire.register(0x0301)
@@ -83,3 +83,36 @@ class ReleasedAggregate(Message):
     contributors: tuple[int, ...]
     dp_event: bytes
     KIND: ClassVar[enum.Enum] = Kind.RELEASED_AGGREGATE
+
+
+@wire.register(0x0307)
+@dataclass(frozen=True, slots=True)
+class IdentifyRequest(Message):
+    """The aggregate decrypted far out of range: send one masked test per contributor."""
+
+    scheme: HeKind
+    contributors: tuple[int, ...]
+    KIND: ClassVar[enum.Enum] = Kind.IDENTIFY_REQUEST
+
+
+@wire.register(0x0308)
+@dataclass(frozen=True, slots=True)
+class TestRequest(Message):
+    """Each contributor's own upload, re-masked by the aggregator (one block each, in the
+    order of ``contributors``)."""
+
+    __test__ = False  # not a pytest class
+    scheme: HeKind
+    contributors: tuple[int, ...]
+    tests: tuple[bytes, ...]
+    KIND: ClassVar[enum.Enum] = Kind.TEST_REQUEST
+
+
+@wire.register(0x0309)
+@dataclass(frozen=True, slots=True)
+class Verdict(Message):
+    """The contributors whose own upload is far out of range (empty: none is)."""
+
+    scheme: HeKind
+    culprits: tuple[int, ...]
+    KIND: ClassVar[enum.Enum] = Kind.VERDICT

@@ -76,9 +76,12 @@ from protocols.he.messages import (
     ContextRequest,
     DecryptRequest,
     EncryptedInput,
+    IdentifyRequest,
     InputRequest,
     PublicContext,
     ReleasedAggregate,
+    TestRequest,
+    Verdict,
 )
 from protocols._machine import transition
 from protocols.base import (
@@ -105,8 +108,8 @@ from secagg.errors import (
 )
 from secagg.rng import Csprng
 
-__all__ = ["DecryptionSpent", "HeAggregator", "HeClient", "HeConfig", "HeDecryptor", "HeScheme",
-           "MapFn", "provision"]
+__all__ = ["DecryptionSpent", "FarOutOfRange", "HeAggregator", "HeClient", "HeConfig",
+           "HeDecryptor", "HeScheme", "MapFn", "provision"]
 
 #: an executor-like ``map(fn, *iterables)``: the builtin ``map`` (in this thread) or, from
 #: a driver, e.g. ``ProcessPoolExecutor.map`` (:func:`fl.pool.process_map`)
@@ -120,6 +123,12 @@ class DecryptionSpent(AlreadyFinalized, ProtocolError):
     """A second decryption request in a round: the one-shot decryption is spent
     (:class:`AlreadyFinalized`) and the aggregator replayed or forged a request
     (:class:`ProtocolError`, so drivers that refuse peer errors and carry on handle it)."""
+
+
+class FarOutOfRange(ProtocolError):
+    """A decryption so far out of range that only a lying aggregator (with probability
+    1 - 2^-64) or a client whose own upload is far out of range explains it; schemes that
+    ``identify`` then test each contributor's upload (:class:`HeDecryptor`)."""
 
 
 # -- configuration and the scheme interface ---------------------------------------------
@@ -179,6 +188,8 @@ class HeScheme(abc.ABC):
 
     kind: ClassVar[HeKind]
     exact: ClassVar[bool]
+    #: whether a far-out-of-range decryption can be traced to a client (:meth:`test`)
+    identifies: ClassVar[bool] = False
 
     @abc.abstractmethod
     def keygen(self, config: Any, rng: Csprng) -> tuple[bytes, Any]:
@@ -217,7 +228,17 @@ class HeScheme(abc.ABC):
                 seeds: list[bytes]) -> np.ndarray:
         """Decrypt once, remove the blinds of ``seeds`` (one per named contributor) and check
         the rest is what ``len(seeds)`` honest clients produce: the int64 sum in fixed-point
-        units (``dim + 1``). Raises ProtocolError ("out of range") otherwise."""
+        units (``dim + 1``). Raises ProtocolError ("out of range") otherwise, and
+        :class:`FarOutOfRange` when :meth:`test` can tell whether a client caused it."""
+
+    def test_blocks(self, config: Any, public: Any, upload: Any, rng: Csprng) -> bytes:
+        """Aggregator: one contributor's own upload, re-masked for :meth:`test`."""
+        raise UsageError(f"{type(self).__name__} does not identify clients")
+
+    def test(self, config: Any, secret: Any, block: bytes, seed: bytes, rng: Csprng) -> bool:
+        """Decryptor: whether a re-masked upload (its blind from ``seed``) is one an honest
+        client can send, revealing nothing else about it."""
+        raise UsageError(f"{type(self).__name__} does not identify clients")
 
 
 def _statement(config: RoundConfig, kind: HeKind, context: bytes, blind_key: bytes) -> bytes:
@@ -325,8 +346,11 @@ class HeAggregator(ServerCore):
         self._public: Any = None
         self._acc: Any = None
         self._envelopes: dict[int, bytes] = {}
+        self._uploads: dict[int, Any] = {}  # kept only by schemes that identify clients
         self._contributors: tuple[int, ...] = ()
         self._result: AggregateResult | None = None
+        #: clients the decryptor found with an upload far out of range (left out)
+        self.excluded: tuple[int, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -346,7 +370,8 @@ class HeAggregator(ServerCore):
         if self.state is ServerState.NEW:
             raise UsageError("call start() before receive()")
         if msg.KIND is Kind.ENCRYPTED_INPUT and self.state in (
-                ServerState.AWAIT_RELEASE, ServerState.FINISHED, ServerState.ABORTED):
+                ServerState.AWAIT_RELEASE, ServerState.AWAIT_VERDICT, ServerState.AWAIT_RETRY,
+                ServerState.FINISHED, ServerState.ABORTED):
             raise LateMessageError(f"input from {msg.sender} arrived after the round closed")
         nxt = transition(SERVER_TRANSITIONS, self.state, msg.KIND)
         handler = self._HANDLERS.get(type(msg))
@@ -377,6 +402,8 @@ class HeAggregator(ServerCore):
         upload = self.SCHEME.open_blocks(cfg, self._public, m.blocks)
         self._acc = self.SCHEME.add(cfg, self._public, self._acc, upload)
         self._envelopes[m.sender] = m.envelope
+        if self.SCHEME.identifies:
+            self._uploads[m.sender] = upload
         self.state = nxt
         return self.close_round() if len(self._envelopes) == cfg.n_clients else []
 
@@ -384,13 +411,51 @@ class HeAggregator(ServerCore):
         r = check_header(msg, ReleasedAggregate, self.config, sender=DECRYPTOR, recipient=SERVER)
         _check_scheme(r, self.SCHEME.kind)
         self._result = self._check_release(r)
-        self.state = nxt
+        self.state, self._uploads = nxt, {}
         return []
+
+    def _on_identify(self, msg: Message, nxt: ServerState) -> list[Message]:
+        cfg, kind = self.config, self.SCHEME.kind
+        m = check_header(msg, IdentifyRequest, cfg, sender=DECRYPTOR, recipient=SERVER)
+        _check_scheme(m, kind)
+        if m.contributors != self._contributors or not self.SCHEME.identifies:
+            raise ProtocolError(f"identification asked for {m.contributors}, the aggregate "
+                                f"was of {self._contributors}")
+        tests = tuple(self.SCHEME.test_blocks(cfg, self._public, self._uploads[u], self._rng)
+                      for u in self._contributors)
+        self.state = nxt
+        return [TestRequest(**header(cfg, SERVER, DECRYPTOR), scheme=kind,
+                            contributors=self._contributors, tests=tests)]
+
+    def _on_verdict(self, msg: Message, nxt: ServerState) -> list[Message]:
+        cfg, kind = self.config, self.SCHEME.kind
+        v = check_header(msg, Verdict, cfg, sender=DECRYPTOR, recipient=SERVER)
+        _check_scheme(v, kind)
+        if not v.culprits or list(v.culprits) != sorted(set(v.culprits)) or not set(
+                v.culprits) <= set(self._contributors):
+            raise ProtocolError(f"a verdict must name some of {self._contributors}, in order; "
+                                f"got {v.culprits}")
+        rest = tuple(u for u in self._contributors if u not in v.culprits)
+        self.excluded = v.culprits
+        if len(rest) < cfg.min_release:
+            self.state, self._uploads = ServerState.ABORTED, {}
+            raise DropoutError(f"clients {v.culprits} sent uploads far out of range; the "
+                               f"{len(rest)} left are fewer than {cfg.min_release}")
+        acc = None
+        for u in rest:
+            acc = self.SCHEME.add(cfg, self._public, acc, self._uploads[u])
+        self._contributors, self.state = rest, nxt
+        return [DecryptRequest(**header(cfg, SERVER, DECRYPTOR), scheme=kind,
+                               blocks=self.SCHEME.seal(cfg, self._public, acc),
+                               contributors=rest,
+                               envelopes=tuple(self._envelopes[u] for u in rest))]
 
     _HANDLERS: ClassVar[dict[type, Callable[[HeAggregator, Message, Any], list[Message]]]] = {
         PublicContext: _on_context,
         EncryptedInput: _on_input,
         ReleasedAggregate: _on_release,
+        IdentifyRequest: _on_identify,
+        Verdict: _on_verdict,
     }
 
     def _check_release(self, r: ReleasedAggregate) -> AggregateResult:
@@ -467,6 +532,8 @@ class HeDecryptor(Party):
         self.state = DecryptorState.IDLE
         self._secret: Any = None
         self._blind: kex.KeyPair | None = None
+        self._suspects: dict[int, bytes] = {}  # SUSPECT: contributor -> blind seed
+        self._retry: tuple[int, ...] = ()  # RETRY: who the one more request must name
         #: what this decryptor released (with the DP event of its noise), once RELEASED
         self.released: AggregateResult | None = None
 
@@ -502,21 +569,30 @@ class HeDecryptor(Party):
         if len(ids) < cfg.min_release:
             raise DropoutError(f"an aggregate of {len(ids)} clients; an HE round releases "
                                f"only over {cfg.min_release} (max(2, min_clients)) or more")
+        retry = self.state is DecryptorState.RETRY
+        if retry and ids != self._retry:
+            raise ProtocolError(f"after the verdict only {self._retry} may be asked for, "
+                                f"got {ids}")
         if len(m.envelopes) != len(ids):
             raise ProtocolError(f"{len(m.envelopes)} blind envelopes for {len(ids)} contributors")
-        if self._blind is None:  # pragma: no cover - KEYED implies both keys exist
-            raise UsageError("no blind key")
-        seeds = [open_envelope(env, session=cfg.session, round_id=cfg.round_id,
-                               scheme=kind.value, client=u, blind_secret=self._blind.secret,
-                               blind_key=self._blind.public,
-                               verify_key=self._registry.verify_key(u))
-                 for u, env in zip(ids, m.envelopes)]
+        seeds = self._open(ids, m.envelopes)
         aggregate = self.SCHEME.open_blocks(cfg, self._secret, m.blocks)
-        # From here the one decryption is spent, whatever happens: forget the keys, and stay
-        # ABORTED unless the release completes.
-        secret, self._secret, self._blind = self._secret, None, None
-        self.state = DecryptorState.ABORTED
-        int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, seeds)
+        # From here this decryption is spent, whatever happens: stay ABORTED (and forget the
+        # keys) unless it releases, or it leads to identification.
+        secret, self.state = self._secret, DecryptorState.ABORTED
+        try:
+            int_sum = self.SCHEME.decrypt(cfg, secret, aggregate, seeds)
+        except FarOutOfRange:
+            if retry or not self.SCHEME.identifies:
+                self._forget()
+                raise
+            self._suspects, self.state = dict(zip(ids, seeds)), DecryptorState.SUSPECT
+            return [IdentifyRequest(**header(cfg, DECRYPTOR, SERVER), scheme=kind,
+                                    contributors=ids)]
+        except ProtocolError:
+            self._forget()
+            raise
+        self._forget()
         event = None
         if cfg.noise is not None:
             int_sum, event = cfg.noise.add_noise(int_sum, self._rng)
@@ -529,7 +605,44 @@ class HeDecryptor(Party):
                                   total_weight=weight, int_sum=exact_sum, contributors=ids,
                                   dp_event=wire_event)]
 
+    def _on_test_request(self, msg: Message, nxt: DecryptorState) -> list[Message]:
+        """One masked test per suspect, answered once: the verdict is 1 bit per client."""
+        kind, cfg = self.SCHEME.kind, self.config
+        m = check_header(msg, TestRequest, cfg, sender=SERVER, recipient=DECRYPTOR)
+        _check_scheme(m, kind)
+        ids = tuple(self._suspects)
+        if m.contributors != ids or len(m.tests) != len(ids):
+            raise ProtocolError(f"one test for each of {ids}, got {len(m.tests)} for "
+                                f"{m.contributors}")
+        for block in m.tests:  # parse everything before answering anything
+            self.SCHEME.open_blocks(cfg, self._secret, (block,))
+        culprits = tuple(u for u, block in zip(ids, m.tests)
+                         if not self.SCHEME.test(cfg, self._secret, block, self._suspects[u],
+                                                 self._rng))
+        self._suspects = {}
+        if not culprits:
+            self._forget()
+            self.state = DecryptorState.ABORTED
+            raise ProtocolError("every contributor's own upload is in range, so the aggregate "
+                                "was not the sum of their uploads; nothing is released")
+        self._retry, self.state = tuple(u for u in ids if u not in culprits), nxt
+        return [Verdict(**header(cfg, DECRYPTOR, SERVER), scheme=kind, culprits=culprits)]
+
+    def _open(self, ids: tuple[int, ...], envelopes: tuple[bytes, ...]) -> list[bytes]:
+        cfg = self.config
+        if self._blind is None:  # pragma: no cover - KEYED implies both keys exist
+            raise UsageError("no blind key")
+        return [open_envelope(env, session=cfg.session, round_id=cfg.round_id,
+                              scheme=self.SCHEME.kind.value, client=u,
+                              blind_secret=self._blind.secret, blind_key=self._blind.public,
+                              verify_key=self._registry.verify_key(u))
+                for u, env in zip(ids, envelopes)]
+
+    def _forget(self) -> None:
+        self._secret, self._blind, self._suspects, self._retry = None, None, {}, ()
+
     _HANDLERS: ClassVar[dict[type, Callable[[HeDecryptor, Message, Any], list[Message]]]] = {
         ContextRequest: _on_context_request,
         DecryptRequest: _on_decrypt_request,
+        TestRequest: _on_test_request,
     }

@@ -27,9 +27,12 @@ from secagg.errors import ConfigError
 __all__ = ["GUARD_BITS", "MIN_KEY_BITS", "PaillierConfig", "make_config"]
 
 MIN_KEY_BITS: Final = 2048
-#: the top bits of every plaintext stay zero: a residual blind (uniform mod n) sets them
-#: with probability 1 - 2^-GUARD_BITS
+#: a residual blind (uniform mod n) lands within the accepted window with probability at
+#: most 2^-GUARD_BITS
 GUARD_BITS: Final = 64
+#: the aggregator's masks on identification tests are MASK_BITS wider than a plaintext, so
+#: a test reveals at most 2^(1 - MASK_BITS) about an upload
+MASK_BITS: Final = 40
 MAX_KEY_BITS: Final = 8192
 
 
@@ -72,13 +75,31 @@ class PaillierConfig(HeConfig):
 
     @property
     def slots_per_ciphertext(self) -> int:
-        """Values packed into one plaintext (kept below 2^(key_bits - 1 - GUARD_BITS))."""
-        return (self.key_bits - 1 - GUARD_BITS) // (8 * self.slot_bytes)
+        """Values packed into one plaintext: P = slots * 8 * slot_bytes bits, with room above
+        for the window, its test masks and the 64-bit guard (:attr:`far_bits`)."""
+        spare = self.key_bits - 2 - GUARD_BITS - MASK_BITS - 3 - self._count_bits
+        return spare // (8 * self.slot_bytes)
+
+    @property
+    def _count_bits(self) -> int:
+        return max(1, (self.encoding.max_clients - 1).bit_length())
 
     @property
     def packed_bits(self) -> int:
-        """Bits a packed plaintext uses; every bit above must decrypt to zero."""
+        """P: the bits a packed plaintext uses; an honest sum is in [0, 2^P)."""
         return self.slots_per_ciphertext * 8 * self.slot_bytes
+
+    @property
+    def window_bits(self) -> int:
+        """A masked identification test of an honest upload lies in [0, 2^window_bits)."""
+        return self.packed_bits + MASK_BITS + 2
+
+    @property
+    def far_bits(self) -> int:
+        """A decrypted plaintext (blinds removed, centred mod n) of magnitude 2^far_bits or
+        more is *far* out of range: some client's own upload is outside its window, or the
+        aggregate is not the named uploads once each. 2^(far_bits + 2) <= 2^-64 * n."""
+        return self.window_bits + self._count_bits + 1
 
     @property
     def n_ciphertexts(self) -> int:

@@ -33,8 +33,8 @@ from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 
 import builtins
 
-from protocols.he import HeKind, HeScheme, MapFn
-from protocols.paillier.config import PaillierConfig
+from protocols.he import FarOutOfRange, HeKind, HeScheme, MapFn
+from protocols.paillier.config import MASK_BITS, PaillierConfig
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
@@ -99,6 +99,14 @@ def blinds(config: PaillierConfig, n: int, seed: bytes) -> list[int]:
     return [rng.randbelow(n) for _ in range(config.n_ciphertexts)]
 
 
+def _unblind(config: PaillierConfig, n: int, plain: list[int], seeds: list[bytes]) -> list[int]:
+    """Remove the seeds' blinds; each plaintext centred mod n into (-n/2, n/2]."""
+    for seed in seeds:
+        plain = [(m - b) % n for m, b in zip(plain, blinds(config, n, seed), strict=True)]
+    half = n // 2
+    return [m - n if m > half else m for m in plain]
+
+
 def _encrypt_span(context: bytes, plaintexts: list[int], seed: bytes) -> bytes:
     """Worker: encrypt plaintexts under n (``context``), with r from ``Csprng(seed)``."""
     n = int.from_bytes(context, "big")
@@ -114,6 +122,7 @@ class PaillierScheme(HeScheme):
 
     kind: ClassVar[HeKind] = HeKind.PAILLIER
     exact: ClassVar[bool] = True
+    identifies: ClassVar[bool] = True
 
     # -- decryptor -----------------------------------------------------------------------
     def keygen(self, config: PaillierConfig, rng: Csprng) -> tuple[bytes, Any]:
@@ -122,25 +131,48 @@ class PaillierScheme(HeScheme):
 
     def decrypt(self, config: PaillierConfig, secret: Any, aggregate: list[int],
                 seeds: list[bytes]) -> np.ndarray:
+        """Remove the blinds; refuse a plaintext far out of range (:class:`FarOutOfRange`:
+        the decryptor then tests each contributor); otherwise decode the low ``packed_bits``
+        of every plaintext, clamp every slot sum into what ``count`` clients can produce
+        (a malicious client can bias, not abort) and remove the offsets."""
         n, count = secret.public_key.n, len(seeds)
-        plain = [secret.raw_decrypt(c) for c in aggregate]
-        for seed in seeds:
-            plain = [(m - b) % n for m, b in zip(plain, blinds(config, n, seed), strict=True)]
-        if any(m >> config.packed_bits for m in plain):
-            raise ProtocolError(
-                "aggregate out of range: a plaintext sets its guard bits once the named "
-                "contributors' blinds are removed; the aggregate is not the sum of their "
-                "uploads, each counted once (or a contributor sent a malformed plaintext)")
-        slots = unpack(config, plain)
+        plain = _unblind(config, n, [secret.raw_decrypt(c) for c in aggregate], seeds)
+        far = 1 << config.far_bits
+        if any(abs(t) >= far for t in plain):
+            raise FarOutOfRange(
+                "aggregate out of range: a plaintext is far outside the window once the named "
+                "contributors' blinds are removed; either the aggregate is not the sum of "
+                "their uploads, each counted once, or a contributor's own upload is far out of "
+                "range")
+        low = (1 << config.packed_bits) - 1
+        slots = unpack(config, [t & low for t in plain])
         total = config.dim + 1
-        if np.any(slots[total:]):
-            raise ProtocolError("padding slots decrypt to non-zero values: a contributor sent a "
-                                "malformed ciphertext or the aggregate was tampered with")
-        vals, top = slots[:total], 2 * config.offset * count
-        if int(vals.max()) > top:
-            raise ProtocolError(f"aggregate out of range: a slot sums to {int(vals.max())}, "
-                                f"more than {top}, the most {count} clients can produce")
-        return vals.astype(np.int64) - count * config.offset
+        vals = np.clip(slots[:total].astype(np.int64), 0, 2 * config.offset * count)
+        return vals - count * config.offset
+
+    def test_blocks(self, config: PaillierConfig, public: Any, upload: list[int],
+                    rng: Csprng) -> bytes:
+        """``E(m + rho) * E(tau)`` per plaintext, tau uniform in [0, 2^(P + MASK_BITS))."""
+        n, n2, width = public.n, public.nsquare, config.ciphertext_bytes
+        out = bytearray()
+        for c in upload:
+            mask = public.raw_encrypt(rng.randbits(config.packed_bits + MASK_BITS),
+                                      r_value=rng.randbelow(n - 1) + 1)
+            out += (c * mask % n2).to_bytes(width, "big")
+        return bytes(out)
+
+    def test(self, config: PaillierConfig, secret: Any, block: bytes, seed: bytes,
+             rng: Csprng) -> bool:
+        """Whether ``m + tau + sigma`` lies in [0, 2^P + 2^(P + MASK_BITS + 1)) for every
+        plaintext, with sigma the decryptor's own uniform mask in [0, 2^(P + MASK_BITS)):
+        always for an honest upload (m in [0, 2^P)), never for one whose plaintext is
+        2^window_bits or more out, and the answer moves by at most 2^(1 - MASK_BITS) with an
+        honest m whatever tau the aggregator chose."""
+        n = secret.public_key.n
+        cts = self.open_blocks(config, secret, (block,))
+        plain = _unblind(config, n, [secret.raw_decrypt(c) for c in cts], [seed])
+        top = (1 << config.packed_bits) + (1 << (config.packed_bits + MASK_BITS + 1))
+        return all(0 <= t + rng.randbits(config.packed_bits + MASK_BITS) < top for t in plain)
 
     # -- everyone else -------------------------------------------------------------------
     def load_public(self, config: PaillierConfig, context: bytes) -> PaillierPublicKey:
