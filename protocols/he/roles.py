@@ -29,9 +29,16 @@ of distinct, fresh, authentic uploads of this round, each counted once, over at 
 ``max(2, min_clients)`` registered clients. Fake clients are out of reach without their
 registry keys: the registry is required (:func:`provision` enrols clients for simulations).
 
-The aggregator only ever holds the public context, one running sum and the envelopes; the
-decryptor sees one aggregate ciphertext per round and decrypts at most once: a second request
-is :class:`DecryptionSpent` (both :class:`AlreadyFinalized` and :class:`ProtocolError`).
+Identification (schemes that ``identify``: paillier). A decryption *far* out of range
+(:class:`FarOutOfRange`) is either a lying aggregator or a client whose own upload is far out
+of range; the decryptor keeps the key and asks for one masked test per contributor
+(IDENTIFY_REQUEST, TEST_REQUEST), answers one bit each (VERDICT), and then decrypts once more
+the sum of the others only. :meth:`HeScheme.test` bounds what a test reveals.
+
+The aggregator holds the public context, one running sum and the envelopes (paillier: each
+upload too, for the tests); the decryptor releases at most once per round: a request after
+the release is :class:`DecryptionSpent` (both :class:`AlreadyFinalized` and
+:class:`ProtocolError`).
 Refusals are typed: clients abort for good on any :class:`ProtocolError`; the aggregator and
 the decryptor refuse the one message and stay where they were, except that a decryption
 whose plaintext fails its check has already happened, so the decryptor aborts.

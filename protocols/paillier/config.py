@@ -6,12 +6,18 @@ included) is offset to ``v + A``, with ``A = ceil(max_weight * max(clip, 1) * 2^
 more than the encoding's largest magnitude, for float rounding at the clip), so it lies in
 ``[0, 2A]``. A slot is ``slot_bytes`` whole bytes wide, enough for the sum of ``max_clients``
 offset values, ``2 * A * max_clients < 2^(8 * slot_bytes)``, so slots never carry into each
-other. ``floor((key_bits - 1 - 64) / (8 * slot_bytes))`` slots fill a plaintext, which is
-then below 2^(key_bits - 65) < n: the top 64 guard bits stay zero in every honest sum, so a
-leftover one-time blind (uniform mod n, :mod:`protocols.he.blind`) is caught with
-probability 1 - 2^-64. With the defaults (clip 1, f = 16, 100 clients) a slot is 3 bytes
-and a 2048-bit key holds 82 values: a 512-byte ciphertext for 328 bytes of float32 (1.6x).
-The decryptor subtracts ``count * A`` from every slot sum.
+other. The slots of a plaintext use its low P bits (an honest sum lies in [0, 2^P)); above
+them the plaintext keeps room for the *window* (P + 42 bits: an identification test adds
+masks of P + 40 bits), for ``max_clients`` of those (ceil(log2 n) + 1 more bits) and for 64
+guard bits, so ``floor((key_bits - 109 - ceil(log2 max_clients)) / (8 * slot_bytes))`` slots
+fill a plaintext. With the defaults (clip 1, f = 16, 100 clients) a slot is 3 bytes and a
+2048-bit key holds 80 values: a 512-byte ciphertext for 320 bytes of float32 (1.6x).
+
+Decoding (:meth:`protocols.paillier.PaillierScheme.decrypt`). Blinds removed and centred mod
+n, a plaintext of magnitude 2^far_bits or more is *far* out of range: a leftover blind lands
+inside with probability at most 2^-64, and a client far out of range is identified. Inside,
+the low P bits are decoded, every slot sum is clamped to ``[0, 2A * count]`` and the
+decryptor subtracts ``count * A``.
 """
 
 from __future__ import annotations
