@@ -513,7 +513,8 @@ class HeAggregator(ServerCore):
 
 
 class HeDecryptor(Party):
-    """The decryptor: makes the round's keys, decrypts one aggregate once, noises, releases.
+    """The decryptor: makes the round's keys, decrypts the aggregate (paillier: after a
+    verdict, once more without the clients identified), noises, releases at most once.
 
     .. warning:: holds the round's secret key until it has released the aggregate; nothing
        else in the protocol ever does. It must not collude with the aggregator.
