@@ -50,12 +50,11 @@ whose plaintext fails its check has already happened, so the decryptor aborts.
 from __future__ import annotations
 
 import abc
+import builtins
 import dataclasses
 import hashlib
-import os
-import builtins
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
