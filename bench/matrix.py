@@ -16,6 +16,7 @@ n and the dropout rate instead.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -27,7 +28,9 @@ import numpy as np
 import protocols
 from bench.cells import CellSpec, drop_plan, masking
 from bench.floor import client_floor
+from fl.pool import process_map
 from fl.simulation import RoundReport, run_round
+from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.rng import Csprng
 
@@ -142,6 +145,8 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
         if graph:
             floors.append(client_floor(graph["degree"] + 1, (cell.dim + 1) * item, repeats=1))
 
+    # HE clients encrypt over every core, as a deployment's would (the cores own no pool).
+    client_map = process_map(os.cpu_count() or 1) if isinstance(config, HeConfig) else None
     full = (cell.clients, cell.dim, cell.dropout, cell.schedule) in opts.full_repeats
     for r in range(max(1, opts.repeats)):
         say(f"{cell.label()}: ours, repeat {r + 1}")
@@ -149,7 +154,8 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
         sample_floor()
         try:
             ours.append(run_round(spec, config, inputs, rng, drop_at=plan,
-                                  progress=lambda _msg: sample_floor()))
+                                  progress=lambda _msg: sample_floor(),
+                                  client_map=client_map))
         except Exception as exc:  # noqa: BLE001
             rec.update(status="error", error=f"{type(exc).__name__}: {exc}", repeats=r)
             return rec

@@ -102,6 +102,7 @@ from fl.train import (
     sample_clients,
 )
 from protocols.base import MIN_CONTRIBUTORS, ProtocolSpec, RoundConfig
+from protocols.he import HeConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2
 from secagg.errors import BudgetExceededError, ConfigError
@@ -235,7 +236,12 @@ def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dro
         params = {}  # type: ignore[assignment]
     if "dropout_tolerance" in params:
         kw["dropout_tolerance"] = max(0.1, dropout)
-    return spec.make_config(k, dim, encoding=enc, **kw)
+    config = spec.make_config(k, dim, encoding=enc, **kw)
+    if isinstance(config, HeConfig):
+        # An HE decryptor releases only over the clients planned to survive (never < 2), so
+        # an aggregator cannot pass off a smaller sum as the round's (SECURITY.md, HE).
+        config = dataclasses.replace(config, min_clients=max(2, k - round(dropout * k)))
+    return config
 
 
 def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,

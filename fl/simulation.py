@@ -101,6 +101,7 @@ def run_round(
     drop_at: Mapping[int, int] | None = None,
     measure_memory: bool = True,
     progress: Progress | None = None,
+    client_map: Callable[..., Any] | None = None,
 ) -> RoundReport:
     """Run one round of ``spec`` over ``inputs`` (one vector per client).
 
@@ -108,6 +109,9 @@ def run_round(
         drop_at: client -> stage index (into ``spec.client_stages``) from which it is silent.
         measure_memory: walk the server's state after each step (costs a little time,
             which is not counted in ``server_seconds``).
+        client_map: an executor-like ``map`` handed to every client (``map=``) that spreads
+            its encryption, e.g. :func:`fl.pool.process_map` for ckks and paillier; None:
+            each client works in this thread.
 
     Returns:
         A :class:`RoundReport`. A round that aborts (e.g. too many dropouts) is reported with
@@ -122,7 +126,8 @@ def run_round(
     server = spec.server(config, rng.spawn("server"))
     helpers = spec.helpers(config, rng.spawn("helpers"))
     clients: list[ClientCore] = [
-        spec.client(config, u, rng.spawn(f"client/{u}"), **credentials.get(u, {}))
+        spec.client(config, u, rng.spawn(f"client/{u}"), **credentials.get(u, {}),
+                    **({} if client_map is None else {"map": client_map}))
         for u in range(n)
     ]
     client_time = [0.0] * n

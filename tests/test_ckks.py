@@ -12,8 +12,12 @@ ts = pytest.importorskip("tenseal")
 
 from test_he_roles import HeRound
 
-from protocols._he import EncryptedInput, InputRequest, PublicContext
+from fl.pool import process_map
+
+from protocols.he import EncryptedInput, InputRequest, PublicContext
+from protocols.he.blind import ENVELOPE_SIZE
 from protocols.ckks import CkksConfig, CkksScheme, make_config
+from protocols.ckks.scheme import blinds
 from protocols.ckks.config import POLY_MODULUS_DEGREE, SLOTS
 from secagg import wire
 from secagg.encoding import EncodingConfig
@@ -58,28 +62,33 @@ def test_released_error_is_within_the_worst_case_bound(n: int, clip: float, max_
 
 @pytest.mark.parametrize("n", [2, 5, 16])
 def test_ckks_error_before_rounding_is_within_the_noise_terms(n: int) -> None:
-    """The scheme's own error (decrypted floats, no fixed-point rounding) stays within the
-    bound's CKKS terms, even at the largest magnitude the scale allows."""
-    config = make_config(n, SLOTS + 10, workers=1)
+    """The scheme's own error (decrypted floats, blinds removed, no rounding) stays within
+    the honest-error bound the grid check tolerates, even at the largest magnitude the scale
+    allows."""
+    config = make_config(n, SLOTS + 10)
     public, secret = SCHEME.keygen(config, Csprng.from_seed(1))
     ctx = SCHEME.load_public(config, public)
     rng = Csprng.from_seed(2)
-    want = np.zeros(config.dim + 1)
+    scale = config.encoding.scale
+    want = np.zeros(config.n_ciphertexts * SLOTS)
     acc = None
     for u in range(n):
         x = rng.random(config.dim) - 0.5
         x[0] = 1.0 if u % 2 == 0 else -1.0  # magnitude 1: the clip
         x[1] = 1.0
-        prepared = np.concatenate([x, [1.0]])  # not clipped: exercise the extremes
-        want += prepared
+        prepared = np.rint(np.concatenate([x, [1.0]]) * scale).astype(np.int64)  # not clipped
+        seed = rng.bytes(32)
+        want[: config.dim + 1] += prepared / scale
+        want += blinds(config, seed) / scale
         upload = SCHEME.open_blocks(config, ctx, SCHEME.encrypt(config, public, ctx,
-                                                                 prepared, rng))
+                                                                 prepared, rng, seed))
         acc = SCHEME.add(config, ctx, acc, upload)
     assert acc is not None
     agg = SCHEME.open_blocks(config, secret, SCHEME.seal(config, ctx, acc))
     got = np.concatenate([np.asarray(v.decrypt()) for v in agg])
-    noise_terms = config.max_abs_error(n) - 2.0 ** -(config.encoding.frac_bits + 1)
+    noise_terms = config.honest_error(n)
     assert np.max(np.abs(got - want)) <= noise_terms
+    assert noise_terms <= 2.0 ** -(config.encoding.frac_bits + config.tolerance_bits + 1)
     # In practice it is far smaller than the worst case: well under the release grid.
     assert np.max(np.abs(got - want)) < 2.0 ** -(config.encoding.frac_bits + 8)
 
@@ -88,7 +97,10 @@ def test_scale_follows_the_headroom_and_refuses_what_cannot_fit() -> None:
     small = make_config(10, 5)
     big = make_config(10, 5, encoding=EncodingConfig(max_clients=1000, clip=2.0, max_weight=2.0))
     assert small.scale_bits == 57 - 4 and big.scale_bits == 57 - 12
-    assert big.max_abs_error(10) > small.max_abs_error(10)
+    # More headroom, a smaller scale: more CKKS error, so a coarser grid check.
+    assert big.honest_error(10) > small.honest_error(10)
+    assert big.tolerance_bits < small.tolerance_bits
+    assert big.max_abs_error(10) == small.max_abs_error(10)  # the release stays exact
     with pytest.raises(ConfigError, match="max_clients"):
         make_config(10, 5, encoding=EncodingConfig(max_clients=10**6, clip=8.0, frac_bits=20,
                                                    bits=64))
@@ -141,7 +153,8 @@ def test_every_slot_is_used_and_the_upload_size_is_the_codecs() -> None:
     for (upload, frame) in ((m, f) for m, f in zip(r.log, r.frames) if type(m) is EncryptedInput):
         assert len(upload.blocks) == r.config.n_ciphertexts == 3
         assert len(frame) == len(wire.encode(upload))
-        assert len(frame) == 5 + 4 * 8 + 8 + 4 + sum(4 + len(b) for b in upload.blocks)
+        assert len(frame) == (5 + 4 * 8 + 8 + 4 + sum(4 + len(b) for b in upload.blocks)
+                              + 4 + ENVELOPE_SIZE)
         assert len(frame) / (4 * (dim + 1)) <= 8.5  # bytes per float32 byte
 
 
@@ -169,7 +182,7 @@ def test_a_malformed_upload_is_refused(mutate: str) -> None:
 
 def test_encryption_spreads_over_worker_processes() -> None:
     dim = 16 * SLOTS  # 17 ciphertexts: two workers of 8 or more each
-    r = HeRound("ckks", 2, dim, workers=2)
+    r = HeRound("ckks", 2, dim, client_map=process_map(2))
     result = r.run()
     r.check(result)
     assert all(len(m.blocks) == 17 for m in r.sent(EncryptedInput))

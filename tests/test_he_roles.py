@@ -1,4 +1,4 @@
-"""The roles that ckks and paillier share (protocols._he): client, aggregator, decryptor.
+"""The roles that ckks and paillier share (protocols.he): client, aggregator, decryptor.
 
 Every test runs over both schemes. :class:`HeRound` is a small router: it starts the
 aggregator, routes each message by recipient to a client, the decryptor or the aggregator,
@@ -20,20 +20,21 @@ pytest.importorskip("tenseal")
 pytest.importorskip("phe")
 
 import protocols
-from protocols import _he
-from protocols._he import (
-    ClientState,
+from protocols.he.blind import seal_envelope
+from protocols.he import (
     ContextRequest,
-    DecryptorState,
     DecryptRequest,
     EncryptedInput,
     HeKind,
+    IdentifyRequest,
     InputRequest,
-    Kind,
     PublicContext,
     ReleasedAggregate,
-    ServerState,
+    TestRequest,
+    Verdict,
 )
+from protocols.he import state as _state
+from protocols.he.state import ClientState, DecryptorState, Kind, ServerState
 from protocols.base import (
     DECRYPTOR,
     SERVER,
@@ -42,6 +43,7 @@ from protocols.base import (
     NoiseHook,
     header,
 )
+from fl.pool import process_map
 from protocols.ckks import CkksDecryptor
 from protocols.paillier import PaillierDecryptor
 from secagg import sign, wire
@@ -78,14 +80,19 @@ class HeRound:
     def __init__(self, name: str, n: int = 5, dim: int | None = None, seed: int | str = 1, *,
                  silent: Iterable[int] = (), inputs: Sequence[np.ndarray] | None = None,
                  weights: Sequence[float] | None = None, decryptor: Any = None,
-                 config: Any = None, **kw: Any) -> None:
+                 config: Any = None, credentials: dict[int, dict[str, Any]] | None = None,
+                 client_map: Any = None, **kw: Any) -> None:
         self.spec = protocols.get(name)
-        kw.setdefault("workers", 1)
-        self.config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
         rng = Csprng.from_seed(f"he/{name}/{seed}")
+        config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
+        # Enrolment first (every client's signing key), as a simulation does it.
+        self.config, creds = self.spec.provision(config, rng.spawn("enrolment"))
+        self.credentials = credentials if credentials is not None else creds
         self.server = self.spec.server(self.config, rng.spawn("server"))
         self.decryptor = decryptor or self.spec.helpers(self.config, rng.spawn("helpers"))[DECRYPTOR]
-        self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"))
+        extra = {} if client_map is None else {"map": client_map}
+        self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"),
+                                         **self.credentials.get(u, {}), **extra)
                         for u in range(n)]
         self.inputs = list(inputs) if inputs is not None else random_inputs(
             n, self.config.dim, rng.spawn("inputs"))
@@ -93,9 +100,12 @@ class HeRound:
         for c, x, w in zip(self.clients, self.inputs, self.weights):
             c.set_input(x, w)
         self.encoded = [None if c.encoded is None else c.encoded.copy() for c in self.clients]
+        #: every client's quantised input (int64 grid units, weight last), both schemes
+        self.prepared = [c._prepared.copy() for c in self.clients]
         self.silent = set(silent)
         self.log: list[Message] = []
         self.frames: list[bytes] = []
+        self.errors: list[ProtocolError] = []
 
     def party(self, address: int) -> Any:
         if address == SERVER:
@@ -112,13 +122,20 @@ class HeRound:
         self.frames.append(frame)
         return self.party(msg.recipient if to is None else to).receive(decoded)
 
-    def route(self, msgs: Iterable[Message]) -> None:
+    def route(self, msgs: Iterable[Message], *, keep_going: bool = False) -> None:
+        """Deliver until nothing is left. ``keep_going``: a refused message is recorded in
+        :attr:`errors` and the rest are still delivered (as a driver does)."""
         queue = deque(msgs)
         while queue:
             msg = queue.popleft()
             if msg.recipient in self.silent:
                 continue
-            queue.extend(self.send(msg))
+            try:
+                queue.extend(self.send(msg))
+            except ProtocolError as exc:
+                if not keep_going:
+                    raise
+                self.errors.append(exc)
 
     def run(self) -> AggregateResult:
         self.route(self.server.start())
@@ -150,6 +167,11 @@ class HeRound:
         else:
             assert result.int_sum is None
             tol = self.config.max_abs_error(len(ids))
+            if self.config.noise is None:  # no CKKS error reaches a release: it is exact
+                exact = sum(self.prepared[u] for u in ids)
+                values, weight = self.config.encoding.decode(exact)
+                np.testing.assert_array_equal(result.sum, values)
+                assert result.total_weight == weight
         assert np.max(np.abs(result.sum - want)) <= tol
         assert abs(result.total_weight - weight) <= tol
 
@@ -223,10 +245,20 @@ def test_the_decryptor_refuses_fewer_than_min_clients(name: str) -> None:
     r.route(r.server.start())
     (upload,) = [m for m in r.sent(EncryptedInput) if m.sender == 0]
     forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
-                            blocks=upload.blocks, contributors=(0,))
+                            blocks=upload.blocks, contributors=(0,), envelopes=(upload.envelope,))
     with pytest.raises(DropoutError):
         r.send(forged)
     assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
+    # min_clients=1 (the default) does not lower the floor: an HE round releases >= 2.
+    r1 = HeRound(name, silent={1, 2, 3, 4})
+    r1.route(r1.server.start())
+    (upload,) = r1.sent(EncryptedInput)
+    with pytest.raises(DropoutError):
+        r1.server.close_round()
+    with pytest.raises(DropoutError):
+        r1.send(dataclasses.replace(forged, **header(r1.config, SERVER, DECRYPTOR),
+                                    blocks=upload.blocks, envelopes=(upload.envelope,)))
+    assert r1.decryptor.state is DecryptorState.KEYED
 
 
 @pytest.mark.parametrize("ids", [(0, 0, 1), (2, 1, 0), (0, 1, 7), ()])
@@ -242,21 +274,20 @@ def test_the_decryptor_refuses_malformed_contributor_lists(name: str, ids: tuple
 
 
 def test_a_tampered_aggregate_is_refused_after_its_one_decryption(name: str) -> None:
-    # Adding one upload twice gives a slot sum no honest round produces (paillier: the
-    # offsets no longer cancel; ckks: the weight slot exceeds what 1 contributor can send).
-    r = HeRound(name, n=2, silent={1})
+    # Adding one upload three times leaves twice its blind in the sum: no honest round
+    # produces that (paillier: guard bits set; ckks: slots off the grid).
+    r = HeRound(name, n=3, silent={2})
     r.route(r.server.start())
-    (upload,) = r.sent(EncryptedInput)
+    up0, up1 = sorted(r.sent(EncryptedInput), key=lambda m: m.sender)
     scheme = r.server.SCHEME
     public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
     acc = None
-    for _ in range(3):
+    for upload in (up0, up0, up0, up1):
         acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, upload.blocks))
-    forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
-                            blocks=scheme.seal(r.config, public, acc), contributors=(0,))
-    with pytest.raises(ProtocolError, match="out of range"):
-        r.send(forged)
-    assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None
+    forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=up0.scheme,
+                            blocks=scheme.seal(r.config, public, acc), contributors=(0, 1),
+                            envelopes=(up0.envelope, up1.envelope))
+    _refused_after_decryption(r, forged)
     with pytest.raises(ProtocolError):
         r.send(forged)
 
@@ -277,6 +308,7 @@ def test_the_noise_hook_runs_once_on_the_integer_sum_before_release(name: str) -
     assert noise.calls == 1
     assert r.decryptor.released is not None
     assert r.decryptor.released.dp_event == ("event", 1)
+    assert result.dp_event == ("event", 1)  # the aggregator's result carries the same event
     want, weight = r.float_sum(result.contributors)
     shift = 3 / r.config.encoding.scale
     tol = r.config.max_abs_error(5) if name == "ckks" else 5 * 2.0**-16
@@ -334,9 +366,16 @@ def test_walk_every_state_and_message_kind(name: str) -> None:
     r = HeRound(name, n=2)
     r.run()
     sample = {m.KIND: m for m in r.log}
-    roles = [(r.decryptor, _he.DECRYPTOR_TRANSITIONS, DecryptorState),
-             (r.server, _he.SERVER_TRANSITIONS, ServerState),
-             (r.clients[0], _he.CLIENT_TRANSITIONS, ClientState)]
+    kind = r.server.SCHEME.kind  # the identification messages, which an honest round skips
+    sample[Kind.IDENTIFY_REQUEST] = IdentifyRequest(**header(r.config, DECRYPTOR, SERVER),
+                                                    scheme=kind, contributors=(0, 1))
+    sample[Kind.TEST_REQUEST] = TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=kind,
+                                            contributors=(0, 1), tests=(b"", b""))
+    sample[Kind.VERDICT] = Verdict(**header(r.config, DECRYPTOR, SERVER), scheme=kind,
+                                   culprits=(0,))
+    roles = [(r.decryptor, _state.DECRYPTOR_TRANSITIONS, DecryptorState),
+             (r.server, _state.SERVER_TRANSITIONS, ServerState),
+             (r.clients[0], _state.CLIENT_TRANSITIONS, ClientState)]
     for role, table, states in roles:
         for state in states:
             for kind in Kind:
@@ -366,28 +405,34 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
     with pytest.raises(UsageError):
         r.clients[0].set_input(np.zeros(3))
     spec = protocols.get(name)
-    fresh = spec.client(r.config, 0, Csprng.from_seed(5))
+    with pytest.raises(ConfigError):  # a client needs its registry signing key
+        spec.client(r.config, 0, Csprng.from_seed(5))
+    fresh = spec.client(r.config, 0, Csprng.from_seed(5), **r.credentials[0])
     requests = r.send(r.send(r.server.start()[0])[0])
     with pytest.raises(UsageError):  # the input was never given
         fresh.receive(requests[0])
     with pytest.raises(ConfigError):
-        spec.make_config(3, 4, workers=0)
+        process_map(0)
+    with pytest.raises(ConfigError, match="at least 2 clients"):
+        spec.make_config(1, 4)
 
 
 # -- an authenticated decryptor ------------------------------------------------------------
 def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
     spec = protocols.get(name)
     seed = sign.generate(Csprng.from_seed("decryptor identity"))
-    config = spec.make_config(3, DIMS[name], workers=1, decryptor_key=sign.verify_key(seed))
+    config, creds = spec.provision(
+        spec.make_config(3, DIMS[name], decryptor_key=sign.verify_key(seed)),
+        Csprng.from_seed("enrol"))
     with pytest.raises(ConfigError):  # the decryptor needs its signing key
         spec.helpers(config, Csprng.from_seed(1))
     decryptor = DECRYPTORS[name]
-    r = HeRound(name, n=3, config=config,
+    r = HeRound(name, n=3, config=config, credentials=creds,
                 decryptor=decryptor(config, Csprng.from_seed(2), signing_key=seed))
     r.check(r.run())
 
     # An aggregator that makes its own key pair cannot get clients to encrypt under it.
-    r2 = HeRound(name, n=3, config=config, seed=2,
+    r2 = HeRound(name, n=3, config=config, seed=2, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(3), signing_key=seed))
     requests = r2.send(r2.send(r2.server.start()[0])[0])
     own, _ = r2.server.SCHEME.keygen(r2.config, Csprng.from_seed(4))
@@ -398,10 +443,224 @@ def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
         r2.clients[0].state = ClientState.WAITING
     # The aggregator checks the signature too.
     ctx = r2.sent(PublicContext)[0]
-    r3 = HeRound(name, n=3, config=config, seed=3,
+    r3 = HeRound(name, n=3, config=config, seed=3, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(5), signing_key=seed))
     r3.server.start()
     for bad in (dataclasses.replace(ctx, context=own), dataclasses.replace(ctx, signature=b"")):
         with pytest.raises(ProtocolError):
             r3.server.receive(bad)
         assert r3.server.state is ServerState.AWAIT_CONTEXT
+
+
+# -- a lying aggregator (SECURITY.md, "HE: a lying aggregator") ------------------------------
+def _collect(name: str, n: int = 5, **kw: Any) -> HeRound:
+    """A round whose (lying) aggregator holds every upload and envelope, and has not asked
+    the decryptor for anything yet: the test plays the aggregator from here."""
+    r = HeRound(name, n=n, **kw)
+    (ctx,) = r.send(r.server.start()[0])
+    for req in r.send(ctx):
+        r.log.extend(r.send(req))
+    return r
+
+
+def _uploads(r: HeRound) -> dict[int, Any]:
+    return {m.sender: m for m in r.sent(EncryptedInput)}
+
+
+def _aggregate(r: HeRound, blocks: Sequence[tuple[bytes, ...]]) -> tuple[bytes, ...]:
+    scheme = r.server.SCHEME
+    public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+    acc = None
+    for b in blocks:
+        acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, b))
+    return scheme.seal(r.config, public, acc)
+
+
+def _ask(r: HeRound, blocks: tuple[bytes, ...], ids: Sequence[int],
+         envelopes: Sequence[bytes] | None = None) -> DecryptRequest:
+    up = _uploads(r)
+    envs = tuple(up[u].envelope for u in ids) if envelopes is None else tuple(envelopes)
+    return DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=r.server.SCHEME.kind,
+                          blocks=blocks, contributors=tuple(ids), envelopes=envs)
+
+
+def _refused_after_decryption(r: HeRound, req: DecryptRequest) -> None:
+    """Nothing is released. ckks refuses at once. paillier cannot tell a lying aggregator
+    from a client far out of range, so it first asks for a masked test of each named
+    contributor's own upload: every honest upload passes, and then it refuses."""
+    if r.spec.name == "paillier":
+        (ask,) = r.send(req)
+        assert type(ask) is IdentifyRequest and ask.contributors == req.contributors
+        assert r.decryptor.released is None and r.decryptor.state is DecryptorState.SUSPECT
+        scheme, up = r.server.SCHEME, _uploads(r)
+        public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+        tests = tuple(scheme.test_blocks(r.config, public,
+                                         scheme.open_blocks(r.config, public, up[u].blocks),
+                                         Csprng.from_seed("masks"))
+                      for u in ask.contributors)
+        with pytest.raises(ProtocolError, match="nothing is released"):
+            r.send(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
+                               contributors=ask.contributors, tests=tests))
+    else:
+        with pytest.raises(ProtocolError, match="out of range"):
+            r.send(req)
+    assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None
+    assert r.decryptor._secret is None
+
+
+def test_one_upload_claimed_as_n_contributors_is_refused(name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    _refused_after_decryption(r, _ask(r, up[0].blocks, range(5)))
+
+
+def test_one_upload_declared_as_a_single_contributor_is_refused(name: str) -> None:
+    r = _collect(name)  # min_clients is 1, the default: the floor of 2 still holds
+    up = _uploads(r)
+    with pytest.raises(DropoutError):
+        r.send(_ask(r, up[0].blocks, (0,)))
+    assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
+    # The same upload named twice is not two contributors either.
+    with pytest.raises(ProtocolError):
+        r.send(_ask(r, up[0].blocks, (0, 0)))
+    assert r.decryptor.state is DecryptorState.KEYED
+
+
+def test_one_upload_added_n_times_and_claimed_as_n_is_refused(name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    _refused_after_decryption(r, _ask(r, _aggregate(r, [up[0].blocks] * 5), range(5)))
+
+
+@pytest.mark.parametrize("change", ["omit", "extra", "double"])
+def test_an_aggregate_that_is_not_the_named_uploads_once_each_is_refused(
+        name: str, change: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    ids = [0, 1, 2, 3] if change == "extra" else [0, 1, 2, 3, 4]
+    blocks = [up[u].blocks for u in range(5 if change != "omit" else 4)]
+    if change == "double":
+        blocks.append(up[2].blocks)
+    _refused_after_decryption(r, _ask(r, _aggregate(r, blocks), ids))
+
+
+def test_envelopes_the_aggregator_forges_or_moves_are_refused_before_decryption(
+        name: str) -> None:
+    r = _collect(name)
+    up = _uploads(r)
+    agg = _aggregate(r, [up[u].blocks for u in range(5)])
+    envs = [up[u].envelope for u in range(5)]
+    # A Sybil: the aggregator's own key pair for "client 4", with a seed it knows.
+    own = sign.generate(Csprng.from_seed("aggregator"))
+    ctx = r.sent(PublicContext)[0]
+    sybil = seal_envelope(
+        session=r.config.session, round_id=r.config.round_id, scheme=r.server.SCHEME.kind.value,
+        client=4, blind_key=ctx.blind_key, seed=b"\x00" * 32, signing_key=own,
+        rng=Csprng.from_seed(1))
+    flipped = bytearray(envs[4])
+    flipped[40] ^= 1
+    for bad in (envs[:4] + [sybil], envs[:4] + [bytes(flipped)], envs[:3] + [envs[4], envs[3]],
+                envs[:4] + [envs[4][:-1]], envs[:4]):
+        with pytest.raises(ProtocolError):
+            r.send(_ask(r, agg, range(5), bad))
+        assert r.decryptor.state is DecryptorState.KEYED  # refused before any decryption
+    r.send(_ask(r, agg, range(5)))  # the honest request still works
+    assert r.decryptor.released is not None
+    r.check(r.decryptor.released)
+
+
+def test_an_envelope_from_another_round_is_refused(name: str) -> None:
+    old = _collect(name, seed="old")
+    r = _collect(name, seed="new", config=dataclasses.replace(
+        old.config, round_id=1, session=old.config.session), credentials=old.credentials)
+    up, stale = _uploads(r), _uploads(old)
+    agg = _aggregate(r, [up[u].blocks for u in range(5)])
+    with pytest.raises(ProtocolError):
+        r.send(_ask(r, agg, range(5), [stale[0].envelope] + [up[u].envelope for u in range(1, 5)]))
+    assert r.decryptor.state is DecryptorState.KEYED
+
+
+def test_the_amplified_zero_attack_is_refused() -> None:
+    """The aggregator encrypts 0 under the public context, doubles it 39 times (additions
+    keep the scale) and claims 20 contributors, with DP off: once alone, and once on top of
+    the honest aggregate. Either way the release would carry 2^39 times a fresh decryption
+    error; the grid check refuses it."""
+    ts = pytest.importorskip("tenseal")
+    from protocols.ckks.config import SLOTS
+
+    for on_top in (False, True):
+        r = _collect("ckks", n=20, dim=30, seed=f"amp/{on_top}")
+        up = _uploads(r)
+        public = r.server._public
+        zero = ts.ckks_vector(public, [0.0] * SLOTS, 2.0**r.config.scale_bits)
+        for _ in range(39):
+            zero = zero + zero
+        blocks = [(zero.serialize(),)] + ([up[u].blocks for u in range(20)] if on_top else [])
+        _refused_after_decryption(r, _ask(r, _aggregate(r, blocks), range(20)))
+
+
+def test_a_small_crafted_addition_is_rounded_away_exactly() -> None:
+    """What passes the grid check is rounded to it: an unamplified fresh encryption of 0 on
+    top of the honest aggregate leaves the release exactly the honest one (no error bits)."""
+    ts = pytest.importorskip("tenseal")
+    from protocols.ckks.config import SLOTS
+
+    r = _collect("ckks", n=4, dim=30)
+    up = _uploads(r)
+    zero = ts.ckks_vector(r.server._public, [0.0] * SLOTS, 2.0**r.config.scale_bits)
+    blocks = [up[u].blocks for u in range(4)] + [(zero.serialize(),)]
+    r.send(_ask(r, _aggregate(r, blocks), range(4)))
+    assert r.decryptor.released is not None
+    r.check(r.decryptor.released)
+
+
+# -- one DP event for every protocol -------------------------------------------------------------
+class _SampledNoise(NoiseHook):
+    """Central DP whose event is a Poisson-sampled discrete Gaussian (as ``secagg run``
+    charges it), so the event that travels is a nested one."""
+
+    def __init__(self, dim: int) -> None:
+        from secagg.dp import CentralDiscreteGaussian
+        from secagg.encoding import EncodingConfig
+        from secagg.dp.events import PoissonSampledEvent
+
+        self.mechanism = CentralDiscreteGaussian(1.5, EncodingConfig().l2_sensitivity(dim))
+        self.event = PoissonSampledEvent(0.25, self.mechanism.event())
+        self.calls = 0
+
+    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
+        self.calls += 1
+        noised, _ = self.mechanism.add_noise(int_sum, rng)
+        return noised, self.event
+
+
+@pytest.mark.parametrize("protocol", [*protocols.names(), "secagg:active", "secagg+:active"])
+def test_the_servers_result_carries_the_charged_dp_event_for_every_protocol(
+        protocol: str) -> None:
+    """``server.result().dp_event`` is the event the decoding party's noise hook charged,
+    whichever party decodes (the server for masking, the decryptor for HE)."""
+    from helpers import Router
+
+    base, _, variant = protocol.partition(":")
+    spec = protocols.get(base)
+    noise = _SampledNoise(8)
+    options: dict[str, Any] = {"active": True} if variant else {}
+    config = spec.make_config(4, 8, noise=noise, **options)
+    router = Router(spec, config, Csprng.from_seed(f"dp-event/{protocol}"))
+    result = router.run()
+    assert noise.calls == 1
+    assert result.dp_event == noise.event
+    assert result.dp_event.event.sigma == pytest.approx(noise.mechanism.sigma)
+    for helper in router.helpers.values():
+        assert helper.released.dp_event == result.dp_event
+
+
+def test_secagg_run_sets_he_min_clients_to_the_planned_survivors(name: str) -> None:
+    from fl.run import _round_config
+    from secagg.encoding import EncodingConfig
+
+    spec = protocols.get(name)
+    enc = EncodingConfig(max_clients=10)
+    assert _round_config(spec, 10, 5, enc, 0.2).min_clients == 8
+    assert _round_config(spec, 10, 5, enc, 0.0).min_clients == 10
+    assert _round_config(spec, 2, 5, enc, 0.5).min_clients == 2  # never below 2

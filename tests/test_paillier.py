@@ -17,8 +17,11 @@ pytest.importorskip("gmpy2")
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 from test_he_roles import HeRound
 
-from protocols._he import DecryptRequest, EncryptedInput, HeKind, PublicContext
-from protocols.base import DECRYPTOR, SERVER, header
+from fl.pool import process_map
+
+from protocols.he import EncryptedInput, PublicContext, Verdict
+from protocols.he.state import DecryptorState
+from protocols.he.blind import ENVELOPE_SIZE
 from protocols.paillier import PaillierScheme, make_config
 from protocols.paillier.scheme import generate_keypair, pack, unpack
 from secagg import wire
@@ -59,7 +62,7 @@ def test_extreme_values_at_full_headroom_stay_exact() -> None:
 def test_packing_is_additive_and_round_trips(data: st.DataObject) -> None:
     n = data.draw(st.integers(2, 6), label="clients")
     dim = data.draw(st.integers(1, 200), label="dim")
-    config = make_config(n, dim, workers=1)
+    config = make_config(max(n, 2), dim)
     a = config.offset
     total = np.zeros(config.n_ciphertexts * config.slots_per_ciphertext, np.uint64)
     packed_sum = [0] * config.n_ciphertexts
@@ -150,39 +153,104 @@ def test_ciphertexts_outside_z_n2_are_refused() -> None:
     r.check(r.server.result())
 
 
-def test_a_value_smuggled_into_a_padding_slot_is_caught_at_decryption() -> None:
-    g = HeRound("paillier", 2, 200, silent={0, 1})  # 201 values, 3 x 85 slots: 54 padding
-    g.route(g.server.start())
-    context = g.sent(PublicContext)[0].context
-    public = SCHEME.load_public(g.config, context)
-    blocks = SCHEME.encrypt(g.config, context, public, g.clients[0].encoded, Csprng.from_seed(5))
-    cts = SCHEME.open_blocks(g.config, public, blocks)
+class _Tampered(PaillierScheme):
+    """A malicious client's scheme: encrypts honestly, then adds ``extra`` to plaintext ``i``
+    of its upload (a client may encrypt anything; only the sum is ever decrypted)."""
+
+    def __init__(self, i: int, extra: int) -> None:
+        self.i, self.extra = i, extra
+
+    def encrypt(self, config, context, public, prepared, rng, seed, map=map):  # type: ignore[no-untyped-def]
+        (blob,) = super().encrypt(config, context, public, prepared, rng, seed, map)
+        cts = SCHEME.open_blocks(config, public, (blob,))
+        cts[self.i] = (EncryptedNumber(public, cts[self.i])
+                       + EncryptedNumber(public, public.raw_encrypt(self.extra))).ciphertext(False)
+        return SCHEME.seal(config, public, [EncryptedNumber(public, c) for c in cts])
+
+
+def test_a_value_smuggled_into_a_padding_slot_is_dropped_not_an_abort() -> None:
+    g = HeRound("paillier", 2, 200)  # 201 values, 3 x 80 slots: 39 padding
     last_slot = 1 << (8 * g.config.slot_bytes * (g.config.slots_per_ciphertext - 1))
-    cts[-1] = (EncryptedNumber(public, cts[-1])
-               + EncryptedNumber(public, public.raw_encrypt(last_slot))).ciphertext(False)
-    forged = DecryptRequest(**header(g.config, SERVER, DECRYPTOR), scheme=HeKind.PAILLIER,
-                            blocks=SCHEME.seal(g.config, public,
-                                               [EncryptedNumber(public, c) for c in cts]),
-                            contributors=(0,))
-    with pytest.raises(ProtocolError, match="padding"):
-        g.send(forged)
+    g.clients[0].SCHEME = _Tampered(-1, last_slot)  # type: ignore[misc]
+    result = g.run()
+    assert g.server.excluded == ()
+    g.check(result)  # the padding is never decoded: the release is the exact sum
+
+
+def test_a_client_far_out_of_range_is_identified_and_left_out() -> None:
+    """One client's plaintext far out of range (the old abort for everyone): the decryptor
+    tests each contributor's own upload, re-masked, and the round releases without it."""
+    g = HeRound("paillier", 5, 200)
+    g.clients[3].SCHEME = _Tampered(1, 1 << g.config.far_bits)  # type: ignore[misc]
+    result = g.run()
+    assert g.server.excluded == (3,)
+    assert result.contributors == (0, 1, 2, 4)
+    g.check(result)  # exactly the sum of the other four
+    kinds = [type(m).__name__ for m in g.log]
+    assert kinds.count("DecryptRequest") == 2 and kinds.count("ReleasedAggregate") == 1
+    assert kinds.count("Verdict") == 1 and g.sent(Verdict)[0].culprits == (3,)
+    assert g.decryptor._secret is None
+
+
+def test_a_client_inside_the_window_biases_within_the_range_and_never_aborts() -> None:
+    """A plaintext that overflows its slots but stays inside the window is decoded with every
+    slot sum clamped into what the contributors can produce: a bias, not an abort."""
+    g = HeRound("paillier", 3, 50)
+    slot = 8 * g.config.slot_bytes
+    g.clients[0].SCHEME = _Tampered(0, (1 << (3 * slot)) - 1)  # slots 0-2 to their maximum
+    result = g.run()
+    assert result.contributors == (0, 1, 2) and g.server.excluded == ()
+    assert result.int_sum is not None
+    a = g.config.offset
+    honest = sum(g.config.encoding.centre(g.encoded[u]) for u in (1, 2))
+    assert np.all(np.abs(result.int_sum) <= 3 * a)  # within what 3 clients can produce
+    want = honest + g.config.encoding.centre(g.encoded[0])
+    assert abs(int(result.int_sum[3] - want[3])) <= 1  # the carry out of slot 2: one unit
+    np.testing.assert_array_equal(result.int_sum[4:], want[4:])  # the rest are exact
 
 
 # -- sizes -------------------------------------------------------------------------------------
 def test_packing_density_and_the_upload_size_is_the_codecs() -> None:
     # Headroom for 100 clients, as in the benchmark; two of them take part here.
-    config = make_config(2, 5000, workers=1, encoding=EncodingConfig(max_clients=100))
-    assert config.slots_per_ciphertext >= 60  # 85 values per 2048-bit key
+    config = make_config(2, 5000, encoding=EncodingConfig(max_clients=100))
+    assert config.slots_per_ciphertext >= 60  # 80 values per 2048-bit key
     r = HeRound("paillier", 2, config=config)
     r.check(r.run())
     for upload, frame in ((m, f) for m, f in zip(r.log, r.frames) if type(m) is EncryptedInput):
         (blob,) = upload.blocks
         assert len(blob) == config.n_ciphertexts * config.ciphertext_bytes
-        assert len(frame) == len(wire.encode(upload)) == 5 + 4 * 8 + 8 + 4 + 4 + len(blob)
+        assert len(frame) == len(wire.encode(upload)) == (5 + 4 * 8 + 8 + 4 + 4 + len(blob)
+                                                     + 4 + ENVELOPE_SIZE)
         assert len(frame) / (4 * config.dim) <= 2.1  # bytes per float32 byte
 
 
 def test_encryption_spreads_over_worker_processes() -> None:
-    config = make_config(2, 40 * 85, workers=2)  # 41 ciphertexts: two workers of 16 or more
-    r = HeRound("paillier", 2, config=config)
+    config = make_config(2, 40 * 85)  # 42 ciphertexts: three tasks of 16 or fewer
+    r = HeRound("paillier", 2, config=config, client_map=process_map(2))
     r.check(r.run())
+
+
+def test_after_a_verdict_only_the_rest_may_be_asked_for_once() -> None:
+    from collections import deque
+
+    g = HeRound("paillier", 5, 40)
+    g.clients[2].SCHEME = _Tampered(0, -(2 << g.config.far_bits))  # type: ignore[misc]
+    queue, verdict = deque(g.server.start()), None
+    while queue and verdict is None:
+        msg = queue.popleft()
+        verdict = msg if type(msg) is Verdict else None
+        if verdict is None:
+            queue.extend(g.send(msg))
+    assert verdict is not None and verdict.culprits == (2,)
+    (req,) = g.send(verdict)
+    assert req.contributors == (0, 1, 3, 4)
+    everyone = dataclasses.replace(req, contributors=(0, 1, 2, 3, 4),
+                                   envelopes=tuple(m.envelope for m in sorted(
+                                       g.sent(EncryptedInput), key=lambda m: m.sender)))
+    with pytest.raises(ProtocolError, match="only"):
+        g.send(everyone)
+    assert g.decryptor.state is DecryptorState.RETRY
+    g.route([req])
+    g.check(g.server.result())
+    with pytest.raises(ProtocolError):  # the release was the last thing the key did
+        g.send(req)

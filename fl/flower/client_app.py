@@ -51,6 +51,7 @@ returns an error reply and the ServerApp counts the client as dropped, as for a 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
@@ -155,6 +156,17 @@ def _secrets(context: Context, rnd: int, u: int) -> dict[str, Any]:
     return {"key": os.urandom(Csprng.KEY_SIZE), "credentials": codec.dumps({}), "drop-at": -1}
 
 
+def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
+                        u: int) -> dict[str, Any]:
+    """Seeded (loopback test) runs: this client's part of the enrolment the ServerApp derived
+    from the same seed (``spec.provision`` under ``round_root(seed, r).spawn("enrolment")``)."""
+    if getattr(config, "registry", None) is None:
+        return {}
+    spec, unenrolled = protocols.get(protocol), dataclasses.replace(config, registry=None)
+    _, creds = spec.provision(unenrolled, settings.round_root(seed, rnd).spawn("enrolment"))
+    return dict(creds.get(u, {}))
+
+
 def _rng(context: Context, state: ConfigRecord) -> Csprng:
     key = records.get_bytes(state, "key")
     if key:
@@ -178,9 +190,13 @@ def _setup(msg: Message, context: Context, call_next: ClientAppCallable,
     u = records.get_int(rec, "client-id")
     if not 0 <= u < config.n_clients:
         raise ProtocolError(f"client id {u} is outside the cohort 0..{config.n_clients - 1}")
+    secret = _secrets(context, rnd, u)
+    seed = _seed(context)
+    if seed is not None and not _job_dir(context):
+        secret["credentials"] = codec.dumps(_seeded_credentials(protocol, config, seed, rnd, u))
     state = ConfigRecord({"round": rnd, "protocol": protocol,
                           "config": records.get_bytes(rec, "config"), "client-id": u,
-                          **_secrets(context, rnd, u)})
+                          **secret})
     update, weight = _input_of(call_next(msg, context), config.dim)
     context.state[INPUT] = ArrayRecord({"update": Array(update),
                                         "weight": Array(np.array([weight]))})

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.ckks.config import CkksConfig, make_config
 from protocols.ckks.scheme import CkksScheme
@@ -22,19 +22,19 @@ _SCHEME = CkksScheme()
 
 
 class CkksClient(HeClient):
-    """A ckks client (see :class:`protocols._he.HeClient`)."""
+    """A ckks client (see :class:`protocols.he.HeClient`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
 
 class CkksAggregator(HeAggregator):
-    """The ckks aggregator, at address SERVER (see :class:`protocols._he.HeAggregator`)."""
+    """The ckks aggregator, at address SERVER (see :class:`protocols.he.HeAggregator`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
 
 class CkksDecryptor(HeDecryptor):
-    """The ckks decryptor, at address DECRYPTOR (see :class:`protocols._he.HeDecryptor`)."""
+    """The ckks decryptor, at address DECRYPTOR (see :class:`protocols.he.HeDecryptor`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
@@ -53,5 +53,6 @@ SPEC = ProtocolSpec(
     client=CkksClient,
     server=CkksAggregator,
     helpers=helpers,
+    provision=provision,
     exact=False,
 )

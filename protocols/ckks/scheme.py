@@ -3,22 +3,25 @@
 Theory of operation. CKKS (Cheon, Kim, Kim, Song, ASIACRYPT 2017, section 3) encodes
 N/2 real numbers into one plaintext polynomial through the inverse canonical embedding scaled
 by Delta, and encrypts it as an RLWE ciphertext; adding ciphertexts adds the encoded vectors,
-approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols._he`):
+approximately. The round follows DESIGN.md "HE roles" (:mod:`protocols.he`):
 
 - the decryptor makes a fresh key for every round and publishes a TenSEAL context serialised
   with no secret key and no relinearisation or Galois keys (aggregation only adds);
 - a client checks the context (no secret key, no key but the public key, exactly the
-  parameters :mod:`.config` fixes), clips and weights its update (no quantisation: CKKS
-  encrypts floats), appends the weight, and encrypts the ``dim + 1`` values into every slot
-  of ``ceil((dim + 1) / 4096)`` ciphertexts, spread over ``config.workers`` processes;
+  parameters :mod:`.config` fixes), clips, weights and quantises its update to the 2^-f grid
+  exactly as the exact protocols do (stochastic rounding), appends the weight, adds its
+  one-time blind (:func:`blinds`: [0, 1) grid units in every slot, padding included) and
+  encrypts all ``4096 * ceil((dim + 1) / 4096)`` slots, spread over the driver's ``map`` (8
+  ciphertexts per task); the blind's seed goes to the decryptor sealed (:mod:`protocols.he.blind`);
 - the aggregator checks each upload (sizes, scale, two polynomials per ciphertext) and adds it
   into one running sum; it holds the public context only;
-- the decryptor decrypts the one aggregate once, refuses values outside what ``n`` clipped
-  clients can produce, and rounds to the fixed-point grid 2^-f *before* it adds DP noise and
-  releases anything. A raw CKKS decryption leaks its noise and with it the key (Li and
-  Micciancio, EUROCRYPT 2021): the grid is at least 2^20 plaintext units wide, far above
-  the noise, and the key serves one decryption only (a heuristic defence; with central DP
-  the release is also flooded by the DP noise).
+- the decryptor decrypts the one aggregate once, removes the named contributors' blinds and
+  requires every slot within 2^-t grid units of the grid, the padding at 0 and every value
+  within what ``count`` clipped clients can produce (:mod:`.config`); it then releases the
+  *rounded* sum, after DP noise when configured. So no CKKS error reaches a release: a raw
+  CKKS decryption leaks its noise and with it the key (Li and Micciancio, EUROCRYPT 2021),
+  a rounded one carries none, and anything the aggregator adds that would carry some fails
+  the grid check (SECURITY.md, "HE").
 
 Randomness: key generation and encryption noise come from SEAL's own generator (seeded by the
 OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error bound is in
@@ -27,21 +30,21 @@ OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error boun
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import tenseal as ts
 
-from protocols._he import HeKind, HeScheme, parallel_map
+import builtins
+
+from protocols.he import HeKind, HeScheme, MapFn
 from protocols.ckks.config import (
     COEFF_MOD_BIT_SIZES,
     POLY_MODULUS_DEGREE,
     SLOTS,
     CkksConfig,
 )
-from secagg.encoding import clip_l2
-from secagg.errors import ConfigError, ProtocolError
+from secagg.errors import ProtocolError
 from secagg.rng import Csprng
 
 __all__ = ["CkksScheme"]
@@ -50,8 +53,8 @@ __all__ = ["CkksScheme"]
 MAX_BLOCK_BYTES: Final = 2 * POLY_MODULUS_DEGREE * 8 + 4096
 #: the public key (two polynomials over both primes) plus parameters and headers
 MAX_CONTEXT_BYTES: Final = 4 * POLY_MODULUS_DEGREE * 8 + 65536
-#: fewer ciphertexts than this per worker are encrypted in-process
-_MIN_PER_WORKER: Final = 8
+#: ciphertexts per task handed to the driver's ``map``
+_PER_TASK: Final = 8
 _TS_ERRORS = (ValueError, RuntimeError, TypeError)
 
 
@@ -66,6 +69,13 @@ class _Sum:
 
     def __sizeof__(self) -> int:
         return object.__sizeof__(self) + len(self.vectors) * 2 * POLY_MODULUS_DEGREE * 8
+
+
+def blinds(config: CkksConfig, seed: bytes) -> np.ndarray:
+    """The one-time blind of every slot (padding included), in grid units: uniform in
+    [0, 1) on the 2^-32 grid, expanded from ``seed``."""
+    rng = Csprng(seed).spawn("ckks-blind")
+    return rng.uint32(config.n_ciphertexts * SLOTS).astype(np.float64) * 2.0**-32
 
 
 def _encrypt_with(ctx: Any, values: np.ndarray, scale: float) -> list[bytes]:
@@ -107,18 +117,30 @@ class CkksScheme(HeScheme):
         return public, ctx
 
     def decrypt(self, config: CkksConfig, secret: Any, aggregate: list[Any],
-                count: int) -> np.ndarray:
+                seeds: list[bytes]) -> np.ndarray:
+        """Remove the blinds, check the grid, padding and range, round: see :mod:`.config`."""
+        count, total = len(seeds), config.dim + 1
         vals = np.concatenate([np.asarray(v.decrypt(), np.float64) for v in aggregate])
-        if vals.shape != (config.dim + 1,) or not np.all(np.isfinite(vals)):
-            raise ProtocolError("the aggregate does not decrypt to dim + 1 finite values")
-        limit = count * config.value_bound + config.max_abs_error(count)
-        worst = float(np.max(np.abs(vals)))
-        if worst > limit:
+        if vals.shape != (config.n_ciphertexts * SLOTS,) or not np.all(np.isfinite(vals)):
+            raise ProtocolError("the aggregate does not decrypt to finite values in every slot")
+        units = vals * config.encoding.scale
+        for seed in seeds:
+            units -= blinds(config, seed)
+        rounded = np.rint(units)
+        off = float(np.max(np.abs(units - rounded)))
+        tol = 2.0 ** -config.tolerance_bits
+        if off > tol:
             raise ProtocolError(
-                f"aggregate out of range: a value of magnitude {worst:.6g} exceeds {limit:.6g}, "
-                f"the most {count} clipped clients can sum to; a contributor sent values "
-                "outside the clip or weight bound, or the aggregate was tampered with")
-        return np.rint(vals * config.encoding.scale).astype(np.int64)
+                f"aggregate out of range: a slot lies {off:.3g} grid units off the grid (at most "
+                f"{tol:.3g}) once the named contributors' blinds are removed; the aggregate is "
+                "not the sum of their uploads, each counted once")
+        top = count * config.unit_bound
+        if np.any(rounded[total:]) or float(np.max(np.abs(rounded[:total]))) > top:
+            raise ProtocolError(
+                f"aggregate out of range: a slot exceeds {top} grid units, the most {count} "
+                "clipped clients can sum to, or a padding slot is not zero; a contributor sent "
+                "values outside the clip or weight bound, or the aggregate was tampered with")
+        return rounded[:total].astype(np.int64)
 
     # -- everyone else -----------------------------------------------------------------
     def load_public(self, config: CkksConfig, context: bytes) -> Any:
@@ -143,35 +165,28 @@ class CkksScheme(HeScheme):
     # -- client ------------------------------------------------------------------------
     def prepare(self, config: CkksConfig, update: np.ndarray, weight: float,
                 rng: Csprng) -> np.ndarray:
-        """``[weight * clip(update), weight]`` in float64 (CKKS needs no quantisation)."""
-        enc = config.encoding
-        if not (np.isfinite(weight) and 0 < weight <= enc.max_weight):
-            raise ConfigError(f"weight must be in (0, {enc.max_weight:g}] (max_weight), "
-                              f"got {weight!r}")
-        arr = np.asarray(update)
-        if arr.ndim != 1:
-            raise ConfigError(f"update must be a 1-D vector, got shape {arr.shape}")
-        clipped, _ = clip_l2(arr, enc.clip)
-        out = np.empty(config.dim + 1, np.float64)
-        np.multiply(clipped, weight, out=out[:-1])
-        out[-1] = weight
-        return out
+        """``[weight * clip(update), weight]`` quantised to the grid as the exact protocols
+        do (stochastic rounding), in int64 grid units."""
+        return config.encoding.centre(config.encoding.encode(update, rng, weight))
 
     def encrypt(self, config: CkksConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng) -> tuple[bytes, ...]:
+                rng: Csprng, seed: bytes, map: MapFn = builtins.map) -> tuple[bytes, ...]:
         scale = 2.0**config.scale_bits
         n_ct = config.n_ciphertexts
-        workers = min(config.workers, n_ct // _MIN_PER_WORKER)
-        if workers <= 1:
+        padded = np.zeros(n_ct * SLOTS, np.float64)
+        padded[: prepared.size] = prepared
+        padded += blinds(config, seed)
+        prepared = padded / config.encoding.scale  # exact: below 2^53 units, a power of 2
+        if n_ct <= _PER_TASK or map is builtins.map:
             return tuple(_encrypt_with(public, prepared, scale))
-        bounds = [n_ct * i // workers * SLOTS for i in range(workers + 1)]
-        tasks = [(context, prepared[a:b], scale) for a, b in pairwise(bounds)]
-        return tuple(blob for part in parallel_map(_encrypt_span, tasks, workers)
-                     for blob in part)
+        spans = [prepared[a : a + _PER_TASK * SLOTS] for a in range(0, n_ct * SLOTS,
+                                                                   _PER_TASK * SLOTS)]
+        parts = map(_encrypt_span, [context] * len(spans), spans, [scale] * len(spans))
+        return tuple(blob for part in parts for blob in part)
 
     # -- aggregator (and the decryptor, for parsing) -----------------------------------
     def open_blocks(self, config: CkksConfig, key: Any, blocks: tuple[bytes, ...]) -> list[Any]:
-        n_ct, total = config.n_ciphertexts, config.dim + 1
+        n_ct = config.n_ciphertexts
         if len(blocks) != n_ct:
             raise ProtocolError(f"{len(blocks)} ciphertexts; this round needs {n_ct}")
         scale = 2.0**config.scale_bits
@@ -187,7 +202,7 @@ class CkksScheme(HeScheme):
                          cts[0].scale if cts else 0.0)
             except _TS_ERRORS as exc:
                 raise ProtocolError(f"malformed ciphertext {i}: {exc}") from None
-            want = (min(SLOTS, total - i * SLOTS), 1, 2, scale)
+            want = (SLOTS, 1, 2, scale)
             if shape != want:
                 raise ProtocolError(f"ciphertext {i} has (slots, ciphertexts, polynomials, "
                                     f"scale) = {shape}; expected {want}")

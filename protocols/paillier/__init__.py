@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
@@ -22,19 +22,19 @@ _SCHEME = PaillierScheme()
 
 
 class PaillierClient(HeClient):
-    """A paillier client (see :class:`protocols._he.HeClient`)."""
+    """A paillier client (see :class:`protocols.he.HeClient`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
 
 class PaillierAggregator(HeAggregator):
-    """The paillier aggregator, at address SERVER (see :class:`protocols._he.HeAggregator`)."""
+    """The paillier aggregator, at address SERVER (see :class:`protocols.he.HeAggregator`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
 
 class PaillierDecryptor(HeDecryptor):
-    """The paillier decryptor, at address DECRYPTOR (see :class:`protocols._he.HeDecryptor`)."""
+    """The paillier decryptor, at address DECRYPTOR (see :class:`protocols.he.HeDecryptor`)."""
 
     SCHEME: ClassVar[HeScheme] = _SCHEME
 
@@ -53,5 +53,6 @@ SPEC = ProtocolSpec(
     client=PaillierClient,
     server=PaillierAggregator,
     helpers=helpers,
+    provision=provision,
     exact=True,
 )

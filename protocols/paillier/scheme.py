@@ -3,41 +3,45 @@
 Theory of operation. Paillier (EUROCRYPT 1999, section 4, Scheme 1, with g = n + 1) encrypts
 m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a + b mod n)``
 (section 8): multiplying ciphertexts adds plaintexts, exactly. The round follows DESIGN.md "HE roles"
-(:mod:`protocols._he`):
+(:mod:`protocols.he`):
 
 - the decryptor makes a fresh key pair for every round (primes from :class:`Csprng` and
   gmpy2's primality test, top two bits set so that n has exactly ``key_bits`` bits) and
   publishes n alone;
 - a client encodes its update exactly as plaintext does (``encoded`` is that ring vector),
-  offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`), and
-  encrypts each with phe's raw encryption, r drawn from its Csprng, spread over
-  ``config.workers`` processes; the ciphertexts travel as one block of fixed-width
+  offsets and packs the ``dim + 1`` values into slots of big plaintexts (:mod:`.config`),
+  adds its one-time blind (:func:`blinds`: uniform mod n per plaintext, the seed sealed to
+  the decryptor, :mod:`protocols.he.blind`), and encrypts each with phe's raw encryption, r drawn from its Csprng, spread over the driver's
+  ``map`` (16 per task); the ciphertexts travel as one block of fixed-width
   big-endian integers;
 - the aggregator checks every ciphertext is in (0, n^2) and multiplies it into one running
   product (phe's EncryptedNumber addition); it holds the public key only;
-- the decryptor decrypts the one aggregate once (CRT), checks that the padding slots are zero
-  and every slot sum is one that ``count`` clients can produce, removes the offsets and
-  releases the exact integer sum, after DP noise when configured.
+- the decryptor decrypts the one aggregate once (CRT), removes the named contributors'
+  blinds, checks that the 64 guard bits and the padding slots are zero and every slot sum is
+  one that ``count`` clients can produce, removes the offsets and releases the exact integer
+  sum, after DP noise when configured. A left-over blind sets the guard bits with
+  probability 1 - 2^-64.
 """
 
 from __future__ import annotations
 
-from itertools import pairwise
 from typing import Any, ClassVar, Final
 
 import gmpy2
 import numpy as np
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 
-from protocols._he import HeKind, HeScheme, parallel_map
-from protocols.paillier.config import PaillierConfig
+import builtins
+
+from protocols.he import FarOutOfRange, HeKind, HeScheme, MapFn
+from protocols.paillier.config import MASK_BITS, PaillierConfig
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
 __all__ = ["PaillierScheme", "generate_keypair", "pack", "unpack"]
 
-#: fewer ciphertexts than this per worker are encrypted in-process
-_MIN_PER_WORKER: Final = 16
+#: plaintexts per task handed to the driver's ``map``
+_PER_TASK: Final = 16
 
 
 def _prime(bits: int, rng: Csprng) -> int:
@@ -89,6 +93,20 @@ def unpack(config: PaillierConfig, plaintexts: list[int]) -> np.ndarray:
     return full.reshape(-1).view("<u8")
 
 
+def blinds(config: PaillierConfig, n: int, seed: bytes) -> list[int]:
+    """The one-time blind of each plaintext: uniform in [0, n), expanded from ``seed``."""
+    rng = Csprng(seed).spawn("paillier-blind")
+    return [rng.randbelow(n) for _ in range(config.n_ciphertexts)]
+
+
+def _unblind(config: PaillierConfig, n: int, plain: list[int], seeds: list[bytes]) -> list[int]:
+    """Remove the seeds' blinds; each plaintext centred mod n into (-n/2, n/2]."""
+    for seed in seeds:
+        plain = [(m - b) % n for m, b in zip(plain, blinds(config, n, seed), strict=True)]
+    half = n // 2
+    return [m - n if m > half else m for m in plain]
+
+
 def _encrypt_span(context: bytes, plaintexts: list[int], seed: bytes) -> bytes:
     """Worker: encrypt plaintexts under n (``context``), with r from ``Csprng(seed)``."""
     n = int.from_bytes(context, "big")
@@ -104,6 +122,7 @@ class PaillierScheme(HeScheme):
 
     kind: ClassVar[HeKind] = HeKind.PAILLIER
     exact: ClassVar[bool] = True
+    identifies: ClassVar[bool] = True
 
     # -- decryptor -----------------------------------------------------------------------
     def keygen(self, config: PaillierConfig, rng: Csprng) -> tuple[bytes, Any]:
@@ -111,17 +130,49 @@ class PaillierScheme(HeScheme):
         return secret.public_key.n.to_bytes(config.key_bits // 8, "big"), secret
 
     def decrypt(self, config: PaillierConfig, secret: Any, aggregate: list[int],
-                count: int) -> np.ndarray:
-        slots = unpack(config, [secret.raw_decrypt(c) for c in aggregate])
+                seeds: list[bytes]) -> np.ndarray:
+        """Remove the blinds; refuse a plaintext far out of range (:class:`FarOutOfRange`:
+        the decryptor then tests each contributor); otherwise decode the low ``packed_bits``
+        of every plaintext, clamp every slot sum into what ``count`` clients can produce
+        (a malicious client can bias, not abort) and remove the offsets."""
+        n, count = secret.public_key.n, len(seeds)
+        plain = _unblind(config, n, [secret.raw_decrypt(c) for c in aggregate], seeds)
+        far = 1 << config.far_bits
+        if any(abs(t) >= far for t in plain):
+            raise FarOutOfRange(
+                "aggregate out of range: a plaintext is far outside the window once the named "
+                "contributors' blinds are removed; either the aggregate is not the sum of "
+                "their uploads, each counted once, or a contributor's own upload is far out of "
+                "range")
+        low = (1 << config.packed_bits) - 1
+        slots = unpack(config, [t & low for t in plain])
         total = config.dim + 1
-        if np.any(slots[total:]):
-            raise ProtocolError("padding slots decrypt to non-zero values: a contributor sent a "
-                                "malformed ciphertext or the aggregate was tampered with")
-        vals, top = slots[:total], 2 * config.offset * count
-        if int(vals.max()) > top:
-            raise ProtocolError(f"aggregate out of range: a slot sums to {int(vals.max())}, "
-                                f"more than {top}, the most {count} clients can produce")
-        return vals.astype(np.int64) - count * config.offset
+        vals = np.clip(slots[:total].astype(np.int64), 0, 2 * config.offset * count)
+        return vals - count * config.offset
+
+    def test_blocks(self, config: PaillierConfig, public: Any, upload: list[int],
+                    rng: Csprng) -> bytes:
+        """``E(m + rho) * E(tau)`` per plaintext, tau uniform in [0, 2^(P + MASK_BITS))."""
+        n, n2, width = public.n, public.nsquare, config.ciphertext_bytes
+        out = bytearray()
+        for c in upload:
+            mask = public.raw_encrypt(rng.randbits(config.packed_bits + MASK_BITS),
+                                      r_value=rng.randbelow(n - 1) + 1)
+            out += (c * mask % n2).to_bytes(width, "big")
+        return bytes(out)
+
+    def test(self, config: PaillierConfig, secret: Any, block: bytes, seed: bytes,
+             rng: Csprng) -> bool:
+        """Whether ``m + tau + sigma`` lies in [0, 2^P + 2^(P + MASK_BITS + 1)) for every
+        plaintext, with sigma the decryptor's own uniform mask in [0, 2^(P + MASK_BITS)):
+        always for an honest upload (m in [0, 2^P)), never for one whose plaintext is
+        2^window_bits or more out, and the answer moves by at most 2^(1 - MASK_BITS) with an
+        honest m whatever tau the aggregator chose."""
+        n = secret.public_key.n
+        cts = self.open_blocks(config, secret, (block,))
+        plain = _unblind(config, n, [secret.raw_decrypt(c) for c in cts], [seed])
+        top = (1 << config.packed_bits) + (1 << (config.packed_bits + MASK_BITS + 1))
+        return all(0 <= t + rng.randbits(config.packed_bits + MASK_BITS) < top for t in plain)
 
     # -- everyone else -------------------------------------------------------------------
     def load_public(self, config: PaillierConfig, context: bytes) -> PaillierPublicKey:
@@ -139,12 +190,13 @@ class PaillierScheme(HeScheme):
         return config.encoding.encode(update, rng, weight)
 
     def encrypt(self, config: PaillierConfig, context: bytes, public: Any, prepared: np.ndarray,
-                rng: Csprng) -> tuple[bytes, ...]:
-        plaintexts = pack(config, prepared)
-        workers = max(1, min(config.workers, len(plaintexts) // _MIN_PER_WORKER))
-        bounds = [len(plaintexts) * i // workers for i in range(workers + 1)]
-        tasks = [(context, plaintexts[a:b], rng.bytes(32)) for a, b in pairwise(bounds)]
-        return (b"".join(parallel_map(_encrypt_span, tasks, workers)),)
+                rng: Csprng, seed: bytes, map: MapFn = builtins.map) -> tuple[bytes, ...]:
+        n = public.n
+        plaintexts = [(m + b) % n for m, b in zip(pack(config, prepared),
+                                                   blinds(config, n, seed), strict=True)]
+        spans = [plaintexts[a : a + _PER_TASK] for a in range(0, len(plaintexts), _PER_TASK)]
+        keys = [rng.bytes(32) for _ in spans]
+        return (b"".join(map(_encrypt_span, [context] * len(spans), spans, keys)),)
 
     # -- aggregator (and the decryptor, for parsing) -------------------------------------
     def open_blocks(self, config: PaillierConfig, key: Any,
