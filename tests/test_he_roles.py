@@ -413,7 +413,7 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
         fresh.receive(requests[0])
     with pytest.raises(ConfigError):
         process_map(0)
-    with pytest.raises(ConfigError, match="at least 2 clients"):
+    with pytest.raises(ConfigError, match="n_clients must be an integer >= 2"):
         spec.make_config(1, 4)
 
 
