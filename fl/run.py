@@ -47,7 +47,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 import protocols
 from fl.data import DATASETS, Dataset, Shard, load_dataset
@@ -390,8 +389,6 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
     sampler = np.random.default_rng([plan.base_seed, 1] if cfg.seed is not None else None)
     global_vec = mv.to_vector().copy()
     initial = evaluate(mv, plan.dataset.test)
-    # torch imports its optimiser machinery on first use (seconds): not a cost of round 1.
-    torch.optim.SGD(mv.model.parameters(), lr=plan.lr)
     result = RunResult(
         config=cfg, engine=getattr(plan.engine, "name", type(plan.engine).__name__),
         model_params=d, noise_multiplier=plan.noise_multiplier, max_weight=plan.max_weight,

@@ -19,34 +19,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 import protocols
-from fl.cli._common import add_json_flag, default_out, emit_json, stderr_console
+from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
 from fl.data import DATASETS
 from fl.dp import DP_MODES
 from fl.engine import engine_names
-from fl.run import (
-    DEFAULT_EPSILON,
-    SPLITS,
-    RoundRecord,
-    RunConfig,
-    RunResult,
-    plan_run,
-    run_training,
-)
+from fl.runconfig import DEFAULT_EPSILON, DEFAULT_LR, SPLITS, RoundRecord, RunConfig, RunResult
 from secagg.dp import ACCOUNTANTS
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+# Light at import: parsing the command line must not pay for torch (fl.cli's docstring).
+# fl.run, rich's widgets and the report are imported by run().
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -78,6 +66,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seed everything, DP noise included (experiments only)")
     g.add_argument("--out", default=None, metavar="DIR",
                    help="report folder (default secagg-runs/<time>-<protocol>)")
+    g.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="draw the PNG plots into the report folder (default on; "
+                   "--no-plots writes metrics.json and metrics.csv only)")
     dp = p.add_argument_group("differential privacy")
     dp.add_argument("--dp", action=argparse.BooleanOptionalAction, default=d.dp,
                     help="central DP on every aggregate (default on)")
@@ -104,7 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     tr.add_argument("--max-weight", type=float, default=None,
                     help="cap on a client's weight (default: mean examples per client)")
     tr.add_argument("--lr", type=float, default=None,
-                    help="local SGD rate (default: 1.0 for breast_cancer, else 0.5)")
+                    help="local SGD rate (default: " + ", ".join(
+                        f"{v:g} for {k}" for k, v in DEFAULT_LR.items()) + ")")
     tr.add_argument("--epochs", type=int, default=d.epochs,
                     help=f"local epochs per round (default {d.epochs})")
     tr.add_argument("--batch-size", type=int, default=d.batch_size,
@@ -158,27 +150,44 @@ class _Bars:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Plan (all checks), train, write the report, print the table and/or JSON."""
+    """Check (settings, report folder), plan, train, write the report, print the table
+    and/or JSON. Every check runs before any training."""
+    cfg = _config(args)
+    # The folder first: a run that cannot keep its results should not start.
+    out_dir = check_out_dir(args.out if args.out else default_out(cfg.protocol), "--out")
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
     import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from fl.report import noise_check, write_report
+    from fl.run import plan_run, run_training
 
     # The models are tiny: one thread trains them faster than several that wait on each other.
     torch.set_num_threads(1)
     console = stderr_console()
-    cfg = _config(args)
     plan = plan_run(cfg)
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
-    out_dir = Path(args.out) if args.out else default_out(cfg.protocol)
+    out_dir.mkdir(parents=True, exist_ok=True)  # checked above; made before any training
+    check = noise_check(plan)
+    if check is not None and check.swamped:
+        console.print(f"[yellow]warning: {check.advice()}[/yellow]", highlight=False,
+                      soft_wrap=True)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
         result = run_training(plan, observer=_Bars(progress, cfg.rounds))
-    from fl.report import write_report
-
-    folder = write_report(result, out_dir)
-    summary = result.to_json(str(folder))
+    extra = check.to_json() if check is not None else {}
+    folder = write_report(result, out_dir, plots=args.plots, extra=extra)
+    summary = {**result.to_json(str(folder)), **extra}
     table = _table(result, summary)
     if args.json:
         console.print(table)
@@ -189,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(result: RunResult, s: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     cfg = result.config
     t = Table(title=f"secagg run: {cfg.protocol} on {s['engine']}, {cfg.dataset}")
     t.add_column("measure")
@@ -202,6 +213,10 @@ def _table(result: RunResult, s: dict[str, Any]) -> Table:
                   f"{s['epsilon']:.3f}  ({cfg.dp_mode}; budget {s['epsilon_budget']:g}, "
                   f"{cfg.accountant})")
         t.add_row("noise multiplier", f"{s['noise_multiplier']:.4g}")
+        if s.get("noise_to_signal") is not None:
+            t.add_row("noise-to-signal per round (run)",
+                      f"{s['noise_to_signal']:.3g} ({s['noise_to_signal_run']:.3g})"
+                      + ("  noise swamps the updates" if s["noise_swamps_signal"] else ""))
     else:
         t.add_row("epsilon", "none: DP is off")
     t.add_row("time per round", f"{s['seconds_per_round']:.2f} s  (total {s['seconds']:.1f} s)")
