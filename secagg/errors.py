@@ -12,6 +12,9 @@ can catch the whole family in one clause. The subclasses say *whose* fault it wa
 - :class:`ConfigError`: parameters that cannot work. The message names the numbers that
   would. It is also a :class:`ValueError`.
 - :class:`DecodeError`: malformed bytes on the wire. It is also a :class:`ValueError`.
+- :class:`SecAggTypeError`: an argument of the wrong type (a string where a number goes).
+  It is also a :class:`TypeError`, so ``except TypeError`` keeps working, and
+  ``except SecAggError`` catches it too.
 - :class:`BudgetExceededError`: running the next step would spend more privacy budget
   than the ledger allows.
 """
@@ -27,6 +30,7 @@ __all__ = [
     "LateMessageError",
     "ProtocolError",
     "SecAggError",
+    "SecAggTypeError",
     "UsageError",
 ]
 
@@ -57,6 +61,10 @@ class AlreadyFinalized(UsageError):
 
 class ConfigError(SecAggError, ValueError):
     """Parameters that cannot work; the message names numbers that would."""
+
+
+class SecAggTypeError(SecAggError, TypeError):
+    """An argument of the wrong type; the message names the type that would work."""
 
 
 class DecodeError(SecAggError, ValueError):
