@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
     # The folder first: a run that cannot keep its results should not start.
     out_dir = check_out_dir(args.out if args.out else default_out(cfg.protocol), "--out")
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
+    from fl.run import plan_run, run_training
+
+    plan = plan_run(cfg)  # every check of the settings; the model (and torch) come in here
     import torch
     from rich.console import Console
     from rich.progress import (
@@ -167,12 +170,10 @@ def run(args: argparse.Namespace) -> int:
     )
 
     from fl.report import noise_check, write_report
-    from fl.run import plan_run, run_training
 
     # The models are tiny: one thread trains them faster than several that wait on each other.
     torch.set_num_threads(1)
     console = stderr_console()
-    plan = plan_run(cfg)
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
