@@ -16,6 +16,7 @@ import numpy as np
 
 import protocols
 from fl.cli._common import add_json_flag, check_memory, emit_json, stderr_console
+from fl.dp import DP_MODES
 from fl.simulation import RoundReport, plan_dropouts, run_round
 from protocols.base import stages_of
 from protocols.secagg.config import client_noise_bound
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active", action="store_true",
                    help="active-adversary variant: signed keys and a consistency round "
                         "(secagg, secagg+)")
-    p.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
+    p.add_argument("--dp", choices=("none", *DP_MODES), default="none",
                    help="discrete Gaussian noise: added once by the decoding party (central), "
                         "or by every client before masking (distributed; secagg, secagg+)")
     p.add_argument("--noise-multiplier", type=float, default=1.0,
