@@ -159,3 +159,15 @@ def test_an_unknown_engine_lists_every_engine(capsys, tmp_path) -> None:
     assert "flower" in err[0]
     with pytest.raises(ConfigError, match="flower"):
         make_engine("flwr")
+
+
+def test_fl_exports_the_run_entry_points_lazily() -> None:
+    import fl
+    import fl.engine
+    import fl.run
+    import fl.runconfig
+
+    assert fl.RunConfig is fl.runconfig.RunConfig and fl.run_training is fl.run.run_training
+    assert fl.plan_run is fl.run.plan_run and fl.make_engine is fl.engine.make_engine
+    assert {"RunConfig", "plan_run", "run_training", "make_engine"} <= set(fl.__all__)
+    assert _heavy_after("import fl\nfl.RunConfig\nfl.run_training\nfl.make_engine") == []
