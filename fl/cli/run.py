@@ -6,12 +6,20 @@ Gaussian noise goes into the sum (added by the decoding party, or with ``--dp-mo
 distributed`` by every client before masking) and is charged to the privacy ledger, and the
 server evaluates the new model on the held-out set. Progress bars go to stderr; the final table to
 stdout (to stderr with ``--json``, whose object is the last stdout line). The report folder
-(``--out``) receives metrics as JSON and CSV and PNG plots (:mod:`fl.report`).
+(``--out``) receives metrics as JSON and CSV and, unless ``--no-plots``, PNG plots
+(:mod:`fl.report`); in a DP run the decoded train metrics are named ``*_dp_noised``.
 
 With DP, ``--epsilon`` is the budget at ``--delta``. Without ``--noise-multiplier`` the noise
 is calibrated so that all ``--rounds`` fit the budget (default budget
 :data:`fl.run.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
-before training. ``--ledger FILE`` carries the spent budget across runs.
+before training. ``--ledger FILE`` carries the spent budget across runs; a ledger with less
+than :data:`fl.dp.MIN_BUDGET_LEFT` of its budget left is refused until ``--epsilon`` raises
+the budget.
+
+Before any training: the report folder must be writable or creatable
+(:func:`fl.cli._common.check_out_dir`), every setting is checked (:func:`fl.run.plan_run`),
+and a DP run whose noise will swamp its updates says so, with the number of clients that
+would not (:func:`fl.report.noise_check`). Each refusal is one ``secagg: error:`` line.
 """
 
 from __future__ import annotations
