@@ -17,8 +17,8 @@ time.png       seconds per round: wall clock, and the protocol's server and clie
 bytes.png      bytes one client sent and received per round (median over the cohort)
 ============== ===========================================================================
 
-With ``plots=False`` (``secagg run --no-plots``) only the two metrics files are written, and
-matplotlib is never imported.
+With ``plots=False`` (``secagg run`` without ``--plots``) only the two metrics files are
+written, and matplotlib is never imported.
 
 :func:`noise_check` tells before training whether a DP run's noise will swamp its updates.
 

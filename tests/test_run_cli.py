@@ -56,7 +56,7 @@ def test_registered_as_entry_point() -> None:
 
 def test_json_contract_and_report_folder(capsys: pytest.CaptureFixture[str],
                                          tmp_path: Path) -> None:
-    out, err = run_json(capsys, *SMALL, "--out", str(tmp_path / "rep"))
+    out, err = run_json(capsys, *SMALL, "--plots", "--out", str(tmp_path / "rep"))
     for key in ("protocol", "rounds", "clients", "final_accuracy", "epsilon", "delta",
                 "report_dir", "history", "noise_multiplier", "seconds_per_round",
                 "bytes_per_client"):
@@ -232,7 +232,7 @@ def test_the_default_run_is_not_flagged(capsys: pytest.CaptureFixture[str],
 
 def test_dp_noised_train_metrics_are_named_so(capsys: pytest.CaptureFixture[str],
                                               tmp_path: Path) -> None:
-    out, _ = run_json(capsys, *SMALL, "--no-plots", "--out", str(tmp_path / "dp"))
+    out, _ = run_json(capsys, *SMALL, "--out", str(tmp_path / "dp"))  # no plots by default
     assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == sorted(METRICS_FILES)
     for row in out["history"]:
         assert {"train_loss_dp_noised", "train_accuracy_dp_noised"} <= set(row)
