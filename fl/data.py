@@ -30,8 +30,10 @@ Randomness here is ``numpy.random.default_rng(seed)``: data splits are not secre
 
 from __future__ import annotations
 
+import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -289,15 +291,79 @@ def load_dataset(
         return make_synthetic(seed=seed, test_fraction=test_fraction)
     if name == "diabetes":
         return _load_diabetes(test_fraction, seed)
-    from sklearn import datasets as skd
-
+    x, y = _bundled(name)
     if name == "breast_cancer":
-        bunch = skd.load_breast_cancer()
-        x, y = bunch.data, bunch.target
         return _finish(name, x, y, 2, None, test_fraction, seed, standardise=True)
-    bunch = skd.load_digits()
-    x, y = bunch.data / 16.0, bunch.target
-    return _finish(name, x, y, 10, (8, 8), test_fraction, seed, standardise=False)
+    return _finish(name, x / 16.0, y, 10, (8, 8), test_fraction, seed, standardise=False)
+
+
+def _bundled(name: str) -> tuple[NDArray[np.float64], NDArray[np.int64]]:
+    """The features and labels of a dataset bundled in the scikit-learn wheel, read straight
+    from its CSV file (what ``sklearn.datasets.load_*`` reads) without importing sklearn,
+    whose import alone takes about a second.
+
+    Raises:
+        ConfigError: scikit-learn (the data files) is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package; does not import it
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(f"dataset {name!r} ships with scikit-learn, which is not installed; "
+                          "install secagg[fl] or use --dataset synthetic")
+    data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    try:
+        if name == "breast_cancer":
+            with (data / "breast_cancer.csv").open(encoding="utf-8") as fh:
+                n, f = (int(v) for v in fh.readline().split(",")[:2])
+                table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+            if table.shape != (n, f + 1):
+                raise ValueError(f"expected {n} rows of {f + 1} values, got {table.shape}")
+        else:
+            with gzip.open(data / "digits.csv.gz", "rt", encoding="utf-8") as fh:
+                table = np.loadtxt(fh, delimiter=",", dtype=np.float64, ndmin=2)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read dataset {name!r} from {data}: {exc}") from None
+    return table[:, :-1], table[:, -1].astype(np.int64)
+
+
+def _approximate_mode(counts: IntArray, draws: int, rng: np.random.RandomState) -> IntArray:
+    """How many of ``draws`` to take from each class: the floor of each class's share, the
+    rest to the largest remainders, ties broken at random (scikit-learn's rule, draw for
+    draw, so the splits are those of ``train_test_split``)."""
+    continuous = counts / counts.sum() * draws
+    floored = np.floor(continuous)
+    need = int(draws - floored.sum())
+    if need > 0:
+        remainder = continuous - floored
+        for value in np.sort(np.unique(remainder))[::-1]:
+            (inds,) = np.where(remainder == value)
+            add_now = min(len(inds), need)
+            inds = rng.choice(inds, size=add_now, replace=False)
+            floored[inds] += 1
+            need -= add_now
+            if need == 0:
+                break
+    return floored.astype(np.int64)
+
+
+def _stratified_split(y: IntArray, n_test: int, seed: int) -> tuple[IntArray, IntArray]:
+    """Train and test indices of a stratified shuffle split with ``n_test`` test examples:
+    ``sklearn.model_selection.train_test_split(..., stratify=y, random_state=seed)``
+    reimplemented exactly (tests/test_fl_data.py compares the two), without its import."""
+    _, y_idx, counts = np.unique(y, return_inverse=True, return_counts=True)
+    n_train = len(y) - n_test
+    by_class = np.split(np.argsort(y_idx, kind="stable"), np.cumsum(counts)[:-1])
+    rng = np.random.RandomState(seed)
+    n_i = _approximate_mode(counts, n_train, rng)
+    t_i = _approximate_mode(counts - n_i, n_test, rng)
+    train: list[int] = []
+    test: list[int] = []
+    for i in range(len(counts)):
+        members = by_class[i].take(rng.permutation(counts[i]), mode="clip")
+        train.extend(members[: n_i[i]])
+        test.extend(members[n_i[i] : n_i[i] + t_i[i]])
+    return rng.permutation(train), rng.permutation(test)
 
 
 def make_synthetic(
@@ -351,8 +417,6 @@ def _finish(
     *,
     standardise: bool,
 ) -> Dataset:
-    from sklearn.model_selection import train_test_split
-
     test_fraction = float(test_fraction)
     n_test = int(np.ceil(test_fraction * len(y))) if 0 < test_fraction < 1 else 0
     if not (n_classes <= n_test <= len(y) - n_classes):
@@ -360,13 +424,10 @@ def _finish(
             f"test_fraction must leave at least {n_classes} examples in each split of "
             f"{name} ({len(y)} examples); got {test_fraction}"
         )
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        np.asarray(x, dtype=np.float64),
-        np.asarray(y, dtype=np.int64),
-        test_size=test_fraction,
-        stratify=y,
-        random_state=seed,
-    )
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    train, test = _stratified_split(y, n_test, seed)
+    x_tr, x_te, y_tr, y_te = x[train], x[test], y[train], y[test]
     if standardise:
         mean = x_tr.mean(axis=0)
         std = x_tr.std(axis=0)

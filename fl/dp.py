@@ -69,6 +69,7 @@ from secagg.rng import Csprng
 
 __all__ = [
     "DP_MODES",
+    "MIN_BUDGET_LEFT",
     "CentralDPHook",
     "RoundPrivacy",
     "calibrate_noise_multiplier",
@@ -82,6 +83,11 @@ __all__ = [
 DP_MODES: tuple[str, ...] = ("central", "distributed", "bolt-on")
 
 _LEDGER_FORMAT = "secagg-ledger/1"
+
+#: A ledger counts as spent once less than this share of its budget is left: a calibrated
+#: run spends all but about 0.1% of its budget, and what little is left could only pay for
+#: rounds drowned in noise (noise multipliers in the thousands).
+MIN_BUDGET_LEFT = 0.05
 
 
 def round_event(noise_multiplier: float, sampling_rate: float = 1.0) -> DpEvent:
@@ -293,7 +299,8 @@ def load_ledger(
 
     Raises:
         ConfigError: an unreadable file, or one kept at another delta or accountant.
-        BudgetExceededError: the recorded rounds already exceed the budget.
+        BudgetExceededError: the recorded rounds have already spent the budget, or all but
+            less than :data:`MIN_BUDGET_LEFT` of it.
     """
     if accountant not in ACCOUNTANTS:
         raise ConfigError(f"unknown accountant {accountant!r}; choose one of: "
@@ -318,10 +325,16 @@ def load_ledger(
     for event in events:
         ledger.charge(event)
     spent = ledger.epsilon()
-    if epsilon_budget is not None and ledger.rounds and spent >= epsilon_budget:
+    if epsilon_budget is not None and ledger.rounds and (
+        spent >= epsilon_budget * (1.0 - MIN_BUDGET_LEFT)
+    ):
+        left = max(epsilon_budget - spent, 0.0)
         raise BudgetExceededError(
             f"privacy budget already spent: {path} records {ledger.rounds} round(s) at "
-            f"epsilon={spent:.4g} (delta={delta:g}), and --epsilon is {epsilon_budget:g}"
+            f"epsilon={spent:.4g} (delta={delta:g}) of the budget --epsilon "
+            f"{epsilon_budget:g}, leaving {left:.2g} (under {MIN_BUDGET_LEFT:.0%} of it: no "
+            f"round it could pay for would carry signal); to spend more, raise the total "
+            f"budget with --epsilon (e.g. --epsilon {spent + epsilon_budget:.3g})"
         )
     out = PrivacyLedger(epsilon_budget, delta, accountant)
     for event in events:

@@ -206,5 +206,5 @@ def make_engine(name: str, **options: Any) -> Engine:
             )
     factory = _FACTORIES.get(name)
     if factory is None:
-        raise ConfigError(f"unknown engine {name!r}; choose one of: {_available()}")
+        raise ConfigError(f"unknown engine {name!r}; choose one of: {', '.join(engine_names())}")
     return factory(**options)

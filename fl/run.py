@@ -51,10 +51,9 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 import protocols
 from fl.anonymity import anonymise_shards
@@ -76,9 +75,7 @@ from fl.dp import (
     round_privacy,
     save_ledger,
 )
-from fl.engine import Engine, make_engine
-from fl.model import ModelVector
-from fl.models import make_model
+from fl.engine import Engine, engine_names, make_engine
 from fl.runconfig import (
     DEFAULT_EPSILON,
     DEFAULT_LR,
@@ -92,21 +89,18 @@ from fl.runconfig import (
     RunResult,
     SilentObserver,
 )
-from fl.train import (
-    cap_weights,
-    evaluate,
-    fedavg_step,
-    local_train,
-    metrics_from_sum,
-    metrics_vector,
-    sample_clients,
-)
 from protocols.base import MIN_CONTRIBUTORS, ProtocolSpec, RoundConfig
 from protocols.he import HeConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2
 from secagg.errors import BudgetExceededError, ConfigError
 from secagg.rng import Csprng
+
+if TYPE_CHECKING:
+    from fl.model import ModelVector
+
+# torch comes in with the model (fl.model, fl.models, fl.train), imported where the run
+# needs it: every check of the settings that needs no model answers before torch loads.
 
 __all__ = [
     "DEFAULT_EPSILON",
@@ -164,6 +158,9 @@ def _check_settings(cfg: RunConfig) -> None:
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
     if cfg.split not in SPLITS:
         raise ConfigError(f"unknown split {cfg.split!r}; choose one of: {', '.join(SPLITS)}")
+    if cfg.engine not in engine_names():
+        raise ConfigError(f"unknown engine {cfg.engine!r}; choose one of: "
+                          f"{', '.join(engine_names())}")
     for name in ("clients", "rounds", "epochs", "batch_size"):
         _positive(name, getattr(cfg, name), integer=True)
     for name in ("clip", "server_lr", "alpha"):
@@ -324,6 +321,9 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         shards = ds.split_dirichlet(cfg.clients, cfg.alpha, seed=base_seed)
     max_weight = float(cfg.max_weight if cfg.max_weight is not None
                        else max(1, ds.n_train // cfg.clients))
+    from fl.model import ModelVector
+    from fl.models import make_model
+
     model = make_model(ds, kind=cfg.model, seed=base_seed % 2**31)
     anonymity: dict[str, Any] | None = None
     if cfg.k_anonymity is not None:  # each client, on its own records, before training
@@ -397,6 +397,8 @@ def _check_budget(ledger: PrivacyLedger, z: float, q: float, rounds: int) -> Non
 
 
 def _cohort(plan: RunPlan, gen: np.random.Generator) -> list[int]:
+    from fl.train import sample_clients
+
     cfg = plan.config
     if cfg.cohort is not None:
         return sample_clients(cfg.clients, "fixed", cfg.cohort, gen)
@@ -412,6 +414,8 @@ def _expected_cohort(cfg: RunConfig) -> float:
 
 def _client_vector(delta: np.ndarray, metrics: dict[str, float], clip: float) -> np.ndarray:
     """The clipped update with the two bounded metric coordinates appended."""
+    from fl.train import metrics_vector
+
     bounded = {"loss": min(max(metrics["loss"], 0.0), LOSS_CAP) / LOSS_CAP,
                "accuracy": min(max(metrics["accuracy"], 0.0), 1.0)}
     clipped, _ = clip_l2(delta, clip)
@@ -448,14 +452,14 @@ def run_training(
 
 
 def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
+    from fl.train import evaluate
+
     cfg, spec, mv = plan.config, plan.spec, plan.model
     d = len(mv)
     rng = Csprng.from_seed(plan.base_seed) if cfg.seed is not None else Csprng()
     sampler = np.random.default_rng([plan.base_seed, 1] if cfg.seed is not None else None)
     global_vec = mv.to_vector().copy()
     initial = evaluate(mv, plan.dataset.test)
-    # torch imports its optimiser machinery on first use (seconds): not a cost of round 1.
-    torch.optim.SGD(mv.model.parameters(), lr=plan.lr)
     result = RunResult(
         config=cfg, engine=getattr(plan.engine, "name", type(plan.engine).__name__),
         model_params=d, noise_multiplier=plan.noise_multiplier, max_weight=plan.max_weight,
@@ -500,6 +504,8 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
 
 def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rng: Csprng,
                obs: RunObserver, record: RoundRecord) -> None:
+    from fl.train import cap_weights, evaluate, fedavg_step, local_train, metrics_from_sum
+
     cfg, mv = plan.config, plan.model
     d = len(mv)
     inputs: list[np.ndarray] = []

@@ -13,6 +13,8 @@ from typing import Any, Protocol
 __all__ = [
     "DEFAULT_EPSILON",
     "DEFAULT_LR",
+    "DP_NOISED",
+    "DP_NOISED_SUFFIX",
     "LOSS_CAP",
     "METRIC_SCALE",
     "RoundRecord",
@@ -38,6 +40,10 @@ WIRE_NORM = 4.0
 LOSS_CAP = 4.0
 #: Largest value of a metric coordinate in a client's vector.
 METRIC_SCALE = 1.0
+#: The :class:`RoundRecord` fields that carry DP noise in a DP run, and the suffix their names
+#: take in the JSON and CSV reports then (:meth:`RoundRecord.to_json`).
+DP_NOISED: tuple[str, ...] = ("train_loss", "train_accuracy")
+DP_NOISED_SUFFIX = "_dp_noised"
 #: Values accepted for ``RunConfig.split``.
 SPLITS: tuple[str, ...] = ("iid", "dirichlet")
 
@@ -146,6 +152,16 @@ class RoundRecord:
     error: str | None = None
     train_noise_std: float | None = None
 
+    def to_json(self, dp_noised: bool = False) -> dict[str, Any]:
+        """The record as a JSON object (a row of metrics.csv). With ``dp_noised`` (a DP
+        run) the decoded train metrics are named for what they are: ``train_loss`` and
+        ``train_accuracy`` become ``train_loss_dp_noised`` and ``train_accuracy_dp_noised``.
+        """
+        row = asdict(self)
+        if not dp_noised:
+            return row
+        return {f"{k}{DP_NOISED_SUFFIX}" if k in DP_NOISED else k: v for k, v in row.items()}
+
 
 @dataclass
 class RunResult:
@@ -229,7 +245,7 @@ class RunResult:
             "k_anonymity": self.anonymity,
             "baseline_accuracy": self.baseline_accuracy,
             "bolt_on": self.bolt_on,
-            "history": [asdict(r) for r in self.history],
+            "history": [r.to_json(dp_noised=cfg.dp) for r in self.history],
         }
 
 

@@ -93,6 +93,37 @@ def _check_positive_real(label: str, value: object) -> float:
     return v
 
 
+class _SGD:
+    """Plain SGD with optional momentum, the update of ``torch.optim.SGD`` (no dampening,
+    no weight decay, not Nesterov) for a parameter list.
+
+    Not ``torch.optim.SGD`` itself: its first construction imports ``torch._dynamo``, which
+    costs seconds of start-up in every ``secagg run`` for nothing a tiny model needs. The
+    arithmetic is the same: ``p -= lr * g``, or with momentum ``b = g`` on the first step,
+    then ``b = momentum * b + g`` and ``p -= lr * b`` (tests/test_fl_train.py checks it
+    against torch bit for bit).
+    """
+
+    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float) -> None:
+        self.params, self.lr, self.momentum = params, lr, momentum
+        self.buffers: list[torch.Tensor | None] = [None] * len(params)
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        for i, p in enumerate(self.params):
+            g = p.grad
+            if g is None:
+                continue
+            if self.momentum != 0.0:
+                buf = self.buffers[i]
+                if buf is None:
+                    buf = self.buffers[i] = torch.clone(g).detach()
+                else:
+                    buf.mul_(self.momentum).add_(g)
+                g = buf
+            p.add_(g, alpha=-self.lr)
+
+
 def local_train(
     model: nn.Module | ModelVector,
     data: Examples,
@@ -143,7 +174,8 @@ def local_train(
     net = mv.model
     was_training = net.training
     net.train()
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=float(momentum))
+    params = [p for p in net.parameters() if p.requires_grad]
+    step = _SGD(params, lr, float(momentum))
     loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)
     loss_sum = 0.0
@@ -154,11 +186,12 @@ def local_train(
         for lo in range(0, n, batch_size):
             idx = order[lo : lo + batch_size]
             xb, yb = x[idx], y[idx]
-            opt.zero_grad(set_to_none=True)
+            for p in params:
+                p.grad = None
             logits = net(xb)
             loss = loss_fn(logits, yb)
             loss.backward()
-            opt.step()
+            step()
             loss_sum += float(loss.detach()) * int(idx.shape[0])
             correct += int((logits.detach().argmax(dim=1) == yb).sum())
     net.train(was_training)

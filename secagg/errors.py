@@ -15,6 +15,9 @@ can catch the whole family in one clause. The subclasses say *whose* fault it wa
   would. It is also a :class:`ValueError`. :class:`PolicyError` refines it: a config that
   is weaker than what the client's own policy accepts.
 - :class:`DecodeError`: malformed bytes on the wire. It is also a :class:`ValueError`.
+- :class:`SecAggTypeError`: an argument of the wrong type (a string where a number goes).
+  It is also a :class:`TypeError`, so ``except TypeError`` keeps working, and
+  ``except SecAggError`` catches it too.
 - :class:`BudgetExceededError`: running the next step would spend more privacy budget
   than the ledger allows.
 """
@@ -33,6 +36,7 @@ __all__ = [
     "ProtocolError",
     "RangeCheckError",
     "SecAggError",
+    "SecAggTypeError",
     "UsageError",
 ]
 
@@ -86,6 +90,10 @@ class ConfigError(SecAggError, ValueError):
 
 class PolicyError(ConfigError):
     """A round config weaker than the client's own policy accepts (names the setting)."""
+
+
+class SecAggTypeError(SecAggError, TypeError):
+    """An argument of the wrong type; the message names the type that would work."""
 
 
 class DecodeError(SecAggError, ValueError):

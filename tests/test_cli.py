@@ -31,3 +31,143 @@ def test_unknown_argument_is_an_argparse_error() -> None:
     with pytest.raises(SystemExit) as exc:
         fl.cli.main(["simulate", "--no-such-flag"])
     assert exc.value.code == 2
+
+
+# -- start-up: nothing heavy to parse the command line -----------------------------------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+#: What a command module may not import to parse its arguments (each costs 0.3-1.5 s).
+HEAVY = ("torch", "sklearn", "matplotlib", "dp_accounting", "flwr", "scipy")
+
+
+def _heavy_after(code: str) -> list[str]:
+    """The heavy modules loaded by ``code`` in a fresh interpreter."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in {HEAVY!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         cwd=ROOT, check=True, env={**_env(), "PYTHONPATH": str(ROOT)})
+    return eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own probe's output
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.mark.parametrize("name", sorted(ep.name for ep in fl.cli._entry_points().values()))
+def test_every_command_parses_without_heavy_imports(name: str) -> None:
+    import importlib.util
+
+    module = fl.cli._entry_points()[name].value
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ImportError:
+        found = False
+    if not found:  # registered by another checkout's metadata; the dispatcher isolates it
+        pytest.skip(f"{module} is not importable here")
+    code = (
+        "import argparse, importlib, fl.cli\n"
+        f"ep = fl.cli._entry_points()[{name!r}]\n"
+        "m = importlib.import_module(ep.value)\n"
+        "m.add_arguments(argparse.ArgumentParser())\n"
+    )
+    assert _heavy_after(code) == []
+
+
+def test_top_level_help_and_a_settings_error_import_nothing_heavy() -> None:
+    help_code = ("import fl.cli\ntry:\n    fl.cli.main(['--help'])\n"
+                 "except SystemExit:\n    pass\n")
+    assert _heavy_after(help_code) == []
+    error_code = ("import fl.cli\nassert fl.cli.main(['run', '--protocol', 'rot13', "
+                  "'--out', '/nonexistent-dir-for-test/x']) == 2\n")
+    assert _heavy_after(error_code) == []
+
+
+def test_only_the_chosen_command_is_imported(monkeypatch, capsys) -> None:
+    loaded: list[str] = []
+    real = fl.cli._load
+
+    def spy(ep):  # type: ignore[no-untyped-def]
+        loaded.append(ep.name)
+        return real(ep)
+
+    monkeypatch.setattr(fl.cli, "_load", spy)
+    assert fl.cli.main(["privacy", "--noise-multiplier", "1", "--sampling-rate", "1",
+                        "--rounds", "1", "--delta", "1e-5", "--json"]) == 0
+    assert loaded == ["privacy"]
+    with pytest.raises(SystemExit):
+        fl.cli.main(["--help"])
+    assert {"privacy", "run", "simulate"} <= set(loaded[1:])  # help lists every command
+    assert "privacy" in capsys.readouterr().out
+
+
+def test_help_lists_every_command_with_its_help(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        fl.cli.main(["--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    for name, module in fl.cli._commands().items():
+        assert name in out
+        if not isinstance(module, Exception):
+            assert module.HELP.split()[0] in out
+
+
+def test_an_unknown_command_names_the_commands(capsys) -> None:
+    with pytest.raises(SystemExit) as exc:
+        fl.cli.main(["pigeon"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'pigeon'" in err and "run" in err and "simulate" in err
+
+
+def test_the_audit_defaults_spelled_out_in_the_cli_match_the_library() -> None:
+    from fl.audit import AuditConfig
+    from fl.cli.audit import DEFAULTS
+
+    d = AuditConfig()
+    for key, value in vars(DEFAULTS).items():
+        assert getattr(d, key) == value, key
+
+
+def test_every_choice_list_in_the_help_is_the_registry(capsys) -> None:
+    import protocols
+    from fl.data import DATASETS
+    from fl.dp import DP_MODES
+    from fl.engine import engine_names
+    from fl.runconfig import SPLITS
+    from secagg.dp import ACCOUNTANTS
+
+    with pytest.raises(SystemExit):
+        fl.cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for names in (protocols.names(), DATASETS, DP_MODES, engine_names(), SPLITS, ACCOUNTANTS):
+        assert f"one of: {', '.join(names)}" in out
+    assert "flower" in engine_names() and "simulation" in engine_names()
+
+
+def test_an_unknown_engine_lists_every_engine(capsys, tmp_path) -> None:
+    from fl.engine import engine_names, make_engine
+    from secagg.errors import ConfigError
+
+    assert fl.cli.main(["run", "--engine", "flwr", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"choose one of: {', '.join(engine_names())}" in err[0]
+    assert "flower" in err[0]
+    with pytest.raises(ConfigError, match="flower"):
+        make_engine("flwr")
+
+
+def test_fl_exports_the_run_entry_points_lazily() -> None:
+    import fl
+    import fl.engine
+    import fl.run
+    import fl.runconfig
+
+    assert fl.RunConfig is fl.runconfig.RunConfig and fl.run_training is fl.run.run_training
+    assert fl.plan_run is fl.run.plan_run and fl.make_engine is fl.engine.make_engine
+    assert {"RunConfig", "plan_run", "run_training", "make_engine"} <= set(fl.__all__)
+    assert _heavy_after("import fl\nfl.RunConfig\nfl.run_training\nfl.make_engine") == []

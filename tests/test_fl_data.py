@@ -241,3 +241,38 @@ def test_synthetic_data_is_learnable_but_not_trivial() -> None:
 def test_synthetic_refuses_impossible_sizes(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         make_synthetic(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "digits"])
+def test_bundled_data_and_split_are_exactly_scikit_learns(name: str) -> None:
+    """fl.data reads the CSVs and splits without importing sklearn (a second of start-up);
+    what it gets must be what sklearn's loaders and train_test_split give."""
+    from sklearn import datasets as skd
+    from sklearn.model_selection import train_test_split
+
+    from fl.data import _bundled, _stratified_split
+
+    x, y = _bundled(name)
+    bunch = skd.load_breast_cancer() if name == "breast_cancer" else skd.load_digits()
+    assert np.array_equal(x, bunch.data) and np.array_equal(y, bunch.target)
+    for seed in (0, 1, 99):
+        for fraction in (0.2, 0.33):
+            n_test = int(np.ceil(fraction * len(y)))
+            train, test = _stratified_split(y, n_test, seed)
+            ref = train_test_split(np.arange(len(y)), test_size=fraction, stratify=y,
+                                   random_state=seed)
+            assert np.array_equal(train, ref[0]) and np.array_equal(test, ref[1])
+
+
+def test_loading_a_bundled_dataset_does_not_import_sklearn() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from fl.data import load_dataset; load_dataset('digits'); "
+            "load_dataset('breast_cancer'); print('sklearn' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=root, check=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "False"

@@ -288,3 +288,31 @@ def test_fedavg_digits_learns() -> None:
     ds = _ds("digits")
     acc = _fedavg(ds, ds.split_iid(5, seed=0), rounds=3, epochs=2, lr=0.5, batch_size=32)
     assert acc[-1] >= 0.8, acc
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_local_sgd_is_torch_sgd_bit_for_bit(momentum: float) -> None:
+    """local_train steps without torch.optim (whose first use imports torch._dynamo, seconds
+    of start-up); the weights it reaches must be torch.optim.SGD's, exactly."""
+    ds = _ds("digits")
+    shard = ds.split_iid(5, seed=0)[1]
+    mine = make_model(ds, seed=3)
+    ref = make_model(ds, seed=3)
+    delta, _, _ = local_train(mine, shard, epochs=2, lr=0.3, batch_size=16, seed=4,
+                              momentum=momentum)
+    start = ModelVector(ref).to_vector().copy()
+    opt = torch.optim.SGD(ref.parameters(), lr=0.3, momentum=momentum)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    x = torch.from_numpy(np.ascontiguousarray(shard.x, dtype=np.float32))
+    y = torch.from_numpy(np.ascontiguousarray(shard.y, dtype=np.int64))
+    rng = np.random.default_rng(4)
+    ref.train()
+    for _ in range(2):
+        order = torch.from_numpy(rng.permutation(len(y)))
+        for lo in range(0, len(y), 16):
+            idx = order[lo : lo + 16]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(ref(x[idx]), y[idx]).backward()
+            opt.step()
+    expected = ModelVector(ref).to_vector() - start
+    assert np.array_equal(delta, expected)

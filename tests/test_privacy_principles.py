@@ -38,6 +38,7 @@ import torch
 
 import fl.cli
 import fl.run
+import fl.train
 import protocols
 from fl.dp import CentralDPHook
 from fl.engine import EngineRound, SimulationEngine
@@ -68,7 +69,7 @@ def _quiet_and_single_threaded() -> Iterator[None]:
 
 
 # The functions the tests wrap, as they are before any wrapping.
-_LOCAL_TRAIN = fl.run.local_train
+_LOCAL_TRAIN = fl.train.local_train
 _CLIENT_VECTOR = fl.run._client_vector
 _SET_INPUT = SecAggClient.set_input
 _ENCODE = wire.encode
@@ -439,7 +440,7 @@ def _capture_updates(monkeypatch: pytest.MonkeyPatch) -> _Secrets:
             secrets.add("a masked upload", np.asarray(msg.masked).tobytes())
         return _ENCODE(msg)
 
-    monkeypatch.setattr(fl.run, "local_train", train)
+    monkeypatch.setattr(fl.train, "local_train", train)  # fl.run imports it per round
     monkeypatch.setattr(fl.run, "_client_vector", vector)
     monkeypatch.setattr(SecAggClient, "set_input", encoded)
     monkeypatch.setattr(wire, "encode", frame)
@@ -544,7 +545,7 @@ def _released_with_client_0(monkeypatch: pytest.MonkeyPatch, scale: float
             raw.append(float(np.linalg.norm(delta)))
         return delta, n, metrics
 
-    monkeypatch.setattr(fl.run, "local_train", train)
+    monkeypatch.setattr(fl.train, "local_train", train)  # fl.run imports it per round
     encoded = _record_encodings(monkeypatch)
     engine = _Keep()
     plan = plan_run(_small(protocol="secagg+", dp=False), engine=engine)

@@ -29,6 +29,8 @@ def only_run_command(monkeypatch: pytest.MonkeyPatch) -> None:
         return {ep.name: importlib.import_module(ep.value) for ep in eps}
 
     monkeypatch.setattr(fl.cli, "_commands", commands)
+    run_only = {name: ep for name, ep in fl.cli._entry_points().items() if name == "run"}
+    monkeypatch.setattr(fl.cli, "_entry_points", lambda: run_only)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,7 +56,7 @@ def test_registered_as_entry_point() -> None:
 
 def test_json_contract_and_report_folder(capsys: pytest.CaptureFixture[str],
                                          tmp_path: Path) -> None:
-    out, err = run_json(capsys, *SMALL, "--out", str(tmp_path / "rep"))
+    out, err = run_json(capsys, *SMALL, "--plots", "--out", str(tmp_path / "rep"))
     for key in ("protocol", "rounds", "clients", "final_accuracy", "epsilon", "delta",
                 "report_dir", "history", "noise_multiplier", "seconds_per_round",
                 "bytes_per_client"):
@@ -134,3 +136,111 @@ def test_a_spent_budget_is_refused(capsys: pytest.CaptureFixture[str], tmp_path:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "privacy budget already spent" in err[0]
     assert f"epsilon={first['epsilon']:.4g}" in err[0]
+
+
+# -- mistakes a new user made (issue 11) -----------------------------------------------------
+
+import csv  # noqa: E402
+
+import fl.run  # noqa: E402
+from fl.report import METRICS_FILES  # noqa: E402
+
+
+def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the run started although --out is unusable")
+
+    monkeypatch.setattr(fl.run, "plan_run", refuse)
+    monkeypatch.setattr(fl.run, "run_training", refuse)
+
+
+@pytest.mark.parametrize("where", ["proc", "file", "under_file"])
+def test_an_unusable_out_folder_is_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    where: str,
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    out = {"proc": Path("/proc/nope"), "file": a_file, "under_file": a_file / "sub" / "dir"}
+    _no_training(monkeypatch)
+    assert fl.cli.main(["run", *SMALL, "--out", str(out[where]), "--json"]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("secagg: error: --out ")
+    assert "folder" in lines[0] and captured.out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # nothing left behind
+
+
+def test_a_creatable_out_folder_is_checked_without_a_trace(tmp_path: Path) -> None:
+    from fl.cli._common import check_out_dir
+
+    target = tmp_path / "new" / "nested"
+    assert check_out_dir(target) == target.absolute()
+    assert not (tmp_path / "new").exists()
+    (tmp_path / "kept").mkdir()
+    assert check_out_dir(tmp_path / "kept") == (tmp_path / "kept").absolute()
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
+def test_an_exhausted_ledger_is_refused_unless_the_budget_is_raised(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    ledger = tmp_path / "ledger.json"
+    common = ["--clients", "4", "--rounds", "2", "--seed", "5", "--protocol", "plaintext",
+              "--no-plots", "--ledger", str(ledger)]
+    first, _ = run_json(capsys, *common, "--out", str(tmp_path / "a"))
+    assert 2.9 < first["epsilon"] <= 3.0  # calibrated: the default budget, nearly all spent
+    assert fl.cli.main(["run", *common, "--out", str(tmp_path / "b"), "--json"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "privacy budget already spent" in err[0]
+    assert "raise the total budget with --epsilon" in err[0] and captured.out == ""
+    assert not (tmp_path / "b").exists()
+    kept = json.loads(ledger.read_text())
+    assert len(kept["rounds"]) == 2  # the refused run charged nothing
+    third, _ = run_json(capsys, *common, "--epsilon", "6", "--out", str(tmp_path / "c"))
+    assert first["epsilon"] < third["epsilon"] <= 6.0
+    assert third["noise_multiplier"] < 100  # a real run, not noise multiplier 2059
+
+
+def test_noise_that_swamps_the_signal_is_named_with_a_fix(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path,
+) -> None:
+    out, err = run_json(capsys, "--dataset", "digits", "--clients", "10", "--rounds", "2",
+                        "--seed", "1", "--no-plots", "--out", str(tmp_path / "d"))
+    assert out["noise_swamps_signal"] is True and out["noise_to_signal"] > 1
+    need = out["clients_for_noise_to_signal_1"]
+    assert need > 10
+    warning = " ".join(err.split())
+    assert "noise swamps the model updates" in warning and f"--clients {need}" in warning
+    assert json.loads((tmp_path / "d" / "metrics.json").read_text())["noise_to_signal"] == (
+        out["noise_to_signal"])
+    # The fix it names does what it says: the run's noise-to-signal reaches 1.
+    fixed, err = run_json(capsys, "--dataset", "digits", "--clients", str(need), "--rounds",
+                          "2", "--seed", "1", "--no-plots", "--out", str(tmp_path / "e"))
+    assert fixed["noise_swamps_signal"] is False
+    assert fixed["noise_to_signal_run"] == pytest.approx(1.0, rel=0.05)
+    assert "warning: DP noise" not in err
+
+
+def test_the_default_run_is_not_flagged(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    out, err = run_json(capsys, "--seed", "1", "--no-plots", "--out", str(tmp_path / "d"))
+    assert out["noise_swamps_signal"] is False and "warning: DP noise" not in err
+    assert out["clients_for_noise_to_signal_1"] == out["clients"]
+
+
+def test_dp_noised_train_metrics_are_named_so(capsys: pytest.CaptureFixture[str],
+                                              tmp_path: Path) -> None:
+    out, _ = run_json(capsys, *SMALL, "--out", str(tmp_path / "dp"))  # no plots by default
+    assert sorted(p.name for p in (tmp_path / "dp").iterdir()) == sorted(METRICS_FILES)
+    for row in out["history"]:
+        assert {"train_loss_dp_noised", "train_accuracy_dp_noised"} <= set(row)
+        assert "train_loss" not in row and "train_accuracy" not in row
+    with (tmp_path / "dp" / "metrics.csv").open() as fh:
+        header = next(csv.reader(fh))
+    assert "train_loss_dp_noised" in header and "train_loss" not in header
+    plain, _ = run_json(capsys, *SMALL, "--no-dp", "--no-plots", "--out", str(tmp_path / "p"))
+    assert "train_loss" in plain["history"][0] and "noise_to_signal" not in plain
+    with (tmp_path / "p" / "metrics.csv").open() as fh:
+        assert "train_loss" in next(csv.reader(fh))

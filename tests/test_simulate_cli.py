@@ -122,3 +122,30 @@ def test_server_peak_bytes_scales_with_the_dimension_not_the_clients(
     longer = _peak(capsys, name, 20, 2 * d)
     assert more_clients / base < 1.5, "doubling n must not double the server's memory"
     assert 1.6 < longer / base < 2.2, "doubling d roughly doubles it"
+
+
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_allocating(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fl.cli._common as common
+    import fl.cli.simulate as sim
+
+    def no_inputs(*args: object) -> None:
+        raise AssertionError("allocated inputs for a round that cannot fit")
+
+    monkeypatch.setattr(sim, "_inputs", no_inputs)
+    assert main(["simulate", "--dim", str(10**12), "--json"]) == 2  # the user's mistake
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("secagg: error: 100 clients x ")
+    assert "of memory, but" in lines[0] and "--dim <= " in lines[0] and captured.out == ""
+
+    monkeypatch.setattr(common, "available_memory", lambda: 64 * 2**20)  # a 64 MiB machine
+    assert main(["simulate", "--clients", "10", "--dim", "2000000", "--json"]) == 2
+    line = capsys.readouterr().err.strip()
+    per_value = sim._bytes_per_value(10, 32)
+    fits = 64 * 2**20 // per_value
+    assert f"--dim <= {fits:,} at --clients 10" in line and "64.0 MiB is available" in line
+    monkeypatch.undo()
+    report = simulate(capsys, "--clients", "10", "--dim", str(min(fits, 50_000)), "--seed", "1")
+    assert report["exact"] is True  # what the message names does run

@@ -1,9 +1,24 @@
 """The ``secagg`` command line.
 
-Each sub-command is a module with ``HELP``, ``add_arguments(parser)`` and ``run(args) -> int``,
-registered under the ``secagg.commands`` entry-point group in pyproject.toml. Discovery by
-entry point lets ``bench`` add ``secagg bench`` without ``fl`` importing ``bench``: imports
-keep pointing one way (secagg <- protocols <- fl <- bench).
+Adding a command is one module and one entry point:
+
+1. a module with ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
+2. its registration under the ``secagg.commands`` entry-point group in pyproject.toml
+   (``name = "package.module"``), then ``pip install -e .`` once to refresh the metadata.
+
+Discovery by entry point lets ``bench`` add ``secagg bench`` without ``fl`` importing
+``bench``: imports keep pointing one way (secagg <- protocols <- fl <- bench).
+
+Start-up stays fast because nothing heavy is imported to parse the command line:
+
+- :func:`main` imports only the chosen command's module and builds only its sub-parser;
+  ``secagg --help`` imports every command module to show its ``HELP``, and adds no
+  arguments.
+- So a command module must be light at import time and in ``add_arguments``: argparse,
+  ``protocols`` (its names), :mod:`fl.runconfig`, :mod:`fl.data` and the like, but not
+  torch, sklearn, matplotlib, tenseal, phe, dp_accounting, flwr or scipy (nor modules that
+  import them, such as :mod:`fl.run`). ``run(args)`` imports the heavy code it needs.
+  ``tests/test_cli.py`` checks this for every registered command.
 
 Contracts (DESIGN.md, "Command line"): with ``--json`` the last line on stdout is one JSON
 object; progress goes to stderr; a :class:`secagg.errors.SecAggError` becomes a one-line
@@ -15,7 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from types import ModuleType
 
 from secagg.errors import SecAggError
@@ -23,44 +38,92 @@ from secagg.errors import SecAggError
 __all__ = ["main", "build_parser"]
 
 _GROUP = "secagg.commands"
+_DESCRIPTION = "Secure aggregation for federated learning, with differential privacy."
+
+
+def _entry_points() -> dict[str, EntryPoint]:
+    """Every registered command, by name (reading metadata only: nothing is imported)."""
+    return {ep.name: ep for ep in sorted(entry_points(group=_GROUP), key=lambda e: e.name)}
+
+
+def _load(ep: EntryPoint) -> ModuleType | Exception:
+    """A command's module, or the error that kept it from importing (so one broken
+    command, e.g. a missing optional dependency, does not take the others down)."""
+    try:
+        return importlib.import_module(ep.value)
+    except ImportError as exc:
+        return exc
 
 
 def _commands() -> dict[str, ModuleType | Exception]:
-    """Each registered command's module, or the error that kept it from importing (so one
-    broken command, e.g. a missing optional dependency, does not take the others down)."""
-    found: dict[str, ModuleType | Exception] = {}
-    for ep in sorted(entry_points(group=_GROUP), key=lambda e: e.name):
-        try:
-            found[ep.name] = importlib.import_module(ep.value)
-        except ImportError as exc:
-            found[ep.name] = exc
-    return found
+    """Every registered command's module (or its import error): what ``--help`` lists."""
+    return {name: _load(ep) for name, ep in _entry_points().items()}
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType | Exception]]:
-    parser = argparse.ArgumentParser(
-        prog="secagg",
-        description="Secure aggregation for federated learning, with differential privacy.",
-    )
+def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = argparse.ArgumentParser(prog="secagg", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    commands = _commands()
-    for name, module in commands.items():
-        if isinstance(module, Exception):
-            sub.add_parser(name, help=f"(unavailable: {module})", add_help=False)
-            continue
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+    return parser, sub
+
+
+def _add(sub: argparse._SubParsersAction, name: str, module: ModuleType | Exception,
+         with_arguments: bool) -> None:
+    if isinstance(module, Exception):
+        sub.add_parser(name, help=f"(unavailable: {module})", add_help=False)
+        return
+    p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+    if with_arguments:
         module.add_arguments(p)
+
+
+def build_parser(
+    command: str | None = None,
+) -> tuple[argparse.ArgumentParser, dict[str, ModuleType | Exception]]:
+    """The parser and the command modules it was built from.
+
+    Args:
+        command: build only this command's sub-parser, arguments included (importing only
+            its module). ``None``: every command with its ``HELP`` and arguments.
+    """
+    parser, sub = _top_parser()
+    if command is None:
+        commands = _commands()
+    else:
+        eps = _entry_points()
+        commands = {command: _load(eps[command])} if command in eps else {}
+    for name, module in commands.items():
+        _add(sub, name, module, with_arguments=True)
     return parser, commands
 
 
+def _chosen(argv: list[str], names: dict[str, EntryPoint]) -> str | None:
+    """The command named on the command line, or ``None`` for top-level help or a
+    mistake (which the full parser then reports)."""
+    for arg in argv:
+        if arg.startswith("-"):
+            return None  # a top-level option (-h) comes before any command
+        return arg if arg in names else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser, commands = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    module = commands[args.command]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    eps = _entry_points()
+    name = _chosen(argv, eps)
+    if name is None:  # help, no command or an unknown one: list every command (no arguments)
+        parser, sub = _top_parser()
+        for other, module in _commands().items():
+            _add(sub, other, module, with_arguments=False)
+        parser.parse_args(argv)  # prints help or the usage error, and exits
+        return 2  # pragma: no cover - argparse exits above
+    module = _load(eps[name])
+    parser, sub = _top_parser()
+    _add(sub, name, module, with_arguments=True)
     if isinstance(module, Exception):
-        print(f"secagg: error: '{args.command}' is unavailable: {module}", file=sys.stderr)
+        print(f"secagg: error: '{name}' is unavailable: {module}", file=sys.stderr)
         return 2
+    args, extra = parser.parse_known_args(argv)
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

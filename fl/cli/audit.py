@@ -17,34 +17,32 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import protocols
-from fl.cli._common import add_json_flag, default_out, emit_json, stderr_console
+from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
 from fl.data import DATASETS
-from fl.run import DEFAULT_EPSILON, RoundRecord
+from fl.runconfig import DEFAULT_EPSILON, RoundRecord
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
 
 __all__ = ["HELP", "add_arguments", "run"]
 
 HELP = "empirical privacy audit: canary clients, a membership attack, an epsilon lower bound"
 
 
+#: The defaults of :class:`fl.audit.AuditConfig`, spelled out so that parsing the command line
+#: does not import the audit (and torch with it); tests/test_cli.py checks they agree.
+DEFAULTS = SimpleNamespace(protocol="secagg+", clients=20, rounds=5, dataset="digits", dp=True,
+                           delta=1e-5, epochs=5, canaries=500)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``secagg audit``'s options to ``p``."""
-    from fl.audit.canaries import AuditConfig
-
-    d = AuditConfig()
+    d = DEFAULTS
     p.add_argument("--protocol", default=d.protocol,
                    help=f"one of: {', '.join(protocols.names())} (default {d.protocol})")
     p.add_argument("--dp", action=argparse.BooleanOptionalAction, default=d.dp,
@@ -98,8 +96,18 @@ class _Bars:
 
 def run(args: argparse.Namespace) -> int:
     """Audit, write the report, print the table and/or JSON."""
+    out_dir = check_out_dir(args.out if args.out else default_out(args.protocol, "audit"),
+                            "--out")
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
     import torch
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
 
     from fl.audit import AuditConfig, plan_audit, run_audit, write_audit_report
 
@@ -115,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")
-    out_dir = Path(args.out) if args.out else default_out(cfg.protocol, "audit")
+    out_dir.mkdir(parents=True, exist_ok=True)  # checked above; made before any training
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
@@ -132,6 +140,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _table(s: dict[str, Any]) -> Table:
+    from rich.table import Table
+
     t = Table(title=f"secagg audit: {s['protocol']}, {s['dataset']} "
               f"({s['model_params']:,} parameters)")
     t.add_column("measure")

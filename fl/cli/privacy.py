@@ -17,9 +17,6 @@ import json
 import logging
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from secagg.dp import ACCOUNTANTS, compute_epsilon, noise_multiplier_for
 
 __all__ = ["HELP", "add_arguments", "run"]
@@ -81,6 +78,9 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, sort_keys=True))
         return 0
+    from rich.console import Console
+    from rich.table import Table
+
     table = Table(title="secagg privacy")
     table.add_column("quantity")
     table.add_column("value", justify="right")

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 import protocols
-from fl.cli._common import add_json_flag, emit_json, stderr_console
+from fl.cli._common import add_json_flag, check_memory, emit_json, stderr_console
+from fl.dp import DP_MODES
 from fl.simulation import RoundReport, plan_dropouts, run_round
 from protocols.base import stages_of
 from protocols.secagg.config import client_noise_bound
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active", action="store_true",
                    help="active-adversary variant: signed keys and a consistency round "
                         "(secagg, secagg+)")
-    p.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
+    p.add_argument("--dp", choices=("none", *DP_MODES), default="none",
                    help="discrete Gaussian noise: added once by the decoding party (central), "
                         "or by every client before masking (distributed; secagg, secagg+)")
     p.add_argument("--noise-multiplier", type=float, default=1.0,
@@ -85,6 +86,22 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
     return spec.make_config(args.clients, args.dim, **kw)
 
 
+def _bytes_per_value(clients: int, bits: int) -> int:
+    """A lower bound on the bytes a round holds per vector coordinate: every client's
+    float32 input (:func:`_inputs` makes them all before the round), one client's encoded
+    and masked ring vectors, and the server's ring accumulator and float64 sum."""
+    ring = bits // 8
+    return 4 * clients + 2 * ring + ring + 8
+
+
+def _fits(per_value: int) -> int:
+    """The largest ``--dim`` whose lower bound fits in the memory available now."""
+    from fl.cli._common import available_memory
+
+    avail = available_memory()
+    return 0 if avail is None else avail // per_value
+
+
 def _inputs(n: int, dim: int, clip: float, seed: int | None) -> list[np.ndarray]:
     """Random float32 updates with L2 norm uniform in [0, clip] (simulation data only)."""
     gen = np.random.default_rng(seed)
@@ -102,6 +119,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--clients must be >= 1, got {args.clients}")
     if args.dim < 1:
         raise ConfigError(f"--dim must be >= 1, got {args.dim}")
+    per_value = _bytes_per_value(args.clients, args.bits)
+    check_memory(per_value * args.dim,
+                 f"{args.clients:,} clients x {args.dim:,} values",
+                 f"--dim <= {max(_fits(per_value), 0):,} at --clients {args.clients:,}, "
+                 "or fewer --clients")
     config = _config(spec, args)
     rng = Csprng.from_seed(args.seed) if args.seed is not None else Csprng()
     console = stderr_console()

@@ -21,7 +21,7 @@ from secagg.dp.events import (
     import_dp_accounting,
     to_dp_accounting,
 )
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 
 Accountant: TypeAlias = Literal["rdp", "pld"]
 ACCOUNTANTS: tuple[Accountant, ...] = ("rdp", "pld")
@@ -32,7 +32,7 @@ ACCOUNTANTS: tuple[Accountant, ...] = ("rdp", "pld")
 
 def real_number(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be a number, got {type(value).__name__}")
     return float(value)
 
 
@@ -52,7 +52,7 @@ def check_rate(q: object) -> float:
 
 def check_rounds(rounds: object, name: str = "rounds") -> int:
     if isinstance(rounds, bool) or not isinstance(rounds, int):
-        raise TypeError(f"{name} must be an int, got {type(rounds).__name__}")
+        raise SecAggTypeError(f"{name} must be an int, got {type(rounds).__name__}")
     if rounds < 1:
         raise ConfigError(f"{name} must be >= 1, got {rounds}")
     return rounds
@@ -85,7 +85,7 @@ class Split:
 
 
 def split_event(event: DpEvent, count: int) -> Split:
-    check_event(event)  # TypeError for anything else
+    check_event(event)  # SecAggTypeError for anything else
     if isinstance(event, DiscreteGaussianEvent):
         return Split(count / event.noise_multiplier**2, ())
     if isinstance(event, PoissonSampledEvent):
@@ -104,7 +104,8 @@ def split_event(event: DpEvent, count: int) -> Split:
         return Split(
             sum(p.gauss_inv_sq for p in parts), tuple(r for p in parts for r in p.rest)
         )
-    raise TypeError(f"expected a secagg.dp event, got {type(event).__name__}")  # pragma: no cover
+    raise SecAggTypeError(  # pragma: no cover
+        f"expected a secagg.dp event, got {type(event).__name__}")
 
 
 class State:

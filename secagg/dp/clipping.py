@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import math
 
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 
 __all__ = ["AdaptiveClipper", "update_noise_multiplier"]
 
 
 def _finite(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v):
         raise ConfigError(f"{name} must be finite, got {v}")

@@ -46,7 +46,7 @@ from fractions import Fraction
 import numpy as np
 import numpy.typing as npt
 
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 from secagg.rng import Csprng
 
 __all__ = [
@@ -80,7 +80,8 @@ _FAST_ABS_MAX = 1 << 52  # larger |y|: not exact in float64, the lane runs the s
 
 def _as_sigma_sq(sigma_sq: Fraction | float) -> Fraction:
     if isinstance(sigma_sq, bool) or not isinstance(sigma_sq, (Fraction, int, float)):
-        raise TypeError(f"sigma_sq must be a Fraction, int or float, got {type(sigma_sq).__name__}")
+        raise SecAggTypeError(
+            f"sigma_sq must be a Fraction, int or float, got {type(sigma_sq).__name__}")
     if isinstance(sigma_sq, float) and not math.isfinite(sigma_sq):
         raise ConfigError(f"sigma_sq must be finite, got {sigma_sq}")
     s2 = Fraction(sigma_sq)
@@ -166,7 +167,7 @@ def sample_discrete_gaussian_scalar(sigma_sq: Fraction | float, rng: Csprng) -> 
         A Python int.
 
     Raises:
-        TypeError: if ``sigma_sq`` is not a number.
+        SecAggTypeError: if ``sigma_sq`` is not a number.
         ConfigError: if ``sigma_sq`` is out of range.
     """
     s2 = _as_sigma_sq(sigma_sq)
@@ -384,12 +385,12 @@ def sample_discrete_gaussian(
         An int64 array of shape ``(size,)``.
 
     Raises:
-        TypeError: if ``sigma_sq`` is not a number or ``size`` not an int.
+        SecAggTypeError: if ``sigma_sq`` is not a number or ``size`` not an int.
         ConfigError: if ``sigma_sq`` is out of range or ``size`` is negative.
     """
     s2 = _as_sigma_sq(sigma_sq)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
-        raise TypeError(f"size must be an int, got {type(size).__name__}")
+        raise SecAggTypeError(f"size must be an int, got {type(size).__name__}")
     if size < 0:
         raise ConfigError(f"size must be >= 0, got {size}")
     plan = _Plan(s2)

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 
 __all__ = [
     "ComposedEvent",
@@ -36,7 +36,7 @@ __all__ = [
 
 def _positive(name: str, value: float, hint: str) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be a number, got {type(value).__name__}")
     if not (math.isfinite(value) and value > 0):
         raise ConfigError(f"{name} must be finite and > 0, got {value}; {hint}")
 
@@ -76,7 +76,7 @@ class PoissonSampledEvent:
     def __post_init__(self) -> None:
         q = self.sampling_rate
         if isinstance(q, bool) or not isinstance(q, (int, float)):
-            raise TypeError(f"sampling_rate must be a number, got {type(q).__name__}")
+            raise SecAggTypeError(f"sampling_rate must be a number, got {type(q).__name__}")
         if not (math.isfinite(q) and 0 < q <= 1):
             raise ConfigError(f"sampling_rate must be in (0, 1], e.g. 0.01 or 1.0, got {q}")
         check_event(self.event)
@@ -112,7 +112,7 @@ class SelfComposedEvent:
 
     def __post_init__(self) -> None:
         if isinstance(self.count, bool) or not isinstance(self.count, int):
-            raise TypeError(f"count must be an int, got {type(self.count).__name__}")
+            raise SecAggTypeError(f"count must be an int, got {type(self.count).__name__}")
         if self.count < 1:
             raise ConfigError(f"count must be >= 1, got {self.count}")
         check_event(self.event)
@@ -124,9 +124,9 @@ _EVENT_TYPES = (DiscreteGaussianEvent, PoissonSampledEvent, ComposedEvent, SelfC
 
 
 def check_event(event: object) -> None:
-    """Raise TypeError unless ``event`` is a secagg.dp event."""
+    """Raise SecAggTypeError unless ``event`` is a secagg.dp event."""
     if not isinstance(event, _EVENT_TYPES):
-        raise TypeError(f"expected a secagg.dp event, got {type(event).__name__}")
+        raise SecAggTypeError(f"expected a secagg.dp event, got {type(event).__name__}")
 
 
 def to_dp_accounting(event: DpEvent) -> Any:
@@ -141,7 +141,7 @@ def to_dp_accounting(event: DpEvent) -> Any:
         ``SelfComposedDpEvent``.
 
     Raises:
-        TypeError: if ``event`` is not a secagg.dp event.
+        SecAggTypeError: if ``event`` is not a secagg.dp event.
         ConfigError: if the ``dp-accounting`` package is missing.
     """
     dpa = import_dp_accounting()

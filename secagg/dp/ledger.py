@@ -81,7 +81,7 @@ def compute_epsilon(
         Epsilon (client-level), as a float.
 
     Raises:
-        TypeError: on a non-numeric argument.
+        SecAggTypeError: on a non-numeric argument.
         ConfigError: on an argument out of range, or without the dp-accounting package.
     """
     z = check_positive("noise_multiplier", noise_multiplier, "e.g. 1.0")
@@ -236,7 +236,7 @@ class PrivacyLedger:
         """Epsilon if ``rounds`` more rounds of ``event`` were charged; nothing is charged.
 
         Raises:
-            TypeError: if ``event`` is not a secagg.dp event.
+            SecAggTypeError: if ``event`` is not a secagg.dp event.
             ConfigError: if ``rounds`` < 1.
         """
         return self._prospect(event, check_rounds(rounds))[1]
@@ -247,7 +247,7 @@ class PrivacyLedger:
         Returns ``limit`` when the ledger has no budget.
 
         Raises:
-            TypeError: if ``event`` is not a secagg.dp event.
+            SecAggTypeError: if ``event`` is not a secagg.dp event.
             ConfigError: if ``limit`` < 1.
         """
         check_event(event)
@@ -295,7 +295,7 @@ class PrivacyLedger:
         Raises:
             BudgetExceededError: naming the budget, the epsilon it would reach and how many
                 rounds still fit. The ledger is unchanged.
-            TypeError: if ``event`` is not a secagg.dp event.
+            SecAggTypeError: if ``event`` is not a secagg.dp event.
             ConfigError: if ``rounds`` < 1.
         """
         rounds = check_rounds(rounds)
@@ -312,7 +312,7 @@ class PrivacyLedger:
 
         Raises:
             BudgetExceededError: if the round would exceed the budget; nothing is charged.
-            TypeError: if ``event`` is not a secagg.dp event.
+            SecAggTypeError: if ``event`` is not a secagg.dp event.
         """
         state, eps = self._prospect(event, 1)
         if self._budget is not None and eps > self._budget:

@@ -37,7 +37,7 @@ from secagg.dp.discrete_gaussian import (
     sample_discrete_gaussian,
 )
 from secagg.dp.events import DiscreteGaussianEvent
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 from secagg.rng import Csprng
 
 __all__ = ["CentralDiscreteGaussian", "DistributedDiscreteGaussian", "l2_sensitivity_units"]
@@ -47,7 +47,7 @@ IntArray = npt.NDArray[np.int64]
 
 def _positive_float(name: str, value: object, hint: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)
     if not (math.isfinite(v) and v > 0):
         raise ConfigError(f"{name} must be finite and > 0, {hint}, got {v}")
@@ -56,7 +56,7 @@ def _positive_float(name: str, value: object, hint: str) -> float:
 
 def _count(name: str, value: object, low: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be an int, got {type(value).__name__}")
     if value < low:
         raise ConfigError(f"{name} must be >= {low}, got {value}")
     return int(value)
@@ -64,7 +64,7 @@ def _count(name: str, value: object, low: int = 1) -> int:
 
 def _check_beta(beta: object) -> float:
     if isinstance(beta, bool) or not isinstance(beta, (int, float)):
-        raise TypeError(f"beta must be a number, got {type(beta).__name__}")
+        raise SecAggTypeError(f"beta must be a number, got {type(beta).__name__}")
     b = float(beta)
     if not 0 < b < 1:
         raise ConfigError(f"beta must be in (0, 1), e.g. 1e-9, got {b}")
@@ -119,7 +119,7 @@ def _subgaussian_bound(variance_proxy: float, dim: int, beta: float) -> int:
 
 def _add_checked(int_sum: object, noise_for: int, rng: Csprng, s2: Fraction) -> IntArray:
     if not isinstance(int_sum, np.ndarray) or int_sum.dtype.kind not in "iu":
-        raise TypeError("int_sum must be a numpy array of integers (fixed-point units)")
+        raise SecAggTypeError("int_sum must be a numpy array of integers (fixed-point units)")
     if int_sum.dtype.kind == "u" and int_sum.size and int(int_sum.max()) >= 2**63:
         raise ConfigError("int_sum has values >= 2**63; decode (centre) it to int64 first")
     values = int_sum.astype(np.int64)
@@ -185,7 +185,7 @@ class CentralDiscreteGaussian:
             modified.
 
         Raises:
-            TypeError: if ``int_sum`` is not an integer numpy array.
+            SecAggTypeError: if ``int_sum`` is not an integer numpy array.
             ConfigError: if the result would overflow int64.
         """
         size = int(int_sum.size) if isinstance(int_sum, np.ndarray) else 0
