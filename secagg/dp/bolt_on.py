@@ -60,7 +60,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from secagg.dp.mechanisms import CentralDiscreteGaussian
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, SecAggTypeError
 
 __all__ = [
     "BoltOnGaussian",
@@ -74,7 +74,7 @@ __all__ = [
 
 def _positive(name: str, value: object, hint: str, *, zero: bool = False) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+        raise SecAggTypeError(f"{name} must be a number, got {type(value).__name__}")
     v = float(value)
     if not math.isfinite(v) or v < 0 or (v == 0 and not zero):
         raise ConfigError(f"{name} must be finite and {'>= 0' if zero else '> 0'}, {hint}, "
