@@ -5,24 +5,39 @@ of a random polynomial of degree ``t - 1``; party ``x`` (x >= 1) holds its value
 Any ``t`` shares give the secret back by Lagrange interpolation at 0; ``t - 1`` shares are
 consistent with every secret (perfect secrecy).
 
-Reconstruction uses exactly ``t`` shares and, when more are given, checks that every extra
-share lies on the same polynomial, so a forged share is detected rather than silently giving
-a wrong secret. Lagrange and check coefficients are cached per set of x-coordinates: in a
-round every secret is usually rebuilt from the same responders, so the cost is paid once.
+:func:`reconstruct` uses exactly ``t`` shares and, when more are given, checks that every
+extra share lies on the same polynomial, so a forged share is detected rather than silently
+giving a wrong secret. Lagrange and check coefficients are cached per set of x-coordinates.
+
+For a server rebuilding many secrets (one per client, each from a different holder set in a
+sparse graph) the fast path is :func:`reconstruct_many_bytes`: each secret from exactly its
+``t`` lowest-x shares, extra shares ignored (not checked), with the Lagrange coefficients of
+all the holder sets computed in one batch (:class:`LagrangeCache`: the differences
+``x_m - x_i`` multiplied in groups inside int64 numpy arrays, then one field inversion per
+holder set by Montgomery's trick). A secret rebuilt this way must be checked against a
+commitment (e.g. the public key of a rebuilt X25519 secret, or a hash commitment to a seed),
+since a forged share yields a wrong secret rather than an error. :class:`ShareBook` keeps
+the first ``t`` shares of each secret compactly (66 bytes of value + 4 of x per share) for
+exactly that path.
 
 .. warning:: shares are secret material; a party must never reveal t shares of one secret.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import math
+from array import array
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
+
+import numpy as np
 
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["PRIME", "SHARE_SIZE", "reconstruct", "reconstruct_bytes", "split", "split_bytes"]
+__all__ = ["PRIME", "SHARE_SIZE", "LagrangeCache", "ShareBook", "reconstruct", "reconstruct_bytes",
+           "reconstruct_many", "reconstruct_many_bytes", "split", "split_bytes"]
 
 PRIME = 2**521 - 1
 
@@ -159,3 +174,225 @@ def reconstruct_bytes(shares: Mapping[int, bytes], t: int, length: int = 32) -> 
     if secret.bit_length() > 8 * length:
         raise ProtocolError(f"reconstructed secret does not fit in {length} bytes: forged shares")
     return secret.to_bytes(length, "big")
+
+
+# -- many secrets, each from exactly t shares ------------------------------------------------
+def _coefficients_batch(sets: Sequence[tuple[int, ...]]) -> list[tuple[Any, ...]]:
+    """Lagrange coefficients at 0 for each holder set (all of one size t, sorted, distinct).
+
+    c_i = prod_{m != i} x_m / (x_m - x_i) = N / D_i with N = prod_m x_m and
+    D_i = x_i * prod_{m != i} (x_m - x_i). The D_i are products of small integers, formed
+    exactly: g factors of at most b bits at a time in int64 (g * b <= 62), the rest in Python
+    ints. One inversion per set inverts all its D_i (Montgomery's trick).
+    """
+    if not sets:
+        return []
+    t = len(sets[0])
+    big = max(max(xs) for xs in sets)
+    bits = big.bit_length()
+    if t == 1 or bits > 31:
+        return [_lagrange_at(xs, 0) for xs in sets]
+    g = max(1, 62 // bits)
+    out: list[tuple[Any, ...]] = []
+    width = -(-t // g) * g
+    step = max(1, (1 << 22) // (t * width))  # sets per numpy batch: ~32 MB of int64
+    one = _num(1)
+    for b0 in range(0, len(sets), step):
+        chunk = sets[b0 : b0 + step]
+        xs_arr = np.array(chunk, dtype=np.int64)  # (S, t)
+        diff = np.ones((len(chunk), t, width), np.int64)
+        np.subtract(xs_arr[:, None, :], xs_arr[:, :, None], out=diff[:, :, :t])
+        idx = np.arange(t)
+        diff[:, idx, idx] = xs_arr  # the x_i factor of D_i sits where x_i - x_i = 0 would
+        grouped = diff.reshape(len(chunk), t, width // g, g).prod(axis=3).tolist()
+        for xs, rows in zip(chunk, grouped):
+            dens = [_num(math.prod(r) % PRIME) for r in rows]
+            prefix = []
+            run = one
+            for d in dens:
+                run = run * d % _P
+                prefix.append(run)
+            inv = _inv_num(run)
+            invs: list[Any] = [one] * t
+            for i in range(t - 1, 0, -1):
+                invs[i] = inv * prefix[i - 1] % _P
+                inv = inv * dens[i] % _P
+            invs[0] = inv
+            num = _num(math.prod(xs) % PRIME)
+            out.append(tuple(num * v % _P for v in invs))
+    return out
+
+
+def _inv_num(a: Any) -> Any:
+    if _gmp_invert is not None:
+        return _gmp_invert(a, _P)
+    return pow(int(a), -1, PRIME)
+
+
+class LagrangeCache:
+    """Lagrange coefficients at 0, per holder set, computed in batches and kept (bounded).
+
+    Args:
+        maxsize: how many holder sets to keep; the oldest are dropped beyond it.
+    """
+
+    def __init__(self, maxsize: int = 1 << 16) -> None:
+        if maxsize < 1:
+            raise ConfigError(f"LagrangeCache maxsize must be >= 1, got {maxsize}")
+        self._maxsize = maxsize
+        self._coeffs: dict[tuple[int, ...], tuple[Any, ...]] = {}
+
+    def __len__(self) -> int:
+        return len(self._coeffs)
+
+    def prepare(self, sets: Iterable[tuple[int, ...]]) -> None:
+        """Compute (in one batch per size) the coefficients of every set not cached yet.
+
+        Raises:
+            ConfigError: a set with a repeated, zero or out-of-field x-coordinate.
+        """
+        todo: dict[int, dict[tuple[int, ...], None]] = {}
+        for xs in sets:
+            if xs not in self._coeffs:
+                todo.setdefault(len(xs), {})[xs] = None
+        for size, group in todo.items():
+            batch = list(group)
+            for xs in batch:
+                _check_params(xs, size)
+                if list(xs) != sorted(xs):
+                    raise ConfigError("holder sets must list their x-coordinates in increasing order")
+            for xs, c in zip(batch, _coefficients_batch(batch)):
+                self._coeffs[xs] = c
+        while len(self._coeffs) > self._maxsize:
+            del self._coeffs[next(iter(self._coeffs))]
+
+    def coefficients(self, xs: tuple[int, ...]) -> tuple[Any, ...]:
+        """c with f(0) = sum c_i f(xs[i]) for every f of degree < len(xs)."""
+        c = self._coeffs.get(xs)
+        if c is None:
+            self.prepare([xs])
+            c = self._coeffs[xs]
+        return c
+
+
+def reconstruct_many(share_sets: Sequence[Mapping[int, int]], t: int,
+                     cache: LagrangeCache | None = None) -> list[int]:
+    """Each secret from exactly ``t`` of its shares ``{x: y}`` (the ``t`` lowest x).
+
+    Shares beyond ``t`` are ignored, not checked: check each result against a commitment.
+
+    Raises:
+        ConfigError: a bad threshold, or a secret with fewer than ``t`` shares (names it).
+    """
+    if not isinstance(t, int) or t < 1:
+        raise ConfigError(f"threshold must be an integer >= 1, got {t!r}")
+    bases = []
+    for j, shares in enumerate(share_sets):
+        if len(shares) < t:
+            raise ConfigError(f"secret #{j}: need {t} shares to reconstruct, got {len(shares)}")
+        bases.append(tuple(sorted(shares)[:t]))
+    cache = cache if cache is not None else LagrangeCache()
+    cache.prepare(bases)
+    out = []
+    for shares, base in zip(share_sets, bases):
+        coeffs = cache.coefficients(base)
+        out.append(int(sum(c * (shares[x] % PRIME) for c, x in zip(coeffs, base)) % _P))
+    return out
+
+
+def reconstruct_many_bytes(share_sets: Sequence[Mapping[int, bytes]], t: int, length: int = 32,
+                           cache: LagrangeCache | None = None) -> list[bytes]:
+    """:func:`reconstruct_many` for byte shares from :func:`split_bytes`.
+
+    Raises:
+        ProtocolError: a used share of the wrong size or outside the field, or a secret that
+            does not fit ``length`` bytes (forged shares).
+        ConfigError: as :func:`reconstruct_many`.
+    """
+    ints: list[dict[int, int]] = []
+    for shares in share_sets:
+        if len(shares) < t:
+            ints.append({})  # reconstruct_many names it
+            continue
+        use = sorted(shares)[:t] if isinstance(t, int) and t >= 1 else list(shares)
+        ints.append({x: _share_int(x, shares[x]) for x in use})
+    return [_to_bytes(v, length) for v in reconstruct_many(ints, t, cache)]
+
+
+def _share_int(x: int, s: bytes) -> int:
+    if len(s) != SHARE_SIZE:
+        raise ProtocolError(f"share from x={x} is {len(s)} bytes, expected {SHARE_SIZE}")
+    v = int.from_bytes(s, "big")
+    if v >= PRIME:
+        raise ProtocolError(f"share from x={x} is not a field element")
+    return v
+
+
+def _to_bytes(secret: int, length: int) -> bytes:
+    if secret.bit_length() > 8 * length:
+        raise ProtocolError(f"reconstructed secret does not fit in {length} bytes: forged shares")
+    return secret.to_bytes(length, "big")
+
+
+class ShareBook:
+    """The first ``t`` shares of each of many secrets, kept compactly for
+    :func:`reconstruct_many_bytes` (about 70 bytes per share held; later shares are dropped).
+
+    Args:
+        t: the threshold; at most ``t`` shares are kept per secret.
+    """
+
+    def __init__(self, t: int) -> None:
+        if not isinstance(t, int) or t < 1:
+            raise ConfigError(f"threshold must be an integer >= 1, got {t!r}")
+        self.t = t
+        self._xs: dict[int, array[int]] = {}
+        self._values: dict[int, bytearray] = {}
+
+    def add(self, owner: int, x: int, value: bytes) -> bool:
+        """Keep share ``value`` (held by x) of ``owner``'s secret unless ``t`` are kept already.
+
+        Returns:
+            Whether it was kept.
+
+        Raises:
+            ProtocolError: a share of the wrong size, or a second share from the same x.
+        """
+        if len(value) != SHARE_SIZE:
+            raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
+        xs = self._xs.get(owner)
+        if xs is None:
+            xs = self._xs[owner] = array("q")
+            self._values[owner] = bytearray()
+        if x in xs:
+            raise ProtocolError(f"a second share of secret {owner} from x={x}")
+        if len(xs) >= self.t:
+            return False
+        xs.append(x)
+        self._values[owner] += value
+        return True
+
+    def count(self, owner: int) -> int:
+        """Shares kept for ``owner`` (at most ``t``)."""
+        xs = self._xs.get(owner)
+        return 0 if xs is None else len(xs)
+
+    def shares(self, owner: int) -> dict[int, bytes]:
+        """The kept shares of ``owner`` as ``{x: value}``."""
+        xs, vals = self._xs.get(owner, array("q")), self._values.get(owner, bytearray())
+        return {x: bytes(vals[i * SHARE_SIZE : (i + 1) * SHARE_SIZE]) for i, x in enumerate(xs)}
+
+    def reconstruct(self, owners: Sequence[int], length: int = 32,
+                    cache: LagrangeCache | None = None) -> list[bytes]:
+        """The secrets of ``owners``, each from its kept shares (see
+        :func:`reconstruct_many_bytes`; the caller checks each against a commitment).
+
+        Raises:
+            ConfigError: an owner with fewer than ``t`` shares.
+            ProtocolError: a share outside the field, or a secret that does not fit.
+        """
+        return reconstruct_many_bytes([self.shares(u) for u in owners], self.t, length, cache)
+
+    def clear(self) -> None:
+        self._xs.clear()
+        self._values.clear()

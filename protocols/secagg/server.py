@@ -19,6 +19,7 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 
 import numpy as np
@@ -80,14 +81,17 @@ class SecAggServer(ServerCore):
         self._waiting: set[int] = set()
         self._keys: dict[int, PublicKeys] = {}
         self._sent_nb: dict[int, frozenset[int]] = {}
-        self._inbox: dict[int, list[SealedShare]] = {}
+        # recipient -> (senders, their sealed shares back to back): SEALED_SIZE + 4 bytes a pair
+        self._inbox: dict[int, tuple[array[int], bytearray]] = {}
         self._shared: set[int] = set()
         self._forwarded: dict[int, frozenset[int]] = {}
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
         self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
-        self._seed_shares: dict[int, dict[int, bytes]] = {}
-        self._key_shares: dict[int, dict[int, bytes]] = {}
+        # the first t shares of each secret (about 70 bytes a share); later ones are not kept
+        self._seed_shares = shamir.ShareBook(config.threshold)
+        self._key_shares = shamir.ShareBook(config.threshold)
+        self._lagrange = shamir.LagrangeCache()
         self._result: AggregateResult | None = None
         self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
 
@@ -164,7 +168,11 @@ class SecAggServer(ServerCore):
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
         for sh in msg.shares:
-            self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
+            box = self._inbox.get(sh.peer)
+            if box is None:
+                box = self._inbox[sh.peer] = (array("i"), bytearray())
+            box[0].append(u)
+            box[1].extend(sh.ciphertext)
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -204,9 +212,9 @@ class SecAggServer(ServerCore):
         if any(len(s.value) != shamir.SHARE_SIZE for s in (*msg.seed_shares, *msg.key_shares)):
             raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
         for s in msg.seed_shares:
-            self._seed_shares.setdefault(s.owner, {})[u + 1] = s.value
+            self._seed_shares.add(s.owner, u + 1, s.value)
         for s in msg.key_shares:
-            self._key_shares.setdefault(s.owner, {})[u + 1] = s.value
+            self._key_shares.add(s.owner, u + 1, s.value)
         self._waiting.discard(u)
 
     _HANDLERS: dict[object, Callable[[SecAggServer, Message], None]] = {
@@ -257,7 +265,9 @@ class SecAggServer(ServerCore):
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
-            sealed = tuple(sh for sh in self._inbox.get(u, []) if sh.peer in live[u])
+            senders, blob = self._inbox.pop(u, (array("i"), bytearray()))
+            sealed = tuple(SealedShare(v, bytes(blob[i * SEALED_SIZE:(i + 1) * SEALED_SIZE]))
+                           for i, v in enumerate(senders) if v in live[u])
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         self._inbox.clear()
         return out
@@ -314,18 +324,23 @@ class SecAggServer(ServerCore):
         cfg, t = self.config, self.config.threshold
         u3 = self._masked
         terms: list[tuple[bytes, int]] = []
-        for u in sorted(u3):
-            shares = self._seed_shares.get(u, {})
-            if len(shares) < t:
-                raise DropoutError(f"only {len(shares)} shares of client {u}'s seed arrived; t={t}")
-            seed = shamir.reconstruct_bytes(shares, t)
+        # Each secret from exactly t shares, all Lagrange coefficients in one batch. A rebuilt
+        # key is checked against its advertised public key; a seed is not checked yet.
+        survivors = sorted(u3)
+        for u in survivors:
+            if self._seed_shares.count(u) < t:
+                raise DropoutError(f"only {self._seed_shares.count(u)} shares of client {u}'s "
+                                   f"seed arrived; t={t}")
+        dropped = sorted(set(self._forwarded) - u3)
+        for v in dropped:
+            if self._key_shares.count(v) < t:
+                raise DropoutError(f"only {self._key_shares.count(v)} shares of dropped client "
+                                   f"{v}'s key arrived; t={t}")
+        seeds = self._seed_shares.reconstruct(survivors, cache=self._lagrange)
+        for u, seed in zip(survivors, seeds):
             terms.append((self_mask_key(cfg, u, seed), -1))
-        for v in sorted(set(self._forwarded) - u3):
-            shares = self._key_shares.get(v, {})
-            if len(shares) < t:
-                raise DropoutError(f"only {len(shares)} shares of dropped client {v}'s key "
-                                   f"arrived; t={t}")
-            pair = KeyPair.from_secret(shamir.reconstruct_bytes(shares, t))
+        for v, secret in zip(dropped, self._key_shares.reconstruct(dropped, cache=self._lagrange)):
+            pair = KeyPair.from_secret(secret)
             if pair.public != self._keys[v].s_pk:
                 raise ProtocolError(f"rebuilt key of client {v} does not match its advertised key")
             for u in sorted(self._forwarded[v] & u3):
