@@ -358,19 +358,32 @@ class ShareBook:
         Raises:
             ProtocolError: a share of the wrong size, or a second share from the same x.
         """
-        if len(value) != SHARE_SIZE:
-            raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
-        xs = self._xs.get(owner)
-        if xs is None:
-            xs = self._xs[owner] = array("q")
-            self._values[owner] = bytearray()
-        if x in xs:
-            raise ProtocolError(f"a second share of secret {owner} from x={x}")
-        if len(xs) >= self.t:
-            return False
-        xs.append(x)
-        self._values[owner] += value
-        return True
+        return self.add_from(x, ((owner, value),)) == 1
+
+    def add_from(self, x: int, shares: Iterable[tuple[int, bytes]]) -> int:
+        """:meth:`add` for every ``(owner, value)`` that holder ``x`` sent; validates them
+        all before keeping any. Returns how many were kept."""
+        items = list(shares)
+        if len({owner for owner, _ in items}) != len(items):
+            raise ProtocolError(f"holder x={x} sent two shares of one secret")
+        for owner, value in items:
+            if len(value) != SHARE_SIZE:
+                raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
+            xs = self._xs.get(owner)
+            if xs is not None and x in xs:
+                raise ProtocolError(f"a second share of secret {owner} from x={x}")
+        kept = 0
+        t, xs_of, values = self.t, self._xs, self._values
+        for owner, value in items:
+            xs = xs_of.get(owner)
+            if xs is None:
+                xs = xs_of[owner] = array("q")
+                values[owner] = bytearray()
+            if len(xs) < t:
+                xs.append(x)
+                values[owner].extend(value)
+                kept += 1
+        return kept
 
     def count(self, owner: int) -> int:
         """Shares kept for ``owner`` (at most ``t``)."""

@@ -316,6 +316,9 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
         book.add(7, 2, bytes(SHARE_SIZE))
     with pytest.raises(ProtocolError, match="expected 66"):
         book.add(8, 1, b"x")
+    with pytest.raises(ProtocolError, match="two shares of one secret"):
+        book.add_from(4, [(8, bytes(SHARE_SIZE)), (8, bytes(SHARE_SIZE))])
+    assert book.count(8) == 0  # nothing kept from a refused batch
     book.add(9, 1, bytes(SHARE_SIZE))
     with pytest.raises(ConfigError, match="need 3 shares"):
         book.reconstruct([9])

@@ -211,10 +211,8 @@ class SecAggServer(ServerCore):
             raise ProtocolError(f"client {u} must return one key share per dropped neighbour")
         if any(len(s.value) != shamir.SHARE_SIZE for s in (*msg.seed_shares, *msg.key_shares)):
             raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
-        for s in msg.seed_shares:
-            self._seed_shares.add(s.owner, u + 1, s.value)
-        for s in msg.key_shares:
-            self._key_shares.add(s.owner, u + 1, s.value)
+        self._seed_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.seed_shares))
+        self._key_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.key_shares))
         self._waiting.discard(u)
 
     _HANDLERS: dict[object, Callable[[SecAggServer, Message], None]] = {
