@@ -162,6 +162,8 @@ def _one_line(c: dict[str, Any]) -> str:
             parts.append(f"{label} {c[key]:.3g} s")
     if c.get("x_floor") is not None:
         parts.append(f"x floor {c['x_floor']:.2f}")
+    if c.get("x_server_floor") is not None:
+        parts.append(f"server x its floor {c['x_server_floor']:.2f}")
     f = c.get("flower")
     if f:
         parts.append(f"Flower {f.get('status')}"
