@@ -182,51 +182,53 @@ def _coefficients_batch(sets: Sequence[tuple[int, ...]]) -> list[tuple[Any, ...]
 
     c_i = prod_{m != i} x_m / (x_m - x_i) = N / D_i with N = prod_m x_m and
     D_i = x_i * prod_{m != i} (x_m - x_i). The D_i are products of small integers, formed
-    exactly: g factors of at most b bits at a time in int64 (g * b <= 62), the rest in Python
-    ints. One inversion per set inverts all its D_i (Montgomery's trick).
+    exactly: g factors of at most b bits at a time in int64 (g * b <= 62), the rest as
+    Python integers. One inversion per set inverts all its D_i (Montgomery's trick); every
+    step runs across all the sets at once on object arrays, so the interpreter loops t times,
+    not (sets x t) times.
     """
     if not sets:
         return []
     t = len(sets[0])
-    big = max(max(xs) for xs in sets)
-    bits = big.bit_length()
+    bits = max(max(xs) for xs in sets).bit_length()
     if t == 1 or bits > 31:
         return [_lagrange_at(xs, 0) for xs in sets]
     g = max(1, 62 // bits)
-    out: list[tuple[Any, ...]] = []
     width = -(-t // g) * g
+    to_num = np.frompyfunc(_num, 1, 1)
+    invert = np.frompyfunc(_inv_num, 1, 1)
+    out: list[tuple[Any, ...]] = []
     step = max(1, (1 << 22) // (t * width))  # sets per numpy batch: ~32 MB of int64
-    one = _num(1)
     for b0 in range(0, len(sets), step):
         chunk = sets[b0 : b0 + step]
+        count = len(chunk)
         xs_arr = np.array(chunk, dtype=np.int64)  # (S, t)
-        diff = np.ones((len(chunk), t, width), np.int64)
+        diff = np.ones((count, t, width), np.int64)
         np.subtract(xs_arr[:, None, :], xs_arr[:, :, None], out=diff[:, :, :t])
         idx = np.arange(t)
         diff[:, idx, idx] = xs_arr  # the x_i factor of D_i sits where x_i - x_i = 0 would
-        grouped = diff.reshape(len(chunk), t, width // g, g).prod(axis=3).tolist()
-        for xs, rows in zip(chunk, grouped):
-            dens = [_num(math.prod(r) % PRIME) for r in rows]
-            prefix = []
-            run = one
-            for d in dens:
-                run = run * d % _P
-                prefix.append(run)
-            inv = _inv_num(run)
-            invs: list[Any] = [one] * t
-            for i in range(t - 1, 0, -1):
-                invs[i] = inv * prefix[i - 1] % _P
-                inv = inv * dens[i] % _P
-            invs[0] = inv
-            num = _num(math.prod(xs) % PRIME)
-            out.append(tuple(num * v % _P for v in invs))
+        grouped = diff.reshape(count, t, width // g, g).prod(axis=3)
+        dens = to_num(grouped.astype(object).prod(axis=2) % PRIME)  # (S, t) field elements
+        prefix = np.empty((count, t), dtype=object)
+        prefix[:, 0] = dens[:, 0]
+        for i in range(1, t):
+            prefix[:, i] = prefix[:, i - 1] * dens[:, i] % _P
+        inv = invert(prefix[:, t - 1])  # 1 / (D_0 ... D_{t-1}), one per set
+        w = np.empty((count, t), dtype=object)
+        for i in range(t - 1, 0, -1):
+            w[:, i] = inv * prefix[:, i - 1] % _P
+            inv = inv * dens[:, i] % _P
+        w[:, 0] = inv
+        num = to_num(xs_arr.astype(object).prod(axis=1) % PRIME)
+        coeffs = (w * num[:, None]) % _P
+        out.extend(tuple(row) for row in coeffs.tolist())
     return out
 
 
 def _inv_num(a: Any) -> Any:
     if _gmp_invert is not None:
         return _gmp_invert(a, _P)
-    return pow(int(a), -1, PRIME)
+    return pow(int(a), -1, PRIME)  # pragma: no cover - gmpy2 is a declared dependency
 
 
 class LagrangeCache:
@@ -293,11 +295,14 @@ def reconstruct_many(share_sets: Sequence[Mapping[int, int]], t: int,
         bases.append(tuple(sorted(shares)[:t]))
     cache = cache if cache is not None else LagrangeCache()
     cache.prepare(bases)
-    out = []
-    for shares, base in zip(share_sets, bases):
-        coeffs = cache.coefficients(base)
-        out.append(int(sum(c * (shares[x] % PRIME) for c, x in zip(coeffs, base)) % _P))
-    return out
+    if not bases:
+        return []
+    coeffs = np.empty((len(bases), t), dtype=object)
+    coeffs[:] = [cache.coefficients(base) for base in bases]
+    ys = np.empty((len(bases), t), dtype=object)
+    ys[:] = [[shares[x] % PRIME for x in base] for shares, base in zip(share_sets, bases)]
+    sums = (coeffs * ys).sum(axis=1) % _P
+    return [int(v) for v in sums]
 
 
 def reconstruct_many_bytes(share_sets: Sequence[Mapping[int, bytes]], t: int, length: int = 32,

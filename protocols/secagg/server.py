@@ -81,8 +81,8 @@ class SecAggServer(ServerCore):
         self._waiting: set[int] = set()
         self._keys: dict[int, PublicKeys] = {}
         self._sent_nb: dict[int, frozenset[int]] = {}
-        # recipient -> (senders, their sealed shares back to back): SEALED_SIZE + 4 bytes a pair
-        self._inbox: dict[int, tuple[array[int], bytearray]] = {}
+        # recipient -> (senders, their sealed shares as received): no per-share record object
+        self._inbox: dict[int, tuple[array[int], list[bytes]]] = {}
         self._shared: set[int] = set()
         self._forwarded: dict[int, frozenset[int]] = {}
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
@@ -170,9 +170,9 @@ class SecAggServer(ServerCore):
         for sh in msg.shares:
             box = self._inbox.get(sh.peer)
             if box is None:
-                box = self._inbox[sh.peer] = (array("i"), bytearray())
+                box = self._inbox[sh.peer] = (array("i"), [])
             box[0].append(u)
-            box[1].extend(sh.ciphertext)
+            box[1].append(sh.ciphertext)
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -263,9 +263,9 @@ class SecAggServer(ServerCore):
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
-            senders, blob = self._inbox.pop(u, (array("i"), bytearray()))
-            sealed = tuple(SealedShare(v, bytes(blob[i * SEALED_SIZE:(i + 1) * SEALED_SIZE]))
-                           for i, v in enumerate(senders) if v in live[u])
+            senders, cts = self._inbox.pop(u, (array("i"), []))
+            keep = live[u]
+            sealed = tuple(SealedShare(v, ct) for v, ct in zip(senders, cts) if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         self._inbox.clear()
         return out
