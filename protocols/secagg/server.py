@@ -248,6 +248,7 @@ class SecAggServer(ServerCore):
         live = _prune({u: set(self._graph[u]) & u1 for u in u1}, t)
         self._need(len(live), f"of {self.config.n_clients} advertised keys with t-1 live neighbours")
         self._sent_nb = {u: frozenset(vs) for u, vs in live.items()}
+        self._graph = ()  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
         out: list[Message] = []
         for u, vs in sorted(live.items()):
@@ -260,6 +261,7 @@ class SecAggServer(ServerCore):
         live = _prune({u: set(self._sent_nb[u]) & self._shared for u in self._shared}, t)
         self._need(len(live), "shared their keys with enough live neighbours")
         self._forwarded = {u: frozenset(vs) for u, vs in live.items()}
+        self._sent_nb = {}  # late ShareKeys are refused before they would need it
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
