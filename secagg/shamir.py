@@ -286,21 +286,33 @@ def reconstruct_many(share_sets: Sequence[Mapping[int, int]], t: int,
     Raises:
         ConfigError: a bad threshold, or a secret with fewer than ``t`` shares (names it).
     """
-    if not isinstance(t, int) or t < 1:
-        raise ConfigError(f"threshold must be an integer >= 1, got {t!r}")
-    bases = []
+    _check_threshold(t)
+    bases, rows = [], []
     for j, shares in enumerate(share_sets):
         if len(shares) < t:
             raise ConfigError(f"secret #{j}: need {t} shares to reconstruct, got {len(shares)}")
-        bases.append(tuple(sorted(shares)[:t]))
-    cache = cache if cache is not None else LagrangeCache()
-    cache.prepare(bases)
+        base = tuple(sorted(shares)[:t])
+        bases.append(base)
+        rows.append([shares[x] % PRIME for x in base])
+    return _combine(bases, rows, t, cache)
+
+
+def _check_threshold(t: int) -> None:
+    if not isinstance(t, int) or t < 1:
+        raise ConfigError(f"threshold must be an integer >= 1, got {t!r}")
+
+
+def _combine(bases: list[tuple[int, ...]], rows: list[list[int]], t: int,
+             cache: LagrangeCache | None) -> list[int]:
+    """sum_i c_i y_i for each (holder set, share values) pair, coefficients in one batch."""
     if not bases:
         return []
+    cache = cache if cache is not None else LagrangeCache()
+    cache.prepare(bases)
     coeffs = np.empty((len(bases), t), dtype=object)
     coeffs[:] = [cache.coefficients(base) for base in bases]
     ys = np.empty((len(bases), t), dtype=object)
-    ys[:] = [[shares[x] % PRIME for x in base] for shares, base in zip(share_sets, bases)]
+    ys[:] = rows
     sums = (coeffs * ys).sum(axis=1) % _P
     return [int(v) for v in sums]
 
@@ -314,14 +326,15 @@ def reconstruct_many_bytes(share_sets: Sequence[Mapping[int, bytes]], t: int, le
             does not fit ``length`` bytes (forged shares).
         ConfigError: as :func:`reconstruct_many`.
     """
-    ints: list[dict[int, int]] = []
-    for shares in share_sets:
+    _check_threshold(t)
+    bases, rows = [], []
+    for j, shares in enumerate(share_sets):
         if len(shares) < t:
-            ints.append({})  # reconstruct_many names it
-            continue
-        use = sorted(shares)[:t] if isinstance(t, int) and t >= 1 else list(shares)
-        ints.append({x: _share_int(x, shares[x]) for x in use})
-    return [_to_bytes(v, length) for v in reconstruct_many(ints, t, cache)]
+            raise ConfigError(f"secret #{j}: need {t} shares to reconstruct, got {len(shares)}")
+        base = tuple(sorted(shares)[:t])
+        bases.append(base)
+        rows.append([_share_int(x, shares[x]) for x in base])
+    return [_to_bytes(v, length) for v in _combine(bases, rows, t, cache)]
 
 
 def _share_int(x: int, s: bytes) -> int:
@@ -409,7 +422,21 @@ class ShareBook:
             ConfigError: an owner with fewer than ``t`` shares.
             ProtocolError: a share outside the field, or a secret that does not fit.
         """
-        return reconstruct_many_bytes([self.shares(u) for u in owners], self.t, length, cache)
+        t, size = self.t, SHARE_SIZE
+        bases, rows = [], []
+        for u in owners:
+            xs = self._xs.get(u, array("q"))
+            if len(xs) < t:
+                raise ConfigError(f"secret {u}: need {t} shares to reconstruct, got {len(xs)}")
+            blob = memoryview(self._values[u])
+            order = sorted(range(t), key=xs.__getitem__)
+            bases.append(tuple(xs[i] for i in order))
+            row = [int.from_bytes(blob[i * size : (i + 1) * size], "big") for i in order]
+            if max(row) >= PRIME:
+                bad = next(xs[i] for i, v in zip(order, row) if v >= PRIME)
+                raise ProtocolError(f"share from x={bad} is not a field element")
+            rows.append(row)
+        return [_to_bytes(v, length) for v in _combine(bases, rows, t, cache)]
 
     def clear(self) -> None:
         self._xs.clear()

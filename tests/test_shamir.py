@@ -322,6 +322,10 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     book.add(9, 1, bytes(SHARE_SIZE))
     with pytest.raises(ConfigError, match="need 3 shares"):
         book.reconstruct([9])
+    book.add(9, 2, (2**528 - 1).to_bytes(SHARE_SIZE, "big"))
+    book.add(9, 3, bytes(SHARE_SIZE))
+    with pytest.raises(ProtocolError, match="x=2 is not a field element"):
+        book.reconstruct([9])
     book.clear()
     assert book.count(7) == 0
     with pytest.raises(ConfigError, match="threshold"):
