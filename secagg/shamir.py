@@ -83,11 +83,19 @@ def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
         raise ConfigError("secret must be in [0, 2^521 - 1)")
     coeffs = [_num(secret)] + [_num(rng.randbelow(PRIME)) for _ in range(t - 1)]
     out = []
+    top = coeffs[::-1]
     for x in xs:
+        # Horner without reducing at every step: x is far below the prime, so the value
+        # only grows by x's bit length per coefficient; one reduction at the end gives the
+        # same field element.
         acc = _num(0)
-        for c in reversed(coeffs):  # Horner
-            acc = (acc * x + c) % _P
-        out.append(int(acc))
+        if x.bit_length() <= 64:
+            for c in top:
+                acc = acc * x + c
+        else:
+            for c in top:
+                acc = (acc * x + c) % _P
+        out.append(int(acc % _P))
     return out
 
 
