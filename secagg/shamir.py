@@ -361,17 +361,24 @@ def _to_bytes(secret: int, length: int) -> bytes:
 
 
 class ShareBook:
-    """The first ``t`` shares of each of many secrets, kept compactly for
-    :func:`reconstruct_many_bytes` (about 70 bytes per share held; later shares are dropped).
+    """The first ``keep`` shares of each of many secrets, kept compactly (about 70 bytes per
+    share held; later shares are dropped), for :meth:`reconstruct`.
 
     Args:
-        t: the threshold; at most ``t`` shares are kept per secret.
+        t: the threshold.
+        keep: how many shares to keep per secret (default ``t``: the fast path, each secret
+            from exactly t shares). Keep more to check the extra shares
+            (``reconstruct(..., check_extra=True)``) where no commitment is available.
     """
 
-    def __init__(self, t: int) -> None:
+    def __init__(self, t: int, keep: int | None = None) -> None:
         if not isinstance(t, int) or t < 1:
             raise ConfigError(f"threshold must be an integer >= 1, got {t!r}")
+        keep = t if keep is None else keep
+        if not isinstance(keep, int) or keep < t:
+            raise ConfigError(f"ShareBook keep must be an integer >= t={t}, got {keep!r}")
         self.t = t
+        self.keep = keep
         self._xs: dict[int, array[int]] = {}
         self._values: dict[int, bytearray] = {}
 
@@ -399,7 +406,7 @@ class ShareBook:
             if xs is not None and x in xs:
                 raise ProtocolError(f"a second share of secret {owner} from x={x}")
         kept = 0
-        t, xs_of, values = self.t, self._xs, self._values
+        t, xs_of, values = self.keep, self._xs, self._values
         for owner, value in items:
             xs = xs_of.get(owner)
             if xs is None:
@@ -412,7 +419,7 @@ class ShareBook:
         return kept
 
     def count(self, owner: int) -> int:
-        """Shares kept for ``owner`` (at most ``t``)."""
+        """Shares kept for ``owner`` (at most ``keep``)."""
         xs = self._xs.get(owner)
         return 0 if xs is None else len(xs)
 
@@ -422,14 +429,26 @@ class ShareBook:
         return {x: bytes(vals[i * SHARE_SIZE : (i + 1) * SHARE_SIZE]) for i, x in enumerate(xs)}
 
     def reconstruct(self, owners: Sequence[int], length: int = 32,
-                    cache: LagrangeCache | None = None) -> list[bytes]:
-        """The secrets of ``owners``, each from its kept shares (see
+                    cache: LagrangeCache | None = None, check_extra: bool = False) -> list[bytes]:
+        """The secrets of ``owners``, each from the t lowest-x of its kept shares (see
         :func:`reconstruct_many_bytes`; the caller checks each against a commitment).
+
+        With ``check_extra`` every kept share beyond t is checked to lie on the same
+        polynomial (:func:`reconstruct_bytes`, one secret at a time: the slow path).
 
         Raises:
             ConfigError: an owner with fewer than ``t`` shares.
-            ProtocolError: a share outside the field, or a secret that does not fit.
+            ProtocolError: a share outside the field, a secret that does not fit, or (with
+                ``check_extra``) an inconsistent extra share.
         """
+        if check_extra:
+            out = []
+            for u in owners:
+                if self.count(u) < self.t:
+                    raise ConfigError(f"secret {u}: need {self.t} shares to reconstruct, "
+                                      f"got {self.count(u)}")
+                out.append(reconstruct_bytes(self.shares(u), self.t, length))
+            return out
         t, size = self.t, SHARE_SIZE
         bases, rows = [], []
         for u in owners:
@@ -437,7 +456,7 @@ class ShareBook:
             if len(xs) < t:
                 raise ConfigError(f"secret {u}: need {t} shares to reconstruct, got {len(xs)}")
             blob = memoryview(self._values[u])
-            order = sorted(range(t), key=xs.__getitem__)
+            order = sorted(range(len(xs)), key=xs.__getitem__)[:t]
             bases.append(tuple(xs[i] for i in order))
             row = [int.from_bytes(blob[i * size : (i + 1) * size], "big") for i in order]
             if max(row) >= PRIME:

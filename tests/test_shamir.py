@@ -330,3 +330,25 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     assert book.count(7) == 0
     with pytest.raises(ConfigError, match="threshold"):
         ShareBook(0)
+
+
+def test_share_book_can_keep_extras_and_check_them() -> None:
+    rng = Csprng.from_seed(7)
+    xs = [4, 9, 2, 7, 5]
+    secret = bytes(range(1, 33))
+    shares = split_bytes(secret, xs, 3, rng)
+    book = ShareBook(3, keep=5)
+    book.add_from(1, [])  # an empty response keeps nothing
+    for x, sh in zip(xs, shares):
+        book.add(0, x, sh)
+    forged = bytearray(shares[1])
+    forged[-1] ^= 1
+    for x, sh in zip(xs, shares):
+        book.add(1, x, bytes(forged) if x == 9 else sh)  # x=9 is not among the 3 lowest
+    assert book.count(0) == 5
+    assert book.reconstruct([0, 1]) == [secret, secret]  # the fast path reads x = 2, 4, 5
+    assert book.reconstruct([0], check_extra=True) == [secret]
+    with pytest.raises(ProtocolError, match="x=9 is inconsistent"):
+        book.reconstruct([1], check_extra=True)
+    with pytest.raises(ConfigError, match="keep must be"):
+        ShareBook(3, keep=2)

@@ -88,9 +88,12 @@ class SecAggServer(ServerCore):
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
         self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
-        # the first t shares of each secret (about 70 bytes a share); later ones are not kept
-        self._seed_shares = shamir.ShareBook(config.threshold)
-        self._key_shares = shamir.ShareBook(config.threshold)
+        # Shares to rebuild each secret from (about 70 bytes a share). The passive variant keeps
+        # the first t; the active one keeps all and checks the extras until the seeds carry
+        # commitments (a rebuilt key is always checked against its advertised public key).
+        keep = config.degree + 1 if config.active else None
+        self._seed_shares = shamir.ShareBook(config.threshold, keep)
+        self._key_shares = shamir.ShareBook(config.threshold, keep)
         self._lagrange = shamir.LagrangeCache()
         self._result: AggregateResult | None = None
         self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
@@ -324,8 +327,7 @@ class SecAggServer(ServerCore):
         cfg, t = self.config, self.config.threshold
         u3 = self._masked
         terms: list[tuple[bytes, int]] = []
-        # Each secret from exactly t shares, all Lagrange coefficients in one batch. A rebuilt
-        # key is checked against its advertised public key; a seed is not checked yet.
+        # Passive: each secret from exactly t shares, all Lagrange coefficients in one batch.
         survivors = sorted(u3)
         for u in survivors:
             if self._seed_shares.count(u) < t:
@@ -336,10 +338,12 @@ class SecAggServer(ServerCore):
             if self._key_shares.count(v) < t:
                 raise DropoutError(f"only {self._key_shares.count(v)} shares of dropped client "
                                    f"{v}'s key arrived; t={t}")
-        seeds = self._seed_shares.reconstruct(survivors, cache=self._lagrange)
+        seeds = self._seed_shares.reconstruct(survivors, cache=self._lagrange,
+                                              check_extra=cfg.active)
         for u, seed in zip(survivors, seeds):
             terms.append((self_mask_key(cfg, u, seed), -1))
-        for v, secret in zip(dropped, self._key_shares.reconstruct(dropped, cache=self._lagrange)):
+        keys = self._key_shares.reconstruct(dropped, cache=self._lagrange, check_extra=cfg.active)
+        for v, secret in zip(dropped, keys):
             pair = KeyPair.from_secret(secret)
             if pair.public != self._keys[v].s_pk:
                 raise ProtocolError(f"rebuilt key of client {v} does not match its advertised key")
