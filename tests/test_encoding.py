@@ -428,3 +428,24 @@ def test_scaled_round_up_test_agrees_with_floor_of_frac_plus_u_at_the_boundary()
         want = np.floor(f + u) == 1
         got = (f * 2.0**32 + bits) >= 2.0**32
         assert np.array_equal(got, want)
+
+
+def test_float32_updates_round_bit_for_bit_at_the_awkward_values() -> None:
+    """Tiny negatives (where frac(y) = 1 + y rounds), grid points, halves and values next to
+    them, in float32, against the written formula."""
+    g = np.random.default_rng(11)  # test data only
+    cfg = EncodingConfig(clip=1.0, frac_bits=16, max_clients=4)
+    step = np.float32(2.0**-16)
+    base = np.concatenate([
+        -np.abs(g.standard_normal(2000)).astype(np.float32) * np.float32(1e-30),
+        np.arange(-500, 500, dtype=np.float32) * step,  # on the grid
+        (np.arange(-500, 500, dtype=np.float32) + np.float32(0.5)) * step,
+        g.standard_normal(3000).astype(np.float32) * np.float32(1e-3),
+    ]).astype(np.float32)
+    x = np.concatenate([base, np.nextafter(base, np.float32(1)), np.nextafter(base, np.float32(-1))])
+    x *= np.float32(0.5 / float(np.linalg.norm(x.astype(np.float64))))  # inside the clip
+    assert x.dtype == np.float32
+    for seed in range(3):
+        got = cfg.encode(x, Csprng.from_seed(seed))
+        want = _reference_encode(cfg, x, Csprng.from_seed(seed), 1.0)
+        assert np.array_equal(got, want)
