@@ -215,20 +215,21 @@ def _coefficients_batch(sets: Sequence[tuple[int, ...]]) -> list[tuple[Any, ...]
         np.subtract(xs_arr[:, None, :], xs_arr[:, :, None], out=diff[:, :, :t])
         idx = np.arange(t)
         diff[:, idx, idx] = xs_arr  # the x_i factor of D_i sits where x_i - x_i = 0 would
-        grouped = diff.reshape(count, t, width // g, g).prod(axis=3)
+        grouped = diff[:, :, 0::g].copy()
+        for j in range(1, g):
+            grouped *= diff[:, :, j::g]
         dens = to_num(grouped.astype(object).prod(axis=2) % PRIME)  # (S, t) field elements
         prefix = np.empty((count, t), dtype=object)
         prefix[:, 0] = dens[:, 0]
         for i in range(1, t):
             prefix[:, i] = prefix[:, i - 1] * dens[:, i] % _P
-        inv = invert(prefix[:, t - 1])  # 1 / (D_0 ... D_{t-1}), one per set
-        w = np.empty((count, t), dtype=object)
-        for i in range(t - 1, 0, -1):
-            w[:, i] = inv * prefix[:, i - 1] % _P
-            inv = inv * dens[:, i] % _P
-        w[:, 0] = inv
         num = to_num(xs_arr.astype(object).prod(axis=1) % PRIME)
-        coeffs = (w * num[:, None]) % _P
+        inv = invert(prefix[:, t - 1]) * num % _P  # N / (D_0 ... D_{t-1}), one per set
+        coeffs = np.empty((count, t), dtype=object)
+        for i in range(t - 1, 0, -1):
+            coeffs[:, i] = inv * prefix[:, i - 1] % _P  # N / D_i
+            inv = inv * dens[:, i] % _P
+        coeffs[:, 0] = inv
         out.extend(tuple(row) for row in coeffs.tolist())
     return out
 
