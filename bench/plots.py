@@ -4,7 +4,7 @@ Each plot varies one axis and holds the others at the run's base point (see
 :mod:`bench.cells`). Flower's SecAgg+/SecAgg, when measured, is drawn dashed in the colour
 of the protocol it is paired with; the client floor (k + 1 keystreams) is dotted. ``server_vs_n.png`` is the scaling curve:
 server time against n next to the server's own keystream floor (dotted), and the server's
-peak memory per (client, neighbour) pair.
+peak memory, also per (client, neighbour) pair after the accumulator.
 Aborted or skipped cells are left out of the lines (they are in the JSON and CSV).
 """
 
@@ -128,8 +128,10 @@ def write_plots(cells: Sequence[Cell], base: Sweep, out_dir: Path) -> list[Path]
            title=f"server compute vs its floor, {where[0]}, {where[2]}")
 
     def per_pair(c: Cell) -> float | None:
+        # the peak less the accumulator (dim + 1 ring words), per (client, neighbour) pair
         k, peak = c.get("degree"), c.get("server_peak_bytes")
-        return peak / (c["clients"] * k) if k and peak else None
+        acc = (c["dim"] + 1) * (c.get("ring_bytes") or 4)
+        return (peak - acc) / (c["clients"] * k) if k and peak else None
 
     _panel(a2, [c for c in cells_n if c.get("degree")], "clients", "server_peak_bytes")
     a2b = a2.twinx()
