@@ -4,7 +4,7 @@ Two designs:
 
 - **grid**: the full cartesian product of the lists given on the command line;
 - **quick** (``--quick``): a *star* around a base point, one sweep per axis, which is all
-  the four plots need and fits in a few minutes on two cores:
+  the plots need and fits in a few minutes on two cores:
 
   ============  =================================  =================================
   sweep         values                             others held at

@@ -3,7 +3,7 @@
 Runs protocols x clients x dims x dropout through :func:`fl.simulation.run_round`
 (:mod:`bench.matrix`), measures the ChaCha20/uint32 floor in the same run
 (:mod:`bench.floor`) and, with ``--vs flower``, Flower's own SecAgg+ on the same cells
-(:mod:`bench.flower_peer`). Writes ``results.json``, ``results.csv``, ``headline.md`` and four
+(:mod:`bench.flower_peer`). Writes ``results.json``, ``results.csv``, ``headline.md`` and five
 PNG plots into ``--out``; prints a table (stdout, or stderr with ``--json``); with ``--json``
 the last stdout line is the whole result as one JSON object. Progress goes to stderr.
 
@@ -162,6 +162,8 @@ def _one_line(c: dict[str, Any]) -> str:
             parts.append(f"{label} {c[key]:.3g} s")
     if c.get("x_floor") is not None:
         parts.append(f"x floor {c['x_floor']:.2f}")
+    if c.get("x_server_floor") is not None:
+        parts.append(f"server x its floor {c['x_server_floor']:.2f}")
     f = c.get("flower")
     if f:
         parts.append(f"Flower {f.get('status')}"

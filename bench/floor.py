@@ -10,6 +10,13 @@ The floor uses the same primitive, API and chunking as :func:`secagg.prg.add_mas
 buffer of :data:`secagg.prg.CHUNK_BYTES`, chunks outside and keys inside (so the chunk of the
 accumulator stays in cache), then an in-place ``numpy`` add. It is measured, never assumed.
 
+The server has a floor of the same kind: it must expand one keystream per survivor (the
+self masks) and one per (dropped client, surviving neighbour) pair, each as long as the
+vector, and add each into its running sum. :class:`ServerStreams` counts, during a round,
+how many keystreams the masking server asked :func:`secagg.prg.add_masks` for (and how long
+they were), so :func:`client_floor` can time exactly that much keystream afterwards, outside
+the round.
+
 Throughputs are in bytes per second of keystream (or of uint32 operands for the add).
 """
 
@@ -18,8 +25,9 @@ from __future__ import annotations
 import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import numpy as np
@@ -27,8 +35,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 
 from secagg.prg import CHUNK_BYTES
 
-__all__ = ["FloorTiming", "Throughput", "add_throughput", "client_floor", "keystream_throughput",
-           "machine_floor"]
+__all__ = ["FloorTiming", "ServerStreams", "Throughput", "add_throughput", "client_floor",
+           "keystream_throughput", "machine_floor"]
 
 _NONCE = bytes(16)
 
@@ -149,3 +157,41 @@ def machine_floor(nbytes: int = 64 << 20, repeats: int = 5) -> dict[str, Any]:
                                "gb_per_second": nbytes / both / 1e9, "repeats": repeats},
         "chunk_bytes": CHUNK_BYTES,
     }
+
+
+class ServerStreams:
+    """Counts the keystreams the SecAgg server expands in a ``with`` block.
+
+    It wraps the server module's reference to :func:`secagg.prg.add_masks` (the only place
+    the server expands masks) and restores it on exit; nothing else changes. ``streams`` is
+    the total number of ``(key, sign)`` terms, ``nbytes`` the bytes of each keystream (the
+    accumulator's size), ``calls`` how often the server expanded masks.
+    """
+
+    def __init__(self) -> None:
+        self.streams = 0
+        self.nbytes = 0
+        self.calls = 0
+        self._module: Any = None
+        self._orig: Any = None
+
+    def __enter__(self) -> ServerStreams:
+        import protocols.secagg.server as server_module
+
+        self._module = server_module
+        self._orig = server_module.add_masks
+        orig = self._orig
+
+        def counted(acc: np.ndarray, terms: Sequence[tuple[bytes, int]]) -> np.ndarray:
+            self.calls += 1
+            self.streams += len(terms)
+            self.nbytes = max(self.nbytes, acc.nbytes)
+            return orig(acc, terms)  # type: ignore[no-any-return]
+
+        server_module.add_masks = counted  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._module is not None:
+            self._module.add_masks = self._orig

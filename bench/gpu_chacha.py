@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 __all__ = ["BLOCK_WORDS", "add_masks", "benchmark", "chacha20_blocks", "keystream",
-           "keystream_words"]
+           "keystream_words", "matches_cpu"]
 
 BLOCK_WORDS = 16
 _CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)
@@ -168,11 +168,32 @@ def add_masks(acc: torch.Tensor, terms: Sequence[tuple[bytes, int]], *,
     return acc
 
 
+def matches_cpu(*, device: str | torch.device = "cpu", compile: bool = False) -> bool:
+    """Whether this path, on ``device``, reproduces :mod:`secagg.prg` bit for bit: the
+    keystream of two keys across a chunk boundary, and a masked sum in both rings."""
+    import os
+
+    from secagg import prg
+
+    ok = True
+    for key in (bytes(32), os.urandom(32)):
+        words = keystream_words(key, 5000, device=device, compile=compile).cpu().numpy()
+        ok &= bool(np.array_equal(words.view(np.uint32), prg.keystream(key, 5000)))
+    terms = [(os.urandom(32), 1), (os.urandom(32), -1), (os.urandom(32), 1)]
+    for np_dt, t_dt in ((np.uint32, torch.int32), (np.uint64, torch.int64)):
+        want = prg.add_masks(np.arange(3001, dtype=np_dt), terms)
+        acc = torch.arange(3001, dtype=t_dt, device=device)
+        got = add_masks(acc, terms, chunk_words=1024, compile=compile).cpu().numpy()
+        ok &= bool(np.array_equal(got.view(np_dt), want))
+    return ok
+
+
 def benchmark(dim: int, streams: int, *, device: str = "cuda", compile: bool = True,
               repeats: int = 3, chunk_words: int = 1 << 26) -> dict[str, Any]:
     """Time ``streams`` masks of ``dim`` uint32 words added into one accumulator on ``device``.
 
-    Returns seconds (median of ``repeats``) and keystream+add throughput in GB/s of keystream.
+    Returns seconds (median of ``repeats``), keystream+add throughput in GB/s of keystream,
+    and ``bit_identical_to_cpu`` (:func:`matches_cpu` on the same device and settings).
     """
     import os
 
@@ -191,6 +212,7 @@ def benchmark(dim: int, streams: int, *, device: str = "cuda", compile: bool = T
     s = float(np.median(times))
     return {"device": str(device), "name": (torch.cuda.get_device_name()
                                              if str(device).startswith("cuda") else "cpu"),
+            "bit_identical_to_cpu": matches_cpu(device=device, compile=compile),
             "dim": dim, "streams": streams, "compile": compile, "seconds": s,
             "keystream_bytes": dim * 4 * streams,
             "gb_per_second": dim * 4 * streams / s / 1e9, "repeats": len(times),

@@ -2,8 +2,10 @@
 and (optionally) Flower's SecAgg+ on the same inputs, dropouts and parameters.
 
 Every ratio the bench reports is measured in this process run: for each repeat of a cell it
-measures, back to back, the client floor (:func:`bench.floor.client_floor`), our round, and
-Flower's round, so load on a shared machine hits all three alike. A cell's numbers are the
+measures, back to back, the client floor (:func:`bench.floor.client_floor`), our round, the
+server's floor (the keystreams our masking server expanded in that round, counted by
+:class:`bench.floor.ServerStreams` and timed right after it), and Flower's round, so load on
+a shared machine hits all of them alike. A cell's numbers are the
 medians over its repeats. Nothing here is a pass/fail test of speed.
 
 Graph parameters of the masking cells: ``secagg`` is the complete graph (k = n - 1) with
@@ -27,7 +29,7 @@ import numpy as np
 
 import protocols
 from bench.cells import CellSpec, drop_plan, masking
-from bench.floor import client_floor
+from bench.floor import ServerStreams, client_floor
 from fl.pool import process_map
 from fl.simulation import RoundReport, run_round
 from protocols.he import HeConfig
@@ -136,6 +138,7 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
     flower_plan = _flower_plan(cell, opts)
     ours: list[RoundReport] = []
     floors: list[Any] = []
+    server_floors: list[Any] = []
     flowers: list[Any] = []
     item = config.encoding.dtype.itemsize
     def sample_floor() -> None:
@@ -152,14 +155,20 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
         say(f"{cell.label()}: ours, repeat {r + 1}")
         rng = Csprng.from_seed(opts.seed).spawn(f"bench/{cell.label()}/{r}")
         sample_floor()
+        counter = ServerStreams()
         try:
-            ours.append(run_round(spec, config, inputs, rng, drop_at=plan,
-                                  progress=lambda _msg: sample_floor(),
-                                  client_map=client_map))
+            with counter:
+                ours.append(run_round(spec, config, inputs, rng, drop_at=plan,
+                                      progress=lambda _msg: sample_floor(),
+                                      client_map=client_map))
         except Exception as exc:  # noqa: BLE001
             rec.update(status="error", error=f"{type(exc).__name__}: {exc}", repeats=r)
             return rec
         sample_floor()
+        if graph and counter.streams and not ours[-1].error:
+            # the server's own floor: the keystreams it expanded in this repeat, timed now
+            say(f"{cell.label()}: server floor, {counter.streams} keystreams")
+            server_floors.append(client_floor(counter.streams, counter.nbytes, repeats=1))
         if flower_plan is not None and (not flowers or any(not f.aborted for f in flowers)):
             from bench.flower_peer import run_flower
 
@@ -180,6 +189,13 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
                    floor_seconds=fl_s, floor_keystream_seconds=ks_s,
                    x_floor=_ratio(rec["client_seconds"], fl_s),
                    x_keystream_floor=_ratio(rec["client_seconds"], ks_s))
+    if server_floors:
+        sf = _median([f.seconds for f in server_floors])
+        sk = _median([f.keystream_seconds for f in server_floors])
+        rec.update(server_floor_streams=int(statistics.median(f.streams for f in server_floors)),
+                   server_floor_seconds=sf, server_floor_keystream_seconds=sk,
+                   x_server_floor=_ratio(rec["server_seconds"], sf),
+                   x_server_keystream_floor=_ratio(rec["server_seconds"], sk))
     if opts.vs_flower and masking(cell.protocol):
         rec["flower"] = (_flower_summary(flowers, cell.dim) if flowers else
                          {"status": "not_run", "error": _why_not(cell, opts)})

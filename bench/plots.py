@@ -2,7 +2,9 @@
 
 Each plot varies one axis and holds the others at the run's base point (see
 :mod:`bench.cells`). Flower's SecAgg+/SecAgg, when measured, is drawn dashed in the colour
-of the protocol it is paired with; the client floor (k + 1 keystreams) is dotted.
+of the protocol it is paired with; the client floor (k + 1 keystreams) is dotted. ``server_vs_n.png`` is the scaling curve:
+server time against n next to the server's own keystream floor (dotted), and the server's
+peak memory, also per (client, neighbour) pair after the accumulator.
 Aborted or skipped cells are left out of the lines (they are in the JSON and CSV).
 """
 
@@ -17,7 +19,7 @@ from bench.cells import Sweep
 __all__ = ["PLOTS", "write_plots"]
 
 PLOTS = ("time_vs_clients.png", "time_vs_dim.png", "bytes_vs_dim.png",
-         "server_time_vs_dropout.png")
+         "server_time_vs_dropout.png", "server_vs_n.png")
 
 Cell = dict[str, Any]
 
@@ -71,7 +73,7 @@ def _panel(ax: Any, cells: Sequence[Cell], axis: str, key: str, *, floor: bool =
 
 
 def write_plots(cells: Sequence[Cell], base: Sweep, out_dir: Path) -> list[Path]:
-    """Write the four PNGs of :data:`PLOTS` into ``out_dir``; returns their paths."""
+    """Write the PNGs of :data:`PLOTS` into ``out_dir``; returns their paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -114,4 +116,31 @@ def write_plots(cells: Sequence[Cell], base: Sweep, out_dir: Path) -> list[Path]
     ax.set(xlabel=f"dropout rate ({base.schedule} schedule)", ylabel="seconds",
            title=f"server compute, {where[1]}, {where[0]}")
     save(fig, PLOTS[3])
+
+    cells_n = [c for c in _on_sweep(cells, base, "clients") if c.get("status") == "ok"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    _panel(a1, cells_n, "clients", "server_seconds")
+    for proto, (xs, ys) in _series(cells_n, "clients",
+                                   lambda c: c.get("server_floor_seconds")).items():
+        a1.plot(xs, ys, linestyle=":", marker=".", label=f"server floor: its keystreams ({proto})")
+    a1.legend(fontsize=7)
+    a1.set(xlabel="clients n", ylabel="seconds",
+           title=f"server compute vs its floor, {where[0]}, {where[2]}")
+
+    def per_pair(c: Cell) -> float | None:
+        # the peak less the accumulator (dim + 1 ring words), per (client, neighbour) pair
+        k, peak = c.get("degree"), c.get("server_peak_bytes")
+        acc = (c["dim"] + 1) * (c.get("ring_bytes") or 4)
+        return (peak - acc) / (c["clients"] * k) if k and peak else None
+
+    _panel(a2, [c for c in cells_n if c.get("degree")], "clients", "server_peak_bytes")
+    a2b = a2.twinx()
+    for proto, (xs, ys) in _series(cells_n, "clients", per_pair).items():
+        a2b.plot(xs, ys, linestyle="-.", marker="x", color="grey",
+                 label=f"bytes per (client, neighbour) pair ({proto})")
+    a2b.set_ylabel("bytes per pair")
+    a2b.legend(fontsize=7, loc="lower right")
+    a2.set(xlabel="clients n", ylabel="server peak bytes",
+           title=f"server memory, {where[0]}, {where[2]}")
+    save(fig, PLOTS[4])
     return paths

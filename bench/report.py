@@ -33,6 +33,8 @@ CSV_COLUMNS = (
     "server_peak_bytes", "exact", "max_abs_error",
     "floor_streams", "floor_bytes_per_stream", "floor_seconds", "floor_keystream_seconds",
     "x_floor", "x_keystream_floor", "floor_samples",
+    "server_floor_streams", "server_floor_seconds", "server_floor_keystream_seconds",
+    "x_server_floor", "x_server_keystream_floor",
     "flower_status", "flower_workflow", "flower_num_shares", "flower_threshold",
     "flower_error", "flower_client_seconds", "flower_server_seconds",
     "flower_server_strategy_seconds", "flower_upload_bytes_per_client",
@@ -123,7 +125,8 @@ def _find(cells: Sequence[dict[str, Any]], protocol: str, n: int, d: int, f: flo
 
 
 _HEAD_KEYS = ("status", "degree", "threshold", "client_seconds", "x_floor",
-              "x_keystream_floor", "floor_seconds", "server_seconds", "upload_bytes_per_param",
+              "x_keystream_floor", "floor_seconds", "server_seconds", "server_floor_seconds",
+              "x_server_floor", "x_server_keystream_floor", "upload_bytes_per_param",
               "upload_bytes_per_client", "server_peak_bytes", "exact", "speedup_vs_flower")
 
 
@@ -164,7 +167,7 @@ def print_table(cells: Sequence[dict[str, Any]], console: Any) -> None:
 
     t = Table(title="secagg bench (medians over repeats; x = ratio in this run)")
     cols = ("protocol", "n", "d", "drop", "sched", "status", "client s", "x floor", "server s",
-            "up B/param", "peak MB", "exact", "Flower client s", "Flower server s",
+            "x srv floor", "up B/param", "peak MB", "exact", "Flower client s", "Flower server s",
             "speedup server", "speedup client")
     for col in cols:
         t.add_column(col, justify="left" if col in ("protocol", "sched", "status") else "right")
@@ -176,6 +179,7 @@ def print_table(cells: Sequence[dict[str, Any]], console: Any) -> None:
             c["protocol"], str(c["clients"]), f"{c['dim']:,}", f"{c['dropout']:g}",
             c["drop_schedule"], c.get("status", "?"), _fmt(c.get("client_seconds"), "s"),
             _fmt(c.get("x_floor"), "x"), _fmt(c.get("server_seconds"), "s"),
+            _fmt(c.get("x_server_floor"), "x"),
             _fmt(c.get("upload_bytes_per_param")), _fmt(c.get("server_peak_bytes"), "mb"),
             _fmt(c.get("exact")),
             _fmt(f.get("client_seconds"), "s") if fstat == "ok" else (fstat or "-"),

@@ -239,23 +239,57 @@ class EncodingConfig:
         # 2^-52, so P[round up] = frac(y) to within 2^-32 at any magnitude of y. The clamp to
         # +-M only ever acts when the float rescale or norm overshot by an ulp: it keeps the
         # headroom bound unconditional.
-        ubits = np.empty(_ENC_CHUNK, np.uint32)  # CSPRNG bits, drawn chunk by chunk
-        ybuf = np.empty(_ENC_CHUNK, np.float64)
-        lbuf = np.empty(_ENC_CHUNK, np.float64)
-        ubuf = np.empty(_ENC_CHUNK, np.float64)
-        for s in range(0, arr.size, _ENC_CHUNK):
+        #
+        # Computed in fewer passes than written: with u = bits * 2^-32, floor(frac + u) is
+        # 1 exactly when fl(2^32 * frac + bits) >= 2^32, because scaling by a power of two
+        # commutes with rounding (2^32 * frac is exact, and fl(frac + u) is subnormal only
+        # when u = 0, where both sides are exact); the uint32 -> float64 cast happens inside
+        # that add. The clamp is skipped when it provably cannot act: y is monotone in x (the
+        # same ufunc, so the same float32-or-float64 rounding, applied to max(x) and min(x)),
+        # so the result lies in [floor(y_min), ceil(y_max)]; then the integer part goes
+        # straight into the ring and the round-up bit is added there. Both paths give the
+        # same integers as the four-line formula above, bit for bit.
+        n = arr.size
+        exact_range = False
+        if n:
+            ends = np.array([arr.max(), arr.min()], arr.dtype)
+            yends = np.empty(2, np.float64)
+            np.multiply(ends, factor, out=yends)
+            exact_range = math.ceil(yends[0]) <= top and math.floor(yends[1]) >= -top
+        two32 = 2.0**32
+        ubits = np.empty(max(1, min(n, _ENC_CHUNK)), np.uint32)  # CSPRNG bits, drawn chunk by chunk
+        ybuf = np.empty(ubits.size, np.float64)
+        lbuf = np.empty(ubits.size, np.float64)
+        upbuf = np.empty(ubits.size, np.bool_)
+        # float32 updates: numpy multiplies float32 by a Python float in float32 (then widens),
+        # so y and floor(y) can stay float32 (exact), and only frac(y) is formed in float64.
+        narrow = arr.dtype == np.float32 and exact_range
+        y32buf = np.empty(ubits.size if narrow else 0, np.float32)
+        l32buf = np.empty(ubits.size if narrow else 0, np.float32)
+        for s in range(0, n, _ENC_CHUNK):
             xs = arr[s : s + _ENC_CHUNK]
             m = xs.size
-            y, lo, u = ybuf[:m], lbuf[:m], ubuf[:m]
-            np.multiply(xs, factor, out=y)
-            np.floor(y, out=lo)
-            np.subtract(y, lo, out=y)
-            np.multiply(rng.fill(ubits[:m]), 2.0**-32, out=u)
-            np.add(y, u, out=y)
-            np.floor(y, out=y)
-            np.add(lo, y, out=lo)
-            np.clip(lo, -top, top, out=lo)
-            signed[s : s + m] = lo
+            y, lo, up = ybuf[:m], lbuf[:m], upbuf[:m]
+            if narrow:
+                y32, lo = y32buf[:m], l32buf[:m]  # type: ignore[assignment]
+                np.multiply(xs, factor, out=y32)
+                np.floor(y32, out=lo)
+                np.subtract(y32, lo, out=y, dtype=np.float64)  # frac(y), rounded as float64
+            else:
+                np.multiply(xs, factor, out=y)
+                np.floor(y, out=lo)
+                np.subtract(y, lo, out=y)  # frac(y)
+            np.multiply(y, two32, out=y)
+            np.add(y, rng.fill(ubits[:m]), out=y)
+            np.greater_equal(y, two32, out=up)  # floor(frac + u) == 1
+            if exact_range:
+                part = signed[s : s + m]
+                part[...] = lo
+                np.add(part, up.view(np.uint8), out=part, casting="unsafe")
+            else:
+                np.add(lo, up, out=lo)
+                np.clip(lo, -top, top, out=lo)
+                signed[s : s + m] = lo
         wy = weight * self.scale
         wlo = math.floor(wy)
         last = float(rng.fill(ubits[:1])[0]) * 2.0**-32

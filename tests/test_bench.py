@@ -224,3 +224,22 @@ def test_torch_masked_add_equals_prg_add_masks(dtype: str, length: int, chunk: i
     assert np.array_equal(acc.numpy().view(dtype), want)
     with pytest.raises(ValueError):
         gpu_chacha.add_masks(acc, [(bytes(32), 2)])
+
+
+def test_torch_path_self_check_passes_on_cpu_and_would_catch_a_wrong_keystream(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """matches_cpu is what the GPU benchmark reports as bit_identical_to_cpu."""
+    torch = pytest.importorskip("torch")
+    from bench import gpu_chacha
+
+    assert gpu_chacha.matches_cpu(device="cpu") is True
+    real = gpu_chacha.chacha20_blocks
+
+    def off_by_one(*args: Any, **kwargs: Any) -> Any:
+        out = real(*args, **kwargs)
+        out[-1] += 1
+        return out
+
+    monkeypatch.setattr(gpu_chacha, "chacha20_blocks", off_by_one)
+    assert gpu_chacha.matches_cpu(device="cpu") is False
+    assert torch is not None

@@ -366,3 +366,86 @@ def test_centre_rejects_the_wrong_ring() -> None:
         EncodingConfig(bits=32).centre(np.zeros(3, np.uint64))
     with pytest.raises(ConfigError):
         EncodingConfig(bits=64, frac_bits=16).centre(np.zeros(3, np.int64))
+
+
+# -- the fast rounding path is the written formula, bit for bit ---------------------------
+def _reference_encode(cfg: EncodingConfig, x: np.ndarray, rng: Csprng, weight: float) -> np.ndarray:
+    """The rounding as the docstring writes it, one coordinate formula per line, on the same
+    CSPRNG stream: floor(y) + floor(frac(y) + u), clamped to +-M."""
+    from secagg.encoding import _l2_norm, _max_coord
+
+    arr = np.asarray(x)
+    norm = _l2_norm(arr)
+    factor = weight * cfg.scale * (cfg.clip / norm if norm > cfg.clip else 1.0)
+    top = float(_max_coord(cfg.clip, cfg.frac_bits, cfg.max_weight))
+    y = np.empty(arr.size, np.float64)
+    np.multiply(arr, factor, out=y)  # the same ufunc, so the same float32/float64 rounding
+    u = rng.fill(np.empty(arr.size, np.uint32)).astype(np.float64) * 2.0**-32
+    lo = np.floor(y)
+    vals = np.clip(lo + np.floor((y - lo) + u), -top, top)
+    out = np.empty(arr.size + 1, cfg.dtype)
+    signed = out.view(np.int32 if cfg.bits == 32 else np.int64)
+    signed[:-1] = vals
+    wy = weight * cfg.scale
+    last = float(rng.fill(np.empty(1, np.uint32))[0]) * 2.0**-32
+    signed[-1] = min(math.floor(wy) + math.floor((wy - math.floor(wy)) + last), int(top))
+    return out
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_encoding_equals_the_reference_formula_bit_for_bit(case: int) -> None:
+    g = np.random.default_rng(case)  # test data only
+    bits = (32, 64)[case % 2]
+    cfg = EncodingConfig(clip=(1.0, 0.5, 3.0)[case % 3], frac_bits=(16, 24, 0, 40)[case % 4]
+                         if bits == 64 else (16, 8, 0, 20)[case % 4], bits=bits, max_clients=4,
+                         max_weight=(1.0, 2.0)[case % 2])
+    d = (0, 1, 7, 70_000)[case % 4]
+    dtype = (np.float32, np.float64, np.int64)[case % 3]
+    x = g.standard_normal(d) * 10.0 ** float(g.integers(-3, 3))
+    if case % 5 == 0 and d:  # one coordinate carries the whole clip: the clamp path
+        x = np.zeros(d)
+        x[d // 2] = -cfg.clip
+    x = (np.round(x) if dtype is np.int64 else x).astype(dtype)
+    w = cfg.max_weight * (1.0, 0.37, 1e-12)[case % 3]
+    got = cfg.encode(x, Csprng.from_seed(case), w)
+    want = _reference_encode(cfg, x, Csprng.from_seed(case), w)
+    assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_scaled_round_up_test_agrees_with_floor_of_frac_plus_u_at_the_boundary() -> None:
+    """fl(2^32 f + bits) >= 2^32 iff floor(fl(f + bits 2^-32)) == 1, including the f that sit
+    within a few ulps of 1 - u, where a rounding difference would show."""
+    g = np.random.default_rng(1)  # test data only
+    bits = g.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32)
+    bits[:4] = (0, 1, 2**32 - 1, 2**31)
+    u = bits.astype(np.float64) * 2.0**-32
+    base = 1.0 - u
+    fs = [g.uniform(0, 1, bits.size)]
+    for k in range(-3, 4):  # f a few ulps either side of 1 - u (and its tie)
+        fs.append(np.clip(base + k * np.spacing(base), 0.0, np.nextafter(1.0, 0.0)))
+    fs.append(np.clip(base - 2.0**-54, 0.0, np.nextafter(1.0, 0.0)))
+    for f in fs:
+        want = np.floor(f + u) == 1
+        got = (f * 2.0**32 + bits) >= 2.0**32
+        assert np.array_equal(got, want)
+
+
+def test_float32_updates_round_bit_for_bit_at_the_awkward_values() -> None:
+    """Tiny negatives (where frac(y) = 1 + y rounds), grid points, halves and values next to
+    them, in float32, against the written formula."""
+    g = np.random.default_rng(11)  # test data only
+    cfg = EncodingConfig(clip=1.0, frac_bits=16, max_clients=4)
+    step = np.float32(2.0**-16)
+    base = np.concatenate([
+        -np.abs(g.standard_normal(2000)).astype(np.float32) * np.float32(1e-30),
+        np.arange(-500, 500, dtype=np.float32) * step,  # on the grid
+        (np.arange(-500, 500, dtype=np.float32) + np.float32(0.5)) * step,
+        g.standard_normal(3000).astype(np.float32) * np.float32(1e-3),
+    ]).astype(np.float32)
+    x = np.concatenate([base, np.nextafter(base, np.float32(1)), np.nextafter(base, np.float32(-1))])
+    x *= np.float32(0.5 / float(np.linalg.norm(x.astype(np.float64))))  # inside the clip
+    assert x.dtype == np.float32
+    for seed in range(3):
+        got = cfg.encode(x, Csprng.from_seed(seed))
+        want = _reference_encode(cfg, x, Csprng.from_seed(seed), 1.0)
+        assert np.array_equal(got, want)

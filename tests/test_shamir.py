@@ -19,7 +19,11 @@ from secagg.rng import Csprng
 from secagg.shamir import (
     PRIME,
     SHARE_SIZE,
+    LagrangeCache,
+    ShareBook,
     reconstruct,
+    reconstruct_many,
+    reconstruct_many_bytes,
     reconstruct_bytes,
     split,
     split_bytes,
@@ -223,3 +227,128 @@ def test_reconstruct_rejects_bad_thresholds_and_coordinates() -> None:
         reconstruct({0: 5, 2: 6}, 2)
     with pytest.raises(ConfigError):
         reconstruct({PRIME: 5, 2: 6}, 2)
+
+
+# -- many secrets from exactly t shares (the server's batched path) -------------------------
+@given(rng=csprngs, data=st.data())
+def test_batched_reconstruction_gives_every_secret_back(rng: Csprng, data: st.DataObject) -> None:
+    """Secrets with different holder sets (small x, large x, mixed), one batch."""
+    t = data.draw(st.integers(1, 8), label="t")
+    count = data.draw(st.integers(1, 6), label="secrets")
+    share_sets, secrets = [], []
+    for j in range(count):
+        n = data.draw(st.integers(t, t + 4), label=f"n{j}")
+        coord = st.integers(1, 3 * n + 40) | st.integers(1, PRIME - 1)
+        xs = data.draw(st.lists(coord, min_size=n, max_size=n, unique=True), label=f"xs{j}")
+        secret = data.draw(field_elements, label=f"s{j}")
+        share_sets.append(dict(zip(xs, split(secret, xs, t, rng))))
+        secrets.append(secret)
+    assert reconstruct_many(share_sets, t) == secrets
+    for shares in share_sets:  # the batched coefficients agree with the checked single path
+        low = {x: shares[x] for x in sorted(shares)[:t]}
+        assert reconstruct(low, t) == reconstruct_many([shares], t)[0]
+
+
+def test_batched_coefficients_are_the_lagrange_coefficients() -> None:
+    """sum c_i f(x_i) = f(0) for random polynomials, for sets wide enough to need every int64
+    grouping (1 to 6 factors per group) and for the big-x fallback."""
+    rng = Csprng.from_seed(3)
+    cache = LagrangeCache()
+
+    def distinct(span: int, t: int) -> tuple[int, ...]:
+        got: set[int] = set()
+        while len(got) < t:
+            got.add(1 + rng.randbelow(span))
+        return tuple(sorted(got))
+
+    sets = [distinct(span, t) for span, t in
+            ((12, 5), (600, 29), (20_000, 40), (2**20, 9), (2**40, 4), (70_000, 1))]
+    sets.append((5, 2**200, PRIME - 1))
+    cache.prepare(sets)
+    assert len(cache) == len(sets)
+    for xs in sets:
+        coeffs = [rng.randbelow(PRIME) for _ in xs]
+        ys = [evaluate(coeffs, x) for x in xs]
+        c = cache.coefficients(xs)
+        assert sum(int(ci) * y for ci, y in zip(c, ys)) % PRIME == coeffs[0]
+
+
+def test_batched_path_ignores_extra_shares_and_trusts_the_t_it_uses() -> None:
+    """Shares beyond the t lowest x are not read (a forged one changes nothing); a forged
+    share among those t gives a wrong secret, which is why callers check a commitment."""
+    rng = Csprng.from_seed(4)
+    xs, t, secret = [3, 9, 4, 12, 7], 3, 123456789
+    shares = dict(zip(xs, split(secret, xs, t, rng)))
+    forged_extra = {**shares, 12: (shares[12] + 1) % PRIME}
+    assert reconstruct_many([forged_extra], t) == [secret]
+    forged_used = {**shares, 3: (shares[3] + 1) % PRIME}
+    assert reconstruct_many([forged_used], t) != [secret]
+
+
+def test_batched_path_errors_name_the_secret_and_the_share() -> None:
+    rng = Csprng.from_seed(5)
+    good = dict(zip([1, 2, 3], split_bytes(b"k" * 32, [1, 2, 3], 2, rng)))
+    with pytest.raises(ConfigError, match=r"secret #1: need 2 shares"):
+        reconstruct_many_bytes([good, {1: good[1]}], 2)
+    with pytest.raises(ProtocolError, match="x=2 is 5 bytes"):
+        reconstruct_many_bytes([{1: good[1], 2: b"short"}], 2)
+    with pytest.raises(ProtocolError, match="not a field element"):
+        reconstruct_many_bytes([{1: good[1], 2: (2**528 - 1).to_bytes(SHARE_SIZE, "big")}], 2)
+    with pytest.raises(ConfigError, match="threshold"):
+        reconstruct_many([good and {1: 1}], 0)
+    with pytest.raises(ConfigError, match="increasing order"):
+        LagrangeCache().prepare([(3, 1)])
+    with pytest.raises(ConfigError, match="distinct"):
+        LagrangeCache().prepare([(1, 1)])
+
+
+def test_share_book_keeps_the_first_t_shares_compactly() -> None:
+    rng = Csprng.from_seed(6)
+    xs = [5, 2, 8, 1, 6]
+    secret = bytes(range(32))
+    book = ShareBook(3)
+    for x, sh in zip(xs, split_bytes(secret, xs, 3, rng)):
+        book.add(7, x, sh)
+    assert book.count(7) == 3 and set(book.shares(7)) == {5, 2, 8}
+    assert book.count(99) == 0 and book.shares(99) == {}
+    assert book.reconstruct([7]) == [secret]
+    with pytest.raises(ProtocolError, match="second share"):
+        book.add(7, 2, bytes(SHARE_SIZE))
+    with pytest.raises(ProtocolError, match="expected 66"):
+        book.add(8, 1, b"x")
+    with pytest.raises(ProtocolError, match="two shares of one secret"):
+        book.add_from(4, [(8, bytes(SHARE_SIZE)), (8, bytes(SHARE_SIZE))])
+    assert book.count(8) == 0  # nothing kept from a refused batch
+    book.add(9, 1, bytes(SHARE_SIZE))
+    with pytest.raises(ConfigError, match="need 3 shares"):
+        book.reconstruct([9])
+    book.add(9, 2, (2**528 - 1).to_bytes(SHARE_SIZE, "big"))
+    book.add(9, 3, bytes(SHARE_SIZE))
+    with pytest.raises(ProtocolError, match="x=2 is not a field element"):
+        book.reconstruct([9])
+    book.clear()
+    assert book.count(7) == 0
+    with pytest.raises(ConfigError, match="threshold"):
+        ShareBook(0)
+
+
+def test_share_book_can_keep_extras_and_check_them() -> None:
+    rng = Csprng.from_seed(7)
+    xs = [4, 9, 2, 7, 5]
+    secret = bytes(range(1, 33))
+    shares = split_bytes(secret, xs, 3, rng)
+    book = ShareBook(3, keep=5)
+    book.add_from(1, [])  # an empty response keeps nothing
+    for x, sh in zip(xs, shares):
+        book.add(0, x, sh)
+    forged = bytearray(shares[1])
+    forged[-1] ^= 1
+    for x, sh in zip(xs, shares):
+        book.add(1, x, bytes(forged) if x == 9 else sh)  # x=9 is not among the 3 lowest
+    assert book.count(0) == 5
+    assert book.reconstruct([0, 1]) == [secret, secret]  # the fast path reads x = 2, 4, 5
+    assert book.reconstruct([0], check_extra=True) == [secret]
+    with pytest.raises(ProtocolError, match="x=9 is inconsistent"):
+        book.reconstruct([1], check_extra=True)
+    with pytest.raises(ConfigError, match="keep must be"):
+        ShareBook(3, keep=2)

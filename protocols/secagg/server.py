@@ -30,6 +30,7 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from functools import partial
 
@@ -104,14 +105,22 @@ class SecAggServer(ServerCore):
         self._digests: dict[int, bytes] = {}
         self.suspects: dict[int, tuple[int, ...]] = {}
         self._sent_nb: dict[int, frozenset[int]] = {}
-        self._inbox: dict[int, list[SealedShare]] = {}
+        # recipient -> (senders, their sealed shares as received): no per-share record object
+        self._inbox: dict[int, tuple[array[int], list[bytes]]] = {}
         self._shared: set[int] = set()
         self._forwarded: dict[int, frozenset[int]] = {}
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
         self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
-        self._seed_shares: dict[int, dict[int, bytes]] = {}
-        self._key_shares: dict[int, dict[int, bytes]] = {}
+        # Shares to rebuild each secret from (about 70 bytes a share). Every rebuilt secret is
+        # checked against its commitment; the shares kept beyond t let the server find up to
+        # keep - t forged ones and rebuild from the others (all of them in the active variant,
+        # t + 2 in the passive one, to keep memory near t shares per secret).
+        keep = config.degree + 1 if config.active else min(config.degree + 1,
+                                                             config.threshold + 2)
+        self._seed_shares = shamir.ShareBook(config.threshold, keep)
+        self._key_shares = shamir.ShareBook(config.threshold, keep)
+        self._lagrange = shamir.LagrangeCache()
         self._result: AggregateResult | None = None
         self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
 
@@ -195,7 +204,11 @@ class SecAggServer(ServerCore):
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
         for sh in msg.shares:
-            self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
+            box = self._inbox.get(sh.peer)
+            if box is None:
+                box = self._inbox[sh.peer] = (array("i"), [])
+            box[0].append(u)
+            box[1].append(sh.ciphertext)
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -235,10 +248,8 @@ class SecAggServer(ServerCore):
             raise ProtocolError(f"client {u} must return one key share per dropped neighbour")
         if any(len(s.value) != shamir.SHARE_SIZE for s in (*msg.seed_shares, *msg.key_shares)):
             raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
-        for s in msg.seed_shares:
-            self._seed_shares.setdefault(s.owner, {})[u + 1] = s.value
-        for s in msg.key_shares:
-            self._key_shares.setdefault(s.owner, {})[u + 1] = s.value
+        self._seed_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.seed_shares))
+        self._key_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.key_shares))
         self._waiting.discard(u)
 
     _HANDLERS: dict[object, Callable[[SecAggServer, Message], None]] = {
@@ -283,6 +294,7 @@ class SecAggServer(ServerCore):
         live = _prune({u: set(self._graph[u]) for u in u1}, t)
         self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
         self._sent_nb = {u: frozenset(vs) for u, vs in live.items()}
+        self._graph = {}  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
         out: list[Message] = []
         for u, vs in sorted(live.items()):
@@ -295,10 +307,13 @@ class SecAggServer(ServerCore):
         live = _prune({u: set(self._sent_nb[u]) & self._shared for u in self._shared}, t)
         self._need(len(live), "shared their keys with enough live neighbours")
         self._forwarded = {u: frozenset(vs) for u, vs in live.items()}
+        self._sent_nb = {}  # late ShareKeys are refused before they would need it
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
-            sealed = tuple(sh for sh in self._inbox.get(u, []) if sh.peer in live[u])
+            senders, cts = self._inbox.pop(u, (array("i"), []))
+            keep = live[u]
+            sealed = tuple(SealedShare(v, ct) for v, ct in zip(senders, cts) if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         self._inbox.clear()
         return out
@@ -359,24 +374,21 @@ class SecAggServer(ServerCore):
         cfg, t = self.config, self.config.threshold
         u3 = self._masked
         terms: list[tuple[bytes, int]] = []
-        for u in sorted(u3):
-            shares = self._seed_shares.get(u, {})
-            if len(shares) < t:
-                raise DropoutError(f"only {len(shares)} shares of client {u}'s seed arrived; t={t}")
-            seed, bad = rebuild(shares, t, partial(self._is_seed_of, u), owner=u,
-                                what=f"client {u}'s self-mask seed")
-            if bad:
-                self.suspects[u] = bad
+        survivors = sorted(u3)
+        dropped = sorted(set(self._forwarded) - u3)
+        for owners, book, what in ((survivors, self._seed_shares, "client {}'s seed"),
+                                   (dropped, self._key_shares, "dropped client {}'s key")):
+            for u in owners:
+                if book.count(u) < t:
+                    raise DropoutError(f"only {book.count(u)} shares of {what.format(u)} "
+                                       f"arrived; t={t}")
+        seeds = self._rebuild_all(self._seed_shares, survivors, self._is_seed_of,
+                                  "client {}'s self-mask seed")
+        for u, seed in zip(survivors, seeds):
             terms.append((self_mask_key(cfg, u, seed), -1))
-        for v in sorted(set(self._forwarded) - u3):
-            shares = self._key_shares.get(v, {})
-            if len(shares) < t:
-                raise DropoutError(f"only {len(shares)} shares of dropped client {v}'s key "
-                                   f"arrived; t={t}")
-            secret, bad = rebuild(shares, t, partial(self._is_key_of, v), owner=v,
-                                  what=f"dropped client {v}'s mask key")
-            if bad:
-                self.suspects[v] = bad
+        keys = self._rebuild_all(self._key_shares, dropped, self._is_key_of,
+                                 "dropped client {}'s mask key")
+        for v, secret in zip(dropped, keys):
             pair = KeyPair.from_secret(secret)
             for u in sorted(self._forwarded[v] & u3):
                 key = pair_mask_key(cfg, pair.secret, self._keys[u].s_pk, u, v)
@@ -385,6 +397,26 @@ class SecAggServer(ServerCore):
         self._result = finalize(cfg, self._acc, tuple(sorted(u3)), self._rng)
         self._release()
         return []
+
+    def _rebuild_all(self, book: shamir.ShareBook, owners: list[int],
+                     valid: Callable[[int, bytes], bool], what: str) -> list[bytes]:
+        """Every owner's committed secret: all from exactly t shares in one batch (the honest
+        case), each checked against its commitment; an owner whose secret does not check is
+        rebuilt by :func:`rebuild` from the shares kept (finding the forged ones, or raising
+        :class:`ForgedShareError` naming the suspects)."""
+        try:
+            fast: list[bytes | None] = list(book.reconstruct(owners, cache=self._lagrange))
+        except ProtocolError:  # a share outside the field: sort it out owner by owner
+            fast = [None] * len(owners)
+        out = []
+        for u, secret in zip(owners, fast):
+            if secret is None or not valid(u, secret):
+                secret, bad = rebuild(book.shares(u), self.config.threshold,
+                                      partial(valid, u), owner=u, what=what.format(u))
+                if bad:
+                    self.suspects[u] = bad
+            out.append(secret)
+        return out
 
     def _is_seed_of(self, u: int, seed: bytes) -> bool:
         return seed_commitment(self.config, u, seed) == self._keys[u].commitment
