@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import protocols
+from protocols.base import stages_of
 from fl.simulation import plan_dropouts
 from secagg.rng import Csprng
 
@@ -145,7 +146,8 @@ def drop_plan(cell: CellSpec, seed: int) -> dict[int, int]:
     """
     spec = protocols.get(cell.protocol)
     rng = Csprng.from_seed(seed).spawn(f"bench/drops/{cell.clients}/{cell.dropout!r}")
-    stages = spec.client_stages
+    # The passive variant's stages (the bench runs no active cells); dim 1 is enough to ask.
+    stages = stages_of(spec, spec.make_config(cell.clients, 1))
     if cell.schedule == "spread":
         return plan_dropouts(cell.clients, cell.dropout, stages, rng)
     if cell.schedule != "masked_input":

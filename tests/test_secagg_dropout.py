@@ -254,7 +254,8 @@ def test_run_round_reports_dropped_by_stage(variant: str) -> None:
 @given(n=st.integers(1, 60), fraction=st.floats(0, 0.99), seed=st.integers(0, 2**16))
 def test_plan_dropouts_spreads_round_fraction_n_over_the_stages(
         n: int, fraction: float, seed: int) -> None:
-    stages = protocols.get("secagg").client_stages
+    spec = protocols.get("secagg")
+    stages = spec.client_stages(spec.make_config(n, 1))
     plan = plan_dropouts(n, fraction, stages, Csprng.from_seed(seed))
     assert len(plan) == round(fraction * n)
     assert set(plan) <= set(range(n))

@@ -67,22 +67,16 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
     if args.dp == "central":
         kw["noise"] = CentralDiscreteGaussian(args.noise_multiplier, sens)
     elif args.dp == "distributed":
-        if spec.name not in ("secagg", "secagg+"):
-            raise ConfigError(f"--dp distributed needs secagg or secagg+, not {spec.name}")
+        if not spec.supports_distributed_dp:
+            able = [n for n in protocols.names() if protocols.get(n).supports_distributed_dp]
+            raise ConfigError(f"--dp distributed needs one of {', '.join(able)}, not {spec.name}")
         hook = DistributedDiscreteGaussian(args.noise_multiplier, sens, args.clients)
         kw["client_noise"] = hook
         kw["encoding"] = encoding(args.clients * client_noise_bound(hook, args.dim, args.clients))
-    if args.threshold is not None:
-        kw["threshold"] = args.threshold
-    if args.degree is not None:
-        kw["degree"] = args.degree
-    if spec.name in ("secagg", "secagg+"):
-        kw["dropout_tolerance"] = max(0.1, args.dropout)
-        kw["active"] = args.active
-    elif args.threshold is not None or args.degree is not None or args.active:
-        raise ConfigError(f"--threshold/--degree/--active apply to secagg and secagg+, "
-                          f"not {spec.name}")
-    return spec.make_config(args.clients, args.dim, **kw)
+    # make_config refuses, in one typed line, what the protocol does not support.
+    return spec.make_config(args.clients, args.dim, threshold=args.threshold,
+                            degree=args.degree, active=args.active,
+                            dropout_tolerance=max(0.1, args.dropout), **kw)
 
 
 def _inputs(n: int, dim: int, clip: float, seed: int | None) -> list[np.ndarray]:
@@ -115,9 +109,7 @@ def run(args: argparse.Namespace) -> int:
     out = report.to_json()
     if args.dp != "none" and report.result is not None:
         out["dp"] = _dp_report(args, config, inputs, report)
-    for name in ("threshold", "degree"):
-        if hasattr(config, name):
-            out[name] = getattr(config, name)
+    out.update(spec.graph_params(config).as_dict())
     if args.json:
         emit_json(out)
     else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import CLIENT_TRANSITIONS, HeAggregator, HeClient, HeDecryptor, HeScheme
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.ckks.config import CkksConfig, make_config
 from protocols.ckks.scheme import CkksScheme
@@ -49,7 +49,9 @@ SPEC = ProtocolSpec(
     name="ckks",
     summary="CKKS (TenSEAL) ciphertexts summed by the server, decrypted once by a separate "
             "decryptor",
-    make_config=make_config,
+    config_factory=make_config,
+    client_table=lambda config: CLIENT_TRANSITIONS,
+    keywords=frozenset({"workers", "decryptor_key"}),
     client=CkksClient,
     server=CkksAggregator,
     helpers=helpers,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import CLIENT_TRANSITIONS, HeAggregator, HeClient, HeDecryptor, HeScheme
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
@@ -49,7 +49,9 @@ SPEC = ProtocolSpec(
     name="paillier",
     summary="packed Paillier (phe) ciphertexts multiplied by the server, decrypted once by a "
             "separate decryptor; exact",
-    make_config=make_config,
+    config_factory=make_config,
+    client_table=lambda config: CLIENT_TRANSITIONS,
+    keywords=frozenset({"workers", "decryptor_key"}),
     client=PaillierClient,
     server=PaillierAggregator,
     helpers=helpers,

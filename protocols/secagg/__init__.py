@@ -10,15 +10,17 @@ import dataclasses
 from functools import partial
 from typing import Any
 
-from protocols.base import ProtocolSpec
-from protocols.secagg._state import CLIENT_TRANSITIONS
+from protocols.base import GraphParams, ProtocolSpec
+from protocols.secagg._state import tables
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
 from protocols.secagg.registry import ClientRegistry, enroll
 from protocols.secagg.server import SecAggServer
 from secagg.rng import Csprng
 
-_STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
+#: make_config keywords (beyond the base ones) the masking protocols support
+_KEYWORDS = frozenset({"threshold", "degree", "active", "registry", "corruption",
+                       "dropout_tolerance", "client_noise"})
 
 __all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
            "SecAggServer", "derive_graph_parameters", "enroll", "make_config", "provision"]
@@ -39,18 +41,24 @@ def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int
 SECAGG = ProtocolSpec(
     name="secagg",
     summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
-    make_config=partial(make_config, sparse=False),
+    config_factory=partial(make_config, sparse=False),
     client=SecAggClient,
     server=SecAggServer,
-    client_stages=_STAGES,
+    client_table=lambda config: tables(config.active)[0],
+    keywords=_KEYWORDS,
     provision=provision,
+    supports_distributed_dp=True,
+    graph=lambda config: GraphParams(config.threshold, config.degree),
 )
 SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
     summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
-    make_config=partial(make_config, sparse=True),
+    config_factory=partial(make_config, sparse=True),
     client=SecAggClient,
     server=SecAggServer,
-    client_stages=_STAGES,
+    client_table=lambda config: tables(config.active)[0],
+    keywords=_KEYWORDS,
     provision=provision,
+    supports_distributed_dp=True,
+    graph=lambda config: GraphParams(config.threshold, config.degree),
 )
