@@ -13,6 +13,7 @@ from protocols.base import (
     DECRYPTOR, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message, NoiseHook,
     Party, ProtocolSpec, RoundConfig, ServerCore,
 )
+from protocols.harness import Router, aggregate, build_parties
 from protocols.registry import get, names, register
 
 register(_plaintext.SPEC)
@@ -34,6 +35,6 @@ else:
 
 __all__ = [
     "DECRYPTOR", "PROTOCOL_VERSION", "SERVER", "AggregateResult", "ClientCore", "Message",
-    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "get", "names",
-    "register",
+    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "Router", "ServerCore", "aggregate",
+    "build_parties", "get", "names", "register",
 ]

@@ -107,7 +107,7 @@ def test_dropouts_before_input_are_left_out(name: str) -> None:
 
 
 def test_a_dropout_at_any_stage_gives_the_sum_of_who_contributed(name: str) -> None:
-    for stage in range(len(_router(name, start=False).stages)):
+    for stage in range(len(_router(name, start=False).stage_names)):
         router = _router(name, 10 + stage, drop_at={2: stage})
         result = router.run()
         router.check_result(result)
@@ -278,7 +278,7 @@ def test_every_duplicate_to_a_helper_is_refused(name: str) -> None:
 
 # -- the codec -------------------------------------------------------------------------
 def test_every_message_kind_round_trips_through_the_codec(name: str) -> None:
-    stages = _router(name, start=False).stages
+    stages = _router(name, start=False).stage_names
     # One client drops at the last stage, so that messages about dropouts are non-empty.
     router = _router(name, drop_at={N - 1: len(stages) - 1})
     router.run()

@@ -142,11 +142,11 @@ def test_the_module_diagram_matches_the_tables() -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_drivers_drop_clients_by_the_table_stages(variant: str) -> None:
     ref = _reference(variant)
-    assert ref.stages == tuple(k.name for (_, k) in _client_chain(tables(VARIANTS[variant])[0]))
+    assert ref.stage_names == tuple(k.name for (_, k) in _client_chain(tables(VARIANTS[variant])[0]))
     if variant == "passive":
         for name in ("secagg", "secagg+"):
             spec = protocols.get(name)
-            assert stages_of(spec, spec.make_config(N, DIM)) == ref.stages
+            assert stages_of(spec, spec.make_config(N, DIM)) == ref.stage_names
 
 
 # -- 2. walking the pairs ----------------------------------------------------------------
