@@ -48,6 +48,7 @@ __all__ = [
     "CONFIG_KEYWORDS",
     "DECRYPTOR",
     "GraphParams",
+    "MIN_COHORT",
     "PROTOCOL_VERSION",
     "SERVER",
     "AggregateResult",
@@ -69,6 +70,8 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION: Final = 1
+#: no protocol ever releases a sum of fewer contributors: a sum of one is that one's update
+MIN_COHORT: Final = 2
 SERVER: Final = -1
 DECRYPTOR: Final = -2
 
@@ -172,6 +175,12 @@ class RoundConfig:
             raise ConfigError(f"round_id must be >= 0, got {self.round_id}")
         if not isinstance(self.session, bytes) or not 1 <= len(self.session) <= 64:
             raise ConfigError("session must be 1 to 64 bytes")
+
+    @property
+    def release_floor(self) -> int:
+        """The fewest contributors whose sum may be released: ``min_clients``, and never
+        fewer than :data:`MIN_COHORT` (2), in every protocol."""
+        return max(self.min_clients, MIN_COHORT)
 
 
 @dataclass(frozen=True)
@@ -342,7 +351,7 @@ class ProtocolSpec:
     provision: Callable[[Any, Csprng], tuple[Any, dict[int, dict[str, Any]]]] = (
         lambda config, rng: (config, {})
     )
-    min_cohort: int = 2
+    min_cohort: int = MIN_COHORT
     supports_distributed_dp: bool = False
     graph: Callable[[Any], GraphParams] = _no_graph
 
@@ -448,10 +457,10 @@ def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int,
     Raises:
         DropoutError: fewer than ``min_clients`` contributed.
     """
-    if len(contributors) < config.min_clients:
+    if len(contributors) < config.release_floor:
         raise DropoutError(
             f"only {len(contributors)} clients contributed; min_clients={config.min_clients} "
-            "refuses to release a smaller aggregate"
+            f"(and never fewer than {MIN_COHORT}) refuses to release a smaller aggregate"
         )
     int_sum = config.encoding.centre(ring_sum)
     event = None

@@ -110,3 +110,21 @@ def _fields(spec: ProtocolSpec) -> dict[str, object]:
     import dataclasses
 
     return {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_no_protocol_releases_a_sum_of_one_client(name: str) -> None:
+    import numpy as np
+
+    from secagg.errors import DropoutError
+
+    spec = protocols.get(name)
+    n, dim = 3, 4
+    config = spec.make_config(n, dim, **({"threshold": 1} if "threshold" in spec.keywords
+                                         else {}))
+    inputs = [np.full(dim, 0.1 * (u + 1)) for u in range(n)]
+    with pytest.raises(DropoutError):
+        protocols.aggregate(spec, config, inputs, drop_at={0: 0, 1: 0})
+    # Two survivors are released (the floor is 2, not more).
+    result = protocols.aggregate(spec, config, inputs, drop_at={0: 0})
+    assert result.contributors == (1, 2)

@@ -243,17 +243,18 @@ def test_the_decryptor_refuses_malformed_contributor_lists(name: str, ids: tuple
 
 def test_a_tampered_aggregate_is_refused_after_its_one_decryption(name: str) -> None:
     # Adding one upload twice gives a slot sum no honest round produces (paillier: the
-    # offsets no longer cancel; ckks: the weight slot exceeds what 1 contributor can send).
-    r = HeRound(name, n=2, silent={1})
+    # offsets no longer cancel; ckks: the weight slot exceeds what 2 contributors can send).
+    # Two contributors: no protocol releases a sum of fewer (MIN_COHORT).
+    r = HeRound(name, n=3, silent={2})
     r.route(r.server.start())
-    (upload,) = r.sent(EncryptedInput)
+    upload = r.sent(EncryptedInput)[0]
     scheme = r.server.SCHEME
     public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
     acc = None
     for _ in range(3):
         acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, upload.blocks))
     forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
-                            blocks=scheme.seal(r.config, public, acc), contributors=(0,))
+                            blocks=scheme.seal(r.config, public, acc), contributors=(0, 1))
     with pytest.raises(ProtocolError, match="out of range"):
         r.send(forged)
     assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None

@@ -163,7 +163,7 @@ def test_a_value_smuggled_into_a_padding_slot_is_caught_at_decryption() -> None:
     forged = DecryptRequest(**header(g.config, SERVER, DECRYPTOR), scheme=HeKind.PAILLIER,
                             blocks=SCHEME.seal(g.config, public,
                                                [EncryptedNumber(public, c) for c in cts]),
-                            contributors=(0,))
+                            contributors=(0, 1))  # two: no sum of fewer is ever decrypted
     with pytest.raises(ProtocolError, match="padding"):
         g.send(forged)
 

@@ -302,7 +302,7 @@ class HeAggregator(ServerCore):
             waited = self.state.name
             self.state = nxt
             raise DropoutError(f"the decryptor did not answer ({waited}); the round is aborted")
-        if len(self._seen) < self.config.min_clients:
+        if len(self._seen) < self.config.release_floor:
             self.state = ServerState.ABORTED
             raise DropoutError(f"only {len(self._seen)} clients contributed; min_clients="
                                f"{self.config.min_clients} refuses to ask for a decryption")
@@ -362,7 +362,7 @@ class HeDecryptor(Party):
         ids = m.contributors
         if list(ids) != sorted(set(ids)) or not all(0 <= u < cfg.n_clients for u in ids):
             raise ProtocolError(f"contributors must be distinct client ids in order, got {ids}")
-        if len(ids) < cfg.min_clients:
+        if len(ids) < cfg.release_floor:
             raise DropoutError(f"an aggregate of {len(ids)} clients; min_clients="
                                f"{cfg.min_clients} refuses to decrypt it")
         aggregate = self.SCHEME.open_blocks(cfg, self._secret, m.blocks)
