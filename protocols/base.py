@@ -337,6 +337,8 @@ class ProtocolSpec:
         supports_distributed_dp: whether clients can add noise before sending
             (``client_noise``).
         graph: ``config -> GraphParams``; the default says "no graph".
+        server_table: ``config -> {(stage, kind or event): next stage}``, the server's
+            transition table (for the table walk of :mod:`protocols.testing`), or None.
     """
 
     name: str
@@ -354,6 +356,7 @@ class ProtocolSpec:
     min_cohort: int = MIN_COHORT
     supports_distributed_dp: bool = False
     graph: Callable[[Any], GraphParams] = _no_graph
+    server_table: Callable[[Any], Mapping[tuple[Any, enum.Enum], Any]] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.keywords) - CONFIG_KEYWORDS

@@ -433,18 +433,26 @@ class Router:
         Raises:
             SecAggError: whatever a role raises (unless listed in ``swallow``), e.g.
                 DropoutError when too few clients remain.
-            UsageError: the round did not finish after ``max_closes`` deadlines.
+            UsageError: the round stalled (two deadlines in a row moved nothing), or did not
+                finish after ``max_closes`` deadlines.
         """
+        idle = 0
         for _ in range(max_closes):
             self.flush(swallow=swallow)
             if self.finished:
                 return self.server.result()
             if before_close is not None:
                 before_close()
+            out: list[Message] = []
             try:
-                self.close()
+                out = self.close()
             except swallow as exc:
                 self.errors.append(exc)
+            idle = 0 if out or self.pending else idle + 1
+            if idle >= 2:
+                raise UsageError("the round stalled: the server neither finished nor asked "
+                                 "for anything more (it has aborted, or waits for a role "
+                                 "that is gone)")
         raise UsageError(f"the round did not finish after {max_closes} deadlines")
 
     def run_until(self, done: Callable[[], bool], *, max_steps: int = 100_000) -> None:

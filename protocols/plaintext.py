@@ -158,4 +158,5 @@ SPEC = ProtocolSpec(
     client=PlaintextClient,
     server=PlaintextServer,
     client_table=lambda config: CLIENT_TRANSITIONS,
+    server_table=lambda config: SERVER_TRANSITIONS,
 )

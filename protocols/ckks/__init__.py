@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import CLIENT_TRANSITIONS, HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, HeAggregator, HeClient, HeDecryptor, HeScheme
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.ckks.config import CkksConfig, make_config
 from protocols.ckks.scheme import CkksScheme
@@ -51,6 +51,7 @@ SPEC = ProtocolSpec(
             "decryptor",
     config_factory=make_config,
     client_table=lambda config: CLIENT_TRANSITIONS,
+    server_table=lambda config: SERVER_TRANSITIONS,
     keywords=frozenset({"workers", "decryptor_key"}),
     client=CkksClient,
     server=CkksAggregator,
