@@ -2,7 +2,10 @@
 
 ``protocols.get(name)`` returns a :class:`~protocols.base.ProtocolSpec`; ``protocols.names()``
 lists what is available. Protocols whose optional dependencies are missing (tenseal, phe)
-are simply not registered.
+are simply not registered. Other packages add protocols through the entry-point group
+``secagg.protocols`` (:mod:`protocols.registry`). ``protocols.aggregate`` runs one round in
+one call; ``protocols.build_parties`` and ``protocols.Router`` are the harness every driver
+uses (:mod:`protocols.harness`); ``protocols.testing`` is the testing kit.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from protocols.base import (
     Party, ProtocolSpec, RoundConfig, ServerCore,
 )
 from protocols.harness import Router, aggregate, build_parties
-from protocols.registry import get, names, register
+from protocols.registry import get, names, plugin_errors, register
 
 register(_plaintext.SPEC)
 register(_secagg.SECAGG)
@@ -36,5 +39,5 @@ else:
 __all__ = [
     "DECRYPTOR", "PROTOCOL_VERSION", "SERVER", "AggregateResult", "ClientCore", "Message",
     "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "Router", "ServerCore", "aggregate",
-    "build_parties", "get", "names", "register",
+    "build_parties", "get", "names", "plugin_errors", "register",
 ]
