@@ -160,8 +160,11 @@ def run_round(
     result: AggregateResult | None = None
     # Only the clients that will drop need their encoding kept: every other client
     # contributes, so one running sum checks them (a lean driver holds one vector, not n).
+    # Inputs are given just before the stage that needs them and uploads are summed as soon
+    # as they are sent, so the driver holds about one client's vectors at a time.
     router = Router(spec, config, rng, inputs, weights, drop_at=drop_at, step=step,
-                    start=False, keep_encodings=set(drop_at), record=False)
+                    start=False, keep_encodings=set(drop_at), record=False,
+                    lazy_inputs=True, server_first=True)
     stage_names = router.stage_names
     try:
         router.start()

@@ -339,6 +339,9 @@ class ProtocolSpec:
         graph: ``config -> GraphParams``; the default says "no graph".
         server_table: ``config -> {(stage, kind or event): next stage}``, the server's
             transition table (for the table walk of :mod:`protocols.testing`), or None.
+        input_kind: the kind of the client stage whose answer carries the client's input
+            (``set_input`` must come before it; a lean driver gives the input just then).
+            None: before the first stage.
     """
 
     name: str
@@ -357,6 +360,7 @@ class ProtocolSpec:
     supports_distributed_dp: bool = False
     graph: Callable[[Any], GraphParams] = _no_graph
     server_table: Callable[[Any], Mapping[tuple[Any, enum.Enum], Any]] | None = None
+    input_kind: enum.Enum | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.keywords) - CONFIG_KEYWORDS
@@ -402,6 +406,14 @@ class ProtocolSpec:
         the client transition table). A driver that drops a client "at stage i" stops
         delivering from the i-th of these on."""
         return tuple(message_class(kind) for (_, kind) in self.client_table(config))
+
+    def input_stage(self, config: Any) -> int:
+        """The index (into :meth:`client_stages`) of the stage whose answer carries the
+        client's input: ``set_input`` must have been called before that stage's message."""
+        kinds = [cls.KIND for cls in self.client_stages(config)]
+        if self.input_kind is None or self.input_kind not in kinds:
+            return 0
+        return kinds.index(self.input_kind)
 
     def graph_params(self, config: Any) -> GraphParams:
         """The threshold and degree of ``config`` (both None without a sharing graph)."""

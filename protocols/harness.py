@@ -212,6 +212,12 @@ class Router:
             running sum, so a lean driver holds one vector instead of n.
         record: keep :attr:`log` (every message delivered) and :attr:`sent` (what each
             address emitted), for tests that inspect them.
+        lazy_inputs: give each client its input only just before the stage whose answer
+            carries it (``spec.input_stage``), so a driver never holds every input and every
+            encoding at once; otherwise every client gets it now.
+        server_first: :meth:`flush` delivers frames for the server and helpers before frames
+            for clients, so a client's upload is summed (and freed) before the next client
+            makes its own; otherwise oldest first.
 
     Raises:
         ConfigError: the number of inputs or weights does not match the cohort.
@@ -222,7 +228,8 @@ class Router:
                  weights: Sequence[float] | None = None, *,
                  drop_at: Mapping[int, int] | None = None, start: bool = True,
                  step: Step | None = None, keep_encodings: bool | Iterable[int] = True,
-                 record: bool = True) -> None:
+                 record: bool = True, lazy_inputs: bool = False,
+                 server_first: bool = False) -> None:
         n = config.n_clients
         if inputs is not None and not callable(inputs) and len(inputs) != n:
             raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
@@ -263,20 +270,34 @@ class Router:
         #: clients whose encoding is only in :attr:`untracked_total`
         self.untracked: set[int] = set()
         self.untracked_total = np.zeros(config.dim + 1, np.int64)
-        self.encoded: list[np.ndarray | None] = []
-        for u, c in enumerate(self.clients):
-            x = self.input_of(u)
-            w = self.weights[u]
-            self._step(u, lambda c=c, x=x, w=w: _set_input(c, x, w))  # type: ignore[misc]
-            del x
-            enc = getattr(c, "encoded", None)
-            if enc is not None and u not in tracked:
-                self.untracked_total += self.config.encoding.centre(enc)
-                self.untracked.add(u)
-            self.encoded.append(None if enc is None or u not in tracked
-                                else np.array(enc, copy=True))
+        self.encoded: list[np.ndarray | None] = [None] * n
+        self._tracked = tracked
+        self._given: set[int] = set()
+        self.server_first = server_first
+        self.input_stage = spec.input_stage(self.config) if lazy_inputs else 0
+        if not lazy_inputs:
+            for u in range(n):
+                self._give_input(u)
         if start:
             self.start()
+
+    def _give_input(self, u: int) -> None:
+        """``set_input`` on client ``u`` (once), then snapshot what it encoded."""
+        if u in self._given:
+            return
+        self._given.add(u)
+        c = self.clients[u]
+        x, w = self.input_of(u), self.weights[u]
+        self._step(u, lambda: _set_input(c, x, w))
+        del x
+        enc = getattr(c, "encoded", None)
+        if enc is None:
+            return
+        if u in self._tracked:
+            self.encoded[u] = np.array(enc, copy=True)
+        else:
+            self.untracked_total += self.config.encoding.centre(enc)
+            self.untracked.add(u)
 
     # -- addressing ----------------------------------------------------------------------
     def input_of(self, u: int) -> np.ndarray:
@@ -360,6 +381,8 @@ class Router:
         env = msg if isinstance(msg, Envelope) else Envelope.of(msg)
         address = env.recipient if to is None else to
         party = self.party(address)
+        if 0 <= address < self.n and self.received[address] >= self.input_stage:
+            self._give_input(address)
         decoded = env.open()
         if 0 <= address < self.n:
             self.received[address] += 1
@@ -418,10 +441,24 @@ class Router:
         """Deliver, oldest first, until nothing is in flight. Errors of type ``swallow``
         (e.g. LateMessageError) are recorded in :attr:`errors` and the frame is dropped."""
         while self.pending:
-            try:
-                self.deliver(0)
-            except swallow as exc:
-                self.errors.append(exc)
+            mark = len(self.pending) - 1  # what the delivery queues lands at mark and after
+            self._deliver_swallowing(0, swallow)
+            if not self.server_first:
+                continue
+            j = mark  # deliver the answers for the server and helpers at once
+            while j < len(self.pending):
+                if self.pending[j].recipient < 0:
+                    self._deliver_swallowing(j, swallow)
+                else:
+                    j += 1
+
+    def _deliver_swallowing(self, index: int,
+                            swallow: type[BaseException] | tuple[type[BaseException], ...]
+                            ) -> None:
+        try:
+            self.deliver(index)
+        except swallow as exc:
+            self.errors.append(exc)
 
     def run(self, *, swallow: type[BaseException] | tuple[type[BaseException], ...] = (),
             max_closes: int = 32,

@@ -159,4 +159,5 @@ SPEC = ProtocolSpec(
     server=PlaintextServer,
     client_table=lambda config: CLIENT_TRANSITIONS,
     server_table=lambda config: SERVER_TRANSITIONS,
+    input_kind=Kind.INPUT_REQUEST,
 )

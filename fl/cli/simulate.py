@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -79,15 +80,18 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
                             dropout_tolerance=max(0.1, args.dropout), **kw)
 
 
-def _inputs(n: int, dim: int, clip: float, seed: int | None) -> list[np.ndarray]:
-    """Random float32 updates with L2 norm uniform in [0, clip] (simulation data only)."""
-    gen = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        v = gen.standard_normal(dim).astype(np.float32)
+def _inputs(n: int, dim: int, clip: float, seed: int | None) -> Callable[[int], np.ndarray]:
+    """Client ``u``'s random float32 update, L2 norm uniform in [0, clip] (simulation data
+    only), made on demand so the simulator never holds every client's input at once."""
+    base = np.random.SeedSequence(seed).entropy
+
+    def update(u: int) -> np.ndarray:
+        gen = np.random.default_rng([base, u])
+        v = gen.standard_normal(dim, dtype=np.float32)
         v *= np.float32(clip * gen.uniform() / max(float(np.linalg.norm(v)), 1e-12))
-        out.append(v)
-    return out
+        return v
+
+    return update
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.error is None else 1
 
 
-def _dp_report(args: argparse.Namespace, config: Any, inputs: list[np.ndarray],
+def _dp_report(args: argparse.Namespace, config: Any, inputs: Callable[[int], np.ndarray],
                report: RoundReport) -> dict[str, Any]:
     """The noise that was added, and how far the released sum is from the noiseless one."""
     res = report.result
@@ -128,7 +132,7 @@ def _dp_report(args: argparse.Namespace, config: Any, inputs: list[np.ndarray],
     z = args.noise_multiplier * (1.0 if args.dp == "central" else math.sqrt(s / n))
     clean = np.zeros(args.dim)
     for u in res.contributors:
-        clean += clip_l2(inputs[u], args.clip)[0]
+        clean += clip_l2(inputs(u), args.clip)[0]
     deviation = res.sum - clean
     return {
         "mode": args.dp,

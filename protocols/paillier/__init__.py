@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols._he import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, HeAggregator, HeClient, HeDecryptor, HeScheme
+from protocols._he import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, HeAggregator, Kind, HeClient, HeDecryptor, HeScheme
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
@@ -52,6 +52,7 @@ SPEC = ProtocolSpec(
     config_factory=make_config,
     client_table=lambda config: CLIENT_TRANSITIONS,
     server_table=lambda config: SERVER_TRANSITIONS,
+    input_kind=Kind.INPUT_REQUEST,
     keywords=frozenset({"workers", "decryptor_key"}),
     client=PaillierClient,
     server=PaillierAggregator,

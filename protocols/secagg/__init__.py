@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from protocols.base import GraphParams, ProtocolSpec
-from protocols.secagg._state import tables
+from protocols.secagg._state import Kind, tables
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import SecAggConfig, derive_graph_parameters, make_config
 from protocols.secagg.registry import ClientRegistry, enroll
@@ -46,6 +46,7 @@ SECAGG = ProtocolSpec(
     server=SecAggServer,
     client_table=lambda config: tables(config.active)[0],
     server_table=lambda config: tables(config.active)[1],
+    input_kind=Kind.SHARE_FORWARD,
     keywords=_KEYWORDS,
     provision=provision,
     supports_distributed_dp=True,
@@ -59,6 +60,7 @@ SECAGG_PLUS = ProtocolSpec(
     server=SecAggServer,
     client_table=lambda config: tables(config.active)[0],
     server_table=lambda config: tables(config.active)[1],
+    input_kind=Kind.SHARE_FORWARD,
     keywords=_KEYWORDS,
     provision=provision,
     supports_distributed_dp=True,
