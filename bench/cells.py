@@ -147,13 +147,14 @@ def drop_plan(cell: CellSpec, seed: int) -> dict[int, int]:
     spec = protocols.get(cell.protocol)
     rng = Csprng.from_seed(seed).spawn(f"bench/drops/{cell.clients}/{cell.dropout!r}")
     # The passive variant's stages (the bench runs no active cells); dim 1 is enough to ask.
-    stages = stages_of(spec, spec.make_config(cell.clients, 1))
+    config = spec.make_config(cell.clients, 1)
+    stages = stages_of(spec, config)
     if cell.schedule == "spread":
         return plan_dropouts(cell.clients, cell.dropout, stages, rng)
     if cell.schedule != "masked_input":
         raise ValueError(f"unknown dropout schedule {cell.schedule!r}; one of {SCHEDULES}")
     chosen = rng.sample(cell.clients, round(cell.dropout * cell.clients))
-    return {u: masked_input_stage(stages) for u in chosen}
+    return {u: spec.input_stage(config) for u in chosen}  # as the protocol declares it
 
 
 def masked_input_stage(stages: Sequence[str]) -> int:
