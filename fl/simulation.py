@@ -99,6 +99,7 @@ def run_round(
     drop_at: Mapping[int, int] | None = None,
     measure_memory: bool = True,
     progress: Progress | None = None,
+    lean: bool = False,
 ) -> RoundReport:
     """Run one round of ``spec`` over ``inputs`` (one vector per client, or ``u -> vector``
     so that not every input is in memory at once).
@@ -111,6 +112,11 @@ def run_round(
             is silent.
         measure_memory: walk the server's state after each step (costs a little time,
             which is not counted in ``server_seconds``).
+        lean: give each client its input only just before the stage that needs it, so the
+            driver never holds every input and encoding at once (``secagg simulate`` does).
+            A lean client encodes after drawing its keys, so its stochastic rounding uses
+            other bits of its generator than an eager one: the sums are exact either way,
+            but not bit-identical to an eager run (e.g. the Flower engine's) of the same seed.
 
     Returns:
         A :class:`RoundReport`. A round that aborts (e.g. too many dropouts) is reported with
@@ -160,11 +166,11 @@ def run_round(
     result: AggregateResult | None = None
     # Only the clients that will drop need their encoding kept: every other client
     # contributes, so one running sum checks them (a lean driver holds one vector, not n).
-    # Inputs are given just before the stage that needs them and uploads are summed as soon
-    # as they are sent, so the driver holds about one client's vectors at a time.
+    # Uploads are summed as soon as they are sent; lean, inputs are also given just before
+    # the stage that needs them, so the driver holds about one client's vectors at a time.
     router = Router(spec, config, rng, inputs, weights, drop_at=drop_at, step=step,
                     start=False, keep_encodings=set(drop_at), record=False,
-                    lazy_inputs=True, server_first=True)
+                    lazy_inputs=lean, server_first=True)
     stage_names = router.stage_names
     try:
         router.start()

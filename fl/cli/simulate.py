@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     with console.status(f"{spec.name}: {args.clients} clients x {args.dim} values, "
                         f"{len(drop)} dropping") as status:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)
-        report = run_round(spec, config, inputs, rng, drop_at=drop,
+        report = run_round(spec, config, inputs, rng, drop_at=drop, lean=True,
                            progress=lambda s: status.update(f"{spec.name}: {s}"))
     out = report.to_json()
     if args.dp != "none" and report.result is not None:
