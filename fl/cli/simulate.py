@@ -70,7 +70,7 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
     elif args.dp == "distributed":
         if not spec.supports_distributed_dp:
             able = [n for n in protocols.names() if protocols.get(n).supports_distributed_dp]
-            raise ConfigError(f"--dp distributed needs one of {', '.join(able)}, not {spec.name}")
+            raise ConfigError(f"--dp distributed needs {' or '.join(able)}, not {spec.name}")
         hook = DistributedDiscreteGaussian(args.noise_multiplier, sens, args.clients)
         kw["client_noise"] = hook
         kw["encoding"] = encoding(args.clients * client_noise_bound(hook, args.dim, args.clients))
