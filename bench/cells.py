@@ -38,6 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import protocols
+from protocols.base import stages_of
 from fl.simulation import plan_dropouts
 from secagg.rng import Csprng
 
@@ -145,13 +146,15 @@ def drop_plan(cell: CellSpec, seed: int) -> dict[int, int]:
     """
     spec = protocols.get(cell.protocol)
     rng = Csprng.from_seed(seed).spawn(f"bench/drops/{cell.clients}/{cell.dropout!r}")
-    stages = spec.client_stages
+    # The passive variant's stages (the bench runs no active cells); dim 1 is enough to ask.
+    config = spec.make_config(cell.clients, 1)
+    stages = stages_of(spec, config)
     if cell.schedule == "spread":
         return plan_dropouts(cell.clients, cell.dropout, stages, rng)
     if cell.schedule != "masked_input":
         raise ValueError(f"unknown dropout schedule {cell.schedule!r}; one of {SCHEDULES}")
     chosen = rng.sample(cell.clients, round(cell.dropout * cell.clients))
-    return {u: masked_input_stage(stages) for u in chosen}
+    return {u: spec.input_stage(config) for u in chosen}  # as the protocol declares it
 
 
 def masked_input_stage(stages: Sequence[str]) -> int:

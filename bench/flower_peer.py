@@ -40,7 +40,7 @@ number t. Our complete graph (k = n - 1) maps to ``SecAggWorkflow`` (``num_share
 
 Dropouts: a node whose drop stage is i stays silent from its i-th secure-aggregation
 instruction on (0 setup, 1 share keys, 2 collect masked vectors, 3 unmask), the same stage
-numbering as ``protocols.get("secagg+").client_stages``. Flower halts (returns without a
+numbering as ``protocols.get("secagg+").client_stages(config)``. Flower halts (returns without a
 result) when a node drops before the masked-vector stage: nobody holds shares of its mask
 seed, and the unmask stage finds too few shares. The harness reports that as an abort with
 Flower's own log line as the error.

@@ -46,7 +46,6 @@ Nothing here keeps a client's update beyond the round that uses it, and a
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import secrets
 import time
@@ -89,7 +88,7 @@ from fl.runconfig import (
     RunResult,
     SilentObserver,
 )
-from protocols.base import MIN_CONTRIBUTORS, ProtocolSpec, RoundConfig
+from protocols.base import ProtocolSpec, RoundConfig
 from protocols.he import HeConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger
 from secagg.encoding import EncodingConfig, clip_l2
@@ -219,21 +218,9 @@ def _check_extras(cfg: RunConfig) -> None:
                               f"{cfg.bolt_on_l2!r}")
 
 
-def _min_cohort(spec: ProtocolSpec) -> int:
-    """A sum over one client is that client's update: no protocol releases one
-    (:data:`protocols.base.MIN_CONTRIBUTORS`)."""
-    return MIN_CONTRIBUTORS
-
-
 def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
                   **kw: Any) -> RoundConfig:
-    try:
-        params = inspect.signature(spec.make_config).parameters
-    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
-        params = {}  # type: ignore[assignment]
-    if "dropout_tolerance" in params:
-        kw["dropout_tolerance"] = max(0.1, dropout)
-    config = spec.make_config(k, dim, encoding=enc, **kw)
+    config = spec.make_config(k, dim, encoding=enc, dropout_tolerance=max(0.1, dropout), **kw)
     if isinstance(config, HeConfig):
         # An HE decryptor releases only over the clients planned to survive (never < 2), so
         # an aggregator cannot pass off a smaller sum as the round's (SECURITY.md, HE).
@@ -244,15 +231,14 @@ def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dro
 def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
                   what: str) -> dict[str, int]:
     """Refuse a cohort too small for the protocol's threshold; returns its parameters."""
-    need_min = _min_cohort(spec)
+    need_min = spec.min_cohort
     if k < need_min:
         raise ConfigError(
             f"{spec.name} needs a cohort of at least {need_min} clients (a sum over one client "
             f"is that client's update), but {what} is {k}; use more --clients"
         )
     config = _round_config(spec, k, dim, enc, dropout)
-    params = {name: int(getattr(config, name)) for name in ("threshold", "degree")
-              if hasattr(config, name)}
+    params = spec.graph_params(config).as_dict()
     need = max(params.get("threshold", 1), config.min_clients)
     dropped = round(dropout * k)
     if k - dropped < need:
@@ -291,13 +277,8 @@ def _privacy(cfg: RunConfig, dim: int, max_weight: float, cohort: int, ledger: P
     )
 
 
-def _supports(spec: ProtocolSpec, privacy: RoundPrivacy, cohort: int, dim: int,
-              dropout: float) -> bool:
-    try:
-        _round_config(spec, cohort, dim, privacy.encoding, dropout, **privacy.config_kw)
-    except TypeError:  # the protocol's config has no such field
-        return False
-    return True
+def _supports(spec: ProtocolSpec, privacy: RoundPrivacy) -> bool:
+    return privacy.mode != "distributed" or spec.supports_distributed_dp
 
 
 def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
@@ -364,11 +345,11 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
     if z is not None:  # a dry run of one round's DP: the mechanism's, headroom's, protocol's
         scratch = PrivacyLedger(None, cfg.delta, cfg.accountant)  # type: ignore[arg-type]
         dry = _privacy(cfg, dim, max_weight, k, scratch, z, bolt)
-        if not _supports(spec, dry, k, dim, cfg.dropout):
-            able = [name for name in protocols.names()
-                    if _supports(protocols.get(name), dry, k, dim, cfg.dropout)]
+        if not _supports(spec, dry):
+            able = [name for name in protocols.names() if _supports(protocols.get(name), dry)]
             raise ConfigError(f"{cfg.dp_mode} DP is not available with {spec.name}; use it "
                               f"with one of: {', '.join(able) or 'none'}")
+        _round_config(spec, k, dim, dry.encoding, cfg.dropout, **dry.config_kw)
     lr = cfg.lr if cfg.lr is not None else DEFAULT_LR.get(cfg.dataset, 0.5)
     if engine is None:  # last: nothing after this can fail and leave it open
         engine = make_engine(cfg.engine, dropout=cfg.dropout)
@@ -479,7 +460,7 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
             obs.round_started(r, k)
             record = RoundRecord(r, k, 0, 0, result.final_accuracy, last_loss,
                                  None, None, None, 0.0, 0.0, 0.0, 0, 0)
-            if k < _min_cohort(spec):
+            if k < spec.min_cohort:
                 record.error = f"cohort of {k} is too small for {spec.name}; round skipped"
                 if plan.ledger is not None and plan.noise_multiplier is not None:
                     # Nothing is released, but whether a round is skipped depends on who was

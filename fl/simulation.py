@@ -1,17 +1,17 @@
 """The in-process driver: one aggregation round of any protocol, with simulated dropouts.
 
-The driver is thin and holds no crypto. It moves messages between the sans-IO roles, passing
-every one through the wire codec (so sizes are real and nothing but bytes crosses), times each
-role's compute, measures the server's retained memory after each step, and makes chosen
-clients fall silent at chosen stages. When no message is left in flight and the server has
-not finished, the stage's deadline has passed: it calls ``server.close_round()``.
+The driver is thin and holds no crypto. The round harness (:class:`protocols.harness.Router`)
+moves messages between the sans-IO roles, passing every one through the wire codec (so sizes
+are real and nothing but bytes crosses), makes chosen clients fall silent at chosen stages,
+and when no message is left in flight and the server has not finished, calls
+``server.close_round()``. This module times each role's compute and measures the server's
+retained memory after each step.
 """
 
 from __future__ import annotations
 
 import statistics
 import time
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,10 +19,8 @@ from typing import Any
 import numpy as np
 
 from fl.memory import deep_sizeof
-from protocols.base import (
-    SERVER, AggregateResult, ClientCore, Message, Party, ProtocolSpec, RoundConfig, stages_of,
-)
-from secagg import wire
+from protocols.base import SERVER, AggregateResult, Message, ProtocolSpec, RoundConfig
+from protocols.harness import Router
 from secagg.errors import ConfigError, LateMessageError, SecAggError
 from secagg.rng import Csprng
 
@@ -94,7 +92,7 @@ def plan_dropouts(n: int, fraction: float, stages: Sequence[str], rng: Csprng) -
 def run_round(
     spec: ProtocolSpec,
     config: RoundConfig,
-    inputs: Sequence[np.ndarray],
+    inputs: Sequence[np.ndarray] | Callable[[int], np.ndarray],
     rng: Csprng,
     *,
     weights: Sequence[float] | None = None,
@@ -102,115 +100,91 @@ def run_round(
     measure_memory: bool = True,
     progress: Progress | None = None,
     client_map: Callable[..., Any] | None = None,
+    lean: bool = False,
 ) -> RoundReport:
-    """Run one round of ``spec`` over ``inputs`` (one vector per client).
+    """Run one round of ``spec`` over ``inputs`` (one vector per client, or ``u -> vector``
+    so that not every input is in memory at once).
+
+    The round runs on :class:`protocols.harness.Router` (the one harness every driver uses);
+    this function only times the roles and samples the server's memory.
 
     Args:
-        drop_at: client -> stage index (into ``spec.client_stages``) from which it is silent.
+        drop_at: client -> stage index (into ``spec.client_stages(config)``) from which it
+            is silent.
         measure_memory: walk the server's state after each step (costs a little time,
             which is not counted in ``server_seconds``).
         client_map: an executor-like ``map`` handed to every client (``map=``) that spreads
             its encryption, e.g. :func:`fl.pool.process_map` for ckks and paillier; None:
             each client works in this thread.
+        lean: give each client its input only just before the stage that needs it, so the
+            driver never holds every input and encoding at once (``secagg simulate`` does).
+            A lean client encodes after drawing its keys, so its stochastic rounding uses
+            other bits of its generator than an eager one: the sums are exact either way,
+            but not bit-identical to an eager run (e.g. the Flower engine's) of the same seed.
 
     Returns:
         A :class:`RoundReport`. A round that aborts (e.g. too many dropouts) is reported with
         ``result=None`` and ``error`` set, not raised.
     """
     n = config.n_clients
-    if len(inputs) != n:
+    if not callable(inputs) and len(inputs) != n:
         raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
     drop_at = dict(drop_at or {})
-    weights = list(weights) if weights is not None else [1.0] * n
-    config, credentials = spec.provision(config, rng.spawn("enrolment"))
-    server = spec.server(config, rng.spawn("server"))
-    helpers = spec.helpers(config, rng.spawn("helpers"))
-    clients: list[ClientCore] = [
-        spec.client(config, u, rng.spawn(f"client/{u}"), **credentials.get(u, {}),
-                    **({} if client_map is None else {"map": client_map}))
-        for u in range(n)
-    ]
     client_time = [0.0] * n
-    up = [0] * n
-    down = [0] * n
-    delivered = [0] * n
     server_time = helper_time = 0.0
     peak = 0
-
-    encoded: list[np.ndarray | None] = []
-    for u, c in enumerate(clients):
-        t0 = time.perf_counter()
-        c.set_input(inputs[u], weights[u])
-        client_time[u] += time.perf_counter() - t0
-        # The driver (not the client) keeps a copy of each encoding to check exactness.
-        enc = getattr(c, "encoded", None)
-        encoded.append(None if enc is None else enc.copy())
-
     sample_every = max(1, n // 8)
     steps = 0
+    router: Router | None = None
 
-    def step_server(fn: Callable[[], list[Message]]) -> list[Message]:
+    def step(address: int, call: Callable[[], list[Message]]) -> list[Message]:
         # Retained memory is sampled at least 8 times per stage and after every step that
         # moves the round on; walking the state is not counted as server time.
-        nonlocal server_time, peak, steps
-        t0 = time.perf_counter()
+        nonlocal server_time, helper_time, peak, steps
         out: list[Message] = []
+        t0 = time.perf_counter()
         try:
-            out = fn()
+            out = call()
             return out
         finally:
-            server_time += time.perf_counter() - t0
-            steps += 1
-            if measure_memory and (out or steps % sample_every == 0 or server.finished):
-                peak = max(peak, deep_sizeof(server))
+            dt = time.perf_counter() - t0
+            if address >= 0:
+                client_time[address] += dt
+            elif address == SERVER:
+                server_time += dt
+                steps += 1
+                if measure_memory and router is not None and (
+                        out or steps % sample_every == 0 or router.server.finished):
+                    peak = max(peak, deep_sizeof(router.server))
+            else:
+                helper_time += dt
+
+    def before_close() -> None:
+        nonlocal peak
+        if progress:
+            progress("deadline: closing stage")
+        if measure_memory and router is not None:
+            peak = max(peak, deep_sizeof(router.server))
 
     error: str | None = None
-    queue: deque[Message] = deque(step_server(server.start))
-    stage_names = stages_of(spec, config)
+    result: AggregateResult | None = None
+    # Only the clients that will drop need their encoding kept: every other client
+    # contributes, so one running sum checks them (a lean driver holds one vector, not n).
+    # Uploads are summed as soon as they are sent; lean, inputs are also given just before
+    # the stage that needs them, so the driver holds about one client's vectors at a time.
+    router = Router(spec, config, rng, inputs, weights, drop_at=drop_at, step=step,
+                    start=False, keep_encodings=set(drop_at), record=False,
+                    lazy_inputs=lean, server_first=True,
+                    client_kwargs=None if client_map is None else {"map": client_map})
+    stage_names = router.stage_names
     try:
-        while True:
-            while queue:
-                msg = queue.popleft()
-                frame = wire.encode(msg)
-                r, s = msg.recipient, msg.sender
-                if r >= 0:
-                    stage = delivered[r]
-                    if drop_at.get(r, len(stage_names) + 1) <= stage:
-                        continue  # the client is gone: the message is never delivered
-                    delivered[r] += 1
-                    down[r] += len(frame)
-                if s >= 0:
-                    up[s] += len(frame)
-                msg = wire.decode(frame)
-                if r >= 0:
-                    t0 = time.perf_counter()
-                    out = clients[r].receive(msg)
-                    client_time[r] += time.perf_counter() - t0
-                elif r == SERVER:
-                    try:
-                        out = step_server(lambda m=msg: server.receive(m))  # type: ignore[misc]
-                    except LateMessageError:
-                        out = []
-                else:
-                    party: Party = helpers[r]
-                    t0 = time.perf_counter()
-                    out = party.receive(msg)
-                    helper_time += time.perf_counter() - t0
-                queue.extend(out)
-            if server.finished:
-                break
-            if progress:
-                progress("deadline: closing stage")
-            if measure_memory:
-                peak = max(peak, deep_sizeof(server))
-            out = step_server(server.close_round)
-            if not out and not server.finished:
-                raise ConfigError("the server neither finished nor asked for anything more")
-            queue.extend(out)
+        router.start()
+        result = router.run(swallow=LateMessageError, before_close=before_close)
     except SecAggError as exc:
         error = f"{type(exc).__name__}: {exc}"
+    if result is None and router.finished:
+        result = router.server.result()
 
-    result = server.result() if server.finished else None
     contributors = result.contributors if result else ()
     dropped = sorted(drop_at)
     by_stage: dict[str, int] = {}
@@ -220,7 +194,9 @@ def run_round(
     exact: bool | None = None
     max_err: float | None = None
     if result is not None:
-        exact, max_err = _check(spec, config, encoded, inputs, weights, result)
+        exact = router.is_exact(result)
+        want, _ = router.expected_float_sum(result.contributors)
+        max_err = float(np.max(np.abs(result.sum - want))) if config.dim else 0.0
     ids = list(contributors) or list(range(n))
     return RoundReport(
         protocol=spec.name, clients=n, dim=config.dim, result=result, error=error,
@@ -228,35 +204,8 @@ def run_round(
         exact=exact, max_abs_error=max_err,
         client_seconds=statistics.median(client_time[u] for u in ids),
         server_seconds=server_time, helper_seconds=helper_time,
-        upload_bytes_per_client=int(statistics.median(up[u] for u in ids)),
-        download_bytes_per_client=int(statistics.median(down[u] for u in ids)),
+        upload_bytes_per_client=int(statistics.median(router.up[u] for u in ids)),
+        download_bytes_per_client=int(statistics.median(router.down[u] for u in ids)),
         server_peak_bytes=peak,
         client_seconds_all=[client_time[u] for u in ids],
     )
-
-
-def _check(spec: ProtocolSpec, config: RoundConfig, encoded: Sequence[np.ndarray | None],
-           inputs: Sequence[np.ndarray], weights: Sequence[float],
-           result: AggregateResult) -> tuple[bool | None, float]:
-    """Exactness against the contributors' encoded inputs; error against their float sum."""
-    enc = config.encoding
-    float_sum = np.zeros(config.dim, np.float64)
-    for u in result.contributors:
-        x = np.asarray(inputs[u], np.float64)
-        norm = float(np.linalg.norm(x))
-        if norm > enc.clip:
-            x = x * (enc.clip / norm)
-        float_sum += weights[u] * x
-    max_err = float(np.max(np.abs(result.sum - float_sum))) if config.dim else 0.0
-    if not spec.exact or result.int_sum is None:
-        return None, max_err
-    expected = np.zeros(config.dim + 1, np.int64)
-    for u in result.contributors:
-        e = encoded[u]
-        if e is None:
-            return None, max_err
-        expected += enc.centre(e)
-    if config.noise is not None:
-        return None, max_err  # the decoder noised the sum on purpose: exactness is moot
-    # With distributed DP the snapshots include each client's noise: still exact.
-    return bool(np.array_equal(result.int_sum, expected)), max_err

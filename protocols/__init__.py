@@ -2,7 +2,10 @@
 
 ``protocols.get(name)`` returns a :class:`~protocols.base.ProtocolSpec`; ``protocols.names()``
 lists what is available. Protocols whose optional dependencies are missing (tenseal, phe)
-are simply not registered.
+are simply not registered. Other packages add protocols through the entry-point group
+``secagg.protocols`` (:mod:`protocols.registry`). ``protocols.aggregate`` runs one round in
+one call; ``protocols.build_parties`` and ``protocols.Router`` are the harness every driver
+uses (:mod:`protocols.harness`); ``protocols.testing`` is the testing kit.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ from protocols import plaintext as _plaintext
 from protocols import secagg as _secagg
 from protocols.base import (
     DECRYPTOR, MIN_CONTRIBUTORS, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message,
-    NoiseHook, Party, ProtocolSpec, RoundConfig, ServerCore, check_release, release_floor,
+    NoiseHook, Party, ProtocolSpec, RoundConfig, ServerCore, check_release,
 )
+from protocols.harness import Router, aggregate, build_parties
 from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
-from protocols.registry import get, names, register
+from protocols.registry import get, names, plugin_errors, register
 
 register(_plaintext.SPEC)
 register(_secagg.SECAGG)
@@ -36,6 +40,6 @@ else:
 __all__ = [
     "DECRYPTOR", "MIN_CONTRIBUTORS", "PROTOCOL_VERSION", "SERVER", "AggregateResult",
     "AnsweredRequests", "ClientCore", "ClientPolicy", "MemoryAnsweredRequests", "Message",
-    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "ServerCore", "check_release", "get",
-    "names", "register", "release_floor",
+    "NoiseHook", "Party", "ProtocolSpec", "RoundConfig", "Router", "ServerCore", "aggregate",
+    "build_parties", "check_release", "get", "names", "plugin_errors", "register",
 ]

@@ -7,13 +7,21 @@ stage's deadline has passed::
 
     spec = protocols.get("secagg+")
     config = spec.make_config(n_clients=100, dim=10_000)
-    server = spec.server(config, rng)
-    clients = [spec.client(config, i, rng.spawn(f"client{i}")) for i in range(100)]
-    helpers = spec.helpers(config, rng)          # e.g. {DECRYPTOR: decryptor} for ckks
-    outbox = server.start()                      # then route: recipient -> party.receive(msg)
+    parties = protocols.build_parties(spec, config, rng)   # server, helpers, clients
+    outbox = parties.server.start()              # then route: recipient -> party.receive(msg)
     ...
-    server.close_round()                         # the deadline passed: who is missing dropped
-    server.result()                              # AggregateResult, once finished
+    parties.server.close_round()                 # the deadline passed: who is missing dropped
+    parties.server.result()                      # AggregateResult, once finished
+
+(:class:`protocols.harness.Router` does that routing; :func:`protocols.aggregate` is the
+one-call recipe.)
+
+A spec *declares* what its protocol supports, so drivers ask instead of probing:
+:attr:`ProtocolSpec.min_cohort`, :attr:`ProtocolSpec.supports_distributed_dp`,
+:meth:`ProtocolSpec.client_stages` (message classes, read from the transition table),
+:meth:`ProtocolSpec.graph_params`, and one keyword set (:data:`CONFIG_KEYWORDS`) that every
+:meth:`ProtocolSpec.make_config` accepts, refusing with :class:`ConfigError` the keywords its
+protocol does not support.
 
 Addresses are ints: clients are ``0 .. n_clients-1``; :data:`SERVER` and :data:`DECRYPTOR`
 are negative. Every message carries the protocol version, the round and both addresses, and
@@ -27,7 +35,7 @@ import dataclasses
 import enum
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Protocol, TypeVar
 
@@ -38,8 +46,10 @@ from secagg.errors import ConfigError, DropoutError, ProtocolError, RangeCheckEr
 from secagg.rng import Csprng
 
 __all__ = [
+    "CONFIG_KEYWORDS",
     "DECRYPTOR",
     "MIN_CONTRIBUTORS",
+    "GraphParams",
     "PROTOCOL_VERSION",
     "SERVER",
     "AggregateResult",
@@ -52,9 +62,10 @@ __all__ = [
     "ClientNoise",
     "check_header",
     "check_release",
-    "release_floor",
     "finalize",
     "header",
+    "message_class",
+    "stage_names",
     "stages_of",
     "surviving_noise_event",
     "NoiseHook",
@@ -126,13 +137,19 @@ class RoundConfig:
             random bytes by default, so nothing of one run can be replayed into another;
             every party of a round must use the same value).
         min_clients: the decoded aggregate is refused if fewer clients contributed; the
-            floor is ``max(min_clients, MIN_CONTRIBUTORS)`` (see :func:`release_floor`), so a
+            floor is ``max(min_clients, MIN_CONTRIBUTORS)`` (see :attr:`RoundConfig.release_floor`), so a
             value below 2 never lowers it.
         noise: central DP, applied once by the decoding party (None: no noise).
+        client_noise: distributed DP, added by every client before it sends (None: none).
+            Only config classes whose protocol adds it (``SUPPORTS_CLIENT_NOISE``) accept it,
+            so no config can claim noise its clients never add.
 
     Raises:
         ConfigError: inconsistent sizes, naming the numbers that would work.
     """
+
+    #: whether this config's clients add ``client_noise`` (distributed DP)
+    SUPPORTS_CLIENT_NOISE: ClassVar[bool] = False
 
     n_clients: int
     dim: int
@@ -141,8 +158,12 @@ class RoundConfig:
     session: bytes = field(default_factory=lambda: os.urandom(16))
     min_clients: int = 1
     noise: NoiseHook | None = None
+    client_noise: ClientNoise | None = None
 
     def __post_init__(self) -> None:
+        if self.client_noise is not None and not self.SUPPORTS_CLIENT_NOISE:
+            raise ConfigError(f"{type(self).__name__} has no distributed DP (client_noise); "
+                              "use central DP (noise) or a protocol whose clients add noise")
         if not isinstance(self.n_clients, int) or self.n_clients < MIN_CONTRIBUTORS:
             raise ConfigError(
                 f"n_clients must be an integer >= {MIN_CONTRIBUTORS} (a sum of one client is "
@@ -163,6 +184,12 @@ class RoundConfig:
             raise ConfigError(f"round_id must be >= 0, got {self.round_id}")
         if not isinstance(self.session, bytes) or not 1 <= len(self.session) <= 64:
             raise ConfigError("session must be 1 to 64 bytes")
+
+    @property
+    def release_floor(self) -> int:
+        """The fewest contributors whose sum may be released: ``min_clients``, and never
+        fewer than :data:`MIN_CONTRIBUTORS` (2), in every protocol."""
+        return max(self.min_clients, MIN_CONTRIBUTORS)
 
 
 @dataclass(frozen=True)
@@ -237,32 +264,179 @@ class ServerCore(Party):
         """The decoded aggregate. Raises UsageError before the round has finished."""
 
 
+#: Every keyword :meth:`ProtocolSpec.make_config` accepts, for every protocol (beyond
+#: ``n_clients`` and ``dim``). A value of None (or ``active=False``) means "not asked for";
+#: a keyword the protocol does not support, given any other value, is a ConfigError.
+#: ``dropout_tolerance`` (the dropout fraction the round must survive) is accepted by every
+#: protocol; those without a threshold survive any dropout down to ``min_clients``.
+CONFIG_KEYWORDS: Final = frozenset({
+    "encoding", "round_id", "session", "min_clients", "noise", "client_noise", "threshold",
+    "degree", "active", "registry", "corruption", "dropout_tolerance", "decryptor_key",
+})
+#: what every RoundConfig has, so every protocol supports them
+_BASE_KEYWORDS: Final = frozenset({"encoding", "round_id", "session", "min_clients", "noise",
+                                   "dropout_tolerance"})
+
+
+@dataclass(frozen=True)
+class GraphParams:
+    """Who can decode what: the Shamir ``threshold`` t and the graph ``degree`` k.
+
+    Both are None for a protocol without a sharing graph (plaintext, HE).
+    """
+
+    threshold: int | None = None
+    degree: int | None = None
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"threshold": t, "degree": k}`` without the ones that are None."""
+        return {k: v for k, v in (("threshold", self.threshold), ("degree", self.degree))
+                if v is not None}
+
+
+_KIND_CLASSES: dict[enum.Enum, type[Message]] = {}
+
+
+def message_class(kind: enum.Enum) -> type[Message]:
+    """The wire-registered message class whose ``KIND`` is ``kind``.
+
+    Raises:
+        ConfigError: no registered message class has that kind.
+    """
+    cls = _KIND_CLASSES.get(kind)
+    if cls is None:
+        from secagg import wire
+
+        for c in wire.registered().values():
+            k = getattr(c, "KIND", None)
+            if isinstance(k, enum.Enum):
+                _KIND_CLASSES.setdefault(k, c)
+        cls = _KIND_CLASSES.get(kind)
+    if cls is None:
+        raise ConfigError(f"no wire-registered message class has KIND {kind!r}; register the "
+                          "protocol's messages with secagg.wire.register")
+    return cls
+
+
+def _no_graph(config: Any) -> GraphParams:
+    return GraphParams()
+
+
 @dataclass(frozen=True)
 class ProtocolSpec:
-    """How to build a protocol's roles. Registered by name in :mod:`protocols.registry`."""
+    """How to build a protocol's roles, and what the protocol supports. Registered by name in
+    :mod:`protocols.registry`.
+
+    Args:
+        name, summary: what ``protocols.get`` and ``--protocol`` know it by.
+        config_factory: ``(n_clients, dim, **keywords) -> RoundConfig``; it is only ever given
+            the keywords in ``keywords`` (call :meth:`make_config`, which checks them).
+        client, server, helpers: the roles; ``helpers`` returns ``{address: role}``.
+        client_table: ``config -> {(state, kind): next state}``, the client's transition
+            table (its order is the order of the stages; :meth:`client_stages` reads it).
+        keywords: the keywords of :data:`CONFIG_KEYWORDS` beyond the base ones (encoding,
+            round_id, session, min_clients, noise, dropout_tolerance) that the protocol
+            supports.
+        exact: whether the release is the exact integer sum (``int_sum``).
+        provision: for simulations, ``(config, rng) -> (config with any enrolment filled in,
+            {client id: extra keyword arguments for client(...)})``.
+        min_cohort: no sum of fewer contributors is ever released (2: a sum over one client
+            is that client's update, in every protocol).
+        supports_distributed_dp: whether clients can add noise before sending
+            (``client_noise``).
+        graph: ``config -> GraphParams``; the default says "no graph".
+        server_table: ``config -> {(stage, kind or event): next stage}``, the server's
+            transition table (for the table walk of :mod:`protocols.testing`), or None.
+        input_kind: the kind of the client stage whose answer carries the client's input
+            (``set_input`` must come before it; a lean driver gives the input just then).
+            None: before the first stage.
+    """
 
     name: str
     summary: str
-    make_config: Callable[..., RoundConfig]
+    config_factory: Callable[..., RoundConfig]
     client: Callable[..., ClientCore]
     server: Callable[[Any, Csprng], ServerCore]
+    client_table: Callable[[Any], Mapping[tuple[Any, enum.Enum], Any]]
     helpers: Callable[[Any, Csprng], dict[int, Party]] = lambda config, rng: {}
+    keywords: frozenset[str] = frozenset()
     exact: bool = True
-    #: for simulations: (config with any enrolment filled in, {client id: extra keyword
-    #: arguments for ``client(...)``, e.g. a long-term signing key}).
     provision: Callable[[Any, Csprng], tuple[Any, dict[int, dict[str, Any]]]] = (
         lambda config, rng: (config, {})
     )
-    #: the kinds of message a client receives, in order; a driver that simulates a client
-    #: dropping "at stage i" stops delivering from the i-th of these on. A config may refine
-    #: it with a ``client_stages`` attribute of its own (see :func:`stages_of`).
-    client_stages: tuple[str, ...] = ("INPUT_REQUEST",)
+    min_cohort: int = MIN_CONTRIBUTORS
+    supports_distributed_dp: bool = False
+    graph: Callable[[Any], GraphParams] = _no_graph
+    server_table: Callable[[Any], Mapping[tuple[Any, enum.Enum], Any]] | None = None
+    input_kind: enum.Enum | None = None
+
+    def __post_init__(self) -> None:
+        unknown = set(self.keywords) - CONFIG_KEYWORDS
+        if unknown:
+            raise ConfigError(f"protocol {self.name!r} declares unknown config keywords "
+                              f"{sorted(unknown)}; the keyword set is {sorted(CONFIG_KEYWORDS)}")
+        if ("client_noise" in self.keywords) != self.supports_distributed_dp:
+            raise ConfigError(f"protocol {self.name!r}: supports_distributed_dp must match "
+                              "whether 'client_noise' is among its keywords")
+        if not isinstance(self.min_cohort, int) or self.min_cohort < 2:
+            raise ConfigError(f"protocol {self.name!r}: min_cohort must be >= 2 (a sum over "
+                              f"one client is that client's update), got {self.min_cohort!r}")
+
+    def make_config(self, n_clients: int, dim: int, **kw: Any) -> RoundConfig:
+        """A validated round configuration.
+
+        Args:
+            kw: any of :data:`CONFIG_KEYWORDS`; None (or ``active=False``) means not given.
+
+        Raises:
+            ConfigError: a keyword outside the set, one this protocol does not support (named,
+                in one line), or parameters that cannot work.
+        """
+        unknown = sorted(set(kw) - CONFIG_KEYWORDS)
+        if unknown:
+            raise ConfigError(f"unknown config keyword {unknown[0]!r}; make_config takes "
+                              f"{', '.join(sorted(CONFIG_KEYWORDS))}")
+        supported = _BASE_KEYWORDS | self.keywords
+        given: dict[str, Any] = {}
+        for key, value in kw.items():
+            if value is None or (key == "active" and value is False):
+                continue
+            if key not in supported:
+                raise ConfigError(f"{self.name} does not support {key!r}; it takes "
+                                  f"{', '.join(sorted(supported))}")
+            given[key] = value
+        if "dropout_tolerance" not in self.keywords:
+            given.pop("dropout_tolerance", None)
+        return self.config_factory(n_clients, dim, **given)
+
+    def client_stages(self, config: Any) -> tuple[type[Message], ...]:
+        """The message classes a client answers in a round of ``config``, in order (read from
+        the client transition table). A driver that drops a client "at stage i" stops
+        delivering from the i-th of these on."""
+        return tuple(message_class(kind) for (_, kind) in self.client_table(config))
+
+    def input_stage(self, config: Any) -> int:
+        """The index (into :meth:`client_stages`) of the stage whose answer carries the
+        client's input: ``set_input`` must have been called before that stage's message."""
+        kinds = [cls.KIND for cls in self.client_stages(config)]
+        if self.input_kind is None or self.input_kind not in kinds:
+            return 0
+        return kinds.index(self.input_kind)
+
+    def graph_params(self, config: Any) -> GraphParams:
+        """The threshold and degree of ``config`` (both None without a sharing graph)."""
+        return self.graph(config)
+
+
+def stage_names(stages: tuple[type[Message], ...]) -> tuple[str, ...]:
+    """The names reports use for stages: each message class's ``KIND.name``."""
+    return tuple(cls.KIND.name for cls in stages)
 
 
 def stages_of(spec: ProtocolSpec, config: Any) -> tuple[str, ...]:
-    """The client stages of ``spec`` under ``config`` (the config's own, if it has them)."""
-    stages = getattr(config, "client_stages", None)
-    return tuple(stages) if stages else spec.client_stages
+    """The names of ``spec.client_stages(config)`` (for reports and drivers that index by
+    name)."""
+    return stage_names(spec.client_stages(config))
 
 
 def check_header(msg: Message, expected_kind: type[M], config: RoundConfig, *,
@@ -298,17 +472,11 @@ def header(config: RoundConfig, sender: int, recipient: int) -> dict[str, int]:
             "recipient": recipient}
 
 
-def release_floor(config: RoundConfig) -> int:
-    """The fewest contributors a release of ``config`` may have: ``min_clients``, never
-    below :data:`MIN_CONTRIBUTORS`."""
-    return max(MIN_CONTRIBUTORS, config.min_clients)
-
-
 def check_release(int_sum: np.ndarray | None, total_weight: float,
                   contributors: int | tuple[int, ...], config: RoundConfig) -> None:
     """The last check before any decoding party releases an aggregate.
 
-    Refuses a sum of fewer than :func:`release_floor` contributors, and a sum that no set of
+    Refuses a sum of fewer than :attr:`RoundConfig.release_floor` contributors, and a sum that no set of
     that many honest contributors can produce: every encoded coordinate of one client lies
     in ``[-M, M]`` with ``M = ceil(max_weight * max(clip, 1) * 2^frac_bits)``, its weight
     coordinate in ``[0, min(M, max_weight * 2^frac_bits + 1)]``, and distributed noise adds
@@ -327,7 +495,7 @@ def check_release(int_sum: np.ndarray | None, total_weight: float,
             share or input: never a silently wrong sum).
     """
     count = contributors if isinstance(contributors, int) else len(contributors)
-    floor = release_floor(config)
+    floor = config.release_floor
     if count < floor:
         raise DropoutError(
             f"only {count} clients contributed; min_clients={config.min_clients} (never "
@@ -364,7 +532,7 @@ def finalize(config: RoundConfig, ring_sum: np.ndarray, contributors: tuple[int,
     sum; the decoding step of every exact protocol.
 
     Raises:
-        DropoutError: fewer than :func:`release_floor` contributed.
+        DropoutError: fewer than :attr:`RoundConfig.release_floor` contributed.
         RangeCheckError: the sum is outside what the contributors can produce.
     """
     int_sum = config.encoding.centre(ring_sum)
@@ -382,7 +550,7 @@ def surviving_noise_event(config: RoundConfig, contributors: int) -> Any:
     """Distributed DP: the event of the noise that ``contributors`` clients put into the sum
     (None when the config has no client noise). Drivers that rebuild a result elsewhere use
     it to report the same event as :func:`finalize`."""
-    client_noise: ClientNoise | None = getattr(config, "client_noise", None)
+    client_noise: ClientNoise | None = config.client_noise
     if client_noise is None:
         return None
     return client_noise.event_for(contributors, config.dim + 1)

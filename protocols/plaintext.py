@@ -168,7 +168,10 @@ def make_config(n_clients: int, dim: int, **kw: Any) -> RoundConfig:
 SPEC = ProtocolSpec(
     name="plaintext",
     summary="no protection: the baseline for benchmarks and tests",
-    make_config=make_config,
+    config_factory=make_config,
     client=PlaintextClient,
     server=PlaintextServer,
+    client_table=lambda config: CLIENT_TRANSITIONS,
+    server_table=lambda config: SERVER_TRANSITIONS,
+    input_kind=Kind.INPUT_REQUEST,
 )

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from protocols.base import MIN_CONTRIBUTORS, release_floor
+from protocols.base import MIN_CONTRIBUTORS
 from secagg.errors import ConfigError, PolicyError
 
 __all__ = ["AnsweredRequests", "ClientPolicy", "MemoryAnsweredRequests"]
@@ -120,7 +120,7 @@ class ClientPolicy:
         if config.n_clients < self.min_cohort:
             raise PolicyError(f"n_clients={config.n_clients} is below the policy's "
                               f"min_cohort={self.min_cohort}")
-        floor = release_floor(config)
+        floor = config.release_floor
         if floor < self.min_contributors:
             raise PolicyError(f"min_clients={config.min_clients} releases sums of {floor} "
                               f"clients; the policy's min_contributors={self.min_contributors}")

@@ -25,7 +25,7 @@ from protocols.secagg._keys import graph_seed, transcript
 from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
-    ConsistencyRequest, KeyBroadcast, RosterEntry, Share, ShareForward, Signed, UnmaskRequest,
+    ConsistencyRequest, RosterEntry, Share, ShareForward, Signed, UnmaskRequest,
     UnmaskResponse,
 )
 from secagg import shamir, sign, wire

@@ -10,7 +10,6 @@ The ``ci`` profile runs a few hundred inputs; ``nightly`` runs 10^6 (HYPOTHESIS_
 from __future__ import annotations
 
 import os
-from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +18,8 @@ from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
 import protocols
-from protocols.base import SERVER, Message
+from protocols.base import SERVER
+from protocols.harness import Router
 from secagg import wire
 from secagg.errors import SecAggError
 from secagg.rng import Csprng
@@ -32,7 +32,7 @@ _FAST = ["plaintext", "secagg", "secagg+"]
 
 @dataclass
 class World:
-    server: object
+    router: Router
     parties: dict[int, object]
 
 
@@ -40,34 +40,30 @@ def _world(name: str, seed: int = 3) -> World:
     spec = protocols.get(name)
     kw = {"active": True} if name == "secagg" else {}
     cfg = spec.make_config(N, DIM, **kw)
-    rng = Csprng.from_seed(seed)
-    cfg, creds = spec.provision(cfg, rng.spawn("enrol"))
-    server = spec.server(cfg, rng.spawn("server"))
-    parties: dict[int, object] = {SERVER: server, **spec.helpers(cfg, rng.spawn("helpers"))}
-    for u in range(N):
-        c = spec.client(cfg, u, rng.spawn(f"client/{u}"), **creds.get(u, {}))
-        c.set_input(np.linspace(-0.1, 0.1, DIM) * (u + 1))
-        parties[u] = c
-    return World(server, parties)
+    inputs = [np.linspace(-0.1, 0.1, DIM) * (u + 1) for u in range(N)]
+    router = Router(spec, cfg, Csprng.from_seed(seed), inputs, start=False, record=False)
+    parties: dict[int, object] = {SERVER: router.server, **router.helpers,
+                                  **dict(enumerate(router.clients))}
+    return World(router, parties)
 
 
-def _deliveries(name: str, stop: int | None = None, mutate=None):
-    """Replay a round. Returns the recorded frames, or, with ``stop``, the world just before
-    frame ``stop`` is delivered (``mutate`` then swaps that frame)."""
+def _deliveries(name: str, stop: int | None = None):
+    """Replay a round through the harness. Returns the recorded frames, or, with ``stop``,
+    the world just before frame ``stop`` is delivered."""
     w = _world(name)
-    queue: deque[Message] = deque(w.server.start())  # type: ignore[attr-defined]
+    router = w.router
+    router.start()
     frames: list[tuple[int, bytes]] = []
     while True:
-        while queue:
-            msg = queue.popleft()
-            frame = wire.encode(msg)
+        while router.pending:
+            env = router.pending[0]
             if stop is not None and len(frames) == stop:
-                return w, msg.recipient, frame
-            frames.append((msg.recipient, frame))
-            queue.extend(w.parties[msg.recipient].receive(wire.decode(frame)))  # type: ignore[attr-defined]
-        if w.server.finished:  # type: ignore[attr-defined]
+                return w, env.recipient, env.frame
+            frames.append((env.recipient, env.frame))
+            router.deliver(0)
+        if router.finished:
             return frames
-        queue.extend(w.server.close_round())  # type: ignore[attr-defined]
+        router.close()
 
 
 _RECORDED: dict[str, list[tuple[int, bytes]]] = {}

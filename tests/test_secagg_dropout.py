@@ -63,7 +63,7 @@ def _complete_graph_oracle(router: Router, drop_at: dict[int, int]) -> tuple[boo
     Survivor sets are nested, so the round finishes iff the clients left to answer the
     unmask request are at least t (and, in the active variant, the signers reach the
     signature threshold). Contributors are the clients whose masked input was sent."""
-    stages, cfg = router.stages, router.config
+    stages, cfg = router.stage_names, router.config
     alive_after = lambda name: {u for u in range(router.n)
                                 if drop_at.get(u, len(stages)) > stages.index(name)}
     masked = alive_after("SHARE_FORWARD")
@@ -79,7 +79,7 @@ def _complete_graph_oracle(router: Router, drop_at: dict[int, int]) -> tuple[boo
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_one_dropout_at_each_stage(name: str, variant: str) -> None:
     n = 7
-    for i, stage in enumerate(_router(name, n, active=VARIANTS[variant], start=False).stages):
+    for i, stage in enumerate(_router(name, n, active=VARIANTS[variant], start=False).stage_names):
         router = _router(name, n, seed=i, active=VARIANTS[variant], drop_at={3: i})
         result = router.run()
         router.check_result(result)
@@ -96,7 +96,7 @@ def test_one_dropout_at_each_stage(name: str, variant: str) -> None:
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_several_dropouts_at_once_across_every_stage(variant: str) -> None:
     n = 12  # t = 7: 5 may drop
-    stages = _router("secagg", n, active=VARIANTS[variant], start=False).stages
+    stages = _router("secagg", n, active=VARIANTS[variant], start=False).stage_names
     drop_at = {u: i for i, u in enumerate(range(0, 2 * len(stages), 2))}
     drop_at = dict(list(drop_at.items())[: n - 7])
     router = _router("secagg", n, active=VARIANTS[variant], drop_at=drop_at)
@@ -273,7 +273,8 @@ def test_run_round_reports_dropped_by_stage(variant: str) -> None:
 @given(n=st.integers(1, 60), fraction=st.floats(0, 0.99), seed=st.integers(0, 2**16))
 def test_plan_dropouts_spreads_round_fraction_n_over_the_stages(
         n: int, fraction: float, seed: int) -> None:
-    stages = protocols.get("secagg").client_stages
+    spec = protocols.get("secagg")
+    stages = spec.client_stages(spec.make_config(n, 1))
     plan = plan_dropouts(n, fraction, stages, Csprng.from_seed(seed))
     assert len(plan) == round(fraction * n)
     assert set(plan) <= set(range(n))

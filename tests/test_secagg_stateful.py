@@ -1,144 +1,33 @@
-"""A hypothesis state machine over every role of a SecAgg / SecAgg+ round.
+"""The kit's state machine (:mod:`protocols.testing.machine`) over SecAgg / SecAgg+ rounds,
+with the masking protocols' own checks on top.
 
-Hypothesis builds a round (protocol, variant, n in 3..8, graph degree and threshold, a small
-dimension) and then interleaves, in any order:
+The kit builds a round (n in 3..8, the graph degree and threshold, the active variant, a
+small dimension, inputs and weights) and interleaves deliveries (oldest, several, any: 
+reordering), duplicates, losses, delays past the deadline, kills and deadlines. Beyond what
+the kit checks for every protocol (only ProtocolErrors; aborted clients stay silent; no
+client reveals both a seed share and a key share of the same client, nor answers two unmask
+requests; the release is the exact sum of its contributors or a typed abort), here:
 
-- delivering the oldest frame in flight (or several), or any other one (reordering);
-- duplicating a frame in flight;
-- killing a client for good (nothing more reaches it);
-- closing the current stage (the deadline passes, whatever is still in flight).
-
-Whatever happens, these must hold:
-
-- the only errors any role raises are ProtocolError and its refinements (refused,
-  late, dropout); nothing else, and nothing outside :class:`SecAggError`, ever escapes;
-- no client ever reveals both a seed share and a key share of the same client, and no
-  client answers two unmask requests;
-- the round ends either with ``result().int_sum`` equal to the exact integer sum of its
-  contributors' encoded inputs (snapshotted right after ``set_input``, since clients clear
-  theirs once they mask), or with a DropoutError and no result. Never with a wrong sum.
+- the server aborts only for dropouts (a DropoutError), and then releases nothing;
+- the contributors are clients whose masked input was sent, at least t of them.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from helpers import Router, random_inputs
-from hypothesis import note, settings
-from hypothesis import strategies as st
-from hypothesis.stateful import (
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    precondition,
-    rule,
-)
-from protocol_strategies import graph_parameters
-from strategies import seeds
+from hypothesis import settings
+from hypothesis.stateful import invariant
 
 import protocols
-from protocols.base import SERVER
-from protocols.secagg import active_min_threshold
 from protocols.secagg._state import ServerStage
-from protocols.secagg.messages import MaskedInput, UnmaskResponse
-from secagg.errors import DropoutError, ProtocolError, SecAggError, UsageError
-from secagg.rng import Csprng
+from protocols.secagg.messages import MaskedInput
+from protocols.testing import RoundMachine
+from secagg.errors import DropoutError, UsageError
 
 
-class SecAggRound(RuleBasedStateMachine):
-    router: Router
-
-    @initialize(data=st.data(), name=st.sampled_from(["secagg", "secagg+"]),
-                n=st.integers(3, 8), dim=st.integers(1, 5), active=st.booleans(),
-                seed=seeds)
-    def build(self, data: st.DataObject, name: str, n: int, dim: int, active: bool,
-              seed: int) -> None:
-        degree, threshold = data.draw(graph_parameters(n, sparse=name == "secagg+"))
-        if active:  # the active variant refuses t <= (m + c)/2 (Bonawitz et al.)
-            threshold = max(threshold, active_min_threshold(degree + 1, 0.1))
-        spec = protocols.get(name)
-        config = spec.make_config(n, dim, degree=degree, threshold=threshold, active=active)
-        rng = Csprng.from_seed(seed)
-        self.router = Router(spec, config, rng, random_inputs(n, dim, rng.spawn("x"), 1.5))
-        self.errors: list[SecAggError] = []
-        self.server_errors: list[SecAggError] = []
-        self.sent_when_aborted: dict[int, int] = {}
-
-    # -- rules -------------------------------------------------------------------------
-    def _deliver(self, index: int) -> None:
-        env = self.router.pending[index]
-        try:
-            self.router.deliver(index)
-        except ProtocolError as exc:  # refused; anything else fails the test
-            self.errors.append(exc)
-            if env.recipient == SERVER:
-                self.server_errors.append(exc)
-        self._note_aborts()
-
-    def _note_aborts(self) -> None:
-        for u, c in enumerate(self.router.clients):
-            if c.aborted and u not in self.sent_when_aborted:
-                self.sent_when_aborted[u] = len(self.router.sent.get(u, []))
-
-    @precondition(lambda self: bool(self.router.pending))
-    @rule()
-    def deliver_oldest(self) -> None:
-        self._deliver(0)
-
-    @precondition(lambda self: bool(self.router.pending))
-    @rule(data=st.data())
-    def deliver_several(self, data: st.DataObject) -> None:
-        for _ in range(data.draw(st.integers(1, 2 * self.router.n), label="count")):
-            if not self.router.pending:
-                break
-            self._deliver(0)
-
-    @precondition(lambda self: bool(self.router.pending))
-    @rule(data=st.data())
-    def deliver_any(self, data: st.DataObject) -> None:
-        self._deliver(data.draw(st.integers(0, len(self.router.pending) - 1), label="index"))
-
-    @precondition(lambda self: bool(self.router.pending))
-    @rule(data=st.data())
-    def duplicate(self, data: st.DataObject) -> None:
-        self.router.duplicate(data.draw(st.integers(0, len(self.router.pending) - 1),
-                                        label="index"))
-
-    @rule(data=st.data())
-    def kill(self, data: st.DataObject) -> None:
-        self.router.kill(data.draw(st.integers(0, self.router.n - 1), label="client"))
-
-    @precondition(lambda self: self.router.server.stage not in (ServerStage.FINISHED,
-                                                                  ServerStage.ABORTED))
-    @rule()
-    def close_stage(self) -> None:
-        self._close()
-
-    def _close(self) -> None:
-        try:
-            self.router.close()
-        except ProtocolError as exc:
-            self.errors.append(exc)
-            self.server_errors.append(exc)
-
-    # -- invariants --------------------------------------------------------------------
-    @invariant()
-    def never_both_shares_of_one_client(self) -> None:
-        seed_owners: set[int] = set()
-        keys: set[int] = set()
-        for u in range(self.router.n):
-            responses = [m for m in self.router.sent.get(u, []) if isinstance(m, UnmaskResponse)]
-            assert len(responses) <= 1, f"client {u} answered two unmask requests"
-            for m in responses:
-                seed_owners |= {s.owner for s in m.seed_shares}
-                keys |= {s.owner for s in m.key_shares}
-        both = seed_owners & keys
-        assert not both, f"both shares of {sorted(both)} were revealed"
-
-    @invariant()
-    def aborted_clients_stay_silent(self) -> None:
-        for u, count in self.sent_when_aborted.items():
-            assert self.router.clients[u].aborted
-            assert len(self.router.sent.get(u, [])) == count
+class SecAggRound(RoundMachine):
+    max_n = 8
+    max_dim = 5
 
     @invariant()
     def the_server_aborts_only_for_dropouts(self) -> None:
@@ -153,31 +42,32 @@ class SecAggRound(RuleBasedStateMachine):
                 raise AssertionError("an aborted round released a result")
 
     def teardown(self) -> None:
+        super().teardown()
         router = getattr(self, "router", None)
         if router is None:
             return
         server = router.server
-        for _ in range(16):  # finish the round as a driver would
-            while router.pending:
-                self._deliver(0)
-            if server.stage in (ServerStage.FINISHED, ServerStage.ABORTED):
-                break
-            self._close()
-        self.never_both_shares_of_one_client()
-        self.aborted_clients_stay_silent()
-        self.the_server_aborts_only_for_dropouts()
-        note(f"stage={server.stage.name} errors={[type(e).__name__ for e in self.errors]}")
         assert server.stage in (ServerStage.FINISHED, ServerStage.ABORTED)
+        self.the_server_aborts_only_for_dropouts()
         if server.stage is ServerStage.FINISHED:
             result = server.result()
             masked = {u for u in range(router.n)
                       if any(isinstance(m, MaskedInput) for m in router.sent.get(u, []))}
             assert set(result.contributors) <= masked
-            assert len(result.contributors) >= router.config.threshold
+            assert len(result.contributors) >= router.config.threshold  # type: ignore[attr-defined]
             np.testing.assert_array_equal(result.int_sum,
                                           router.expected_int_sum(result.contributors))
-            router.check_result(result)
 
 
-SecAggRound.TestCase.settings = settings(SecAggRound.TestCase.settings, stateful_step_count=40)
-TestSecAggRound = SecAggRound.TestCase
+class SecAggCompleteRound(SecAggRound):
+    spec = protocols.get("secagg")
+
+
+class SecAggPlusRound(SecAggRound):
+    spec = protocols.get("secagg+")
+
+
+for _machine in (SecAggCompleteRound, SecAggPlusRound):
+    _machine.TestCase.settings = settings(_machine.TestCase.settings, stateful_step_count=40)
+TestSecAggRound = SecAggCompleteRound.TestCase
+TestSecAggPlusRound = SecAggPlusRound.TestCase

@@ -155,7 +155,7 @@ class CanaryEngine:
                               "round_id": config.round_id, "session": config.session}
         if config.noise is not None:
             kw["noise"] = config.noise
-        if getattr(config, "client_noise", None) is not None:
+        if config.client_noise is not None:
             raise ConfigError("the audit supports central DP only")
         widened = spec.make_config(n, config.dim, **kw)
         self.cohorts.append(n)

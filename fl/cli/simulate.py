@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,30 +69,25 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
     if args.dp == "central":
         kw["noise"] = CentralDiscreteGaussian(args.noise_multiplier, sens)
     elif args.dp == "distributed":
-        if spec.name not in ("secagg", "secagg+"):
-            raise ConfigError(f"--dp distributed needs secagg or secagg+, not {spec.name}")
+        if not spec.supports_distributed_dp:
+            able = [n for n in protocols.names() if protocols.get(n).supports_distributed_dp]
+            raise ConfigError(f"--dp distributed needs {' or '.join(able)}, not {spec.name}")
         hook = DistributedDiscreteGaussian(args.noise_multiplier, sens, args.clients)
         kw["client_noise"] = hook
         kw["encoding"] = encoding(args.clients * client_noise_bound(hook, args.dim, args.clients))
-    if args.threshold is not None:
-        kw["threshold"] = args.threshold
-    if args.degree is not None:
-        kw["degree"] = args.degree
-    if spec.name in ("secagg", "secagg+"):
-        kw["dropout_tolerance"] = max(0.1, args.dropout)
-        kw["active"] = args.active
-    elif args.threshold is not None or args.degree is not None or args.active:
-        raise ConfigError(f"--threshold/--degree/--active apply to secagg and secagg+, "
-                          f"not {spec.name}")
-    return spec.make_config(args.clients, args.dim, **kw)
+    # make_config refuses, in one typed line, what the protocol does not support.
+    return spec.make_config(args.clients, args.dim, threshold=args.threshold,
+                            degree=args.degree, active=args.active,
+                            dropout_tolerance=max(0.1, args.dropout), **kw)
 
 
 def _bytes_per_value(clients: int, bits: int) -> int:
-    """A lower bound on the bytes a round holds per vector coordinate: every client's
-    float32 input (:func:`_inputs` makes them all before the round), one client's encoded
-    and masked ring vectors, and the server's ring accumulator and float64 sum."""
+    """A lower bound on the bytes a round holds per vector coordinate: one client's float32
+    input (:func:`_inputs` makes each on demand), its encoded and masked ring vectors, and
+    the server's ring accumulator and float64 sum. (``clients`` is kept for the estimate's
+    signature: the lean simulator's memory does not grow with it per coordinate.)"""
     ring = bits // 8
-    return 4 * clients + 2 * ring + ring + 8
+    return 4 + 2 * ring + ring + 8
 
 
 def _fits(per_value: int) -> int:
@@ -102,15 +98,18 @@ def _fits(per_value: int) -> int:
     return 0 if avail is None else avail // per_value
 
 
-def _inputs(n: int, dim: int, clip: float, seed: int | None) -> list[np.ndarray]:
-    """Random float32 updates with L2 norm uniform in [0, clip] (simulation data only)."""
-    gen = np.random.default_rng(seed)
-    out = []
-    for _ in range(n):
-        v = gen.standard_normal(dim).astype(np.float32)
+def _inputs(n: int, dim: int, clip: float, seed: int | None) -> Callable[[int], np.ndarray]:
+    """Client ``u``'s random float32 update, L2 norm uniform in [0, clip] (simulation data
+    only), made on demand so the simulator never holds every client's input at once."""
+    base = np.random.SeedSequence(seed).entropy
+
+    def update(u: int) -> np.ndarray:
+        gen = np.random.default_rng([base, u])
+        v = gen.standard_normal(dim, dtype=np.float32)
         v *= np.float32(clip * gen.uniform() / max(float(np.linalg.norm(v)), 1e-12))
-        out.append(v)
-    return out
+        return v
+
+    return update
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,14 +131,12 @@ def run(args: argparse.Namespace) -> int:
     with console.status(f"{spec.name}: {args.clients} clients x {args.dim} values, "
                         f"{len(drop)} dropping") as status:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)
-        report = run_round(spec, config, inputs, rng, drop_at=drop,
+        report = run_round(spec, config, inputs, rng, drop_at=drop, lean=True,
                            progress=lambda s: status.update(f"{spec.name}: {s}"))
     out = report.to_json()
     if args.dp != "none" and report.result is not None:
         out["dp"] = _dp_report(args, config, inputs, report)
-    for name in ("threshold", "degree"):
-        if hasattr(config, name):
-            out[name] = getattr(config, name)
+    out.update(spec.graph_params(config).as_dict())
     if args.json:
         emit_json(out)
     else:
@@ -147,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     return 0 if report.error is None else 1
 
 
-def _dp_report(args: argparse.Namespace, config: Any, inputs: list[np.ndarray],
+def _dp_report(args: argparse.Namespace, config: Any, inputs: Callable[[int], np.ndarray],
                report: RoundReport) -> dict[str, Any]:
     """The noise that was added, and how far the released sum is from the noiseless one."""
     res = report.result
@@ -158,7 +155,7 @@ def _dp_report(args: argparse.Namespace, config: Any, inputs: list[np.ndarray],
     z = args.noise_multiplier * (1.0 if args.dp == "central" else math.sqrt(s / n))
     clean = np.zeros(args.dim)
     for u in res.contributors:
-        clean += clip_l2(inputs[u], args.clip)[0]
+        clean += clip_l2(inputs(u), args.clip)[0]
     deviation = res.sum - clean
     return {
         "mode": args.dp,

@@ -92,6 +92,7 @@ from protocols.he.messages import (
 from protocols._machine import transition
 from protocols.base import (
     DECRYPTOR,
+    MIN_CONTRIBUTORS,
     SERVER,
     AggregateResult,
     ClientCore,
@@ -121,8 +122,6 @@ __all__ = ["DecryptionSpent", "FarOutOfRange", "HeAggregator", "HeClient", "HeCo
 #: a driver, e.g. ``ProcessPoolExecutor.map`` (:func:`fl.pool.process_map`)
 MapFn = Callable[..., Iterable[Any]]
 
-#: HE rounds never release a sum over fewer clients than this, whatever min_clients says
-MIN_COHORT = 2
 
 
 class DecryptionSpent(AlreadyFinalized, ProtocolError):
@@ -159,19 +158,14 @@ class HeConfig(RoundConfig):
 
     def __post_init__(self) -> None:
         RoundConfig.__post_init__(self)
-        if self.n_clients < MIN_COHORT:
-            raise ConfigError(f"an HE round needs at least {MIN_COHORT} clients (a sum over one "
+        if self.n_clients < MIN_CONTRIBUTORS:
+            raise ConfigError(f"an HE round needs at least {MIN_CONTRIBUTORS} clients (a sum over one "
                               f"client is that client's input), got n_clients={self.n_clients}")
         if self.decryptor_key is not None and len(self.decryptor_key) != sign.VERIFY_KEY_SIZE:
             raise ConfigError(f"decryptor_key must be a {sign.VERIFY_KEY_SIZE}-byte Ed25519 "
                               f"verify key, got {len(self.decryptor_key)} bytes")
         if self.registry is not None and not self.registry.covers(self.n_clients):
             raise ConfigError(f"the registry must enrol clients 0..{self.n_clients - 1}")
-
-    @property
-    def min_release(self) -> int:
-        """The fewest contributors a release may have: ``max(2, min_clients)``."""
-        return max(MIN_COHORT, self.min_clients)
 
 
 def provision(config: HeConfig, rng: Csprng) -> tuple[HeConfig, dict[int, dict[str, Any]]]:
@@ -443,10 +437,10 @@ class HeAggregator(ServerCore):
                                 f"got {v.culprits}")
         rest = tuple(u for u in self._contributors if u not in v.culprits)
         self.excluded = v.culprits
-        if len(rest) < cfg.min_release:
+        if len(rest) < cfg.release_floor:
             self.state, self._uploads = ServerState.ABORTED, {}
             raise DropoutError(f"clients {v.culprits} sent uploads far out of range; the "
-                               f"{len(rest)} left are fewer than {cfg.min_release}")
+                               f"{len(rest)} left are fewer than {cfg.release_floor}")
         acc = None
         for u in rest:
             acc = self.SCHEME.add(cfg, self._public, acc, self._uploads[u])
@@ -490,10 +484,10 @@ class HeAggregator(ServerCore):
             waited = self.state.name
             self.state = nxt
             raise DropoutError(f"the decryptor did not answer ({waited}); the round is aborted")
-        if len(self._envelopes) < self.config.min_release:
+        if len(self._envelopes) < self.config.release_floor:
             self.state = ServerState.ABORTED
             raise DropoutError(f"only {len(self._envelopes)} clients contributed; an HE round "
-                               f"needs {self.config.min_release} (max(2, min_clients)) and "
+                               f"needs {self.config.release_floor} (max(2, min_clients)) and "
                                "refuses to ask for a decryption")
         blocks = self.SCHEME.seal(self.config, self._public, self._acc)
         self._contributors = tuple(sorted(self._envelopes))
@@ -573,9 +567,9 @@ class HeDecryptor(Party):
         ids = m.contributors
         if list(ids) != sorted(set(ids)) or not all(0 <= u < cfg.n_clients for u in ids):
             raise ProtocolError(f"contributors must be distinct client ids in order, got {ids}")
-        if len(ids) < cfg.min_release:
+        if len(ids) < cfg.release_floor:
             raise DropoutError(f"an aggregate of {len(ids)} clients; an HE round releases "
-                               f"only over {cfg.min_release} (max(2, min_clients)) or more")
+                               f"only over {cfg.release_floor} (max(2, min_clients)) or more")
         retry = self.state is DecryptorState.RETRY
         if retry and ids != self._retry:
             raise ProtocolError(f"after the verdict only {self._retry} may be asked for, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
+from protocols.he.state import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, Kind
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
@@ -49,7 +50,11 @@ SPEC = ProtocolSpec(
     name="paillier",
     summary="packed Paillier (phe) ciphertexts multiplied by the server, decrypted once by a "
             "separate decryptor; exact",
-    make_config=make_config,
+    config_factory=make_config,
+    client_table=lambda config: CLIENT_TRANSITIONS,
+    server_table=lambda config: SERVER_TRANSITIONS,
+    input_kind=Kind.INPUT_REQUEST,
+    keywords=frozenset({"decryptor_key", "registry"}),
     client=PaillierClient,
     server=PaillierAggregator,
     helpers=helpers,

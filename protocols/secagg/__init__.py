@@ -10,8 +10,8 @@ import dataclasses
 from functools import partial
 from typing import Any
 
-from protocols.base import ProtocolSpec
-from protocols.secagg._state import CLIENT_TRANSITIONS
+from protocols.base import GraphParams, ProtocolSpec
+from protocols.secagg._state import Kind, tables
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import (
     SecAggConfig, active_min_threshold, derive_graph_parameters, make_config,
@@ -22,7 +22,9 @@ from protocols.secagg.registry import (
 from protocols.secagg.server import SecAggServer
 from secagg.rng import Csprng
 
-_STAGES = tuple(kind.name for (_, kind) in CLIENT_TRANSITIONS)
+#: make_config keywords (beyond the base ones) the masking protocols support
+_KEYWORDS = frozenset({"threshold", "degree", "active", "registry", "corruption",
+                       "dropout_tolerance", "client_noise"})
 
 __all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
            "SecAggServer", "active_min_threshold", "derive_graph_parameters", "enroll",
@@ -44,18 +46,28 @@ def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int
 SECAGG = ProtocolSpec(
     name="secagg",
     summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
-    make_config=partial(make_config, sparse=False),
+    config_factory=partial(make_config, sparse=False),
     client=partial(SecAggClient, protocol="secagg"),
     server=SecAggServer,
-    client_stages=_STAGES,
+    client_table=lambda config: tables(config.active)[0],
+    server_table=lambda config: tables(config.active)[1],
+    input_kind=Kind.SHARE_FORWARD,
+    keywords=_KEYWORDS,
     provision=provision,
+    supports_distributed_dp=True,
+    graph=lambda config: GraphParams(config.threshold, config.degree),
 )
 SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
     summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
-    make_config=partial(make_config, sparse=True),
+    config_factory=partial(make_config, sparse=True),
     client=partial(SecAggClient, protocol="secagg+"),
     server=SecAggServer,
-    client_stages=_STAGES,
+    client_table=lambda config: tables(config.active)[0],
+    server_table=lambda config: tables(config.active)[1],
+    input_kind=Kind.SHARE_FORWARD,
+    keywords=_KEYWORDS,
     provision=provision,
+    supports_distributed_dp=True,
+    graph=lambda config: GraphParams(config.threshold, config.degree),
 )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 
-from protocols.base import PROTOCOL_VERSION, release_floor
+from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
 from secagg import aead
 from secagg.kex import agree, derive_key, label
@@ -59,7 +59,7 @@ def config_fingerprint(config: SecAggConfig) -> bytes:
     than its peers computes another transcript, and its signatures verify nowhere else."""
     enc = config.encoding
     fields = (config.n_clients, config.dim, config.degree, config.threshold,
-              config.signature_threshold, int(config.active), release_floor(config), enc.bits,
+              config.signature_threshold, int(config.active), config.release_floor, enc.bits,
               enc.frac_bits, enc.max_clients, enc.noise_bound, repr(float(enc.clip)),
               repr(float(enc.max_weight)),
               config.registry.fingerprint() if config.registry is not None else "")

@@ -49,7 +49,6 @@ from protocols.secagg._keys import (
     survivors_message, transcript,
 )
 from protocols.secagg._state import ClientState, Kind, tables
-from protocols.base import release_floor
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
@@ -213,11 +212,11 @@ class SecAggClient(ClientCore):
         if len(mine) != 1 or mine[0].digest != self._digest:
             raise ProtocolError("key broadcast roster does not carry this client's own "
                                 "advertisement unchanged")
-        need = max(cfg.threshold, release_floor(cfg))
+        need = max(cfg.threshold, cfg.release_floor)
         if len(roster) < need:
             raise ProtocolError(f"the roster has {len(roster)} clients; this round needs at least "
                                 f"{need} (threshold t={cfg.threshold}, release floor "
-                                f"{release_floor(cfg)})")
+                                f"{cfg.release_floor})")
         if cfg.active:
             registry = cfg.registry
             if registry is None:

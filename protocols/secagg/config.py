@@ -30,10 +30,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from math import comb
-from typing import Any
+from typing import Any, ClassVar
 
 from protocols.base import ClientNoise, RoundConfig
-from protocols.secagg._state import tables
 from protocols.secagg.registry import ClientRegistry
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
@@ -73,6 +72,8 @@ class SecAggConfig(RoundConfig):
             round, which adds at most 2^-40 to delta), so the encoding's ``noise_bound``
             must be at least ``n_clients * client_noise_bound``: the sum can never wrap.
     """
+
+    SUPPORTS_CLIENT_NOISE: ClassVar[bool] = True
 
     threshold: int = 0
     degree: int = 0
@@ -137,11 +138,6 @@ class SecAggConfig(RoundConfig):
         """
         c = int(self.corruption * self.n_clients)
         return min(self.n_clients, max(self.threshold, (self.n_clients + c) // 2 + 1))
-
-    @property
-    def client_stages(self) -> tuple[str, ...]:
-        """Kinds of message a client receives, in order (for drivers that drop clients)."""
-        return tuple(kind.name for (_, kind) in tables(self.active)[0])
 
     @property
     def complete(self) -> bool:

@@ -38,7 +38,7 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import (
-    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header, release_floor,
+    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header,
 )
 from protocols.secagg._keys import (
     COMMITMENT_SIZE, NONCE_SIZE, SEALED_SIZE, advert_digest, advert_message, graph_seed,
@@ -275,9 +275,9 @@ class SecAggServer(ServerCore):
         return out
 
     def _need(self, alive: int, what: str) -> None:
-        if alive < release_floor(self.config):
+        if alive < self.config.release_floor:
             raise DropoutError(f"only {alive} clients {what}; a release needs "
-                               f"{release_floor(self.config)} (min_clients="
+                               f"{self.config.release_floor} (min_clients="
                                f"{self.config.min_clients}, never below 2) and threshold "
                                f"t={self.config.threshold}")
 

@@ -1,0 +1,153 @@
+"""The public testing kit and harness themselves: optional hypothesis, the harness's network
+operations, the strategies' promises, the table walks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import protocols
+from protocols.harness import NetOp, Op, Router, build_parties, party_rng
+from protocols.testing import strategies as pst
+from protocols.testing.walk import check_table, walk_table
+from secagg.errors import ConfigError, LateMessageError, UsageError
+from secagg.rng import Csprng
+
+
+def test_protocols_imports_without_hypothesis() -> None:
+    code = ("import sys; sys.modules['hypothesis'] = None\n"
+            "import numpy as np, protocols\n"
+            "r = protocols.aggregate('secagg', None, [np.full(3, 0.25)] * 4)\n"
+            "assert r.total_weight == 4.0\n"
+            "try:\n    import protocols.testing\nexcept ImportError as e:\n    print(e)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert "pip install 'secagg[testing]'" in out.stdout
+
+
+def test_build_parties_uses_one_label_scheme() -> None:
+    spec = protocols.get("secagg")
+    config = spec.make_config(4, 3, active=True, session=b"labels")
+    rng = Csprng.from_seed("labels")
+    parties = build_parties(spec, config, rng)
+    assert len(parties.clients) == 4 and parties.config.registry is not None
+    assert party_rng(rng, 2).bytes(16) == rng.spawn("client/2").bytes(16)
+    assert party_rng(rng, "server").bytes(16) == rng.spawn("server").bytes(16)
+    with pytest.raises(UsageError):
+        party_rng(rng, "nobody")
+    with pytest.raises(UsageError):
+        parties.party(17)
+
+
+def test_aggregate_matches_a_hand_routed_round() -> None:
+    inputs = [np.linspace(-0.5, 0.5, 6) * (u + 1) / 4 for u in range(4)]
+    for name in ("plaintext", "secagg", "secagg+"):
+        spec = protocols.get(name)
+        config = spec.make_config(4, 6, session=b"same")
+        got = protocols.aggregate(name, config, inputs, rng=Csprng.from_seed(9))
+        router = Router(spec, config, Csprng.from_seed(9), inputs)
+        want = router.run()
+        np.testing.assert_array_equal(got.int_sum, want.int_sum)
+        router.check_result(want)
+
+
+def test_aggregate_refuses_bad_input_before_any_work() -> None:
+    with pytest.raises(ConfigError, match="same length"):
+        protocols.aggregate("secagg", None, [np.zeros(3), np.zeros(4)])
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        protocols.aggregate("nope", None, [np.zeros(3)] * 2)
+    with pytest.raises(ConfigError, match="does not support 'threshold'"):
+        protocols.aggregate("plaintext", None, [np.zeros(3)] * 2, threshold=2)
+
+
+def test_a_frame_delayed_past_the_deadline_arrives_late() -> None:
+    spec = protocols.get("plaintext")
+    router = Router(spec, spec.make_config(3, 2), Csprng.from_seed(1))
+    router.deliver(0)  # client 0 answers
+    i = router.find(lambda e: e.recipient == protocols.SERVER)
+    assert i is not None
+    router.delay(i)
+    router.flush()
+    with pytest.raises(LateMessageError):
+        router.run()  # the delayed input comes back after the deadline closed the round
+    assert router.finished and router.server.result().contributors == (1, 2)
+
+
+def test_network_operations_do_what_they_say() -> None:
+    spec = protocols.get("plaintext")
+    router = Router(spec, spec.make_config(3, 2), Csprng.from_seed(1))
+    assert len(router.pending) == 3
+    router.apply([NetOp(Op.DUPLICATE, 0), NetOp(Op.DROP, 1)])
+    assert len(router.pending) == 3 and router.pending[-1].recipient == 0
+    router.apply([NetOp(Op.DELIVER, 1)])  # reordered: client 2's request first
+    assert router.received == [0, 0, 1]
+
+
+@given(data=st.data())
+def test_round_configs_are_valid_and_use_the_declared_keywords(data: st.DataObject) -> None:
+    spec = protocols.get(data.draw(st.sampled_from(["plaintext", "secagg", "secagg+"])))
+    _, config = data.draw(pst.round_configs(spec))
+    assert 3 <= config.n_clients <= 6
+    params = spec.graph_params(config)
+    if params.degree is not None:
+        assert params.threshold is not None and 1 <= params.threshold <= params.degree + 1
+    schedule = data.draw(pst.dropout_schedules_for(spec, config))
+    assert all(0 <= s < len(spec.client_stages(config)) for s in schedule.values())
+    xs, ws = data.draw(pst.inputs_and_weights(config.n_clients, config.dim))
+    assert len(xs) == len(ws) == config.n_clients and all(0 < w <= 1 for w in ws)
+
+
+def test_the_pure_walk_refuses_a_malformed_table() -> None:
+    import enum
+
+    class S(enum.Enum):
+        A = 1
+        B = 2
+        C = 3
+        ABORTED = 4
+
+    class K(enum.Enum):
+        GO = 1
+        BACK = 2
+
+    assert walk_table({(S.A, K.GO): S.B}).moved == 1
+    with pytest.raises(AssertionError, match="cannot be reached"):
+        check_table({(S.A, K.GO): S.B, (S.C, K.GO): S.A})
+    with pytest.raises(AssertionError, match="ABORTED"):
+        check_table({(S.A, K.GO): S.B, (S.ABORTED, K.GO): S.A})
+    with pytest.raises(AssertionError, match="chain"):
+        check_table({(S.A, K.GO): S.B, (S.A, K.BACK): S.C}, chain=True)
+
+
+@pytest.mark.parametrize("name", ["plaintext", "secagg+"])
+def test_lazy_inputs_are_made_once_just_before_the_input_stage(name: str) -> None:
+    spec = protocols.get(name)
+    config = spec.make_config(6, 5, session=b"lazy")
+    calls: list[int] = []
+
+    def make(u: int) -> np.ndarray:
+        calls.append(u)
+        return np.linspace(-0.2, 0.2, 5) * (u + 1)
+
+    stage = spec.input_stage(config)
+    assert spec.client_stages(config)[stage].KIND is spec.input_kind
+    drop_at = {1: stage, 4: stage + 1} if stage + 1 < len(spec.client_stages(config)) else {1: 0}
+    lazy = Router(spec, config, Csprng.from_seed(2), make, drop_at=drop_at, lazy_inputs=True,
+                  server_first=True, keep_encodings=set(drop_at))
+    assert calls == []  # nothing made before the stage that needs it
+    result = lazy.run()
+    assert sorted(calls) == sorted(set(calls)) and 1 not in calls
+    eager = Router(spec, config, Csprng.from_seed(2), [make(u) for u in range(6)],
+                   drop_at=drop_at)
+    want = eager.run()
+    assert result.contributors == want.contributors
+    # Exact sums both ways (the encodings differ: a lazy client encodes after drawing its
+    # keys, so its stochastic rounding uses other bits of its generator).
+    assert lazy.is_exact(result) is True and eager.is_exact(want) is True
+    lazy.check_result(result)
+    eager.check_result(want)
