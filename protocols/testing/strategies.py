@@ -48,6 +48,7 @@ from protocols.base import ProtocolSpec, RoundConfig
 from protocols.harness import NetOp, Op
 from secagg import prg
 from secagg.encoding import EncodingConfig, headroom
+from secagg.errors import ConfigError
 from secagg.rng import Csprng
 from secagg.shamir import PRIME
 
@@ -254,7 +255,22 @@ def round_configs(draw: st.DrawFn, /, spec: ProtocolSpec, *, min_n: int = 3, max
         kw.update(degree=degree, threshold=threshold)
     if "active" in spec.keywords and "active" not in kw:
         kw["active"] = draw(st.booleans(), label="active")
+    if kw.get("active") and "threshold" in kw and "degree" in kw:
+        # An active variant may need a larger threshold than the passive one (e.g. secagg's
+        # t > (m + c)/2): draw from the thresholds the protocol itself accepts.
+        accepted = [t for t in range(kw["threshold"], kw["degree"] + 2)
+                    if _accepts(spec, n, dim, {**kw, "threshold": t})]
+        if accepted:
+            kw["threshold"] = draw(st.sampled_from(accepted), label="active threshold")
     return spec, spec.make_config(n, dim, **kw)
+
+
+def _accepts(spec: ProtocolSpec, n: int, dim: int, kw: dict[str, Any]) -> bool:
+    try:
+        spec.make_config(n, dim, **kw)
+    except ConfigError:
+        return False
+    return True
 
 
 @st.composite
