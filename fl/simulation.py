@@ -52,6 +52,8 @@ class RoundReport:
     download_bytes_per_client: int
     server_peak_bytes: int
     client_seconds_all: list[float] = field(default_factory=list)
+    #: server-to-client requests each client answers in a round (the protocol's stages)
+    client_exchanges: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The ``simulate --json`` contract (DESIGN.md)."""
@@ -70,6 +72,7 @@ class RoundReport:
             "upload_bytes_per_client": self.upload_bytes_per_client,
             "download_bytes_per_client": self.download_bytes_per_client,
             "server_peak_bytes": self.server_peak_bytes,
+            "client_exchanges": self.client_exchanges,
             "error": self.error,
         }
 
@@ -227,6 +230,7 @@ def run_round(
         download_bytes_per_client=int(statistics.median(down[u] for u in ids)),
         server_peak_bytes=peak,
         client_seconds_all=[client_time[u] for u in ids],
+        client_exchanges=len(stage_names),
     )
 
 

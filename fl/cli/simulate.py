@@ -45,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active", action="store_true",
                    help="active-adversary variant: signed keys and a consistency round "
                         "(secagg, secagg+)")
+    p.add_argument("--enrolled", action="store_true",
+                   help="clients enrolled with long-term keys: two exchanges per round, no "
+                        "key setup (secagg, secagg+; simulated enrolment)")
     p.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
                    help="discrete Gaussian noise: added once by the decoding party (central), "
                         "or by every client before masking (distributed; secagg, secagg+)")
@@ -79,8 +82,9 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
     if spec.name in ("secagg", "secagg+"):
         kw["dropout_tolerance"] = max(0.1, args.dropout)
         kw["active"] = args.active
-    elif args.threshold is not None or args.degree is not None or args.active:
-        raise ConfigError(f"--threshold/--degree/--active apply to secagg and secagg+, "
+        kw["enrolled"] = args.enrolled
+    elif args.threshold is not None or args.degree is not None or args.active or args.enrolled:
+        raise ConfigError(f"--threshold/--degree/--active/--enrolled apply to secagg and secagg+, "
                           f"not {spec.name}")
     return spec.make_config(args.clients, args.dim, **kw)
 

@@ -26,6 +26,7 @@ from math import comb
 from typing import Any
 
 from protocols.base import ClientNoise, RoundConfig
+from protocols.secagg._enrolled_state import client_stages as enrolled_stages
 from protocols.secagg._state import tables
 from protocols.secagg.registry import ClientRegistry
 from secagg.encoding import EncodingConfig
@@ -53,7 +54,10 @@ class SecAggConfig(RoundConfig):
         degree: neighbours per client k; ``n_clients - 1`` is the complete graph.
         corruption: the fraction of clients assumed to collude with the server.
         active: the active-adversary variant (signed keys, consistency round).
-        registry: long-term verify keys of the clients (required by ``active``).
+        registry: long-term verify keys of the clients (required by ``active``); with
+            ``enrolled``, an :class:`~protocols.secagg.enrolled_keys.EnrolledRegistry`.
+        enrolled: clients hold long-term keys (``secagg enroll``): two exchanges per round
+            and no key setup (:mod:`protocols.secagg.enrolled_client`).
         client_noise: distributed DP: every client adds this noise before masking, so no
             party ever sees an un-noised sum. Each client clamps its noise to
             :attr:`client_noise_bound` (exceeded with probability below 2^-40 over the whole
@@ -66,6 +70,7 @@ class SecAggConfig(RoundConfig):
     corruption: float = 0.1
     active: bool = False
     registry: ClientRegistry | None = None
+    enrolled: bool = False
     client_noise: ClientNoise | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +123,8 @@ class SecAggConfig(RoundConfig):
     @property
     def client_stages(self) -> tuple[str, ...]:
         """Kinds of message a client receives, in order (for drivers that drop clients)."""
+        if self.enrolled:
+            return enrolled_stages(self.active)
         return tuple(kind.name for (_, kind) in tables(self.active)[0])
 
     @property
