@@ -289,12 +289,14 @@ class EnrolledClient(ClientCore):
             if e.dropped in surv or (cfg.active and e.dropped in (self._signed or ())):
                 raise ProtocolError(f"asked to open a round seed of {e.dropped}, a survivor "
                                     "whose self-mask share this client releases")
-            threshold.check_point(e.point)
+            if len(e.point) != threshold.POINT_SIZE:
+                raise ProtocolError(f"escrow points must be {threshold.POINT_SIZE} bytes")
+        # Computed before the answer is claimed: a bad point aborts with nothing released.
+        partials = tuple(Partial(e.owner, e.dropped, threshold.partial(held[e.owner][1], e.point))
+                         for e in m.escrow)
         self._claim("unmask")
         seed_shares = tuple(Share(v, held[v][0]) for v in sorted(surv))
         round_seeds = tuple(RoundSeed(v, self._seeds[v]) for v in sorted(drop))
-        partials = tuple(Partial(e.owner, e.dropped, threshold.partial(held[e.owner][1], e.point))
-                         for e in m.escrow)
         self._forget()
         return [UnmaskResponse(**header(cfg, me, SERVER), seed_shares=seed_shares,
                                round_seeds=round_seeds, partials=partials)]

@@ -166,10 +166,12 @@ class EnrolledServer(ServerCore):
                 raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        for e in msg.escrow:
-            if len(e.ciphertext) != ESCROW_SIZE:
-                raise ProtocolError(f"escrowed seeds must be {ESCROW_SIZE} bytes")
-            threshold.check_point(e.point)
+        # Points are checked by the holders asked to use them, not here (a full check
+        # costs a scalar multiplication; an upload carries k of them).
+        if any(len(e.ciphertext) != ESCROW_SIZE or len(e.point) != threshold.POINT_SIZE
+               for e in msg.escrow):
+            raise ProtocolError(f"escrows must be a {threshold.POINT_SIZE}-byte point and a "
+                                f"{ESCROW_SIZE}-byte ciphertext")
         np.add(self._acc, y, out=self._acc)
         for sh in msg.shares:
             self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
@@ -273,18 +275,40 @@ class EnrolledServer(ServerCore):
         up = self._uploaded
         self._waiting = set(recipients)
         out: list[Message] = []
+        asks = self._escrow_asks(recipients)
         for w in sorted(recipients):
             nbrs = self._graph[w]
             surv = frozenset(nbrs & up) | {w}
             drop = frozenset(nbrs - up)
-            escrow = [EscrowRequest(u, v, self._escrow[(u, v)][0])
-                      for u in sorted(surv - {w}) for v in sorted(self._graph[u] - up)]
+            escrow = asks.get(w, [])
             self._requests[w] = (surv, drop, frozenset((e.owner, e.dropped) for e in escrow))
             shares = tuple(sorted(self._inbox.get(w, []), key=lambda sh: sh.peer))
             out.append(UnmaskRequest(**header(self.config, SERVER, w),
                                      survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop)),
                                      shares=shares, escrow=tuple(escrow), signatures=sigs))
         self._inbox.clear()
+        return out
+
+    def _escrow_asks(self, recipients: frozenset[int]) -> dict[int, list[EscrowRequest]]:
+        """Which holders are asked to help open each escrow a survivor made with a dropped
+        client (it is opened only if that survivor vanishes before it answers).
+
+        Each pair asks t holders plus half of the rest (at least one spare), starting at a
+        different holder for each pair so the work spreads evenly; a partial costs a
+        holder one scalar multiplication.
+        """
+        t, up = self.config.threshold, self._uploaded
+        out: dict[int, list[EscrowRequest]] = {}
+        for u in sorted(up):
+            holders = sorted((self._graph[u] & recipients) - {u})
+            if not holders:
+                continue
+            ask = min(len(holders), t + max(1, (len(holders) - t + 1) // 2))
+            for v in sorted(self._graph[u] - up):
+                start = (u * 7919 + v) % len(holders)
+                req = EscrowRequest(u, v, self._escrow[(u, v)][0])
+                for i in range(ask):
+                    out.setdefault(holders[(start + i) % len(holders)], []).append(req)
         return out
 
     def _pair_seed(self, u: int, v: int) -> bytes:
