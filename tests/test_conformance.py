@@ -42,15 +42,16 @@ DIM = 16
 # (a config option rather than a protocol of its own).
 _ACTIVE = ("secagg", "secagg+")
 CASES = [pytest.param(name, id=name) for name in protocols.names()] + [
-    pytest.param(f"{name}:active", id=f"{name}-active") for name in _ACTIVE
-    if name in protocols.names()
+    pytest.param(f"{name}:{v}", id=f"{name}-{v}") for name in _ACTIVE
+    for v in ("active", "enrolled", "enrolled+active") if name in protocols.names()
 ]
 pytestmark = pytest.mark.parametrize("name", CASES)
 
 
 def _spec_and_options(name: str) -> tuple[protocols.ProtocolSpec, dict[str, object]]:
     base, _, variant = name.partition(":")
-    return protocols.get(base), ({"active": True} if variant == "active" else {})
+    # "enrolled+active": long-term keys, two exchanges, plus the signed survivor list
+    return protocols.get(base), {v: True for v in variant.split("+") if v}
 
 
 def _router(name: str, seed: int = 1, *, n: int = N, dim: int = DIM, start: bool = True,
