@@ -104,6 +104,7 @@ def run_round(
     drop_at: Mapping[int, int] | None = None,
     measure_memory: bool = True,
     progress: Progress | None = None,
+    credentials: Mapping[int, dict[str, Any]] | None = None,
 ) -> RoundReport:
     """Run one round of ``spec`` over ``inputs`` (one vector per client).
 
@@ -111,6 +112,9 @@ def run_round(
         drop_at: client -> stage index (into ``spec.client_stages``) from which it is silent.
         measure_memory: walk the server's state after each step (costs a little time,
             which is not counted in ``server_seconds``).
+        credentials: client -> extra keyword arguments of ``spec.client`` (e.g. an
+            enrolled ``identity`` loaded from ``secagg enroll``'s files); default: what
+            ``spec.provision`` makes up for the simulation.
 
     Returns:
         A :class:`RoundReport`. A round that aborts (e.g. too many dropouts) is reported with
@@ -121,7 +125,8 @@ def run_round(
         raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
     drop_at = dict(drop_at or {})
     weights = list(weights) if weights is not None else [1.0] * n
-    config, credentials = spec.provision(config, rng.spawn("enrolment"))
+    if credentials is None:  # simulated enrolment (unless the caller brings real keys)
+        config, credentials = spec.provision(config, rng.spawn("enrolment"))
     server = spec.server(config, rng.spawn("server"))
     helpers = spec.helpers(config, rng.spawn("helpers"))
     clients: list[ClientCore] = [

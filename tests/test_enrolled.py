@@ -239,3 +239,40 @@ def test_a_client_without_identity_or_registry_is_refused_up_front() -> None:
     good = dataclasses.replace(config, registry=reg)
     with pytest.raises(ConfigError, match="too small"):
         EnrolledServer(good, Csprng.from_seed("x"), cohort=(0, 1))
+
+
+def test_enroll_command_writes_files_the_simulator_uses(tmp_path: object, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import fl.cli
+
+    out = tmp_path / "enrolment"  # type: ignore[operator]
+    assert fl.cli.main(["enroll", "--clients", "6", "--out", str(out), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(doc["key_files"]) == 6
+    assert all(stat.S_IMODE(os.stat(f).st_mode) == 0o600 for f in doc["key_files"])
+    assert fl.cli.main(["enroll", "--clients", "6", "--out", str(out)]) == 2  # never overwrites
+    capsys.readouterr()
+    assert fl.cli.main(["simulate", "--protocol", "secagg+", "--enrolled", "--enrolment",
+                        str(out), "--clients", "6", "--dim", "5", "--dropout", "0.34",
+                        "--seed", "2", "--json"]) == 0
+    sim = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sim["exact"] is True and sim["client_exchanges"] == 2 and sim["dropped"] == 2
+    assert fl.cli.main(["simulate", "--protocol", "secagg+", "--enrolled", "--enrolment",
+                        str(out), "--clients", "7", "--dim", "5", "--json"]) == 2
+    assert "enrols 6 clients" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("name", "flags", "want"), [
+    ("plaintext", [], 1), ("secagg", [], 4), ("secagg", ["--active"], 5),
+    ("secagg+", ["--enrolled"], 2), ("secagg+", ["--enrolled", "--active"], 3),
+])
+def test_simulate_reports_client_exchanges(name: str, flags: list[str], want: int,
+                                           capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    import fl.cli
+
+    assert fl.cli.main(["simulate", "--protocol", name, *flags, "--clients", "5", "--dim", "3",
+                        "--seed", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["client_exchanges"] == want

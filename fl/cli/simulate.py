@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from fl.cli._common import add_json_flag, emit_json, stderr_console
 from fl.simulation import RoundReport, plan_dropouts, run_round
 from protocols.base import stages_of
 from protocols.secagg.config import client_noise_bound
+from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from secagg.dp import (
     CentralDiscreteGaussian,
     DistributedDiscreteGaussian,
@@ -48,6 +50,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--enrolled", action="store_true",
                    help="clients enrolled with long-term keys: two exchanges per round, no "
                         "key setup (secagg, secagg+; simulated enrolment)")
+    p.add_argument("--enrolment", type=Path, default=None, metavar="DIR",
+                   help="with --enrolled: load registry.json and client-<id>.key from DIR "
+                        "(written by 'secagg enroll') instead of enrolling in memory")
     p.add_argument("--dp", choices=("none", "central", "distributed"), default="none",
                    help="discrete Gaussian noise: added once by the decoding party (central), "
                         "or by every client before masking (distributed; secagg, secagg+)")
@@ -83,10 +88,27 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
         kw["dropout_tolerance"] = max(0.1, args.dropout)
         kw["active"] = args.active
         kw["enrolled"] = args.enrolled
+        if args.enrolment is not None:
+            if not args.enrolled:
+                raise ConfigError("--enrolment needs --enrolled")
+            registry = EnrolledRegistry.load(args.enrolment / "registry.json")
+            if not registry.covers(args.clients):
+                raise ConfigError(f"{args.enrolment} enrols {len(registry.keys)} clients, "
+                                  f"not 0..{args.clients - 1}; use --clients "
+                                  f"{len(registry.keys)} or enrol more")
+            kw["registry"] = registry
     elif args.threshold is not None or args.degree is not None or args.active or args.enrolled:
         raise ConfigError(f"--threshold/--degree/--active/--enrolled apply to secagg and secagg+, "
                           f"not {spec.name}")
     return spec.make_config(args.clients, args.dim, **kw)
+
+
+def _identities(args: argparse.Namespace) -> dict[int, dict[str, Any]] | None:
+    """The enrolled clients' identities from ``--enrolment``'s key files (None: simulate)."""
+    if args.enrolment is None:
+        return None
+    return {u: {"identity": Identity.load(args.enrolment / f"client-{u}.key")}
+            for u in range(args.clients)}
 
 
 def _inputs(n: int, dim: int, clip: float, seed: int | None) -> list[np.ndarray]:
@@ -115,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                         f"{len(drop)} dropping") as status:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)
         report = run_round(spec, config, inputs, rng, drop_at=drop,
-                           progress=lambda s: status.update(f"{spec.name}: {s}"))
+                           progress=lambda s: status.update(f"{spec.name}: {s}"),
+                           credentials=_identities(args))
     out = report.to_json()
     if args.dp != "none" and report.result is not None:
         out["dp"] = _dp_report(args, config, inputs, report)
