@@ -73,6 +73,8 @@ class RunConfig:
         seed: seeds data split, model, sampling, training and every CSPRNG (experiments
             only: seeded DP noise protects nobody). ``None``: OS entropy.
         ledger_path: JSON file that carries the privacy ledger across runs.
+        enrolled: secagg/secagg+ in the enrolled mode (long-term keys, two exchanges per
+            round); the simulation engine enrols the cohort in memory.
     """
 
     protocol: str = "secagg+"
@@ -100,6 +102,7 @@ class RunConfig:
     frac_bits: int = 16
     seed: int | None = None
     ledger_path: str | None = None
+    enrolled: bool = False
 
 
 @dataclass

@@ -276,3 +276,23 @@ def test_simulate_reports_client_exchanges(name: str, flags: list[str], want: in
     assert fl.cli.main(["simulate", "--protocol", name, *flags, "--clients", "5", "--dim", "3",
                         "--seed", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["client_exchanges"] == want
+
+
+def test_secagg_run_enrolled_trains_through_the_enrolled_mode() -> None:
+    from fl.engine import SimulationEngine
+    from fl.run import RunConfig, run_training
+
+    seen: list[tuple[bool, tuple[str, ...]]] = []
+
+    class Recording(SimulationEngine):
+        def run_round(self, spec, config, inputs, weights, rng):  # type: ignore[no-untyped-def]
+            seen.append((config.enrolled, config.client_stages))
+            return super().run_round(spec, config, inputs, weights, rng)
+
+    cfg = RunConfig(protocol="secagg+", clients=6, rounds=2, dp=False, dropout=0.2, seed=3,
+                    enrolled=True)
+    result = run_training(cfg, engine=Recording(dropout=0.2))
+    assert seen == [(True, ("UPLOAD_REQUEST", "UNMASK_REQUEST"))] * 2
+    assert all(r.error is None and r.contributors >= 4 for r in result.history)
+    with pytest.raises(ConfigError, match="--enrolled needs"):
+        run_training(RunConfig(protocol="plaintext", enrolled=True, rounds=1))

@@ -64,6 +64,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clients", type=int, default=d.clients,
                    help=f"number of clients (default {d.clients})")
     g.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds (default {d.rounds})")
+    g.add_argument("--enrolled", action="store_true",
+                   help="secagg/secagg+ with enrolled clients: two exchanges per round, no "
+                        "per-round key setup (simulation engine)")
     g.add_argument("--dataset", default=d.dataset,
                    help=f"one of: {', '.join(DATASETS)} (default {d.dataset})")
     g.add_argument("--split", default=d.split,
@@ -123,7 +126,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         sampling_rate=args.sampling_rate, cohort=args.cohort, clip=args.clip,
         max_weight=args.max_weight, lr=args.lr, epochs=args.epochs,
         batch_size=args.batch_size, server_lr=args.server_lr, seed=args.seed,
-        ledger_path=args.ledger,
+        ledger_path=args.ledger, enrolled=args.enrolled,
     )
 
 
