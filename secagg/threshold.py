@@ -112,25 +112,21 @@ def check_point(R: bytes) -> None:
         raise ProtocolError("escrow point is not a valid Ed25519 point of large order")
 
 
-_INV8 = pow(8, -1, L)
-
-
 def partial(share: int, R: bytes) -> bytes:
-    """A holder's partial decryption ``share * R``, computed as ``(share / 8) * (8 * R)``:
-    the same point for every ``R`` of the prime-order subgroup, and for any other point
-    the small-order part is cleared first, so a forged ``R`` cannot reveal ``share mod 8``
-    (cheaper than a full subgroup check).
+    """A holder's partial decryption ``share * R``.
+
+    libsodium's ``crypto_scalarmult_ed25519_noclamp`` refuses any point that is not a
+    canonical encoding of a point of the prime-order subgroup (it checks ``L * R = 0``), so
+    a forged ``R`` with a small-order component is refused and cannot reveal
+    ``share mod 8``.
 
     Raises:
-        ProtocolError: ``R`` is not a canonical curve point, or is of small order.
+        ProtocolError: ``R`` is not a canonical point of the prime-order subgroup.
     """
     if len(R) != POINT_SIZE:
         raise ProtocolError(f"escrow point must be {POINT_SIZE} bytes, got {len(R)}")
     try:
-        r8 = crypto_core_ed25519_add(R, R)
-        r8 = crypto_core_ed25519_add(r8, r8)
-        r8 = crypto_core_ed25519_add(r8, r8)
-        out: bytes = crypto_scalarmult_ed25519_noclamp(encode_scalar(share * _INV8 % L), r8)
+        out: bytes = crypto_scalarmult_ed25519_noclamp(encode_scalar(share), R)
     except Exception as exc:  # libsodium refuses invalid points and an identity result
         raise ProtocolError("escrow point is not a valid Ed25519 point of large order") from exc
     return out
@@ -152,8 +148,8 @@ def _lagrange0(xs: tuple[int, ...]) -> tuple[int, ...]:
 def combine(partials: Mapping[int, bytes], t: int) -> bytes:
     """``K`` from at least ``t`` partials ``{x: z_x * R}`` (the first t by x are used).
 
-    Partials are not checked for subgroup membership (that costs a scalar multiplication
-    each): a forged partial only gives a wrong ``K``, which the caller's AEAD refuses.
+    libsodium refuses a partial outside the prime-order subgroup; a forged partial inside it
+    only gives a wrong ``K``, which the caller's AEAD refuses.
 
     Raises:
         ConfigError: fewer than ``t`` partials.
