@@ -8,6 +8,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,13 +22,14 @@ from protocols.secagg._enrolled_state import ClientState, Kind
 from protocols.secagg._keys import mask_sign
 from protocols.secagg.enrolled_client import EnrolledClient
 from protocols.secagg.enrolled_messages import UnmaskRequest, UnmaskResponse, Upload
-from protocols.secagg.enrolled_store import FileStore, MemoryStore
+from protocols.secagg.enrolled_store import AnswerStore, FileStore, MemoryStore
 from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
 
-def _config(name: str = "secagg+", n: int = 12, dim: int = 8, **kw: object):  # type: ignore[no-untyped-def]
+def _config(name: str = "secagg+", n: int = 12, dim: int = 8,
+            **kw: object):  # type: ignore[no-untyped-def]
     kw.setdefault("session", b"enrolled-tests")
     return protocols.get(name).make_config(n, dim, enrolled=True, **kw)
 
@@ -142,19 +144,21 @@ def test_a_late_client_declared_dropped_keeps_its_input_masked() -> None:
 
 @pytest.mark.parametrize("store_kind", ["memory", "file"])
 def test_a_restarted_client_never_answers_the_same_round_twice(
-        tmp_path: object, store_kind: str) -> None:
+        tmp_path: Path, store_kind: str) -> None:
     router = _router(degree=6, threshold=4)
     router.send(_at_unmask(router, 0), to=0)  # client 0 has uploaded and unmasked
-    identity = router.clients[0]._identity  # noqa: SLF001 - the test plays the deployment
+    client0 = router.clients[0]
+    assert isinstance(client0, EnrolledClient)
+    identity = client0.identity
     request = next(m for m in router.log if m.recipient == 0 and m.KIND is Kind.UPLOAD_REQUEST)
 
-    def restart(store: object) -> EnrolledClient:
-        c = EnrolledClient(router.config, 0, Csprng.from_seed("restart"), identity, store)  # type: ignore[arg-type]
+    def restart(store: AnswerStore) -> EnrolledClient:
+        c = EnrolledClient(router.config, 0, Csprng.from_seed("restart"), identity, store)
         c.set_input(router.inputs[0])
         return c
 
     if store_kind == "file":
-        d = tmp_path / "answers"  # type: ignore[operator]
+        d = tmp_path / "answers"
         first = restart(FileStore(d))
         first.receive(request)  # the first process answers ...
         again = restart(FileStore(d))  # ... a second one, on the same disk, does not
@@ -165,8 +169,8 @@ def test_a_restarted_client_never_answers_the_same_round_twice(
     assert again.state is ClientState.ABORTED
 
 
-def test_file_store_claims_are_atomic_across_processes(tmp_path: object) -> None:
-    d = tmp_path / "s"  # type: ignore[operator]
+def test_file_store_claims_are_atomic_across_processes(tmp_path: Path) -> None:
+    d = tmp_path / "s"
     code = ("import sys; from protocols.secagg.enrolled_store import FileStore; "
             "print(FileStore(sys.argv[1]).claim(b'sess', 3, 7, 'unmask'))")
     outs = [subprocess.run([sys.executable, "-c", code, str(d)], capture_output=True, text=True,
@@ -204,18 +208,19 @@ def test_rounds_with_different_cohorts_reuse_the_enrolment() -> None:
                 queue = server.close_round()
                 continue
             m = queue.pop(0)
-            queue += (server.receive(m) if m.recipient == SERVER else clients[m.recipient].receive(m))
+            party = server if m.recipient == SERVER else clients[m.recipient]
+            queue += party.receive(m)
         res = server.result()
         assert res.contributors == cohort
         np.testing.assert_allclose(res.sum, sum(xs.values()), atol=1e-3)
 
 
-def test_enrolment_files_round_trip_with_private_key_files(tmp_path: object) -> None:
+def test_enrolment_files_round_trip_with_private_key_files(tmp_path: Path) -> None:
     reg, ids = enroll_clients(3, Csprng.from_seed("files"))
-    reg.save(tmp_path / "registry.json")  # type: ignore[operator]
-    loaded = EnrolledRegistry.load(tmp_path / "registry.json")  # type: ignore[operator]
+    reg.save(tmp_path / "registry.json")
+    loaded = EnrolledRegistry.load(tmp_path / "registry.json")
     assert loaded == reg
-    path = tmp_path / "client-1.key"  # type: ignore[operator]
+    path = tmp_path / "client-1.key"
     ids[1].save(path)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     again = Identity.load(path)
@@ -241,12 +246,13 @@ def test_a_client_without_identity_or_registry_is_refused_up_front() -> None:
         EnrolledServer(good, Csprng.from_seed("x"), cohort=(0, 1))
 
 
-def test_enroll_command_writes_files_the_simulator_uses(tmp_path: object, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_enroll_command_writes_files_the_simulator_uses(tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     import fl.cli
 
-    out = tmp_path / "enrolment"  # type: ignore[operator]
+    out = tmp_path / "enrolment"
     assert fl.cli.main(["enroll", "--clients", "6", "--out", str(out), "--json"]) == 0
     doc = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(doc["key_files"]) == 6
@@ -268,7 +274,7 @@ def test_enroll_command_writes_files_the_simulator_uses(tmp_path: object, capsys
     ("secagg+", ["--enrolled"], 2), ("secagg+", ["--enrolled", "--active"], 3),
 ])
 def test_simulate_reports_client_exchanges(name: str, flags: list[str], want: int,
-                                           capsys) -> None:  # type: ignore[no-untyped-def]
+                                           capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
     import fl.cli

@@ -103,6 +103,11 @@ class EnrolledClient(ClientCore):
         self._signed: frozenset[int] | None = None
 
     @property
+    def identity(self) -> Identity:
+        """The identity this client was given (the caller's own object: long-term secrets)."""
+        return self._identity
+
+    @property
     def aborted(self) -> bool:
         return self.state is ClientState.ABORTED
 
@@ -111,7 +116,8 @@ class EnrolledClient(ClientCore):
         if self.state is not ClientState.IDLE:
             raise UsageError(f"input can no longer change: the client is {self.state.name}")
         if len(update) != self.config.dim:
-            raise UsageError(f"update has {len(update)} values, the round expects {self.config.dim}")
+            raise UsageError(f"update has {len(update)} values, the round expects "
+                             f"{self.config.dim}")
         encoded = self.config.encoding.encode(update, self._rng, weight)
         noise = self.config.client_noise
         if noise is not None:  # distributed DP: noise before masking, clamped (see config)
@@ -230,7 +236,8 @@ class EnrolledClient(ClientCore):
             raise ProtocolError("unmask request carries signatures of clients not on the list")
         need = self.config.signature_threshold
         if len(signers) < need:
-            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; {need} needed")
+            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; "
+                                f"{need} needed")
         message = survivors_message(self.config, tuple(sorted(signed)))
         for s in m.signatures:
             sign.verify(self._registry.verify_key(s.client), message, s.signature)

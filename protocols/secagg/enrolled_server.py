@@ -23,7 +23,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from protocols._machine import transition
-from protocols.base import SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header
+from protocols.base import (
+    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header,
+)
 from protocols.secagg._enrolled_keys import (
     ESCROW_SIZE, SEALED_SIZE, escrow_ad, escrow_key, round_graph, self_mask_key,
     survivors_message,
