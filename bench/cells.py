@@ -38,8 +38,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import protocols
-from protocols.base import stages_of
 from fl.simulation import plan_dropouts
+from protocols.base import stages_of
+from secagg.errors import ConfigError
 from secagg.rng import Csprng
 
 __all__ = [
@@ -54,18 +55,38 @@ __all__ = [
     "Sweep",
     "drop_plan",
     "grid_cells",
-    "masked_input_stage",
     "masking",
     "quick_cells",
+    "split_variant",
 ]
 
 SCHEDULES = ("masked_input", "spread")
 MASKING = ("secagg", "secagg+")
 
 
+#: protocol-name suffixes the bench understands: ``secagg+:enrolled`` is secagg+ with
+#: ``make_config(..., enrolled=True)`` (long-term keys, two exchanges per round)
+VARIANTS = {"enrolled": {"enrolled": True}}
+
+
+def split_variant(protocol: str) -> tuple[str, dict[str, bool]]:
+    """``"secagg+:enrolled"`` -> ``("secagg+", {"enrolled": True})``.
+
+    Raises:
+        ConfigError: an unknown variant, or a variant of a non-masking protocol.
+    """
+    base, _, variant = protocol.partition(":")
+    if not variant:
+        return base, {}
+    if variant not in VARIANTS or base not in MASKING:
+        raise ConfigError(f"unknown bench protocol {protocol!r}; variants: "
+                          + ", ".join(f"{m}:{v}" for m in MASKING for v in VARIANTS))
+    return base, dict(VARIANTS[variant])
+
+
 def masking(protocol: str) -> bool:
     """Whether ``protocol`` is a pairwise-masking one (has a floor and a Flower peer)."""
-    return protocol in MASKING
+    return protocol.partition(":")[0] in MASKING
 
 
 @dataclass(frozen=True, order=True)
@@ -144,10 +165,10 @@ def drop_plan(cell: CellSpec, seed: int) -> dict[int, int]:
     The chosen clients depend only on (seed, n, dropout), so they are the same for every
     protocol and schedule; the schedule picks the stages (see module docstring).
     """
-    spec = protocols.get(cell.protocol)
+    base, options = split_variant(cell.protocol)
+    spec = protocols.get(base)
     rng = Csprng.from_seed(seed).spawn(f"bench/drops/{cell.clients}/{cell.dropout!r}")
-    # The passive variant's stages (the bench runs no active cells); dim 1 is enough to ask.
-    config = spec.make_config(cell.clients, 1)
+    config = spec.make_config(cell.clients, 1, **options)
     stages = stages_of(spec, config)
     if cell.schedule == "spread":
         return plan_dropouts(cell.clients, cell.dropout, stages, rng)
@@ -155,11 +176,3 @@ def drop_plan(cell: CellSpec, seed: int) -> dict[int, int]:
         raise ValueError(f"unknown dropout schedule {cell.schedule!r}; one of {SCHEDULES}")
     chosen = rng.sample(cell.clients, round(cell.dropout * cell.clients))
     return {u: spec.input_stage(config) for u in chosen}  # as the protocol declares it
-
-
-def masked_input_stage(stages: Sequence[str]) -> int:
-    """The index of the stage whose reply carries the (masked) input."""
-    for name in ("SHARE_FORWARD", "INPUT_REQUEST"):
-        if name in stages:
-            return list(stages).index(name)
-    return len(stages) - 1

@@ -75,7 +75,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "secagg at n=100, d=1,000,000, 10%% dropout")
     p.add_argument("--protocols", nargs="+", type=_names, default=None, metavar="P",
                    help=f"protocols to run (default: all registered: "
-                        f"{', '.join(protocols.names())})")
+                        f"{', '.join(protocols.names())}); secagg:enrolled and "
+                        f"secagg+:enrolled run the enrolled mode (two exchanges per round)")
     p.add_argument("--clients", nargs="+", type=_ints, default=None, metavar="N",
                    help=f"cohort sizes (default {' '.join(map(str, DEFAULT_CLIENTS))})")
     p.add_argument("--dims", nargs="+", type=_ints, default=None, metavar="D",
@@ -137,7 +138,7 @@ def _options(args: argparse.Namespace) -> MatrixOptions:
 def _cells(args: argparse.Namespace) -> tuple[list[cellmod.CellSpec], cellmod.Sweep]:
     names = _flatten(args.protocols) or list(protocols.names())
     for name in names:
-        protocols.get(name)  # unknown names fail here, listing the valid ones
+        protocols.get(cellmod.split_variant(name)[0])  # unknown names fail here
     clients, dims, dropouts = (_flatten(args.clients), _flatten(args.dims),
                                _flatten(args.dropout))
     schedules = _flatten(args.schedules)

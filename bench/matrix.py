@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 import protocols
-from bench.cells import CellSpec, drop_plan, masking
+from bench.cells import CellSpec, drop_plan, masking, split_variant
 from bench.floor import ServerStreams, client_floor
 from fl.pool import process_map
 from fl.simulation import RoundReport, run_round
@@ -65,7 +65,7 @@ def graph_parameters(protocol: str, n: int, dropout: float,
     """``{"degree": k, "threshold": t}`` for a masking protocol, None for the others."""
     if not masking(protocol):
         return None
-    if protocol == "secagg":
+    if protocol.partition(":")[0] == "secagg":
         return {"degree": n - 1, "threshold": n // 2 + 1}
     if opts.degree is None:
         cfg = protocols.get("secagg+").make_config(
@@ -93,8 +93,9 @@ def make_inputs(n: int, dim: int, seed: int, clip: float = 1.0) -> list[np.ndarr
 
 
 def _config(cell: CellSpec, graph: dict[str, int] | None) -> Any:
-    spec = protocols.get(cell.protocol)
-    kw: dict[str, Any] = {"encoding": EncodingConfig(max_clients=max(cell.clients, 1))}
+    base, options = split_variant(cell.protocol)
+    spec = protocols.get(base)
+    kw: dict[str, Any] = {"encoding": EncodingConfig(max_clients=max(cell.clients, 1)), **options}
     if graph is not None:
         kw.update(graph)
     return spec.make_config(cell.clients, cell.dim, **kw)
@@ -131,7 +132,7 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
     except Exception as exc:  # noqa: BLE001 - a cell that cannot be configured is a result
         rec.update(status="error", error=f"{type(exc).__name__}: {exc}", repeats=0)
         return rec
-    spec = protocols.get(cell.protocol)
+    spec = protocols.get(split_variant(cell.protocol)[0])
     if graph:
         rec.update(degree=graph["degree"], threshold=graph["threshold"],
                    num_shares=graph["degree"] + 1)
@@ -249,6 +250,8 @@ def _why_not(cell: CellSpec, opts: MatrixOptions) -> str:
 
     if not available():
         return "flwr is not installed (pip install 'secagg[flower]')"
+    if ":" in cell.protocol:
+        return f"Flower has no counterpart of {cell.protocol} (it sets keys up every round)"
     return (f"Flower's SecAggWorkflow (complete graph) is only run up to n = "
             f"{opts.flower_complete_max_n} here (its pure-Python Shamir on the server grows "
             f"as n^2); raise --flower-complete-max-n to run n = {cell.clients}")
@@ -257,7 +260,8 @@ def _why_not(cell: CellSpec, opts: MatrixOptions) -> str:
 def _flower_plan(cell: CellSpec, opts: MatrixOptions) -> dict[str, Any] | None:
     from bench.flower_peer import available
 
-    if not (opts.vs_flower and masking(cell.protocol)) or not available():
+    if not (opts.vs_flower and masking(cell.protocol)) or ":" in cell.protocol \
+            or not available():  # a variant has no Flower counterpart
         return None
     graph = graph_parameters(cell.protocol, cell.clients, cell.dropout, opts)
     assert graph is not None

@@ -152,6 +152,10 @@ def _positive(name: str, value: object, *, integer: bool = False) -> None:
 
 
 def _check_settings(cfg: RunConfig) -> None:
+    if cfg.enrolled and (cfg.protocol not in ("secagg", "secagg+") or cfg.engine != "simulation"):
+        raise ConfigError(f"--enrolled needs --protocol secagg or secagg+ on the simulation "
+                          f"engine, got {cfg.protocol} on {cfg.engine} (the Flower workflow "
+                          "has no enrolled mode yet)")
     protocols.get(cfg.protocol)  # ConfigError naming the protocols
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
@@ -516,6 +520,8 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
         privacy = _privacy(cfg, d + 2, plan.max_weight, len(ids), plan.ledger,
                            plan.noise_multiplier, plan.bolt_on)
         encoding, kw = privacy.encoding, privacy.config_kw
+    if cfg.enrolled:
+        kw = {**kw, "enrolled": True}
     config = _round_config(plan.spec, len(ids), d + 2, encoding, cfg.dropout,
                            round_id=r, **kw)
     out = plan.engine.run_round(plan.spec, config, inputs, weights, rng.spawn(f"round/{r}"))

@@ -89,6 +89,8 @@ class RunConfig:
             (> 0: the strongly convex bound; 0: the convex bound with constant step ``lr``).
         bolt_on_norm: ``dp_mode="bolt-on"``: each record's features are clipped to this L2
             norm (the Lipschitz constant follows from it). See :mod:`fl.bolt_on`.
+        enrolled: secagg/secagg+ in the enrolled mode (long-term keys, two exchanges per
+            round); the simulation engine enrols the cohort in memory.
     """
 
     protocol: str = "secagg+"
@@ -121,6 +123,7 @@ class RunConfig:
     quasi_identifiers: tuple[str, ...] | None = None
     bolt_on_l2: float = 0.2
     bolt_on_norm: float = 1.0
+    enrolled: bool = False
 
 
 @dataclass

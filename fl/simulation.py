@@ -50,6 +50,8 @@ class RoundReport:
     download_bytes_per_client: int
     server_peak_bytes: int
     client_seconds_all: list[float] = field(default_factory=list)
+    #: server-to-client requests each client answers in a round (the protocol's stages)
+    client_exchanges: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The ``simulate --json`` contract (DESIGN.md)."""
@@ -68,6 +70,7 @@ class RoundReport:
             "upload_bytes_per_client": self.upload_bytes_per_client,
             "download_bytes_per_client": self.download_bytes_per_client,
             "server_peak_bytes": self.server_peak_bytes,
+            "client_exchanges": self.client_exchanges,
             "error": self.error,
         }
 
@@ -101,6 +104,7 @@ def run_round(
     progress: Progress | None = None,
     client_map: Callable[..., Any] | None = None,
     lean: bool = False,
+    credentials: Mapping[int, dict[str, Any]] | None = None,
 ) -> RoundReport:
     """Run one round of ``spec`` over ``inputs`` (one vector per client, or ``u -> vector``
     so that not every input is in memory at once).
@@ -121,6 +125,9 @@ def run_round(
             A lean client encodes after drawing its keys, so its stochastic rounding uses
             other bits of its generator than an eager one: the sums are exact either way,
             but not bit-identical to an eager run (e.g. the Flower engine's) of the same seed.
+        credentials: client -> extra keyword arguments of ``spec.client`` (e.g. an
+            enrolled ``identity`` loaded from ``secagg enroll``'s files); default: what
+            ``spec.provision`` makes up for the simulation.
 
     Returns:
         A :class:`RoundReport`. A round that aborts (e.g. too many dropouts) is reported with
@@ -175,7 +182,8 @@ def run_round(
     router = Router(spec, config, rng, inputs, weights, drop_at=drop_at, step=step,
                     start=False, keep_encodings=set(drop_at), record=False,
                     lazy_inputs=lean, server_first=True,
-                    client_kwargs=None if client_map is None else {"map": client_map})
+                    client_kwargs=None if client_map is None else {"map": client_map},
+                    credentials=credentials)
     stage_names = router.stage_names
     try:
         router.start()
@@ -208,4 +216,5 @@ def run_round(
         download_bytes_per_client=int(statistics.median(router.down[u] for u in ids)),
         server_peak_bytes=peak,
         client_seconds_all=[client_time[u] for u in ids],
+        client_exchanges=len(stage_names),
     )

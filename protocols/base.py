@@ -272,6 +272,7 @@ class ServerCore(Party):
 CONFIG_KEYWORDS: Final = frozenset({
     "encoding", "round_id", "session", "min_clients", "noise", "client_noise", "threshold",
     "degree", "active", "registry", "corruption", "dropout_tolerance", "decryptor_key",
+    "enrolled",
 })
 #: what every RoundConfig has, so every protocol supports them
 _BASE_KEYWORDS: Final = frozenset({"encoding", "round_id", "session", "min_clients", "noise",
@@ -386,7 +387,8 @@ class ProtocolSpec:
         """A validated round configuration.
 
         Args:
-            kw: any of :data:`CONFIG_KEYWORDS`; None (or ``active=False``) means not given.
+            kw: any of :data:`CONFIG_KEYWORDS`; None (or ``active=False``, ``enrolled=False``)
+                means not given.
 
         Raises:
             ConfigError: a keyword outside the set, one this protocol does not support (named,
@@ -399,7 +401,7 @@ class ProtocolSpec:
         supported = _BASE_KEYWORDS | self.keywords
         given: dict[str, Any] = {}
         for key, value in kw.items():
-            if value is None or (key == "active" and value is False):
+            if value is None or (key in ("active", "enrolled") and value is False):
                 continue
             if key not in supported:
                 raise ConfigError(f"{self.name} does not support {key!r}; it takes "

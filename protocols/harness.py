@@ -125,15 +125,20 @@ class Parties:
 
 
 def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
-                  client_kwargs: Mapping[str, Any] | None = None) -> Parties:
+                  client_kwargs: Mapping[str, Any] | None = None,
+                  credentials: Mapping[int, Mapping[str, Any]] | None = None) -> Parties:
     """Provision a round of ``spec`` and build all of its roles, each with its own child
     generator of ``rng`` (labels: :func:`party_rng`). ``client_kwargs`` go to every client's
     constructor (e.g. ``{"map": fl.pool.process_map(2)}`` for the HE clients).
+    ``credentials`` (client -> keyword arguments, e.g. enrolled identities loaded from
+    ``secagg enroll``'s files) replace what ``spec.provision`` would make up for a
+    simulation; the config then keeps the registry it was given.
 
     Raises:
         ConfigError: whatever the protocol's constructors refuse.
     """
-    config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
+    if credentials is None:
+        config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
     server = spec.server(config, party_rng(rng, "server"))
     helpers = dict(spec.helpers(config, party_rng(rng, "helpers")))
     extra = dict(client_kwargs or {})
@@ -233,13 +238,14 @@ class Router:
                  step: Step | None = None, keep_encodings: bool | Iterable[int] = True,
                  record: bool = True, lazy_inputs: bool = False,
                  server_first: bool = False,
-                 client_kwargs: Mapping[str, Any] | None = None) -> None:
+                 client_kwargs: Mapping[str, Any] | None = None,
+                 credentials: Mapping[int, Mapping[str, Any]] | None = None) -> None:
         n = config.n_clients
         if inputs is not None and not callable(inputs) and len(inputs) != n:
             raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
         if weights is not None and len(weights) != n:
             raise ConfigError(f"got {len(weights)} weights for {n} clients")
-        self.parties = build_parties(spec, config, rng, client_kwargs)
+        self.parties = build_parties(spec, config, rng, client_kwargs, credentials)
         self.spec, self.config, self.n = spec, self.parties.config, n
         self.server = self.parties.server
         self.helpers = self.parties.helpers

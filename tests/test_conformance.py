@@ -15,7 +15,9 @@ from protocols.testing import ProtocolConformance
 
 _ACTIVE = ("secagg", "secagg+")
 CASES = [(name, {}) for name in protocols.names()] + [
-    (f"{name}:active", {"active": True}) for name in _ACTIVE if name in protocols.names()
+    (f"{name}:{variant}", {v: True for v in variant.split("+")})
+    for name in _ACTIVE if name in protocols.names()
+    for variant in ("active", "enrolled", "enrolled+active")
 ]
 
 for _case, _options in CASES:

@@ -69,6 +69,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--clients", type=int, default=d.clients,
                    help=f"number of clients (default {d.clients})")
     g.add_argument("--rounds", type=int, default=d.rounds, help=f"rounds (default {d.rounds})")
+    g.add_argument("--enrolled", action="store_true",
+                   help="secagg/secagg+ with enrolled clients: two exchanges per round, no "
+                        "per-round key setup (simulation engine)")
     g.add_argument("--dataset", default=d.dataset,
                    help=f"one of: {', '.join(DATASETS)} (default {d.dataset})")
     g.add_argument("--split", default=d.split,
@@ -156,7 +159,7 @@ def _config(args: argparse.Namespace) -> RunConfig:
         batch_size=args.batch_size, server_lr=args.server_lr, seed=args.seed,
         ledger_path=args.ledger, model=args.model, k_anonymity=args.k_anonymity,
         quasi_identifiers=_columns(args.quasi_identifiers),
-        bolt_on_l2=args.bolt_on_l2, bolt_on_norm=args.bolt_on_norm,
+        bolt_on_l2=args.bolt_on_l2, bolt_on_norm=args.bolt_on_norm, enrolled=args.enrolled,
     )
 
 

@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,7 @@ from fl.dp import DP_MODES
 from fl.simulation import RoundReport, plan_dropouts, run_round
 from protocols.base import stages_of
 from protocols.secagg.config import client_noise_bound
+from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from secagg.dp import (
     CentralDiscreteGaussian,
     DistributedDiscreteGaussian,
@@ -47,7 +49,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--active", action="store_true",
                    help="active-adversary variant: signed keys and a consistency round "
                         "(secagg, secagg+)")
-    p.add_argument("--dp", choices=("none", *DP_MODES), default="none",
+    p.add_argument("--enrolled", action="store_true",
+                   help="clients enrolled with long-term keys: two exchanges per round, no "
+                        "key setup (secagg, secagg+; simulated enrolment)")
+    p.add_argument("--enrolment", type=Path, default=None, metavar="DIR",
+                   help="with --enrolled: load registry.json and client-<id>.key from DIR "
+                        "(written by 'secagg enroll') instead of enrolling in memory")
+    p.add_argument("--dp", choices=("none", *(m for m in DP_MODES if m != "bolt-on")), default="none",
                    help="discrete Gaussian noise: added once by the decoding party (central), "
                         "or by every client before masking (distributed; secagg, secagg+)")
     p.add_argument("--noise-multiplier", type=float, default=1.0,
@@ -75,10 +83,27 @@ def _config(spec: protocols.ProtocolSpec, args: argparse.Namespace) -> Any:
         hook = DistributedDiscreteGaussian(args.noise_multiplier, sens, args.clients)
         kw["client_noise"] = hook
         kw["encoding"] = encoding(args.clients * client_noise_bound(hook, args.dim, args.clients))
+    if args.enrolment is not None:
+        if not args.enrolled:
+            raise ConfigError("--enrolment needs --enrolled")
+        registry = EnrolledRegistry.load(args.enrolment / "registry.json")
+        if not registry.covers(args.clients):
+            raise ConfigError(f"{args.enrolment} enrols {len(registry.keys)} clients, "
+                              f"not 0..{args.clients - 1}; use --clients "
+                              f"{len(registry.keys)} or enrol more")
+        kw["registry"] = registry
     # make_config refuses, in one typed line, what the protocol does not support.
     return spec.make_config(args.clients, args.dim, threshold=args.threshold,
-                            degree=args.degree, active=args.active,
+                            degree=args.degree, active=args.active, enrolled=args.enrolled,
                             dropout_tolerance=max(0.1, args.dropout), **kw)
+
+
+def _identities(args: argparse.Namespace) -> dict[int, dict[str, Any]] | None:
+    """The enrolled clients' identities from ``--enrolment``'s key files (None: simulate)."""
+    if args.enrolment is None:
+        return None
+    return {u: {"identity": Identity.load(args.enrolment / f"client-{u}.key")}
+            for u in range(args.clients)}
 
 
 def _bytes_per_value(clients: int, bits: int) -> int:
@@ -131,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     with console.status(f"{spec.name}: {args.clients} clients x {args.dim} values, "
                         f"{len(drop)} dropping") as status:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)
-        report = run_round(spec, config, inputs, rng, drop_at=drop, lean=True,
+        report = run_round(spec, config, inputs, rng, drop_at=drop, lean=True, credentials=_identities(args),
                            progress=lambda s: status.update(f"{spec.name}: {s}"))
     out = report.to_json()
     if args.dp != "none" and report.result is not None:

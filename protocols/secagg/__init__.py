@@ -10,12 +10,16 @@ import dataclasses
 from functools import partial
 from typing import Any
 
-from protocols.base import GraphParams, ProtocolSpec
+from protocols.base import ClientCore, GraphParams, ProtocolSpec, ServerCore
+from protocols.secagg import _enrolled_state
 from protocols.secagg._state import Kind, tables
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import (
     SecAggConfig, active_min_threshold, derive_graph_parameters, make_config,
 )
+from protocols.secagg.enrolled_client import EnrolledClient
+from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity, enroll_clients
+from protocols.secagg.enrolled_server import EnrolledServer
 from protocols.secagg.registry import (
     ClientRegistry, enroll, enroll_files, load_signing_key, save_signing_key,
 )
@@ -24,10 +28,11 @@ from secagg.rng import Csprng
 
 #: make_config keywords (beyond the base ones) the masking protocols support
 _KEYWORDS = frozenset({"threshold", "degree", "active", "registry", "corruption",
-                       "dropout_tolerance", "client_noise"})
+                       "dropout_tolerance", "client_noise", "enrolled"})
 
-__all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "SecAggClient", "SecAggConfig",
-           "SecAggServer", "active_min_threshold", "derive_graph_parameters", "enroll",
+__all__ = ["SECAGG", "SECAGG_PLUS", "ClientRegistry", "EnrolledClient", "EnrolledRegistry",
+           "EnrolledServer", "Identity", "SecAggClient", "SecAggConfig", "SecAggServer",
+           "active_min_threshold", "derive_graph_parameters", "enroll", "enroll_clients",
            "enroll_files", "load_signing_key", "make_config", "provision", "save_signing_key"]
 
 
@@ -37,20 +42,42 @@ def provision(config: SecAggConfig, rng: Csprng) -> tuple[SecAggConfig, dict[int
     A config that already has a registry (a real deployment) is returned unchanged; its
     clients bring their own keys.
     """
+    if config.enrolled:  # long-term X25519 + signing keys for every client
+        if config.registry is not None:
+            return config, {}
+        reg, ids = enroll_clients(config.n_clients, rng)
+        return dataclasses.replace(config, registry=reg), {u: {"identity": i} for u, i in ids.items()}
     if not config.active or config.registry is not None:
         return config, {}
     registry, seeds = enroll(config.n_clients, rng)
     return (dataclasses.replace(config, registry=registry),
             {u: {"signing_key": s} for u, s in seeds.items()})
 
+def _client(config: SecAggConfig, client_id: int, rng: Csprng, *, protocol: str,
+            **kw: Any) -> ClientCore:
+    """The enrolled client when the config says so, else the per-round-setup client."""
+    if config.enrolled:
+        return EnrolledClient(config, client_id, rng, **kw)
+    return SecAggClient(config, client_id, rng, protocol=protocol, **kw)
+
+
+def _tables(config: SecAggConfig) -> tuple[Any, Any]:
+    """(client table, server table) of the config's mode and variant."""
+    return (_enrolled_state.tables if config.enrolled else tables)(config.active)
+
+
+def _server(config: SecAggConfig, rng: Csprng) -> ServerCore:
+    return EnrolledServer(config, rng) if config.enrolled else SecAggServer(config, rng)
+
+
 SECAGG = ProtocolSpec(
     name="secagg",
     summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
     config_factory=partial(make_config, sparse=False),
-    client=partial(SecAggClient, protocol="secagg"),
-    server=SecAggServer,
-    client_table=lambda config: tables(config.active)[0],
-    server_table=lambda config: tables(config.active)[1],
+    client=partial(_client, protocol="secagg"),
+    server=_server,
+    client_table=lambda config: _tables(config)[0],
+    server_table=lambda config: _tables(config)[1],
     input_kind=Kind.SHARE_FORWARD,
     keywords=_KEYWORDS,
     provision=provision,
@@ -61,10 +88,10 @@ SECAGG_PLUS = ProtocolSpec(
     name="secagg+",
     summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
     config_factory=partial(make_config, sparse=True),
-    client=partial(SecAggClient, protocol="secagg+"),
-    server=SecAggServer,
-    client_table=lambda config: tables(config.active)[0],
-    server_table=lambda config: tables(config.active)[1],
+    client=partial(_client, protocol="secagg+"),
+    server=_server,
+    client_table=lambda config: _tables(config)[0],
+    server_table=lambda config: _tables(config)[1],
     input_kind=Kind.SHARE_FORWARD,
     keywords=_KEYWORDS,
     provision=provision,

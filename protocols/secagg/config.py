@@ -65,7 +65,10 @@ class SecAggConfig(RoundConfig):
         degree: neighbours per client k; ``n_clients - 1`` is the complete graph.
         corruption: the fraction of clients assumed to collude with the server.
         active: the active-adversary variant (signed keys, consistency round).
-        registry: long-term verify keys of the clients (required by ``active``).
+        registry: long-term verify keys of the clients (required by ``active``); with
+            ``enrolled``, an :class:`~protocols.secagg.enrolled_keys.EnrolledRegistry`.
+        enrolled: clients hold long-term keys (``secagg enroll``): two exchanges per round
+            and no key setup (:mod:`protocols.secagg.enrolled_client`).
         client_noise: distributed DP: every client adds this noise before masking, so no
             party ever sees an un-noised sum. Each client clamps its noise to
             :attr:`client_noise_bound` (exceeded with probability below 2^-40 over the whole
@@ -80,6 +83,7 @@ class SecAggConfig(RoundConfig):
     corruption: float = 0.1
     active: bool = False
     registry: ClientRegistry | None = None
+    enrolled: bool = False
     client_noise: ClientNoise | None = None
 
     def __post_init__(self) -> None:

@@ -1,0 +1,366 @@
+"""The server of the enrolled mode of SecAgg / SecAgg+ (see :mod:`.enrolled_client`).
+
+Theory of operation: the server names the cohort, then accumulates uploads into one running
+sum as they arrive (never a per-client vector), keeping each upload's sealed shares (for
+their recipients) and escrows. With U the clients whose upload arrived and D = cohort \\ U:
+
+    sum_{u in U} y_u = sum x_u + sum_{u in U} PRG(b_u)
+                       + sum_{u in U, v in D, v ~ u} +-PRG(s_uv)
+
+(pairs inside U cancel). It forwards each survivor the shares addressed to it, learns b_u for
+every u in U from t shares, and s_uv for every such pair from u itself or, if u vanished
+before answering, from t partial decryptions of u's escrow of s_uv; then subtracts those
+masks. A client dropped before its upload is simply not in the sum; after the upload, the
+round needs t answering holders for every secret it must rebuild, or it aborts with
+:class:`DropoutError`. A message the server refuses (late, duplicate, malformed) raises
+:class:`ProtocolError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from protocols._machine import transition
+from protocols.base import (
+    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header,
+)
+from protocols.secagg._enrolled_keys import (
+    ESCROW_SIZE, SEALED_SIZE, escrow_ad, escrow_key, round_graph, self_mask_key,
+    survivors_message,
+)
+from protocols.secagg._enrolled_state import (
+    ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables,
+)
+from protocols.secagg._keys import mask_sign
+from protocols.secagg.config import SecAggConfig
+from protocols.secagg.enrolled_client import enrolled_registry
+from protocols.secagg.enrolled_messages import (
+    ConsistencyRequest, ConsistencyResponse, EscrowRequest, SealedShare, Signed,
+    UnmaskRequest, UnmaskResponse, Upload, UploadRequest,
+)
+from secagg import aead, shamir, sign, threshold
+from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg.prg import add_masks
+from secagg.rng import Csprng
+
+__all__ = ["EnrolledServer"]
+
+_STAGE_OF: dict[object, ServerStage] = {
+    kind: stage for (stage, kind) in ACTIVE_SERVER_TRANSITIONS if isinstance(kind, Kind)
+}
+_SEED_SIZE = 32
+
+
+class EnrolledServer(ServerCore):
+    """The server's role in one enrolled round.
+
+    Args:
+        cohort: the enrolled clients asked to take part (default: all ``0..n_clients-1``).
+
+    Raises:
+        UsageError: no enrolled registry in the config.
+        ConfigError: a cohort that is not enrolled or too small for t and min_clients.
+    """
+
+    def __init__(self, config: SecAggConfig, rng: Csprng,
+                 cohort: Sequence[int] | None = None) -> None:
+        registry = enrolled_registry(config)
+        members = tuple(sorted(set(range(config.n_clients) if cohort is None else cohort)))
+        if cohort is not None and len(members) != len(cohort):
+            raise ConfigError("the cohort lists a client twice")
+        if any(not 0 <= u < config.n_clients or u not in registry.kex_keys for u in members):
+            raise ConfigError(f"the cohort must be enrolled clients in 0..{config.n_clients - 1}")
+        t = config.threshold
+        if len(members) < max(t, config.min_clients, 2):
+            raise ConfigError(f"a cohort of {len(members)} is too small: it needs at least "
+                              f"max(t={t}, min_clients={config.min_clients}, 2)")
+        self._graph = round_graph(config, members)
+        thin = [u for u, vs in self._graph.items() if len(vs) + 1 < t]
+        if thin:
+            raise ConfigError(f"clients {thin[:5]} have fewer than t-1={t - 1} neighbours in a "
+                              f"cohort of {len(members)}; lower the threshold or grow the cohort")
+        self.config, self.cohort, self._rng = config, members, rng
+        self._registry = registry
+        self._table = tables(config.active)[1]
+        self.stage = ServerStage.COLLECT_UPLOADS
+        self._started = False
+        self._waiting: set[int] = set()
+        self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
+        self._uploaded: set[int] = set()
+        self._inbox: dict[int, list[SealedShare]] = {}
+        self._escrow: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._survivor_list: tuple[int, ...] = ()
+        self._signatures: dict[int, bytes] = {}
+        self._requests: dict[int, tuple[frozenset[int], frozenset[int],
+                                        frozenset[tuple[int, int]]]] = {}
+        self._seed_shares: dict[int, dict[int, bytes]] = {}
+        self._round_seeds: dict[tuple[int, int], bytes] = {}
+        self._partials: dict[tuple[int, int], dict[int, bytes]] = {}
+        self._answered: set[int] = set()
+        self._result: AggregateResult | None = None
+        self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
+
+    # -- ServerCore ----------------------------------------------------------------------
+    @property
+    def finished(self) -> bool:
+        return self.stage is ServerStage.FINISHED
+
+    def start(self) -> list[Message]:
+        """Ask every cohort member for its upload."""
+        if self._started:
+            raise UsageError("the round has already started")
+        self._started = True
+        self._waiting = set(self.cohort)
+        return [UploadRequest(**header(self.config, SERVER, u), cohort=self.cohort)
+                for u in self.cohort]
+
+    def receive(self, msg: Message) -> list[Message]:
+        """Take one client message; returns the next stage's requests once all have answered.
+
+        Raises:
+            ProtocolError: the message is refused (late: LateMessageError); state unchanged.
+            DropoutError: a stage closed with too few survivors; the round is ABORTED.
+        """
+        if not self._started:
+            raise UsageError("call start() before receive()")
+        own_stage = _STAGE_OF.get(msg.KIND)
+        if own_stage is not None and own_stage.value < self.stage.value:
+            raise LateMessageError(f"{msg.KIND.name} from {msg.sender} arrived after its "
+                                   "stage closed")
+        transition(self._table, self.stage, msg.KIND)
+        self._HANDLERS[msg.KIND](self, msg)
+        return self._advance() if not self._waiting else []
+
+    def close_round(self) -> list[Message]:
+        """The stage's deadline passed: whoever has not answered has dropped."""
+        if not self._started:
+            raise UsageError("call start() before close_round()")
+        if self.stage in (ServerStage.FINISHED, ServerStage.ABORTED):
+            return []
+        return self._advance()
+
+    def result(self) -> AggregateResult:
+        if self._result is None:
+            raise UsageError(f"no result: the round is {self.stage.name}")
+        return self._result
+
+    # -- handlers: validate, then commit ---------------------------------------------------
+    def _expect(self, msg: Message, cls: type[Message]) -> None:
+        check_header(msg, cls, self.config, sender=None, recipient=SERVER)
+        if msg.sender not in self._waiting:
+            raise ProtocolError(f"no {cls.__name__} expected from client {msg.sender} now "
+                                "(duplicate, outside the cohort, or never asked)")
+
+    def _on_upload(self, msg: Message) -> None:
+        self._expect(msg, Upload)
+        if not isinstance(msg, Upload):
+            raise ProtocolError("expected Upload")
+        u, nbrs = msg.sender, self._graph[msg.sender]
+        y = msg.masked
+        if y.dtype != self._acc.dtype or y.shape != self._acc.shape:
+            raise ProtocolError(f"masked input must be {self._acc.size} values of "
+                                f"{self._acc.dtype}, got {y.size} of {y.dtype}")
+        for what, items in (("sealed share", msg.shares), ("escrow", msg.escrow)):
+            peers = [x.peer for x in items]
+            if len(set(peers)) != len(peers) or set(peers) != nbrs:
+                raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
+        if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
+            raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
+        # Points are checked by the holders asked to use them, not here (a full check
+        # costs a scalar multiplication; an upload carries k of them).
+        if any(len(e.ciphertext) != ESCROW_SIZE or len(e.point) != threshold.POINT_SIZE
+               for e in msg.escrow):
+            raise ProtocolError(f"escrows must be a {threshold.POINT_SIZE}-byte point and a "
+                                f"{ESCROW_SIZE}-byte ciphertext")
+        np.add(self._acc, y, out=self._acc)
+        for sh in msg.shares:
+            self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
+        for e in msg.escrow:
+            self._escrow[(u, e.peer)] = (e.point, e.ciphertext)
+        self._uploaded.add(u)
+        self._waiting.discard(u)
+
+    def _on_consistency_response(self, msg: Message) -> None:
+        self._expect(msg, ConsistencyResponse)
+        if not isinstance(msg, ConsistencyResponse):
+            raise ProtocolError("expected ConsistencyResponse")
+        sign.verify(self._registry.verify_key(msg.sender),
+                    survivors_message(self.config, self._survivor_list), msg.signature)
+        self._signatures[msg.sender] = msg.signature
+        self._waiting.discard(msg.sender)
+
+    def _on_unmask_response(self, msg: Message) -> None:
+        self._expect(msg, UnmaskResponse)
+        if not isinstance(msg, UnmaskResponse):
+            raise ProtocolError("expected UnmaskResponse")
+        w = msg.sender
+        surv, drop, asked = self._requests[w]
+        owners = [s.owner for s in msg.seed_shares]
+        if len(set(owners)) != len(owners) or set(owners) != surv:
+            raise ProtocolError(f"client {w} must return one seed share per survivor asked for")
+        if any(len(s.value) != shamir.SHARE_SIZE for s in msg.seed_shares):
+            raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
+        peers = [r.peer for r in msg.round_seeds]
+        if len(set(peers)) != len(peers) or set(peers) != drop:
+            raise ProtocolError(f"client {w} must return one round seed per dropped neighbour")
+        if any(len(r.seed) != _SEED_SIZE for r in msg.round_seeds):
+            raise ProtocolError(f"round seeds must be {_SEED_SIZE} bytes")
+        pairs = [(p.owner, p.dropped) for p in msg.partials]
+        if len(set(pairs)) != len(pairs) or set(pairs) != asked:
+            raise ProtocolError(f"client {w} must return one partial per escrow asked for")
+        if any(len(p.value) != threshold.POINT_SIZE for p in msg.partials):
+            raise ProtocolError(f"partials must be {threshold.POINT_SIZE} bytes")
+        for s in msg.seed_shares:
+            self._seed_shares.setdefault(s.owner, {})[w + 1] = s.value
+        for r in msg.round_seeds:
+            self._round_seeds[(w, r.peer)] = r.seed
+        for p in msg.partials:
+            self._partials.setdefault((p.owner, p.dropped), {})[w + 1] = p.value
+        self._answered.add(w)
+        self._waiting.discard(w)
+
+    _HANDLERS: dict[object, Callable[[EnrolledServer, Message], None]] = {
+        Kind.UPLOAD: _on_upload,
+        Kind.CONSISTENCY_RESPONSE: _on_consistency_response,
+        Kind.UNMASK_RESPONSE: _on_unmask_response,
+    }
+
+    # -- stage closers -----------------------------------------------------------------------
+    def _advance(self) -> list[Message]:
+        nxt = transition(self._table, self.stage, Event.DEADLINE)
+        self.dropped_at[self.stage] = tuple(sorted(self._waiting))
+        try:
+            out = self._CLOSERS[self.stage](self)
+        except ProtocolError:
+            self.stage = ServerStage.ABORTED
+            self._release()
+            raise
+        self.stage = nxt
+        return out
+
+    def _check_recoverable(self, holders: frozenset[int]) -> None:
+        """Every survivor's self mask has t live holders (itself counts)."""
+        t = self.config.threshold
+        for u in self._uploaded:
+            have = len((self._graph[u] | {u}) & holders)
+            if have < t:
+                raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
+                                   f"{have} remain")
+
+    def _close_uploads(self) -> list[Message]:
+        up = frozenset(self._uploaded)
+        if len(up) < max(self.config.min_clients, 1):
+            raise DropoutError(f"only {len(up)} clients uploaded; min_clients="
+                               f"{self.config.min_clients} and threshold t={self.config.threshold}")
+        self._check_recoverable(up)
+        if not self.config.active:
+            return self._unmask_requests(up, ())
+        self._survivor_list = tuple(sorted(up))
+        self._waiting = set(up)
+        return [ConsistencyRequest(**header(self.config, SERVER, u), survivors=self._survivor_list)
+                for u in self._survivor_list]
+
+    def _close_signatures(self) -> list[Message]:
+        signers = frozenset(self._signatures)
+        need = self.config.signature_threshold
+        if len(signers) < need:
+            raise DropoutError(f"only {len(signers)} clients signed the survivor list; "
+                               f"{need} signatures are needed")
+        self._check_recoverable(signers)
+        sigs = tuple(Signed(u, self._signatures[u]) for u in sorted(signers))
+        return self._unmask_requests(signers, sigs)
+
+    def _unmask_requests(self, recipients: frozenset[int],
+                         sigs: tuple[Signed, ...]) -> list[Message]:
+        up = self._uploaded
+        self._waiting = set(recipients)
+        out: list[Message] = []
+        asks = self._escrow_asks(recipients)
+        for w in sorted(recipients):
+            nbrs = self._graph[w]
+            surv = frozenset(nbrs & up) | {w}
+            drop = frozenset(nbrs - up)
+            escrow = asks.get(w, [])
+            self._requests[w] = (surv, drop, frozenset((e.owner, e.dropped) for e in escrow))
+            shares = tuple(sorted(self._inbox.get(w, []), key=lambda sh: sh.peer))
+            out.append(UnmaskRequest(**header(self.config, SERVER, w),
+                                     survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop)),
+                                     shares=shares, escrow=tuple(escrow), signatures=sigs))
+        self._inbox.clear()
+        return out
+
+    def _escrow_asks(self, recipients: frozenset[int]) -> dict[int, list[EscrowRequest]]:
+        """Which holders are asked to help open each escrow a survivor made with a dropped
+        client (it is opened only if that survivor vanishes before it answers).
+
+        Each pair asks t holders plus half of the rest (at least one spare), starting at a
+        different holder for each pair so the work spreads evenly; a partial costs a
+        holder one scalar multiplication.
+        """
+        t, up = self.config.threshold, self._uploaded
+        out: dict[int, list[EscrowRequest]] = {}
+        for u in sorted(up):
+            holders = sorted((self._graph[u] & recipients) - {u})
+            if not holders:
+                continue
+            ask = min(len(holders), t + max(1, (len(holders) - t + 1) // 2))
+            for v in sorted(self._graph[u] - up):
+                start = (u * 7919 + v) % len(holders)
+                req = EscrowRequest(u, v, self._escrow[(u, v)][0])
+                for i in range(ask):
+                    out.setdefault(holders[(start + i) % len(holders)], []).append(req)
+        return out
+
+    def _pair_seed(self, u: int, v: int) -> bytes:
+        """Survivor u's round seed with dropped v: from u, or from t partials of u's escrow."""
+        seed = self._round_seeds.get((u, v))
+        if seed is not None:
+            return seed
+        t = self.config.threshold
+        partials = self._partials.get((u, v), {})
+        if len(partials) < t:
+            raise DropoutError(f"client {u} did not answer and only {len(partials)} holders "
+                               f"opened its escrow with dropped client {v}; t={t}")
+        point, ct = self._escrow[(u, v)]
+        k = threshold.combine(partials, t)
+        try:
+            return aead.open_(escrow_key(self.config, k, u, v), ct,
+                              escrow_ad(self.config, u, v, point))
+        except ProtocolError:
+            raise ProtocolError(f"the escrow of client {u} with {v} does not open: a forged "
+                                "partial decryption") from None
+
+    def _close_unmask(self) -> list[Message]:
+        cfg, t = self.config, self.config.threshold
+        up = self._uploaded
+        terms: list[tuple[bytes, int]] = []
+        for u in sorted(up):
+            shares = self._seed_shares.get(u, {})
+            if len(shares) < t:
+                raise DropoutError(f"only {len(shares)} shares of client {u}'s self-mask seed "
+                                   f"arrived; t={t}")
+            terms.append((self_mask_key(cfg, u, shamir.reconstruct_bytes(shares, t)), -1))
+        for v in sorted(set(self.cohort) - up):
+            for u in sorted(self._graph[v] & up):
+                terms.append((self._pair_seed(u, v), -mask_sign(u, v)))
+        add_masks(self._acc, terms)
+        self._result = finalize(cfg, self._acc, tuple(sorted(up)), self._rng)
+        self._release()
+        return []
+
+    _CLOSERS: dict[ServerStage, Callable[[EnrolledServer], list[Message]]] = {
+        ServerStage.COLLECT_UPLOADS: _close_uploads,
+        ServerStage.COLLECT_SIGNATURES: _close_signatures,
+        ServerStage.COLLECT_UNMASK: _close_unmask,
+    }
+
+    def _release(self) -> None:
+        """Drop everything the finished (or aborted) round no longer needs."""
+        self._inbox.clear()
+        self._escrow.clear()
+        self._seed_shares.clear()
+        self._round_seeds.clear()
+        self._partials.clear()
+        self._acc = np.zeros(0, self.config.encoding.dtype)
