@@ -15,7 +15,7 @@ import pytest
 from helpers import Router
 
 import protocols
-from protocols.base import SERVER
+from protocols.base import SERVER, stage_names
 from protocols.secagg import EnrolledRegistry, EnrolledServer, Identity, enroll_clients
 from protocols.secagg._enrolled_keys import round_graph, round_seed
 from protocols.secagg._enrolled_state import ClientState, Kind
@@ -78,7 +78,7 @@ def test_too_few_holders_abort_with_a_dropout_error_never_a_wrong_sum() -> None:
 def test_two_exchanges_per_round_and_upload_carries_o_k_shares() -> None:
     router = _router(degree=6, threshold=4)
     router.run()
-    assert router.stages == ("UPLOAD_REQUEST", "UNMASK_REQUEST")
+    assert router.stage_names == ("UPLOAD_REQUEST", "UNMASK_REQUEST")
     ups = [m for m in router.log if isinstance(m, Upload)]
     assert all(len(m.shares) == len(m.escrow) == 6 for m in ups)
 
@@ -292,7 +292,7 @@ def test_secagg_run_enrolled_trains_through_the_enrolled_mode() -> None:
 
     class Recording(SimulationEngine):
         def run_round(self, spec, config, inputs, weights, rng):  # type: ignore[no-untyped-def]
-            seen.append((config.enrolled, config.client_stages))
+            seen.append((config.enrolled, stage_names(spec.client_stages(config))))
             return super().run_round(spec, config, inputs, weights, rng)
 
     cfg = RunConfig(protocol="secagg+", clients=6, rounds=2, dp=False, dropout=0.2, seed=3,

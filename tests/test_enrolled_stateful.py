@@ -19,12 +19,19 @@ import numpy as np
 from helpers import Router, random_inputs
 from hypothesis import note, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+)
 from protocol_strategies import graph_parameters
 from strategies import seeds
 
 import protocols
 from protocols.base import SERVER
+from protocols.secagg import active_min_threshold
 from protocols.secagg._enrolled_state import ServerStage
 from protocols.secagg.enrolled_messages import UnmaskResponse, Upload
 from secagg.errors import DropoutError, ProtocolError, SecAggError, UsageError
@@ -41,6 +48,8 @@ class EnrolledRound(RuleBasedStateMachine):
     def build(self, data: st.DataObject, name: str, n: int, dim: int, active: bool,
               seed: int) -> None:
         degree, threshold = data.draw(graph_parameters(n, sparse=name == "secagg+"))
+        if active:  # the active variant refuses t <= (m + c)/2 (Bonawitz et al.)
+            threshold = max(threshold, active_min_threshold(degree + 1, 0.1))
         spec = protocols.get(name)
         config = spec.make_config(n, dim, degree=degree, threshold=threshold, active=active,
                                   enrolled=True)
