@@ -47,7 +47,7 @@ import tomli_w
 from fl.flower.settings import RUN_CONFIG
 from secagg.errors import ConfigError, SecAggError
 
-__all__ = ["DeploymentError", "LocalDeployment", "free_port", "write_app"]
+__all__ = ["DeploymentError", "LocalDeployment", "free_port", "tool_path", "write_app"]
 
 HOST = "127.0.0.1"
 APP_NAME = "secagg-flower"
@@ -106,6 +106,21 @@ def write_app(directory: str | os.PathLike[str],
     }
     (d / "pyproject.toml").write_bytes(tomli_w.dumps(doc).encode())
     return d
+
+
+def tool_path(path: str) -> str:
+    """``path`` with the folder of this interpreter's Flower executables in front.
+
+    The SuperLink starts ``flower-superexec`` and the SuperNode ``flwr-clientapp`` by name,
+    so they must be on the children's ``PATH`` even when this interpreter's ``bin`` (a venv
+    that was never activated) is not on ours.
+    """
+    dirs = [str(Path(sys.executable).parent)]
+    found = shutil.which("flower-superlink")
+    if found:
+        dirs.append(str(Path(found).parent))
+    parts = [p for p in path.split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([*dirs, *parts]))
 
 
 def _tool(name: str) -> str:
@@ -220,6 +235,7 @@ class LocalDeployment:
     def env(self) -> dict[str, str]:
         """The environment of every Flower process of this deployment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_INTERNAL_")}
+        env["PATH"] = tool_path(env.get("PATH", ""))
         env.update({"FLWR_HOME": str(self.workdir / "flwr-home"),
                     "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
