@@ -457,3 +457,121 @@ def test_deployment_mode_on_a_real_loopback_deployment(tmp_path):
         want = run_round(spec, cfg, inputs, settings.round_root(seed, r), measure_memory=False)
         assert doc["error"] is None and tuple(doc["contributors"]) == want.result.contributors
         np.testing.assert_array_equal(arrays["int-sum"], want.result.int_sum)
+
+
+# -- the workflow and the mod around a real train function, in process ---------------------
+def _example_grid(n):
+    from fl.flower.example import client_app as example
+
+    return FakeGrid(example.app, [{"partition-id": i, "num-partitions": n} for i in range(n)],
+                    {"local-epochs": 2, "lr": 0.5})
+
+
+def _central_eval():
+    from flwr.app import MetricRecord
+
+    from fl.flower.example import task
+
+    test = task.test_set()
+
+    def evaluate_fn(server_round, arrays):
+        net = task.make_net()
+        net.load_state_dict(arrays.to_torch_state_dict())
+        m = task.evaluate(net, test)
+        return MetricRecord({"accuracy": m["accuracy"], "loss": m["loss"]})
+
+    return evaluate_fn
+
+
+@pytest.mark.parametrize("name,dp_mode", [("secagg+", "central"), ("secagg", "distributed"),
+                                          ("plaintext", None)])
+def test_the_workflow_trains_the_users_model_with_dp_and_writes_the_report(tmp_path, name,
+                                                                          dp_mode):
+    pytest.importorskip("torch")
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fl.flower.example import task
+    from fl.flower.workflow import DPOptions, SecAggWorkflow
+    from fl.report import REPORT_FILES
+
+    n = 3
+    grid = _example_grid(n)
+    dp = None if dp_mode is None else DPOptions(mode=dp_mode, noise_multiplier=0.3)
+    wf = SecAggWorkflow(name, clip=1.0, max_weight=200, dp=dp, result_dir=str(tmp_path),
+                        log=lambda s: None)
+    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
+                      min_available_nodes=n)
+    res = wf(grid, strategy, ArrayRecord(task.make_net().state_dict()), num_rounds=3,
+             evaluate_fn=_central_eval())
+    hist = res.run.history
+    assert [r.contributors for r in hist] == [3, 3, 3] and res.run.failed_rounds == 0
+    assert res.run.final_accuracy > res.run.initial_accuracy + 0.1
+    if dp is None:
+        assert res.run.epsilon is None
+    else:
+        eps = [r.epsilon for r in hist]
+        assert all(e is not None for e in eps) and eps == sorted(eps) and eps[0] > 0
+    assert sorted(os.listdir(tmp_path)) == sorted(REPORT_FILES)
+    doc = __import__("json").loads((tmp_path / "metrics.json").read_text())
+    assert doc["engine"] == "flower" and doc["rounds"] == 3
+    # The nodes got the global model and the protocol's frames; they sent back frames only.
+    for _, msg in grid.sent:
+        assert set(msg.content.keys()) <= {records.CONFIG_RECORD, records.FRAMES_RECORD,
+                                           "arrays", "config"}
+    for reply in grid.replies.values():
+        assert set(reply.content.keys()) <= {records.CONFIG_RECORD, records.FRAMES_RECORD}
+
+
+def test_the_workflow_refuses_a_run_over_budget_before_sending_anything():
+    pytest.importorskip("torch")
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fl.flower.example import task
+    from fl.flower.workflow import DPOptions, SecAggWorkflow
+
+    grid = _example_grid(3)
+    wf = SecAggWorkflow("secagg+", dp=DPOptions(epsilon=1.0, noise_multiplier=0.3),
+                        log=lambda s: None)
+    with pytest.raises(BudgetExceededError, match="fit"):
+        wf(grid, FedAvg(min_train_nodes=3, min_available_nodes=3),
+           ArrayRecord(task.make_net().state_dict()), num_rounds=3)
+    assert grid.sent == []
+
+
+def test_the_mod_keeps_a_snapshot_not_a_replay_log_between_messages():
+    rc = _run_config(protocol="secagg+", num_clients=3, dim=6, rounds=1, seed=4)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(3)], rc)
+    seen = []
+    original = grid.push_messages
+
+    def spy(messages):
+        ids = original(messages)
+        for ctx in grid.contexts.values():
+            seen.append(set(ctx.state.keys()))
+        return ids
+
+    grid.push_messages = spy
+    [out] = server_app.run_rounds(grid, rc)
+    assert out.result.contributors == (0, 1, 2)
+    mid = [s for s in seen if client_app.CORE in s]
+    assert mid, "no core snapshot was kept between messages"
+    assert all(client_app.LOG not in s and client_app.INPUT not in s for s in seen)
+
+
+def test_the_clientapp_import_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, fl.flower.client_app; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'matplotlib', 'scipy', 'sklearn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    code = "import sys, fl.flower.client_app; print('fl.simulation' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.stdout.strip() == "False"

@@ -51,7 +51,7 @@ def train(net: nn.Module, shard: Shard, epochs: int, lr: float, batch_size: int 
             loss = loss_fn(net(x[idx]), y[idx])
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         last = total / max(count, 1)
     return last
