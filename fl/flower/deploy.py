@@ -399,24 +399,28 @@ class LocalDeployment:
             time.sleep(0.2)
 
     # -- runs --------------------------------------------------------------------------
-    def start_run(self, run_config: Mapping[str, Any]) -> subprocess.Popen[bytes]:
-        """Submit the app with ``flwr run ... --stream``; the process ends with the run."""
+    def start_run(self, run_config: Mapping[str, Any], *,
+                  app_dir: Path | None = None) -> subprocess.Popen[bytes]:
+        """Submit the app (``app_dir``, default the deployment's own) with ``flwr run ...
+        --stream``; the process ends with the run."""
         if not self.port:
             raise ConfigError("start the deployment first")
         self._runs += 1
         name = f"run-{self._runs}"
         cfg = self.workdir / f"{name}.toml"
         cfg.write_bytes(tomli_w.dumps(dict(run_config)).encode())
-        return self._spawn(name, [_tool("flwr"), "run", str(self.workdir / "app"), CONNECTION,
+        return self._spawn(name, [_tool("flwr"), "run", str(app_dir or self.workdir / "app"),
+                                  CONNECTION,
                                   "--run-config", str(cfg), "--stream"])
 
-    def run(self, run_config: Mapping[str, Any], *, timeout: float = 600.0) -> str:
+    def run(self, run_config: Mapping[str, Any], *, timeout: float = 600.0,
+            app_dir: Path | None = None) -> str:
         """Run the app to completion; returns its log (``flwr run --stream`` output).
 
         Raises:
             DeploymentError: the run did not finish within ``timeout`` seconds, or failed.
         """
-        proc = self.start_run(run_config)
+        proc = self.start_run(run_config, app_dir=app_dir)
         name = f"run-{self._runs}"
         try:
             proc.wait(timeout=timeout)
