@@ -575,3 +575,27 @@ def test_the_clientapp_import_loads_no_heavy_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.stdout.strip() == "False"
+
+
+def test_an_abandoned_round_is_wiped_once_its_deadline_passes():
+    """A ServerApp that dies mid-round: the node's next message after the round's deadline
+    finds the round's secrets gone."""
+    spec, n = protocols.get("secagg"), 3
+    cfg = spec.make_config(n, 4, session=b"a" * 16)
+    rc = _run_config(protocol="secagg", num_clients=n, dim=4, seed=3)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(n)], rc)
+    first = [m for m in spec.server(cfg, Csprng.from_seed(1)).start() if m.recipient == 0]
+    fields = {"op": records.OP_ROUND, "round": 0, "protocol": "secagg", "client-id": 0,
+              "config": codec.dumps(cfg), "round-ttl": 0.2}
+    grid.push_messages([Message(records.make_content(fields, [wire.encode(m) for m in first]),
+                                dst_node_id=1000, message_type="train")])
+    [reply] = grid.replies.values()
+    assert not reply.has_error() and records.frames_of(reply.content)
+    assert client_app.CORE in grid.contexts[1000].state  # the round is in progress
+    time.sleep(0.3)
+    hello = Message(records.make_content({"op": records.OP_HELLO, "round": -1}),
+                    dst_node_id=1000, message_type="train")
+    grid.push_messages([hello])
+    state = grid.contexts[1000].state
+    assert set(state.keys()) == {client_app.STATE}
+    assert dict(state.config_records[client_app.STATE])["expired"] is True

@@ -38,7 +38,11 @@ arrays, never pickle) and the next message restores it: no earlier stage is reco
 core the snapshot cannot carry (the HE clients hold TenSEAL / gmpy2 objects) is rebuilt
 instead from the round's generator key, its input and the frames received so far, replayed
 (the cores are deterministic given their generator). When the core is DONE, or aborts, the
-state is wiped; a setup for a new round replaces whatever an unfinished one left.
+state is wiped; a setup for a new round replaces whatever an unfinished one left; and a round
+whose server went silent (a ServerApp that died) is wiped by the next message the node gets
+once the round's deadline (setup field ``round-ttl``, sent by the driver) has passed. Flower
+keeps ``Context.state`` per run series in the SuperNode's memory: a node that never hears
+from the federation again keeps an abandoned round's state until its SuperNode exits.
 
 **Import cost.** Every message pays this module's import in a fresh process, so it imports
 only flwr, numpy and the small fl.flower helpers; the protocol's own package is imported by
@@ -240,6 +244,19 @@ def _root_rng(context: Context, st: ConfigRecord) -> Csprng:
     return settings.round_root(seed, records.get_int(st, "round")).spawn(f"client/{u}")
 
 
+def _expire(context: Context) -> None:
+    """Wipe a round whose server has gone silent past the round's deadline (a ServerApp that
+    died mid-round): its secrets must not outlive it. Runs on every message the node gets."""
+    if STATE not in context.state.config_records:
+        return
+    st = context.state.config_records[STATE]
+    deadline = st.get("deadline")
+    if isinstance(deadline, float) and not st.get("done", False) and time.time() > deadline:
+        _wipe(context)
+        context.state[STATE] = ConfigRecord({"round": records.get_int(st, "round"),
+                                             "done": True, "expired": True})
+
+
 def _wipe(context: Context) -> None:
     for name in _ROUND_KEYS:
         if name in context.state:
@@ -292,6 +309,7 @@ def _setup(msg: Message, context: Context, call_next: ClientAppCallable,
     st = ConfigRecord({"round": rnd, "protocol": protocol,
                        "config": records.get_bytes(rec, "config"), "client-id": u,
                        "messages": 0, "frames": 0, "replay": False,
+                       "deadline": time.time() + records.get_float(rec, "round-ttl", 3600.0),
                        **_secrets(context, rnd, u)})
     update, weight = _train_input(msg, context, call_next, rec, config.dim, rnd, u)
     return st, _build(context, st, config, _root_rng(context, st)), update, weight
@@ -377,6 +395,8 @@ def _round(msg: Message, context: Context, call_next: ClientAppCallable) -> Mess
         st = context.state.config_records[STATE]
         mine, done = records.get_int(st, "round"), bool(st.get("done", False))
         if mine != rnd or done:
+            _wipe(context)
+            context.state[STATE] = ConfigRecord({"round": mine, "done": True})
             raise ProtocolError(f"round {rnd}: this node's round is {mine} "
                                 f"({'done' if done else 'in progress'})")
         core = _resume(context, st)
@@ -419,6 +439,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
             turns it into an error reply, which the ServerApp counts as this client dropping.
         UsageError: the train function did not return a vector of the round's length.
     """
+    _expire(context)
     if not records.is_secagg(msg.content):
         return call_next(msg, context)
     op = msg.content.config_records[records.CONFIG_RECORD].get("op")

@@ -35,7 +35,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
 from fl.flower import records
-from protocols.base import SERVER, AggregateResult, Party, ProtocolSpec, ServerCore
+from protocols.base import SERVER, AggregateResult, Party, ProtocolSpec, ServerCore, stages_of
 from protocols.base import Message as ProtocolMessage
 from secagg import wire
 from secagg.errors import (
@@ -274,6 +274,7 @@ def drive_round(
             fields: dict[str, object] = {"op": records.OP_ROUND, "round": round_index}
             if u not in started:
                 fields.update({"protocol": spec.name, "client-id": u, "config": setup_config})
+                fields["round-ttl"] = stage_timeout * (len(stages_of(spec, config)) + 3)
                 fields.update(setup_fields or {})
             content = records.make_content(fields, frames)
             if u not in started and train_content is not None:
