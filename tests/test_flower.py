@@ -43,7 +43,7 @@ from fl.flower.deploy import LocalDeployment, write_app
 from fl.simulation import run_round
 from protocols.base import NoiseHook, RoundConfig
 from secagg import wire
-from secagg.errors import BudgetExceededError, DecodeError, UsageError
+from secagg.errors import BudgetExceededError, ConfigError, DecodeError, UsageError
 from secagg.rng import Csprng
 
 ALL = protocols.names()
@@ -599,3 +599,38 @@ def test_an_abandoned_round_is_wiped_once_its_deadline_passes():
     state = grid.contexts[1000].state
     assert set(state.keys()) == {client_app.STATE}
     assert dict(state.config_records[client_app.STATE])["expired"] is True
+
+
+# -- secagg run --engine flower and secagg bench --deployment: their plumbing ---------------
+def test_engine_flower_maps_the_run_onto_the_example_app_and_refuses_what_it_cannot_do():
+    from fl.flower.example.server_app import RUN_CONFIG as EXAMPLE
+    from fl.flower.training import run_config_of
+    from fl.runconfig import RunConfig
+
+    cfg = RunConfig(protocol="secagg", clients=4, rounds=2, engine="flower", epsilon=5.0)
+    rc = run_config_of(cfg, "/tmp/r")
+    assert set(rc) <= set(EXAMPLE)  # flwr run refuses keys the app does not declare
+    assert rc["protocol"] == "secagg" and rc["min-nodes"] == 4 and rc["epsilon"] == 5.0
+    for bad, what in ((dict(dropout=0.1), "dropout"), (dict(split="dirichlet"), "split"),
+                      (dict(seed=3), "seed"), (dict(cohort=2), "cohort")):
+        with pytest.raises(ConfigError, match=what):
+            run_config_of(dataclasses.replace(cfg, **bad), "/tmp/r")
+
+
+def test_the_deployment_bench_reads_round_marks_and_writes_its_files(tmp_path):
+    from bench.deployment import FEDAVG, FLOWER, parse_marks, summarise, write_outputs
+
+    log = ("noise\n[bench] start 10.0\n[bench] round 1 end 13.0\nx [bench] round 2 end 15.5\n"
+           "[bench] round 3 end 17.0\n")
+    assert parse_marks(log) == [3.0, 2.5, 1.5]
+    with pytest.raises(ConfigError, match="start"):
+        parse_marks("[bench] round 1 end 3.0")
+    dep = summarise(3, {FEDAVG: [1.0, 2.0, 3.0], FLOWER: [4.0, 4.0, 5.0],
+                        "secagg+": parse_marks(log)})
+    assert dep["round_seconds"] == {"secagg+": 2.5}
+    assert dep["flower_secaggplus_round_seconds"] == 4.0 and dep["fedavg_round_seconds"] == 2.0
+    assert dep["ratios"]["secagg+"] == {"vs_flower_secaggplus": 2.5 / 4.0, "vs_fedavg": 1.25}
+    files = write_outputs({"deployment": dep}, tmp_path)
+    assert [f.name for f in files] == ["deployment.json", "deployment.csv", "deployment.png"]
+    rows = (tmp_path / "deployment.csv").read_text().splitlines()
+    assert rows[0].startswith("job,clients,median_round_seconds") and len(rows) == 4

@@ -5,7 +5,8 @@ Run config keys (``[tool.flwr.app.config]`` of the app written by ``python -m fl
 example DIR``; see :data:`RUN_CONFIG`): ``protocol``, ``num-server-rounds``, ``min-nodes``,
 ``dataset``, ``local-epochs``, ``lr``, ``clip``, ``max-weight``, ``dp`` (bool), ``dp-mode``,
 ``epsilon``, ``delta``, ``noise-multiplier`` (0: calibrate to ``epsilon``),
-``sampling-rate``, ``stage-timeout``, ``result-dir`` ("" for none).
+``sampling-rate``, ``stage-timeout``, ``result-dir`` ("" for none), ``ledger-path`` (a
+privacy ledger file on the SuperLink's host, "" for none).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ RUN_CONFIG: dict[str, Any] = {
     "dataset": "breast_cancer", "local-epochs": 2, "lr": 0.5, "clip": 1.0,
     "max-weight": 200.0, "dp": True, "dp-mode": "central", "epsilon": 3.0, "delta": 1e-5,
     "noise-multiplier": 0.0, "sampling-rate": 1.0, "stage-timeout": 60.0, "result-dir": "",
+    "ledger-path": "",
 }
 
 app = ServerApp()
@@ -53,7 +55,8 @@ def main(grid: Grid, context: Context) -> None:
         z = float(cfg["noise-multiplier"])
         dp = DPOptions(mode=str(cfg["dp-mode"]), epsilon=float(cfg["epsilon"]),
                        delta=float(cfg["delta"]), noise_multiplier=z if z > 0 else None,
-                       sampling_rate=float(cfg["sampling-rate"]))
+                       sampling_rate=float(cfg["sampling-rate"]),
+                       ledger_path=str(cfg["ledger-path"]) or None)
     strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
                       min_available_nodes=n)
     workflow = SecAggWorkflow(str(cfg["protocol"]), clip=float(cfg["clip"]),
