@@ -84,3 +84,40 @@ def test_example_trains_with_dp_and_survives_a_killed_and_restarted_node(tmp_pat
     while any(_alive(p) for p in pids) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not any(_alive(p) for p in pids)
+
+
+def _serverapp_pids(dep: LocalDeployment) -> list[int]:
+    out = []
+    for pid in dep.pids():
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(part.endswith(b"flwr-serverapp") for part in cmd):
+            out.append(pid)
+    return out
+
+
+def test_a_serverapp_that_dies_mid_round_leaves_the_nodes_serving(tmp_path):
+    """SIGKILL the ServerApp while round 1 is on the nodes: the SuperNodes neither hang nor
+    die, and the next run on them completes (the mod wipes an abandoned round once its
+    deadline passes: tests/test_flower.py checks that part)."""
+    dep = LocalDeployment(3, app=example_app, startup_timeout=120.0)
+    try:
+        dep.start()
+        proc = dep.start_run({"num-server-rounds": 2, "dp": False, "stage-timeout": 90.0})
+        _wait(lambda: all("Start `flwr-clientapp` process" in dep.log_tail(f"supernode-{i}",
+                                                                           100000)
+                          for i in range(3)), 400, "round 1 on every node", proc)
+        victims = _serverapp_pids(dep)
+        assert victims, "no flwr-serverapp process found"
+        for pid in victims:
+            os.kill(pid, 9)
+        dep.stop_run(proc)
+        nodes = [p for p in dep._procs if "supernode" in " ".join(map(str, p.args))]
+        assert len(nodes) == 3 and all(p.poll() is None for p in nodes)
+        text = dep.run({"num-server-rounds": 1, "dp": False, "protocol": "secagg+",
+                        "stage-timeout": 90.0, "result-dir": str(tmp_path)}, timeout=600)
+        assert "[secagg] round 1: 3/3 contributed" in text, text[-3000:]
+    finally:
+        dep.stop()
