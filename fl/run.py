@@ -374,12 +374,11 @@ def run_training(
     Raises:
         ConfigError, BudgetExceededError: see :func:`plan_run`.
     """
-    if isinstance(cfg, RunConfig) and cfg.engine == "flower" and engine is None:
-        from fl.flower.training import run_deployed  # the clients train on their nodes
-
-        _check_settings(cfg)
-        return run_deployed(cfg, observer)
     plan = cfg if isinstance(cfg, RunPlan) else plan_run(cfg, engine=engine)
+    if getattr(plan.engine, "trains_on_nodes", False):  # --engine flower: a real deployment
+        from fl.flower.training import run_deployed
+
+        return run_deployed(plan.config, observer)
     try:
         return _train(plan, observer or SilentObserver())
     finally:

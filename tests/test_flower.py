@@ -396,7 +396,9 @@ def test_a_refused_release_is_an_error_not_a_hang(tmp_path):
 
 
 def test_the_engine_is_registered_and_the_app_names_its_components(tmp_path):
-    assert isinstance(make_engine("flower", dropout=0.1), FlowerEngine)
+    engine = make_engine("flower", dropout=0.1)
+    assert isinstance(engine, FlowerEngine)
+    assert engine.trains_on_nodes  # secagg run --engine flower: clients train on their nodes
     text = (write_app(tmp_path / "app") / "pyproject.toml").read_text()
     assert "fl.flower.server_app:app" in text and "fl.flower.client_app:app" in text
     assert all(f'"{k}"' in text or f"{k} =" in text for k in settings.RUN_CONFIG)

@@ -85,12 +85,20 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def make_flower_engine(**options: Any) -> Any:
+    """``make_engine("flower", ...)``: a :class:`~fl.flower.engine.FlowerEngine` with
+    ``trains_on_nodes=True``, so that :func:`fl.run.run_training` hands the whole run to
+    :func:`fl.flower.training.run_deployed` (the clients train on their SuperNodes)."""
+    from fl.flower.engine import FlowerEngine
+
+    return FlowerEngine(trains_on_nodes=True, **options)
+
+
 def register_engines() -> None:
     """Register ``flower`` with :mod:`fl.engine` (what ``make_engine("flower")`` calls)."""
     from fl.engine import register_engine
-    from fl.flower.engine import FlowerEngine
 
-    register_engine("flower", FlowerEngine)
+    register_engine("flower", make_flower_engine)
 
 
 if "fl.engine" in sys.modules:  # imported by make_engine: register now
