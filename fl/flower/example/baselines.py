@@ -137,7 +137,7 @@ def _secaggplus_main(grid: Grid, context: Context) -> None:
                      min_evaluate_clients=0, min_available_clients=n,
                      initial_parameters=ndarrays_to_parameters(
                          [v.detach().numpy() for v in net.state_dict().values()]))
-    legacy = LegacyContext(state=context.state,
+    legacy = LegacyContext(context=context,
                            config=ServerConfig(num_rounds=int(cfg["num-server-rounds"])),
                            strategy=strategy)
     workflow = DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(
