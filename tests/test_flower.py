@@ -636,3 +636,17 @@ def test_the_deployment_bench_reads_round_marks_and_writes_its_files(tmp_path):
     assert [f.name for f in files] == ["deployment.json", "deployment.csv", "deployment.png"]
     rows = (tmp_path / "deployment.csv").read_text().splitlines()
     assert rows[0].startswith("job,clients,median_round_seconds") and len(rows) == 4
+
+
+def test_a_core_that_cannot_be_snapshotted_is_replayed_and_gives_the_same_round(monkeypatch):
+    monkeypatch.setattr(client_app.state, "snapshot", lambda core: None)
+    n, dim, seed = 4, 7, 12
+    rc = _run_config(protocol="secagg+", num_clients=n, dim=dim, rounds=1, seed=seed)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(n)], rc)
+    [got] = server_app.run_rounds(grid, rc)
+    spec = protocols.get("secagg+")
+    root = settings.round_root(seed, 0)
+    cfg = spec.make_config(n, dim, round_id=0, session=root.spawn("session").bytes(16))
+    want = run_round(spec, cfg, [settings.synthetic_input(u, dim, 0) for u in range(n)], root,
+                     measure_memory=False)
+    np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)

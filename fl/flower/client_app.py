@@ -352,8 +352,8 @@ def _resume(context: Context, st: ConfigRecord) -> ClientCore:
 def _keep(context: Context, st: ConfigRecord, core: ClientCore, fresh: bool,
           inp: tuple[np.ndarray, float] | None, log: list[bytes]) -> None:
     """Store what the next message needs to resume ``core``."""
+    snap = None if st.get("replay", False) and not fresh else state.snapshot(core)
     if fresh:
-        snap = state.snapshot(core)
         st["replay"] = snap is None
         if snap is None:
             if inp is None:
@@ -363,7 +363,6 @@ def _keep(context: Context, st: ConfigRecord, core: ClientCore, fresh: bool,
     if st.get("replay", False):
         context.state[LOG] = records.frames_record(log)
     else:
-        snap = state.snapshot(core)
         if snap is None:
             raise ProtocolError(f"the {type(core).__name__} could be snapshotted before but not "
                                 "now; it cannot resume")

@@ -147,8 +147,9 @@ class SecAggWorkflow:
         dp: :class:`DPOptions`, or None for no DP.
         server_lr: FedAvg server learning rate.
         frac_bits: fixed-point fraction bits of the encoding.
-        stage_timeout: seconds a node has to answer each protocol message; a node that does
-            not has dropped (the round completes without it while enough survive).
+        stage_timeout: seconds a node has to answer each protocol message (the first one
+            includes its local training); a node that does not has dropped (the round
+            completes without it while enough survive).
         result_dir: where to write the report folder at the end (None: none).
         label: the dataset / task name the report shows.
         log: where round summaries go (default: printed, so ``flwr run --stream`` shows them).
