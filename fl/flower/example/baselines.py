@@ -30,7 +30,7 @@ __all__ = ["RUN_CONFIG", "fedavg_client", "fedavg_server", "secagg_server",
 
 RUN_CONFIG: dict[str, Any] = {
     "protocol": "secagg+", "num-server-rounds": 3, "min-nodes": 3, "local-epochs": 2,
-    "lr": 0.5, "num-shares": 3, "reconstruction-threshold": 2, "stage-timeout": 120.0,
+    "lr": 0.5, "num-shares": 3, "reconstruction-threshold": 2, "stage-timeout": 180.0,
     "dataset": "breast_cancer",
 }
 

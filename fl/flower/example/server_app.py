@@ -5,7 +5,9 @@ Run config keys (``[tool.flwr.app.config]`` of the app written by ``python -m fl
 example DIR``; see :data:`RUN_CONFIG`): ``protocol``, ``num-server-rounds``, ``min-nodes``,
 ``dataset``, ``local-epochs``, ``lr``, ``clip``, ``max-weight``, ``dp`` (bool), ``dp-mode``,
 ``epsilon``, ``delta``, ``noise-multiplier`` (0: calibrate to ``epsilon``),
-``sampling-rate``, ``stage-timeout``, ``result-dir`` ("" for none), ``ledger-path`` (a
+``sampling-rate``, ``stage-timeout`` (seconds a node has for each protocol message, the
+first including its local training and a fresh process's imports: generous, since only a
+dead node should hit it), ``result-dir`` ("" for none), ``ledger-path`` (a
 privacy ledger file on the SuperLink's host, "" for none).
 """
 
@@ -26,7 +28,7 @@ RUN_CONFIG: dict[str, Any] = {
     "protocol": "secagg+", "num-server-rounds": 3, "min-nodes": 3,
     "dataset": "breast_cancer", "local-epochs": 2, "lr": 0.5, "clip": 1.0,
     "max-weight": 200.0, "dp": True, "dp-mode": "central", "epsilon": 3.0, "delta": 1e-5,
-    "noise-multiplier": 0.0, "sampling-rate": 1.0, "stage-timeout": 60.0, "result-dir": "",
+    "noise-multiplier": 0.0, "sampling-rate": 1.0, "stage-timeout": 180.0, "result-dir": "",
     "ledger-path": "",
 }
 
