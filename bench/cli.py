@@ -107,6 +107,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("bench-results"),
                    help="folder for results.json, results.csv, headline.md and PNGs")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--deployment", action="store_true",
+                   help="seconds per training round on one loopback Flower deployment: plain "
+                        "FedAvg, Flower's own SecAgg+, and each protocol (bench.deployment)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="with --deployment: rounds per job (default 3)")
     add_json_flag(p)
 
 
@@ -174,7 +179,33 @@ def _one_line(c: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _run_deployment(args: argparse.Namespace) -> int:
+    from bench.deployment import run_deployment, write_outputs
+
+    clients = _flatten(args.clients) or [3]
+    names = _flatten(args.protocols) or ["secagg+"]
+    console = stderr_console()
+    result: dict[str, Any] = {"runs": []}
+    for n in clients:
+        one = run_deployment(n, names, args.rounds, log=console.print)
+        result["runs"].append(one)
+    result.update({k: v for k, v in result["runs"][-1].items() if k != "deployment"})
+    result["deployment"] = result["runs"][-1]["deployment"]
+    files = write_outputs(result, args.out, plots=not args.no_plots)
+    for run in result["runs"]:
+        d = run["deployment"]
+        console.print(f"n={d['clients']}: fedavg {d['fedavg_round_seconds']}, Flower SecAgg+ "
+                      f"{d['flower_secaggplus_round_seconds']}, ours {d['round_seconds']} "
+                      f"s/round (medians); ratios {d['ratios']}")
+    console.print(f"wrote {', '.join(str(f) for f in files)}")
+    if args.json:
+        emit_json(result)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "deployment", False):
+        return _run_deployment(args)
     opts = _options(args)
     cells, base = _cells(args)
     console = stderr_console()

@@ -12,7 +12,8 @@ method is an engine.
   at random stages of the protocol.
 - Further engines register a factory with :func:`register_engine`. An engine known by name
   whose code lives in an optional module (``flower`` lives in ``fl.flower``) is imported on
-  first use by :func:`make_engine`; importing that module must register it.
+  first use by :func:`make_engine`; importing that module must register it (or define
+  ``register_engines()``, which :func:`make_engine` then calls).
 
 Every factory is called with keyword arguments only: ``dropout`` (the fraction of each
 cohort to drop, in ``[0, 1)``; an engine whose dropouts are real may ignore it). If the
@@ -191,7 +192,10 @@ def make_engine(name: str, **options: Any) -> Engine:
     if name not in _FACTORIES and name in _PLUGINS:
         module = _PLUGINS[name]
         try:
-            importlib.import_module(module)
+            plugin = importlib.import_module(module)
+            register = getattr(plugin, "register_engines", None)
+            if name not in _FACTORIES and callable(register):
+                register()  # a module imported earlier, before fl.engine was
         except ImportError as exc:
             missing = getattr(exc, "name", None) or str(exc)
             where = (f"its module {module} is not part of this installation"

@@ -428,6 +428,10 @@ def run_training(
         ConfigError, BudgetExceededError: see :func:`plan_run`.
     """
     plan = cfg if isinstance(cfg, RunPlan) else plan_run(cfg, engine=engine)
+    if getattr(plan.engine, "trains_on_nodes", False):  # --engine flower: a real deployment
+        from fl.flower.training import run_deployed
+
+        return run_deployed(plan.config, observer)
     try:
         return _train(plan, observer or SilentObserver())
     finally:

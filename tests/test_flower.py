@@ -43,7 +43,7 @@ from fl.flower.deploy import LocalDeployment, write_app
 from fl.simulation import run_round
 from protocols.base import NoiseHook, RoundConfig
 from secagg import wire
-from secagg.errors import BudgetExceededError, DecodeError, UsageError
+from secagg.errors import BudgetExceededError, ConfigError, DecodeError, UsageError
 from secagg.rng import Csprng
 
 ALL = protocols.names()
@@ -397,7 +397,9 @@ def test_a_refused_release_is_an_error_not_a_hang(tmp_path):
 
 
 def test_the_engine_is_registered_and_the_app_names_its_components(tmp_path):
-    assert isinstance(make_engine("flower", dropout=0.1), FlowerEngine)
+    engine = make_engine("flower", dropout=0.1)
+    assert isinstance(engine, FlowerEngine)
+    assert engine.trains_on_nodes  # secagg run --engine flower: clients train on their nodes
     text = (write_app(tmp_path / "app") / "pyproject.toml").read_text()
     assert "fl.flower.server_app:app" in text and "fl.flower.client_app:app" in text
     assert all(f'"{k}"' in text or f"{k} =" in text for k in settings.RUN_CONFIG)
@@ -458,3 +460,194 @@ def test_deployment_mode_on_a_real_loopback_deployment(tmp_path):
         want = run_round(spec, cfg, inputs, settings.round_root(seed, r), measure_memory=False)
         assert doc["error"] is None and tuple(doc["contributors"]) == want.result.contributors
         np.testing.assert_array_equal(arrays["int-sum"], want.result.int_sum)
+
+
+# -- the workflow and the mod around a real train function, in process ---------------------
+def _example_grid(n):
+    from fl.flower.example import client_app as example
+
+    return FakeGrid(example.app, [{"partition-id": i, "num-partitions": n} for i in range(n)],
+                    {"local-epochs": 2, "lr": 0.5})
+
+
+def _central_eval():
+    from flwr.app import MetricRecord
+
+    from fl.flower.example import task
+
+    test = task.test_set()
+
+    def evaluate_fn(server_round, arrays):
+        net = task.make_net()
+        net.load_state_dict(arrays.to_torch_state_dict())
+        m = task.evaluate(net, test)
+        return MetricRecord({"accuracy": m["accuracy"], "loss": m["loss"]})
+
+    return evaluate_fn
+
+
+@pytest.mark.parametrize("name,dp_mode", [("secagg+", "central"), ("secagg", "distributed"),
+                                          ("plaintext", None)])
+def test_the_workflow_trains_the_users_model_with_dp_and_writes_the_report(tmp_path, name,
+                                                                          dp_mode):
+    pytest.importorskip("torch")
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fl.flower.example import task
+    from fl.flower.workflow import DPOptions, SecAggWorkflow
+    from fl.report import REPORT_FILES
+
+    n = 3
+    grid = _example_grid(n)
+    dp = None if dp_mode is None else DPOptions(mode=dp_mode, noise_multiplier=0.3)
+    wf = SecAggWorkflow(name, clip=1.0, max_weight=200, dp=dp, result_dir=str(tmp_path),
+                        log=lambda s: None)
+    strategy = FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
+                      min_available_nodes=n)
+    res = wf(grid, strategy, ArrayRecord(task.make_net().state_dict()), num_rounds=3,
+             evaluate_fn=_central_eval())
+    hist = res.run.history
+    assert [r.contributors for r in hist] == [3, 3, 3] and res.run.failed_rounds == 0
+    assert res.run.final_accuracy > res.run.initial_accuracy + 0.1
+    if dp is None:
+        assert res.run.epsilon is None
+    else:
+        eps = [r.epsilon for r in hist]
+        assert all(e is not None for e in eps) and eps == sorted(eps) and eps[0] > 0
+    assert sorted(os.listdir(tmp_path)) == sorted(REPORT_FILES)
+    doc = __import__("json").loads((tmp_path / "metrics.json").read_text())
+    assert doc["engine"] == "flower" and doc["rounds"] == 3
+    # The nodes got the global model and the protocol's frames; they sent back frames only.
+    for _, msg in grid.sent:
+        assert set(msg.content.keys()) <= {records.CONFIG_RECORD, records.FRAMES_RECORD,
+                                           "arrays", "config"}
+    for reply in grid.replies.values():
+        assert set(reply.content.keys()) <= {records.CONFIG_RECORD, records.FRAMES_RECORD}
+
+
+def test_the_workflow_refuses_a_run_over_budget_before_sending_anything():
+    pytest.importorskip("torch")
+    from flwr.app import ArrayRecord
+    from flwr.serverapp.strategy import FedAvg
+
+    from fl.flower.example import task
+    from fl.flower.workflow import DPOptions, SecAggWorkflow
+
+    grid = _example_grid(3)
+    wf = SecAggWorkflow("secagg+", dp=DPOptions(epsilon=1.0, noise_multiplier=0.3),
+                        log=lambda s: None)
+    with pytest.raises(BudgetExceededError, match="fit"):
+        wf(grid, FedAvg(min_train_nodes=3, min_available_nodes=3),
+           ArrayRecord(task.make_net().state_dict()), num_rounds=3)
+    assert grid.sent == []
+
+
+def test_the_mod_keeps_a_snapshot_not_a_replay_log_between_messages():
+    rc = _run_config(protocol="secagg+", num_clients=3, dim=6, rounds=1, seed=4)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(3)], rc)
+    seen = []
+    original = grid.push_messages
+
+    def spy(messages):
+        ids = original(messages)
+        for ctx in grid.contexts.values():
+            seen.append(set(ctx.state.keys()))
+        return ids
+
+    grid.push_messages = spy
+    [out] = server_app.run_rounds(grid, rc)
+    assert out.result.contributors == (0, 1, 2)
+    mid = [s for s in seen if client_app.CORE in s]
+    assert mid, "no core snapshot was kept between messages"
+    assert all(client_app.LOG not in s and client_app.INPUT not in s for s in seen)
+
+
+def test_the_clientapp_import_loads_no_heavy_library():
+    import subprocess
+    import sys
+
+    code = ("import sys, fl.flower.client_app; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'torch', 'matplotlib', 'scipy', 'sklearn'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    code = "import sys, fl.flower.client_app; print('fl.simulation' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    assert out.stdout.strip() == "False"
+
+
+def test_an_abandoned_round_is_wiped_once_its_deadline_passes():
+    """A ServerApp that dies mid-round: the node's next message after the round's deadline
+    finds the round's secrets gone."""
+    spec, n = protocols.get("secagg"), 3
+    cfg = spec.make_config(n, 4, session=b"a" * 16)
+    rc = _run_config(protocol="secagg", num_clients=n, dim=4, seed=3)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(n)], rc)
+    first = [m for m in spec.server(cfg, Csprng.from_seed(1)).start() if m.recipient == 0]
+    fields = {"op": records.OP_ROUND, "round": 0, "protocol": "secagg", "client-id": 0,
+              "config": codec.dumps(cfg), "round-ttl": 0.2}
+    grid.push_messages([Message(records.make_content(fields, [wire.encode(m) for m in first]),
+                                dst_node_id=1000, message_type="train")])
+    [reply] = grid.replies.values()
+    assert not reply.has_error() and records.frames_of(reply.content)
+    assert client_app.CORE in grid.contexts[1000].state  # the round is in progress
+    time.sleep(0.3)
+    hello = Message(records.make_content({"op": records.OP_HELLO, "round": -1}),
+                    dst_node_id=1000, message_type="train")
+    grid.push_messages([hello])
+    state = grid.contexts[1000].state
+    assert set(state.keys()) == {client_app.STATE}
+    assert dict(state.config_records[client_app.STATE])["expired"] is True
+
+
+# -- secagg run --engine flower and secagg bench --deployment: their plumbing ---------------
+def test_engine_flower_maps_the_run_onto_the_example_app_and_refuses_what_it_cannot_do():
+    from fl.flower.example.server_app import RUN_CONFIG as EXAMPLE
+    from fl.flower.training import run_config_of
+    from fl.runconfig import RunConfig
+
+    cfg = RunConfig(protocol="secagg", clients=4, rounds=2, engine="flower", epsilon=5.0)
+    rc = run_config_of(cfg, "/tmp/r")
+    assert set(rc) <= set(EXAMPLE)  # flwr run refuses keys the app does not declare
+    assert rc["protocol"] == "secagg" and rc["min-nodes"] == 4 and rc["epsilon"] == 5.0
+    for bad, what in ((dict(dropout=0.1), "dropout"), (dict(split="dirichlet"), "split"),
+                      (dict(seed=3), "seed"), (dict(cohort=2), "cohort")):
+        with pytest.raises(ConfigError, match=what):
+            run_config_of(dataclasses.replace(cfg, **bad), "/tmp/r")
+
+
+def test_the_deployment_bench_reads_round_marks_and_writes_its_files(tmp_path):
+    from bench.deployment import FEDAVG, FLOWER, parse_marks, summarise, write_outputs
+
+    log = ("noise\n[bench] start 10.0\n[bench] round 1 end 13.0\nx [bench] round 2 end 15.5\n"
+           "[bench] round 3 end 17.0\n")
+    assert parse_marks(log) == [3.0, 2.5, 1.5]
+    with pytest.raises(ConfigError, match="start"):
+        parse_marks("[bench] round 1 end 3.0")
+    dep = summarise(3, {FEDAVG: [1.0, 2.0, 3.0], FLOWER: [4.0, 4.0, 5.0],
+                        "secagg+": parse_marks(log)})
+    assert dep["round_seconds"] == {"secagg+": 2.5}
+    assert dep["flower_secaggplus_round_seconds"] == 4.0 and dep["fedavg_round_seconds"] == 2.0
+    assert dep["ratios"]["secagg+"] == {"vs_flower_secaggplus": 2.5 / 4.0, "vs_fedavg": 1.25}
+    files = write_outputs({"deployment": dep}, tmp_path)
+    assert [f.name for f in files] == ["deployment.json", "deployment.csv", "deployment.png"]
+    rows = (tmp_path / "deployment.csv").read_text().splitlines()
+    assert rows[0].startswith("job,clients,median_round_seconds") and len(rows) == 4
+
+
+def test_a_core_that_cannot_be_snapshotted_is_replayed_and_gives_the_same_round(monkeypatch):
+    monkeypatch.setattr(client_app.state, "snapshot", lambda core: None)
+    n, dim, seed = 4, 7, 12
+    rc = _run_config(protocol="secagg+", num_clients=n, dim=dim, rounds=1, seed=seed)
+    grid = FakeGrid(client_app.app, [{"partition-id": i} for i in range(n)], rc)
+    [got] = server_app.run_rounds(grid, rc)
+    spec = protocols.get("secagg+")
+    root = settings.round_root(seed, 0)
+    cfg = spec.make_config(n, dim, round_id=0, session=root.spawn("session").bytes(16))
+    want = run_round(spec, cfg, [settings.synthetic_input(u, dim, 0) for u in range(n)], root,
+                     measure_memory=False)
+    np.testing.assert_array_equal(got.result.int_sum, want.result.int_sum)

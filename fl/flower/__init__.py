@@ -54,15 +54,52 @@ writes them on the SuperLink's host. Run-config keys: :mod:`fl.flower.settings`.
 
 from __future__ import annotations
 
-from fl.engine import register_engine
-from fl.flower.client_app import SimulatedDropout, secagg_mod
-from fl.flower.deploy import DeploymentError, LocalDeployment, write_app
-from fl.flower.driver import RoundOutcome, assign_clients, drive_round
-from fl.flower.engine import FlowerEngine
+import importlib
+import sys
+from typing import Any
 
-__all__ = [
-    "DeploymentError", "FlowerEngine", "LocalDeployment", "RoundOutcome", "SimulatedDropout",
-    "assign_clients", "drive_round", "secagg_mod", "write_app",
-]
+#: public name -> the submodule that defines it; imported on first use (PEP 562), so that
+#: a ClientApp process, which imports ``fl.flower.client_app`` for every message, pays for
+#: nothing else (no engine, no simulator, no deployment code).
+_EXPORTS = {
+    "DeploymentError": "fl.flower.deploy", "LocalDeployment": "fl.flower.deploy",
+    "write_app": "fl.flower.deploy",
+    "RoundOutcome": "fl.flower.driver", "assign_clients": "fl.flower.driver",
+    "drive_round": "fl.flower.driver",
+    "FlowerEngine": "fl.flower.engine",
+    "SimulatedDropout": "fl.flower.client_app", "secagg_mod": "fl.flower.client_app",
+    "DPOptions": "fl.flower.workflow", "SecAggWorkflow": "fl.flower.workflow",
+}
 
-register_engine("flower", FlowerEngine)
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fl.flower' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+def make_flower_engine(**options: Any) -> Any:
+    """``make_engine("flower", ...)``: a :class:`~fl.flower.engine.FlowerEngine` with
+    ``trains_on_nodes=True``, so that :func:`fl.run.run_training` hands the whole run to
+    :func:`fl.flower.training.run_deployed` (the clients train on their SuperNodes)."""
+    from fl.flower.engine import FlowerEngine
+
+    return FlowerEngine(trains_on_nodes=True, **options)
+
+
+def register_engines() -> None:
+    """Register ``flower`` with :mod:`fl.engine` (what ``make_engine("flower")`` calls)."""
+    from fl.engine import register_engine
+
+    register_engine("flower", make_flower_engine)
+
+
+if "fl.engine" in sys.modules:  # imported by make_engine: register now
+    register_engines()

@@ -1,15 +1,24 @@
 """The client side over Flower: :func:`secagg_mod`, a ClientApp mod that hosts a client core.
 
-Use it around any ClientApp whose ``@app.train()`` function returns the client's update::
+Use it around a standard Flower ClientApp, whose ``@app.train()`` function is unchanged::
 
     app = ClientApp(mods=[secagg_mod])
 
     @app.train()
     def train(msg, context):
-        update = ...                                 # 1-D float vector of the round's dim
-        return Message(RecordDict({"update": ArrayRecord([update]),
-                                   "metrics": MetricRecord({"weight": n_examples})}),
+        model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+        ...                                          # local training, as without secagg
+        return Message(RecordDict({"arrays": ArrayRecord(model.state_dict()),
+                                   "metrics": MetricRecord({"num-examples": n})}),
                        reply_to=msg)
+
+When the server is :class:`fl.flower.workflow.SecAggWorkflow`, the round's first message
+carries the global model (the strategy's ``"arrays"`` record) and the mod computes the
+update itself: ``trained - global`` (every array flattened in record order), clipped to
+L2 norm ``clip`` (sent by the server), with weight ``num-examples`` capped at
+``max-weight``. The trained model and the raw update never leave the node. Without a
+global model in the message (the bundled demo app, the loopback engine) the train
+function's ArrayRecord *is* the update.
 
 The mod lets every message without the ``"secagg"`` record through untouched. For secure
 aggregation traffic (layout: :mod:`fl.flower.records`) it:
@@ -23,13 +32,21 @@ aggregation traffic (layout: :mod:`fl.flower.records`) it:
    The raw update never leaves the node; only the core's frames do.
 
 **State between messages.** Flower runs the ClientApp in a fresh process for every message and
-keeps only the node's ``Context.state`` (a RecordDict, on the SuperNode) between them. A
-core is a Python object, so the mod keeps what determines it instead: the round's 32-byte
-generator key, the update and weight, and the frames received so far. Each message rebuilds
-the core (``spec.client(config, id, Csprng(key))``, ``set_input``) and replays the earlier
-frames; the cores are deterministic given their generator, so this is the same core. It
-costs recomputing earlier stages (for SecAgg about twice the masking work over a round),
-which ``seconds`` in the replies does not count. When the core is DONE the state is wiped.
+keeps only the node's ``Context.state`` (a RecordDict, on the SuperNode) between them. After
+each message the mod snapshots the core into it (:mod:`fl.flower.state`: typed JSON and raw
+arrays, never pickle) and the next message restores it: no earlier stage is recomputed. A
+core the snapshot cannot carry (the HE clients hold TenSEAL / gmpy2 objects) is rebuilt
+instead from the round's generator key, its input and the frames received so far, replayed
+(the cores are deterministic given their generator). When the core is DONE, or aborts, the
+state is wiped; a setup for a new round replaces whatever an unfinished one left; and a round
+whose server went silent (a ServerApp that died) is wiped by the next message the node gets
+once the round's deadline (setup field ``round-ttl``, sent by the driver) has passed. Flower
+keeps ``Context.state`` per run series in the SuperNode's memory: a node that never hears
+from the federation again keeps an abandoned round's state until its SuperNode exits.
+
+**Import cost.** Every message pays this module's import in a fresh process, so it imports
+only flwr, numpy and the small fl.flower helpers; the protocol's own package is imported by
+its first message (``protocols``), torch never (unless the user's train function does).
 
 Where the generator comes from: ``os.urandom``, always, unless the node was started with node
 config ``secagg-loopback=true`` (what :mod:`fl.flower.deploy` does for its single-machine
@@ -54,7 +71,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from flwr.app import (
@@ -69,24 +86,39 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
-import protocols
-from fl.flower import codec, jobs, records, settings
-from protocols.base import ClientCore, RoundConfig
-from secagg import wire
+from fl.flower import codec, records, settings, state
 from secagg.errors import ConfigError, ProtocolError, SecAggError, UsageError
 from secagg.rng import Csprng
 
-__all__ = ["SimulatedDropout", "app", "provide_input", "secagg_mod"]
+if TYPE_CHECKING:
+    from protocols.base import ClientCore
+
+__all__ = ["ROUND_RECORD", "SimulatedDropout", "app", "client_options", "flatten", "provide_input", "secagg_mod"]
 
 STATE = "secagg.state"
 INPUT = "secagg.input"
 LOG = "secagg.log"
+CORE = "secagg.core"
+CORE_ARRAYS = "secagg.core.arrays"
 LOOPBACK = "secagg-loopback"
 _DONE_STATES = ("DONE",)
+_ROUND_KEYS = (INPUT, LOG, CORE, CORE_ARRAYS)
 
 
 class SimulatedDropout(SecAggError):
     """Raised on purpose by the mod to simulate a client that leaves at a given stage."""
+
+
+def client_options(context: Context, protocol: str) -> dict[str, Any]:
+    """Extra keyword arguments for the protocol's client core, from this node's config.
+
+    The hook where a node's own policy enters its core (e.g. the active-security
+    ``ClientPolicy`` of :mod:`protocols.secagg`, built from node config keys): whatever this
+    returns is passed to ``spec.client(config, id, rng, **credentials, **options)``. Nothing
+    yet: the cores take no node-side options today.
+    """
+    del context, protocol
+    return {}
 
 
 def _reply(msg: Message, fields: dict[str, Any], frames: list[bytes]) -> Message:
@@ -94,31 +126,75 @@ def _reply(msg: Message, fields: dict[str, Any], frames: list[bytes]) -> Message
 
 
 def _hello(msg: Message, context: Context) -> Message:
+    import protocols
+
     pid = context.node_config.get("partition-id", -1)
     return _reply(msg, {"op": records.OP_HELLO, "round": -1, "partition-id": int(pid),
                         "protocols": list(protocols.names())}, [])
 
 
-def _input_of(reply: Message, dim: int) -> tuple[np.ndarray, float]:
+def flatten(rec: ArrayRecord) -> np.ndarray:
+    """Every array of ``rec``, in record order, flattened into one float64 vector."""
+    parts = [np.asarray(a.numpy(), np.float64).reshape(-1) for a in rec.values()]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _weight_of(content: RecordDict, key: str) -> float | None:
+    for group in (content.metric_records, content.config_records):
+        for r in group.values():
+            for k in (key, "weight", "num-examples"):
+                if k in r:
+                    return records.get_float(r, k, 1.0)
+    return None
+
+
+def _check_reply(reply: Message) -> RecordDict:
     if reply.has_error():
         raise UsageError(f"the train function failed: {reply.error.reason}")
     content = reply.content
     if not content.array_records:
-        raise UsageError("the train function's reply has no ArrayRecord with the update")
+        raise UsageError("the train function's reply has no ArrayRecord")
+    return content
+
+
+def _input_of(reply: Message, dim: int) -> tuple[np.ndarray, float]:
+    content = _check_reply(reply)
     rec = content.array_records[INPUT] if INPUT in content.array_records else next(
         iter(content.array_records.values()))
-    parts = [np.asarray(a.numpy(), np.float64).reshape(-1) for a in rec.values()]
-    update = np.concatenate(parts) if parts else np.zeros(0)
+    update = flatten(rec)
     if update.size != dim:
         raise UsageError(f"the train function returned {update.size} values; the round "
                          f"aggregates vectors of {dim}")
-    weight = 1.0
-    for group in (content.metric_records, content.config_records):
-        for r in group.values():
-            for key in ("weight", "num-examples"):
-                if key in r:
-                    return update, records.get_float(r, key, 1.0)
-    return update, weight
+    weight = _weight_of(content, "weight")
+    return update, 1.0 if weight is None else weight
+
+
+def _delta_of(reply: Message, global_rec: ArrayRecord, key: str, rec: ConfigRecord,
+              dim: int) -> tuple[np.ndarray, float]:
+    """The clipped update (trained - global) and capped weight of a trained model reply."""
+    from secagg.encoding import clip_l2
+
+    content = _check_reply(reply)
+    trained = content.array_records[key] if key in content.array_records else next(
+        iter(content.array_records.values()))
+    if list(trained.keys()) != list(global_rec.keys()):
+        raise UsageError(f"the train function returned arrays {list(trained.keys())[:5]}...; "
+                         f"the global model has {list(global_rec.keys())[:5]}...")
+    update = flatten(trained) - flatten(global_rec)
+    if update.size != dim:
+        raise UsageError(f"the trained model has {update.size} values; the round aggregates "
+                         f"vectors of {dim}")
+    if not np.all(np.isfinite(update)):
+        raise UsageError("the trained model has non-finite values")
+    clip = records.get_float(rec, "clip", 1.0)
+    update, _ = clip_l2(update, clip)
+    weight = _weight_of(content, records.get_str(rec, "weight-key")
+                        if "weight-key" in rec else "num-examples")
+    weight = 1.0 if weight is None else weight
+    cap = records.get_float(rec, "max-weight", 0.0)
+    if weight <= 0:
+        raise UsageError(f"the train function reported {weight} examples")
+    return update, min(weight, cap) if cap > 0 else weight
 
 
 def _loopback(context: Context) -> bool:
@@ -148,6 +224,8 @@ def _secrets(context: Context, rnd: int, u: int) -> dict[str, Any]:
     """The state fields that fix this round's randomness and extra core arguments."""
     job_dir = _job_dir(context)
     if job_dir:
+        from fl.flower import jobs
+
         job = jobs.read_client_job(jobs.round_dir(job_dir, rnd), u)
         return {"key": job.key, "credentials": codec.dumps(dict(job.credentials)),
                 "drop-at": -1 if job.drop_at is None else job.drop_at}
@@ -160,6 +238,8 @@ def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
                         u: int) -> dict[str, Any]:
     """Seeded (loopback test) runs: this client's part of the enrolment the ServerApp derived
     from the same seed (``spec.provision`` under ``round_root(seed, r).spawn("enrolment")``)."""
+    import protocols
+
     if getattr(config, "registry", None) is None:
         return {}
     spec, unenrolled = protocols.get(protocol), dataclasses.replace(config, registry=None)
@@ -167,92 +247,203 @@ def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
     return dict(creds.get(u, {}))
 
 
-def _rng(context: Context, state: ConfigRecord) -> Csprng:
-    key = records.get_bytes(state, "key")
+def _root_rng(context: Context, st: ConfigRecord) -> Csprng:
+    key = records.get_bytes(st, "key")
     if key:
         return Csprng(key)
     seed = _seed(context)
     if seed is None:
         raise UsageError("this round was seeded but the run config has no seed any more")
-    u = records.get_int(state, "client-id")
-    return settings.round_root(seed, records.get_int(state, "round")).spawn(f"client/{u}")
+    u = records.get_int(st, "client-id")
+    return settings.round_root(seed, records.get_int(st, "round")).spawn(f"client/{u}")
+
+
+def _expire(context: Context) -> None:
+    """Wipe a round whose server has gone silent past the round's deadline (a ServerApp that
+    died mid-round): its secrets must not outlive it. Runs on every message the node gets."""
+    if STATE not in context.state.config_records:
+        return
+    st = context.state.config_records[STATE]
+    deadline = st.get("deadline")
+    if isinstance(deadline, float) and not st.get("done", False) and time.time() > deadline:
+        _wipe(context)
+        context.state[STATE] = ConfigRecord({"round": records.get_int(st, "round"),
+                                             "done": True, "expired": True})
+
+
+def _wipe(context: Context) -> None:
+    for name in _ROUND_KEYS:
+        if name in context.state:
+            del context.state[name]
+
+
+ROUND_RECORD = "secagg.round"
+
+
+def _train_input(msg: Message, context: Context, call_next: ClientAppCallable,
+                 rec: ConfigRecord, dim: int, rnd: int, u: int) -> tuple[np.ndarray, float]:
+    """Call the wrapped train function once, on the message without the protocol's records
+    (it gets ``ConfigRecord "secagg.round"``: this node's ``round`` and ``client-id``)."""
+    key = records.get_str(rec, "arrays-key") if "arrays-key" in rec else "arrays"
+    delta = bool(rec.get("delta", False))
+    if delta and key not in msg.content.array_records:
+        raise ProtocolError(f"the server asked for a model update but sent no {key!r} record")
+    hidden = {name: msg.content[name] for name in (records.CONFIG_RECORD, records.FRAMES_RECORD)
+              if name in msg.content}
+    for name in hidden:
+        del msg.content[name]
+    msg.content[ROUND_RECORD] = ConfigRecord({"round": rnd, "client-id": u})
+    try:
+        reply = call_next(msg, context)
+    finally:
+        del msg.content[ROUND_RECORD]
+        for name, value in hidden.items():
+            msg.content[name] = value
+    if delta:
+        return _delta_of(reply, msg.content.array_records[key], key, rec, dim)
+    return _input_of(reply, dim)
 
 
 def _setup(msg: Message, context: Context, call_next: ClientAppCallable,
-           rec: ConfigRecord, rnd: int) -> ConfigRecord:
+           rec: ConfigRecord, rnd: int) -> tuple[ConfigRecord, ClientCore, np.ndarray, float]:
+    import protocols
+    from protocols.base import RoundConfig
+
     protocol = records.get_str(rec, "protocol")
     pinned = context.node_config.get("secagg-protocol")
     if pinned and pinned != protocol:
         raise ConfigError(f"this node is pinned to protocol {pinned!r}; the server asked for "
                           f"{protocol!r}")
-    config = codec.loads(records.get_bytes(rec, "config"), RoundConfig)
     protocols.get(protocol)
+    config = codec.loads(records.get_bytes(rec, "config"), RoundConfig)
     u = records.get_int(rec, "client-id")
     if not 0 <= u < config.n_clients:
         raise ProtocolError(f"client id {u} is outside the cohort 0..{config.n_clients - 1}")
+    _wipe(context)  # whatever an unfinished earlier round left
     secret = _secrets(context, rnd, u)
     seed = _seed(context)
     if seed is not None and not _job_dir(context):
         secret["credentials"] = codec.dumps(_seeded_credentials(protocol, config, seed, rnd, u))
-    state = ConfigRecord({"round": rnd, "protocol": protocol,
-                          "config": records.get_bytes(rec, "config"), "client-id": u,
-                          **secret})
-    update, weight = _input_of(call_next(msg, context), config.dim)
-    context.state[INPUT] = ArrayRecord({"update": Array(update),
-                                        "weight": Array(np.array([weight]))})
-    context.state[LOG] = records.frames_record([])
-    return state
+    st = ConfigRecord({"round": rnd, "protocol": protocol,
+                       "config": records.get_bytes(rec, "config"), "client-id": u,
+                       "messages": 0, "frames": 0, "replay": False,
+                       "deadline": time.time() + records.get_float(rec, "round-ttl", 3600.0),
+                       **secret})
+    update, weight = _train_input(msg, context, call_next, rec, config.dim, rnd, u)
+    return st, _build(context, st, config, _root_rng(context, st)), update, weight
 
 
-def _rebuild(context: Context, state: ConfigRecord) -> tuple[ClientCore, float]:
-    spec = protocols.get(records.get_str(state, "protocol"))
-    config = codec.loads(records.get_bytes(state, "config"), RoundConfig)
-    creds = codec.loads(records.get_bytes(state, "credentials"), dict)
-    core = spec.client(config, records.get_int(state, "client-id"), _rng(context, state), **creds)
+def _build(context: Context, st: ConfigRecord, config: Any, rng: Csprng) -> ClientCore:
+    import protocols
+
+    protocol = records.get_str(st, "protocol")
+    creds = codec.loads(records.get_bytes(st, "credentials"), dict)
+    return protocols.get(protocol).client(config, records.get_int(st, "client-id"), rng,
+                                          **creds, **client_options(context, protocol))
+
+
+def _resume(context: Context, st: ConfigRecord) -> ClientCore:
+    """The core as it was after this node's previous message of the round."""
+    from protocols.base import RoundConfig
+    from secagg import wire
+
+    config = codec.loads(records.get_bytes(st, "config"), RoundConfig)
+    root = _root_rng(context, st)
+    if not st.get("replay", False):
+        if CORE not in context.state.config_records:
+            raise ProtocolError("this node's round state has no core snapshot")
+        snap = context.state.config_records[CORE]
+        arrays = context.state.array_records.get(CORE_ARRAYS, ArrayRecord())
+        core = _build(context, st, config,
+                      state.message_rng(root, records.get_int(st, "messages")))
+        return state.restore(core, records.get_bytes(snap, "json"),
+                             {k: a.numpy() for k, a in arrays.items()})
+    core = _build(context, st, config, root)
     inp = context.state.array_records[INPUT]
-    t0 = time.perf_counter()
     core.set_input(inp["update"].numpy(), float(inp["weight"].numpy()[0]))
-    return core, time.perf_counter() - t0
+    log = records.frames_of(RecordDict({records.FRAMES_RECORD: context.state.array_records[LOG]}))
+    for frame in log:  # replay: the same core as after the previous message
+        core.receive(wire.decode(frame))
+    return core
+
+
+def _keep(context: Context, st: ConfigRecord, core: ClientCore, fresh: bool,
+          inp: tuple[np.ndarray, float] | None, log: list[bytes]) -> None:
+    """Store what the next message needs to resume ``core``."""
+    snap = None if st.get("replay", False) and not fresh else state.snapshot(core)
+    if fresh:
+        st["replay"] = snap is None
+        if snap is None:
+            if inp is None:
+                raise UsageError("a replayed core needs its input")
+            context.state[INPUT] = ArrayRecord({"update": Array(inp[0]),
+                                                "weight": Array(np.array([inp[1]]))})
+    if st.get("replay", False):
+        context.state[LOG] = records.frames_record(log)
+    else:
+        if snap is None:
+            raise ProtocolError(f"the {type(core).__name__} could be snapshotted before but not "
+                                "now; it cannot resume")
+        context.state[CORE] = ConfigRecord({"json": snap[0]})
+        context.state[CORE_ARRAYS] = ArrayRecord({k: Array(np.ascontiguousarray(v))
+                                                  for k, v in snap[1].items()})
+    st["messages"] = records.get_int(st, "messages") + 1
+    context.state[STATE] = st
 
 
 def _round(msg: Message, context: Context, call_next: ClientAppCallable) -> Message:
+    from secagg import wire
+
     rec = msg.content.config_records[records.CONFIG_RECORD]
     rnd = records.get_int(rec, "round")
     frames = records.frames_of(msg.content)
     fresh = "config" in rec
+    inp: tuple[np.ndarray, float] | None = None
+    t0 = time.perf_counter()
     if fresh:
-        state = _setup(msg, context, call_next, rec, rnd)
+        st, core, update, weight = _setup(msg, context, call_next, rec, rnd)
+        t0 = time.perf_counter()  # the train function's time is not protocol compute
+        core.set_input(update, weight)
+        inp = (update, weight)
+        log: list[bytes] = []
     else:
         if STATE not in context.state.config_records:
             raise ProtocolError(f"round {rnd}: this node has no round in progress")
-        state = context.state.config_records[STATE]
-        mine, done = records.get_int(state, "round"), bool(state.get("done", False))
+        st = context.state.config_records[STATE]
+        mine, done = records.get_int(st, "round"), bool(st.get("done", False))
         if mine != rnd or done:
+            _wipe(context)
+            context.state[STATE] = ConfigRecord({"round": mine, "done": True})
             raise ProtocolError(f"round {rnd}: this node's round is {mine} "
                                 f"({'done' if done else 'in progress'})")
-    core, input_seconds = _rebuild(context, state)
-    log = records.frames_of(RecordDict({records.FRAMES_RECORD: context.state.array_records[LOG]}))
-    for frame in log:  # replay: the same core as after the previous message
-        core.receive(wire.decode(frame))
-    drop_at = records.get_int(state, "drop-at")
-    t0 = time.perf_counter()
+        core = _resume(context, st)
+        log = (records.frames_of(RecordDict({records.FRAMES_RECORD:
+                                             context.state.array_records[LOG]}))
+               if st.get("replay", False) else [])
+    drop_at = records.get_int(st, "drop-at")
+    seen = records.get_int(st, "frames")
     out = []
-    for frame in frames:
-        if 0 <= drop_at <= len(log):
-            raise SimulatedDropout(f"client {records.get_int(state, 'client-id')} drops at "
-                                   f"its message {len(log)}")
-        out.extend(core.receive(wire.decode(frame)))
-        log.append(frame)
+    try:
+        for frame in frames:
+            if 0 <= drop_at <= seen:
+                raise SimulatedDropout(f"client {records.get_int(st, 'client-id')} drops at "
+                                       f"its message {seen}")
+            out.extend(core.receive(wire.decode(frame)))
+            seen += 1
+            if st.get("replay", False) or fresh:
+                log.append(frame)
+    except SecAggError:
+        _wipe(context)  # an aborted or dropped client keeps nothing of the round
+        context.state[STATE] = ConfigRecord({"round": rnd, "done": True})
+        raise
+    st["frames"] = seen
     reply = [wire.encode(m) for m in out]
-    seconds = time.perf_counter() - t0 + (input_seconds if fresh else 0.0)
     if getattr(getattr(core, "state", None), "name", None) in _DONE_STATES:
-        for name in (INPUT, LOG):
-            if name in context.state:
-                del context.state[name]
+        _wipe(context)
         context.state[STATE] = ConfigRecord({"round": rnd, "done": True})
     else:
-        context.state[STATE] = state
-        context.state[LOG] = records.frames_record(log)
+        _keep(context, st, core, fresh, inp, log)
+    seconds = time.perf_counter() - t0
     return _reply(msg, {"op": records.OP_ROUND, "round": rnd, "seconds": seconds}, reply)
 
 
@@ -265,6 +456,7 @@ def secagg_mod(msg: Message, context: Context, call_next: ClientAppCallable) -> 
             turns it into an error reply, which the ServerApp counts as this client dropping.
         UsageError: the train function did not return a vector of the round's length.
     """
+    _expire(context)
     if not records.is_secagg(msg.content):
         return call_next(msg, context)
     op = msg.content.config_records[records.CONFIG_RECORD].get("op")
@@ -284,10 +476,12 @@ def provide_input(msg: Message, context: Context) -> Message:
       (or, without one, its client id), run config ``dim`` and ``data-seed`` (node config
       ``data-seed`` overrides it), with weight 1.
     """
-    rec = msg.content.config_records[records.CONFIG_RECORD]
-    rnd, u = records.get_int(rec, "round"), records.get_int(rec, "client-id")
     job_dir = _job_dir(context)
+    rec = msg.content.config_records[ROUND_RECORD]
+    rnd, u = records.get_int(rec, "round"), records.get_int(rec, "client-id")
     if job_dir:
+        from fl.flower import jobs
+
         job = jobs.read_client_job(jobs.round_dir(job_dir, rnd), u)
         update, weight = job.update, job.weight
     else:

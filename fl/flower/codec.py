@@ -11,6 +11,7 @@ the ServerApp in a job file. This module turns such values into JSON and back:
 float, str
 ``bytes``              ``{"$bytes": "<hex>"}``
 ``tuple``              ``{"$tuple": [...]}`` (``list`` stays a list)
+``frozenset``          ``{"$frozenset": [...]}`` (sorted when its items allow)
 ``Mapping``            ``{"$map": [[key, value], ...]}`` (keys of any type here)
 ``Fraction``           ``{"$fraction": [numerator, denominator]}``
 ``enum.Enum``          ``{"$enum": "module:Qualname", "name": "MEMBER"}``
@@ -78,6 +79,12 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
         return {"$dc": _qualname(type(value)), "fields": fields}
     if isinstance(value, tuple):
         return {"$tuple": [to_jsonable(v, d) for v in value]}
+    if isinstance(value, frozenset):
+        try:
+            items = sorted(value)
+        except TypeError:
+            items = list(value)
+        return {"$frozenset": [to_jsonable(v, d) for v in items]}
     if isinstance(value, list):
         return [to_jsonable(v, d) for v in value]
     if isinstance(value, Mapping):
@@ -128,6 +135,8 @@ def from_jsonable(value: Any, _depth: int = 0) -> Any:
             return bytes.fromhex(value["$bytes"])
         if "$tuple" in value:
             return tuple(from_jsonable(v, d) for v in value["$tuple"])
+        if "$frozenset" in value:
+            return frozenset(from_jsonable(v, d) for v in value["$frozenset"])
         if "$map" in value:
             return {from_jsonable(k, d): from_jsonable(v, d) for k, v in value["$map"]}
         if "$fraction" in value:

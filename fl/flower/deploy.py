@@ -47,7 +47,8 @@ import tomli_w
 from fl.flower.settings import RUN_CONFIG
 from secagg.errors import ConfigError, SecAggError
 
-__all__ = ["DeploymentError", "LocalDeployment", "free_port", "write_app"]
+__all__ = ["DEMO_COMPONENTS", "EXAMPLE_COMPONENTS", "DeploymentError", "LocalDeployment",
+           "example_app", "free_port", "tool_path", "write_app"]
 
 HOST = "127.0.0.1"
 APP_NAME = "secagg-flower"
@@ -78,19 +79,29 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+#: the components of the bundled demo app, and of the example training app.
+DEMO_COMPONENTS = {"serverapp": "fl.flower.server_app:app",
+                   "clientapp": "fl.flower.client_app:app"}
+EXAMPLE_COMPONENTS = {"serverapp": "fl.flower.example.server_app:app",
+                      "clientapp": "fl.flower.example.client_app:app"}
+
+
 def write_app(directory: str | os.PathLike[str],
-              run_config: Mapping[str, Any] | None = None) -> Path:
+              run_config: Mapping[str, Any] | None = None, *,
+              components: Mapping[str, str] | None = None,
+              defaults: Mapping[str, Any] | None = None) -> Path:
     """Write the Flower app project (a ``pyproject.toml``) that ``flwr run`` submits.
 
     The app holds no code: its components are ``fl.flower.server_app:app`` and
     ``fl.flower.client_app:app`` from the installed ``secagg`` package, which every host of
     the deployment must have (``pip install 'secagg[flower]'``). ``[tool.flwr.app.config]``
     lists every run-config key with its default (:data:`fl.flower.settings.RUN_CONFIG`),
-    updated with ``run_config``.
+    updated with ``run_config``. ``components`` and ``defaults`` name another app (e.g.
+    :data:`EXAMPLE_COMPONENTS` with :data:`fl.flower.example.server_app.RUN_CONFIG`).
     """
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    config = dict(RUN_CONFIG)
+    config = dict(RUN_CONFIG if defaults is None else defaults)
     config.update(run_config or {})
     doc = {
         "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
@@ -99,13 +110,36 @@ def write_app(directory: str | os.PathLike[str],
                     "license": "Apache-2.0", "dependencies": []},
         "tool": {"flwr": {"app": {
             "publisher": "secagg",
-            "components": {"serverapp": "fl.flower.server_app:app",
-                           "clientapp": "fl.flower.client_app:app"},
+            "components": dict(components or DEMO_COMPONENTS),
             "config": config,
         }}},
     }
     (d / "pyproject.toml").write_bytes(tomli_w.dumps(doc).encode())
     return d
+
+
+def tool_path(path: str) -> str:
+    """``path`` with the folder of this interpreter's Flower executables in front.
+
+    The SuperLink starts ``flower-superexec`` and the SuperNode ``flwr-clientapp`` by name,
+    so they must be on the children's ``PATH`` even when this interpreter's ``bin`` (a venv
+    that was never activated) is not on ours.
+    """
+    dirs = [str(Path(sys.executable).parent)]
+    found = shutil.which("flower-superlink")
+    if found:
+        dirs.append(str(Path(found).parent))
+    parts = [p for p in path.split(os.pathsep) if p]
+    return os.pathsep.join(dict.fromkeys([*dirs, *parts]))
+
+
+def example_app(directory: str | os.PathLike[str],
+                run_config: Mapping[str, Any] | None = None) -> Path:
+    """Write the example training app (:mod:`fl.flower.example`) into ``directory``."""
+    from fl.flower.example.server_app import RUN_CONFIG as EXAMPLE_CONFIG
+
+    return write_app(directory, run_config, components=EXAMPLE_COMPONENTS,
+                     defaults=EXAMPLE_CONFIG)
 
 
 def _tool(name: str) -> str:
@@ -186,6 +220,8 @@ class LocalDeployment:
         workdir: where logs, ``FLWR_HOME``, the app and run configs go; a fresh private
             temporary folder (removed by :meth:`stop` unless ``keep``) by default.
         startup_timeout: seconds for the SuperLink to answer and every SuperNode to register.
+        app: ``app(directory) -> directory``, writes the app ``flwr run`` submits (default:
+            :func:`write_app`, the demo app).
 
     Raises:
         DeploymentError: from :meth:`start` or :meth:`run`, with the relevant log tail.
@@ -194,7 +230,8 @@ class LocalDeployment:
     def __init__(self, num_nodes: int, *, workdir: str | os.PathLike[str] | None = None,
                  startup_timeout: float = 120.0, keep: bool = False,
                  node_config: Callable[[int], Mapping[str, Any]] | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+                 log: Callable[[str], None] | None = None,
+                 app: Callable[[Path], Path] | None = None) -> None:
         if num_nodes < 1:
             raise ConfigError(f"a deployment needs at least 1 SuperNode, got {num_nodes}")
         self.num_nodes = 0
@@ -207,8 +244,11 @@ class LocalDeployment:
         self.keep = keep
         self._node_config = node_config
         self._log = log
+        self._write_app = app or write_app
         self.port = 0
         self.node_ids: dict[int, int] = {}
+        self._node_cmd: dict[int, str] = {}
+        self._node_proc: dict[int, subprocess.Popen[bytes]] = {}
         self._procs: list[subprocess.Popen[bytes]] = []
         self._files: list[Any] = []
         self._runs = 0
@@ -220,6 +260,7 @@ class LocalDeployment:
     def env(self) -> dict[str, str]:
         """The environment of every Flower process of this deployment."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("FLWR_INTERNAL_")}
+        env["PATH"] = tool_path(env.get("PATH", ""))
         env.update({"FLWR_HOME": str(self.workdir / "flwr-home"),
                     "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1",
                     "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
@@ -277,7 +318,7 @@ class LocalDeployment:
         (home / "config.toml").write_bytes(tomli_w.dumps({"superlink": {
             "default": CONNECTION,
             CONNECTION: {"address": f"{HOST}:{self.port}", "insecure": True}}}).encode())
-        write_app(self.workdir / "app")
+        self._write_app(self.workdir / "app")
         sl = self._spawn("superlink", [
             _tool("flower-superlink"), "--insecure", "--host", HOST, "--port", str(self.port),
             "--disable-runtime-dependency-installation"])
@@ -299,9 +340,7 @@ class LocalDeployment:
                                    "secagg-loopback": True}
             cfg.update(self._node_config(i) if self._node_config else {})
             node_cfg = " ".join(f"{key}={_toml_value(v)}" for key, v in cfg.items())
-            self._spawn(f"supernode-{i}", [
-                _tool("flower-supernode"), "--insecure", "--superlink", f"{HOST}:{self.port}",
-                "--host", HOST, "--port", str(free_port()), "--node-config", node_cfg])
+            self._start_node(i, node_cfg)
         self.num_nodes = first + k
         deadline = time.monotonic() + self.startup_timeout
         pattern = re.compile(r"SuperNode ID: (\d+)")
@@ -321,25 +360,67 @@ class LocalDeployment:
             self._log(f"Flower deployment up: SuperLink {HOST}:{self.port}, "
                       f"{self.num_nodes} SuperNodes")
 
+    def _start_node(self, i: int, node_cfg: str) -> subprocess.Popen[bytes]:
+        # Each SuperNode's own runtime API (what its ClientApp processes talk to) needs a
+        # port of its own on a shared host: Flower's default, 9094, would collide.
+        proc = self._spawn(f"supernode-{i}", [
+            _tool("flower-supernode"), "--insecure", "--superlink", f"{HOST}:{self.port}",
+            "--host", HOST, "--port", str(free_port()), "--node-config", node_cfg])
+        self._node_cmd[i] = node_cfg
+        self._node_proc[i] = proc
+        return proc
+
+    def kill_node(self, i: int) -> int:
+        """SIGKILL SuperNode ``i`` and its ClientApp processes (a crash); returns its PID."""
+        proc = self._node_proc[i]
+        for pid in _descendants([proc.pid]):
+            _signal(pid, signal.SIGKILL)
+        _signal(proc.pid, signal.SIGKILL, group=True)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        self.node_ids.pop(i, None)
+        return proc.pid
+
+    def restart_node(self, i: int) -> None:
+        """Start SuperNode ``i`` again (same node config) and wait until it registers."""
+        pattern = re.compile(r"SuperNode ID: (\d+)")
+        before = len(pattern.findall(self.log_tail(f"supernode-{i}", 100000)))
+        proc = self._start_node(i, self._node_cmd[i])
+        deadline = time.monotonic() + self.startup_timeout
+        while True:
+            found = pattern.findall(self.log_tail(f"supernode-{i}", 100000))
+            if len(found) > before:
+                self.node_ids[i] = int(found[-1])
+                return
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise self._fail(f"SuperNode {i} did not register again", f"supernode-{i}")
+            time.sleep(0.2)
+
     # -- runs --------------------------------------------------------------------------
-    def start_run(self, run_config: Mapping[str, Any]) -> subprocess.Popen[bytes]:
-        """Submit the app with ``flwr run ... --stream``; the process ends with the run."""
+    def start_run(self, run_config: Mapping[str, Any], *,
+                  app_dir: Path | None = None) -> subprocess.Popen[bytes]:
+        """Submit the app (``app_dir``, default the deployment's own) with ``flwr run ...
+        --stream``; the process ends with the run."""
         if not self.port:
             raise ConfigError("start the deployment first")
         self._runs += 1
         name = f"run-{self._runs}"
         cfg = self.workdir / f"{name}.toml"
         cfg.write_bytes(tomli_w.dumps(dict(run_config)).encode())
-        return self._spawn(name, [_tool("flwr"), "run", str(self.workdir / "app"), CONNECTION,
+        return self._spawn(name, [_tool("flwr"), "run", str(app_dir or self.workdir / "app"),
+                                  CONNECTION,
                                   "--run-config", str(cfg), "--stream"])
 
-    def run(self, run_config: Mapping[str, Any], *, timeout: float = 600.0) -> str:
+    def run(self, run_config: Mapping[str, Any], *, timeout: float = 600.0,
+            app_dir: Path | None = None) -> str:
         """Run the app to completion; returns its log (``flwr run --stream`` output).
 
         Raises:
             DeploymentError: the run did not finish within ``timeout`` seconds, or failed.
         """
-        proc = self.start_run(run_config)
+        proc = self.start_run(run_config, app_dir=app_dir)
         name = f"run-{self._runs}"
         try:
             proc.wait(timeout=timeout)

@@ -35,7 +35,7 @@ from flwr.app import Message, RecordDict
 from flwr.serverapp import Grid
 
 from fl.flower import records
-from protocols.base import SERVER, AggregateResult, Party, ProtocolSpec, ServerCore
+from protocols.base import SERVER, AggregateResult, Party, ProtocolSpec, ServerCore, stages_of
 from protocols.base import Message as ProtocolMessage
 from secagg import wire
 from secagg.errors import (
@@ -166,6 +166,7 @@ def drive_round(
     setup_config: bytes,
     stage_timeout: float = 60.0,
     train_content: RecordDict | None = None,
+    setup_fields: Mapping[str, Any] | None = None,
     poll: float = 0.05,
     log: Log | None = None,
 ) -> RoundOutcome:
@@ -179,7 +180,10 @@ def drive_round(
             anything that must stay on the server, such as a noise hook, taken out).
         stage_timeout: seconds a client has to answer each message before it is dropped.
         train_content: records added to each client's first message of the round, for the
-            ClientApp's train function (e.g. the global model).
+            ClientApp's train function (e.g. the global model and the strategy's config).
+        setup_fields: more fields of the first message's ``"secagg"`` record (what
+            :func:`fl.flower.client_app.secagg_mod` makes of the train function's reply:
+            ``delta``, ``clip``, ``max-weight``, ``arrays-key``, ``weight-key``).
 
     Returns:
         A :class:`RoundOutcome`; a round that aborts (too many dropouts, a refusal by the
@@ -270,6 +274,8 @@ def drive_round(
             fields: dict[str, object] = {"op": records.OP_ROUND, "round": round_index}
             if u not in started:
                 fields.update({"protocol": spec.name, "client-id": u, "config": setup_config})
+                fields["round-ttl"] = stage_timeout * (len(stages_of(spec, config)) + 3)
+                fields.update(setup_fields or {})
             content = records.make_content(fields, frames)
             if u not in started and train_content is not None:
                 for name, rec in train_content.items():

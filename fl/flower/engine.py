@@ -118,6 +118,9 @@ class FlowerEngine:
         session_factory: ``(num_nodes, stage_timeout, startup_timeout, keep_logs) ->``
             session; the default, :class:`LoopbackSession`, is the real deployment (tests
             substitute an in-process one).
+        trains_on_nodes: tell :func:`fl.run.run_training` to run the whole training on a
+            deployment instead (:mod:`fl.flower.training`; what ``secagg run --engine
+            flower`` gets). ``run_round`` is unchanged either way.
 
     Raises:
         ConfigError: bad arguments.
@@ -127,7 +130,8 @@ class FlowerEngine:
 
     def __init__(self, *, dropout: float = 0.0, stage_timeout: float = 60.0,
                  min_nodes: int = 1, startup_timeout: float = 120.0,
-                 keep_logs: bool = False, session_factory: Any = LoopbackSession) -> None:
+                 keep_logs: bool = False, session_factory: Any = LoopbackSession,
+                 trains_on_nodes: bool = False) -> None:
         if not (isinstance(dropout, (int, float)) and 0.0 <= float(dropout) < 1.0):
             raise ConfigError(f"dropout must be a fraction in [0, 1), got {dropout!r}")
         if stage_timeout <= 0:
@@ -138,6 +142,7 @@ class FlowerEngine:
         self.startup_timeout = float(startup_timeout)
         self.keep_logs = keep_logs
         self._factory = session_factory
+        self.trains_on_nodes = bool(trains_on_nodes)
         self.session: Any = None
         self._k = 0
 
