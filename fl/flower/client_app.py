@@ -110,15 +110,33 @@ class SimulatedDropout(SecAggError):
 
 
 def client_options(context: Context, protocol: str) -> dict[str, Any]:
-    """Extra keyword arguments for the protocol's client core, from this node's config.
+    """Extra keyword arguments for the protocol's client core, from this node's own config
+    (never from the server): passed to ``spec.client(config, id, rng, **credentials,
+    **options)`` on every message.
 
-    The hook where a node's own policy enters its core (e.g. the active-security
-    ``ClientPolicy`` of :mod:`protocols.secagg`, built from node config keys): whatever this
-    returns is passed to ``spec.client(config, id, rng, **credentials, **options)``. Nothing
-    yet: the cores take no node-side options today.
+    - ``policy``: the node's :class:`protocols.ClientPolicy`, from node config keys
+      ``policy-protocols``, ``policy-min-cohort``, ``policy-min-threshold``,
+      ``policy-require-active``, ... (:meth:`protocols.ClientPolicy.from_settings`); a round
+      config weaker than it is refused with a ``PolicyError`` naming the setting.
+    - ``answered`` (secagg, secagg+): a file-backed memory of the requests this node answered
+      (:class:`fl.replay.FileAnsweredRequests`), so a server that replays a key or unmask
+      request of a (session, round) to a fresh ClientApp process is refused. Its folder is
+      node config ``secagg-state-dir`` (default ``~/.secagg/node-<node id>``), the node's own.
     """
-    del context, protocol
-    return {}
+    from protocols.policy import ClientPolicy
+
+    options: dict[str, Any] = {}
+    if protocol in ("plaintext", "secagg", "secagg+"):
+        options["policy"] = ClientPolicy.from_settings(context.node_config)
+    if protocol in ("secagg", "secagg+"):
+        from pathlib import Path
+
+        from fl.replay import FileAnsweredRequests
+
+        folder = context.node_config.get("secagg-state-dir") or (
+            Path.home() / ".secagg" / f"node-{context.node_id}")
+        options["answered"] = FileAnsweredRequests(Path(str(folder)) / "answered")
+    return options
 
 
 def _reply(msg: Message, fields: dict[str, Any], frames: list[bytes]) -> Message:

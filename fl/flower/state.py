@@ -37,8 +37,9 @@ from secagg.rng import Csprng
 
 __all__ = ["message_rng", "restore", "snapshot"]
 
-#: attributes rebuilt from the round's setup instead of being snapshotted.
-REBUILT = frozenset({"config", "_rng"})
+#: attributes rebuilt from the round's setup (or the node's own options, see
+#: :func:`fl.flower.client_app.client_options`) instead of being snapshotted.
+REBUILT = frozenset({"config", "_rng", "policy", "_answered"})
 
 
 def _attributes(core: Any) -> dict[str, Any]:
