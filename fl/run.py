@@ -5,21 +5,27 @@ Each round (:func:`run_training`):
 1. choose the cohort: every client, a Poisson sample at ``sampling_rate``, or a fixed-size
    sample of ``cohort`` clients;
 2. every cohort member trains the global model on its own shard and gets ``delta``;
-3. it clips ``delta`` to L2 norm ``clip`` and appends its two bounded training metrics
-   (see below); its weight is its example count capped at ``max_weight``;
-4. the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
+3. it builds its vector with :func:`fl.payload.client_vector`: ``delta`` clipped to L2
+   norm ``clip`` at the wire norm, then its two bounded training metrics (see below); its
+   weight is its example count capped at ``max_weight``;
+4. with DP, the round's :class:`fl.dp.RoundPrivacy` is checked against the ledger first;
+   the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
    the decoding party learns only ``sum(w * vector)`` and ``sum(w)``, with DP noise in
-   them when DP is on (:mod:`fl.dp`: central or distributed, charged to the ledger);
-5. the server applies the decoded sum as a weighted FedAvg step (divided by the decoded
+   them when DP is on (central or distributed), and reports the noise's DP event in its
+   result; :meth:`fl.dp.RoundPrivacy.settle` then charges the ledger, the one place a
+   run spends budget;
+5. the server reads the released sum back (:func:`fl.payload.read_sum`) and applies it as
+   a weighted FedAvg step, scaled back to model units (divided by the decoded
    total weight; under DP by the fixed ``expected cohort * max_weight``, since the noised
    total is too noisy to divide by and the fixed one reveals nothing of who contributed)
    and evaluates the new model on the held-out test set.
 
-Client metrics ride in the same secure sum as two extra coordinates: ``METRIC_SCALE *
-min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE * accuracy`` (loss and accuracy over the
-client's last local epoch). The update is clipped to ``clip`` and scaled to norm at most
-:data:`WIRE_NORM`; the metric part has norm at most ``METRIC_SCALE * sqrt(2)``; so the
-encoding's clip, ``sqrt(WIRE_NORM^2 + 2 * METRIC_SCALE^2)``, never cuts anything. The server
+Client metrics ride in the same secure sum as two extra coordinates (:mod:`fl.payload`
+holds the layout): ``METRIC_SCALE * min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE *
+accuracy`` (loss and accuracy over the client's last local epoch). The update is clipped to
+``clip`` and scaled to norm at most :data:`WIRE_NORM`; the metric part has norm at most
+``METRIC_SCALE * sqrt(2)``; so the encoding's clip, ``PAYLOAD_NORM = sqrt(WIRE_NORM^2 + 2 *
+METRIC_SCALE^2)``, never cuts anything. The server
 learns the weighted mean metrics and nothing per client, and under DP the metrics are covered
 by the same noise and the same DP event as the update: one release per round, no extra
 epsilon. The honest price: the sensitivity (weight coordinate included) is 6% larger than
