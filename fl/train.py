@@ -24,7 +24,6 @@ probability ``q`` (Poisson subsampling), ``"fixed"`` takes exactly ``k`` distinc
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Protocol
 
