@@ -9,13 +9,15 @@ What each party does in a round
    ceil(m_i / batch_size)`` near-equal batches, softmax cross-entropy plus ``(lambda / 2)
    |w|^2``, no momentum, and the step of :mod:`secagg.dp.bolt_on` (``min(1/beta,
    1/(lambda t))`` when ``lambda > 0``, else the constant ``--lr <= 2/beta``).
-2. Its update ``u_i = w_i' - w`` goes through the usual pipeline: L2 clip to ``clip`` (a
-   projection: it never increases the distance between two updates), scaling by
-   ``WIRE_NORM / clip``, weight ``c_i = min(m_i, max_weight)``; its two metric coordinates are
-   sent as zeros (they are not covered by the bound).
+2. Its update ``u_i = w_i' - w`` goes through the usual pipeline
+   (:func:`fl.payload.client_vector`): L2 clip to ``clip`` (a projection: it never increases
+   the distance between two updates), scaling by ``WIRE_NORM / clip``, weight ``c_i =
+   min(m_i, max_weight)``; its two metric coordinates are sent as zeros (they are not
+   covered by the bound).
 3. The decoding party adds the discrete Gaussian once to the decoded integer sum, before it
-   releases it (:class:`secagg.dp.BoltOnGaussian` through the central noise hook), and the
-   round's Gaussian event is charged to the ledger.
+   releases it (:class:`secagg.dp.BoltOnGaussian` in :class:`fl.dp.CentralDPHook`), and
+   returns its Gaussian event in the result; :meth:`fl.dp.RoundPrivacy.settle` charges it
+   to the ledger after the round, as for every mode.
 4. The server takes the FedAvg step ``w += server_lr * (clip / WIRE_NORM) * sum / T`` with the
    fixed denominator ``T = expected cohort * max_weight``.
 
@@ -50,13 +52,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from fl.dp import CentralDPHook, RoundPrivacy, round_event
+from fl.dp import CentralDPHook, RoundPrivacy
+from fl.payload import wire_scale
 from secagg.dp import (
     BoltOnGaussian,
     LossConstants,
     PrivacyLedger,
     convex_sensitivity,
     logistic_constants,
+    round_event,
     strongly_convex_sensitivity,
     strongly_convex_step,
 )
@@ -67,7 +71,6 @@ if TYPE_CHECKING:  # torch loads with the model, not with this module
     from torch import nn
 
 __all__ = [
-    "BoltOnHook",
     "BoltOnSetup",
     "batch_layout",
     "bolt_on_privacy",
@@ -189,9 +192,11 @@ class BoltOnSetup:
     client_sensitivity: tuple[float, ...]
     weighted_sensitivity: float
 
-    def units(self, encoding: EncodingConfig, dim: int, clip: float, wire_norm: float) -> float:
-        """The round's L2 sensitivity in the integer units of the secure sum."""
-        return (self.weighted_sensitivity * (wire_norm / clip) * encoding.scale
+    def units(self, encoding: EncodingConfig, dim: int, clip: float) -> float:
+        """The round's L2 sensitivity in the integer units of the secure sum, for client
+        vectors of ``dim`` values whose update :func:`fl.payload.client_vector` scaled by
+        ``wire_scale(clip)``."""
+        return (self.weighted_sensitivity * wire_scale(clip) * encoding.scale
                 + math.sqrt(dim + 1))
 
     def summary(self, total_weight: float, server_lr: float) -> dict[str, float | str | None]:
@@ -225,19 +230,6 @@ def plan_bolt_on(sizes: Sequence[int], weights: Sequence[float], *, epochs: int,
     return BoltOnSetup(constants, step, float(feature_norm), per, weighted)
 
 
-class BoltOnHook(CentralDPHook):
-    """The central noise hook of a Bolt-on round: charge the ledger, then noise the decoded
-    sum once (:meth:`fl.dp.CentralDPHook.add_noise`), with the Bolt-on sensitivity."""
-
-    def __init__(self, mechanism: BoltOnGaussian, ledger: PrivacyLedger,
-                 sampling_rate: float = 1.0) -> None:
-        self.mechanism = mechanism
-        self.ledger = ledger
-        self.event = round_event(mechanism.noise_multiplier, sampling_rate)
-        self.epsilon = None
-        self._used = False
-
-
 def bolt_on_privacy(ledger: PrivacyLedger, noise_multiplier: float, sensitivity_units: float,
                     encoding: EncodingConfig, sampling_rate: float) -> RoundPrivacy:
     """One Bolt-on round's DP, checked against the budget before anything is released.
@@ -246,8 +238,6 @@ def bolt_on_privacy(ledger: PrivacyLedger, noise_multiplier: float, sensitivity_
         BudgetExceededError: the round would exceed the budget.
         ConfigError: the noise is out of the sampler's range.
     """
-    hook = BoltOnHook(BoltOnGaussian(float(noise_multiplier), float(sensitivity_units)), ledger,
-                      sampling_rate)
-    ledger.check(hook.event)
-    return RoundPrivacy("bolt-on", {"noise": hook}, encoding, hook.mechanism.sigma, ledger,
-                        sampling_rate, hook)
+    hook = CentralDPHook(BoltOnGaussian(float(noise_multiplier), float(sensitivity_units)))
+    return RoundPrivacy.planned("bolt-on", ledger, round_event(noise_multiplier), sampling_rate,
+                                {"noise": hook}, encoding, hook.mechanism.sigma)

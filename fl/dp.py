@@ -1,4 +1,4 @@
-"""DP for training runs: the noise of each round, and the budget it is charged to.
+"""DP for training runs: the noise of each round, and the one place its budget is charged.
 
 Two modes (:data:`DP_MODES`), both calibrated to one client's whole encoded contribution
 (``EncodingConfig.l2_sensitivity``) and both charged to a :class:`secagg.dp.PrivacyLedger`:
@@ -6,23 +6,39 @@ Two modes (:data:`DP_MODES`), both calibrated to one client's whole encoded cont
 - ``central``: :class:`CentralDPHook` is the :class:`protocols.base.NoiseHook` put in the
   round's ``RoundConfig.noise``. The party that decodes the aggregate (the server for secagg
   and secagg+, the decryptor for ckks and paillier) calls it once, on the exact integer sum,
-  before anything leaves that party. The hook first charges the round's event, then adds
-  discrete Gaussian noise (:class:`secagg.dp.CentralDiscreteGaussian`): a round over budget
-  is refused with :class:`~secagg.errors.BudgetExceededError` and releases nothing. That
-  party sees the exact sum before noising; secure aggregation, not DP, keeps it from seeing
-  any single client's update.
+  before anything leaves that party; it adds discrete Gaussian noise
+  (:class:`secagg.dp.CentralDiscreteGaussian`) and returns the mechanism's event, which the
+  decoding party puts in its result (``AggregateResult.dp_event``). The hook never sees a
+  ledger. That party sees the exact sum before noising; secure aggregation, not DP, keeps it
+  from seeing any single client's update.
 - ``distributed`` (masking protocols only): every cohort member adds discrete Gaussian noise
   before masking (:class:`secagg.dp.DistributedDiscreteGaussian`, Kairouz et al. 2021), so
   no party ever sees an un-noised sum. The server refuses to release a sum of fewer than the
   planned survivors (``min_clients``), so the noise in any released sum is at least what the
-  ledger was checked for; the event of the noise that actually survived is charged after.
+  ledger was checked for; the server's result carries the event of the noise that actually
+  survived.
 
 A third mode, ``bolt-on`` (:mod:`fl.bolt_on`), is central output perturbation calibrated to
 the Bolt-on sensitivity of a convex model trained by permutation SGD (example-level DP); it
-is set up by :func:`fl.bolt_on.bolt_on_privacy`, not by :func:`round_privacy`.
+is set up by :func:`fl.bolt_on.bolt_on_privacy`, not by :func:`round_privacy`, and charged
+the same way.
 
-:func:`round_privacy` sets up either mode for one round. In both, ``noise_multiplier`` means
-the noise in the released sum (with the planned survivors) over one client's sensitivity.
+One DP path, whatever the mode and the engine:
+
+1. before the round, :func:`round_privacy` (or ``bolt_on_privacy``) builds the round's
+   :class:`RoundPrivacy` and checks its planned event against the ledger
+   (``ledger.check``): a round over budget raises
+   :class:`~secagg.errors.BudgetExceededError` before any training or release;
+2. the protocol runs; its decoding role returns the event of the noise it released in
+   ``AggregateResult.dp_event``;
+3. after the round, :meth:`RoundPrivacy.settle` charges the ledger: the released event
+   (Poisson-sampled at the cohort's rate), or the planned event for a round that released
+   nothing but might have (the noise was drawn) or was skipped. It is the only place in
+   ``fl`` that spends budget.
+
+In every mode ``noise_multiplier`` means the noise in the released sum (with the planned
+survivors) over one client's sensitivity. :meth:`secagg.dp.PrivacyLedger.noise_multiplier_for`
+calibrates it to a budget.
 
 What the epsilon means: client-level DP (adding or removing one client's whole contribution
 to every round) for whoever sees the released aggregates and the models built from them
@@ -53,7 +69,6 @@ from typing import Any
 import numpy as np
 
 from protocols.base import AggregateResult, NoiseHook
-from protocols.secagg.config import client_noise_bound
 from secagg.dp import (
     ACCOUNTANTS,
     CentralDiscreteGaussian,
@@ -62,6 +77,9 @@ from secagg.dp import (
     DpEvent,
     PoissonSampledEvent,
     PrivacyLedger,
+    client_noise_bound,
+    poisson_sampled,
+    round_event,
 )
 from secagg.encoding import EncodingConfig
 from secagg.errors import AlreadyFinalized, BudgetExceededError, ConfigError
@@ -72,7 +90,6 @@ __all__ = [
     "MIN_BUDGET_LEFT",
     "CentralDPHook",
     "RoundPrivacy",
-    "calibrate_noise_multiplier",
     "load_ledger",
     "round_event",
     "round_privacy",
@@ -90,116 +107,132 @@ _LEDGER_FORMAT = "secagg-ledger/1"
 MIN_BUDGET_LEFT = 0.05
 
 
-def round_event(noise_multiplier: float, sampling_rate: float = 1.0) -> DpEvent:
-    """The DP event of one round: the discrete Gaussian, Poisson-sampled when ``q < 1``.
-
-    Raises:
-        ConfigError: a noise multiplier or sampling rate out of range.
-    """
-    return _sampled(DiscreteGaussianEvent(float(noise_multiplier)), sampling_rate)
-
-
-def _sampled(event: DpEvent, sampling_rate: float) -> DpEvent:
-    return event if sampling_rate == 1 else PoissonSampledEvent(float(sampling_rate), event)
-
-
 class CentralDPHook(NoiseHook):
-    """Central discrete Gaussian noise for one round, charged to a ledger before release.
+    """Central noise for one round: the decoding party calls :meth:`add_noise` once.
 
-    One hook serves one round: the decoding party calls :meth:`add_noise` once.
+    The hook holds a mechanism and nothing else: no ledger, nothing secret. The round is
+    charged afterwards, from the event it returns (:meth:`RoundPrivacy.settle`).
 
     Args:
-        encoding: the round's encoding; its ``l2_sensitivity(dim)`` (one client's clipped,
-            weighted, encoded contribution in integer units) calibrates the noise.
-        dim: the length of each client's vector (the encoded one carries one more value,
-            the weight, which the sensitivity includes).
-        noise_multiplier: ``sigma / l2_sensitivity``.
-        ledger: where the round's event is charged.
-        sampling_rate: Poisson sampling rate of the cohort, for the event (1: no sampling).
+        mechanism: the central discrete Gaussian (or a subclass such as
+            :class:`secagg.dp.BoltOnGaussian`); its event is the release's.
 
-    Raises:
-        ConfigError: parameters the mechanism refuses (``sigma`` out of the sampler's range).
+    Use :meth:`for_encoding` for the client-level discrete Gaussian of ``secagg run``.
     """
 
-    def __init__(
-        self,
-        encoding: EncodingConfig,
-        dim: int,
-        noise_multiplier: float,
-        ledger: PrivacyLedger,
-        sampling_rate: float = 1.0,
-    ) -> None:
-        self.mechanism = CentralDiscreteGaussian(
-            float(noise_multiplier), encoding.l2_sensitivity(dim)
-        )
-        self.ledger = ledger
-        self.event = round_event(noise_multiplier, sampling_rate)
-        self.epsilon: float | None = None  # after this round, once charged
+    def __init__(self, mechanism: CentralDiscreteGaussian) -> None:
+        self.mechanism = mechanism
         self._used = False
 
-    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
-        """Charge the round to the ledger, then noise ``int_sum`` (int64, fixed point).
-
-        Returns:
-            ``(noised int64 sum, the event charged)``.
+    @classmethod
+    def for_encoding(cls, encoding: EncodingConfig, dim: int,
+                     noise_multiplier: float) -> CentralDPHook:
+        """Client-level central DP: the discrete Gaussian calibrated to one client's whole
+        encoded contribution, ``encoding.l2_sensitivity(dim)`` (``dim`` is the length of
+        each client's vector; the weight the encoding adds is included).
 
         Raises:
-            BudgetExceededError: the round would exceed the budget; nothing is charged and
-                nothing released.
-            AlreadyFinalized: called a second time.
+            ConfigError: parameters the mechanism refuses (``sigma`` out of the sampler's
+                range).
+        """
+        return cls(CentralDiscreteGaussian(float(noise_multiplier), encoding.l2_sensitivity(dim)))
+
+    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
+        """Noise ``int_sum`` (int64, fixed point) once.
+
+        Returns:
+            ``(noised int64 sum, the mechanism's event)``.
+
+        Raises:
+            AlreadyFinalized: called a second time (a round releases once).
 
         .. warning:: ``int_sum`` is the exact aggregate; only the returned value may leave.
         """
         if self._used:
             raise AlreadyFinalized("this round's noise was already added; a round releases once")
         self._used = True
-        self.epsilon = self.ledger.charge(self.event)
-        noised, _ = self.mechanism.add_noise(int_sum, rng)
-        return noised, self.event
+        return self.mechanism.add_noise(int_sum, rng)
 
     @property
     def used(self) -> bool:
-        """Whether the decoding party has called :meth:`add_noise`."""
+        """Whether the noise was drawn (a noised sum may have left the decoding party)."""
         return self._used
 
 
 @dataclass
 class RoundPrivacy:
-    """The DP part of one round: what goes into its config, and how to settle the ledger.
+    """The DP part of one round: what goes into its config, and how to charge it after.
 
     Attributes:
+        mode: one of :data:`DP_MODES` (or ``"skipped"`` for a round that ran nothing).
         config_kw: keyword arguments for the protocol's ``make_config`` (``noise=`` for
             central DP; ``client_noise=`` and ``min_clients=`` for distributed DP).
         encoding: the round's encoding (distributed DP reserves headroom for the noise).
         sigma: standard deviation of the noise in each coordinate of the released sum, in
             integer units, with the planned survivors.
+        event: the planned event (Poisson-sampled at the round's rate) the ledger was
+            checked for.
     """
 
     mode: str
     config_kw: dict[str, Any]
     encoding: EncodingConfig
     sigma: float
+    event: DpEvent
     _ledger: PrivacyLedger
     _sampling_rate: float
     _hook: CentralDPHook | None = field(default=None, repr=False)
 
-    def settle(self, protocol: str, result: AggregateResult) -> float:
-        """After a round released ``result``: make sure its noise was added, charge the
-        ledger if the decoding party did not, and return epsilon so far.
+    @classmethod
+    def planned(cls, mode: str, ledger: PrivacyLedger, event: DpEvent, sampling_rate: float,
+                config_kw: dict[str, Any], encoding: EncodingConfig,
+                sigma: float) -> RoundPrivacy:
+        """A round whose ``event`` (unsampled) is checked against ``ledger`` now, before
+        anything is trained or released.
 
         Raises:
-            ConfigError: the protocol released a sum without the noise it was configured
-                with (it does not support this DP mode).
+            BudgetExceededError: the round would exceed the budget.
         """
-        if self._hook is not None:
-            if not self._hook.used:
-                raise ConfigError(f"{protocol} released an aggregate without calling the "
-                                  "central DP noise hook; it cannot run with DP")
+        sampled = poisson_sampled(event, sampling_rate)
+        ledger.check(sampled)
+        hook = config_kw.get("noise")
+        return cls(mode, config_kw, encoding, sigma, sampled, ledger, sampling_rate,
+                   hook if isinstance(hook, CentralDPHook) else None)
+
+    @classmethod
+    def skipped(cls, ledger: PrivacyLedger, noise_multiplier: float, sampling_rate: float,
+                encoding: EncodingConfig) -> RoundPrivacy:
+        """A round skipped before it ran (a sampled cohort too small to release). Whether a
+        round is skipped depends on who was sampled, so :meth:`settle` charges it as a full
+        round: the accounting stays an upper bound."""
+        return cls("skipped", {}, encoding, 0.0, round_event(noise_multiplier, sampling_rate),
+                   ledger, sampling_rate)
+
+    def settle(self, protocol: str, result: AggregateResult | None) -> float:
+        """After the round: charge the ledger and return epsilon so far. The one place in
+        ``fl`` where budget is spent.
+
+        Charges the event in ``result.dp_event`` (what the decoding party released),
+        Poisson-sampled at the round's rate. Without a result it charges the planned event
+        if the round was skipped or its central noise was drawn (a noised sum may have left
+        the decoding party), and nothing otherwise (nothing was released).
+
+        Raises:
+            ConfigError: the protocol released a sum without reporting the noise it was
+                configured with (it does not support this DP mode).
+            BudgetExceededError: the charge would exceed the budget (the check before the
+                round makes this impossible unless the ledger was charged in between).
+        """
+        if result is None:
+            if self.mode == "skipped" or (self._hook is not None and self._hook.used):
+                return self._ledger.charge(self.event)
             return self._ledger.epsilon()
-        if not isinstance(result.dp_event, DiscreteGaussianEvent):
-            raise ConfigError(f"{protocol} released an aggregate without reporting the "
-                              "distributed DP noise in it; it cannot run with distributed DP")
-        return self._ledger.charge(_sampled(result.dp_event, self._sampling_rate))
+        released = result.dp_event
+        if not isinstance(released, DiscreteGaussianEvent):
+            what = "central DP noise hook" if self._hook is not None else "distributed DP noise"
+            raise ConfigError(f"{protocol} released an aggregate without reporting the {what} "
+                              f"in it; it cannot run with {self.mode} DP")
+        return self._ledger.charge(poisson_sampled(released, self._sampling_rate))
 
 
 def round_privacy(
@@ -236,59 +269,16 @@ def round_privacy(
                           "fl.bolt_on.bolt_on_privacy")
     if mode == "central":
         encoding = encoding_for(0)
-        hook = CentralDPHook(encoding, dim, noise_multiplier, ledger, sampling_rate)
-        ledger.check(hook.event)
-        return RoundPrivacy(mode, {"noise": hook}, encoding, hook.mechanism.sigma, ledger,
-                            sampling_rate, hook)
+        hook = CentralDPHook.for_encoding(encoding, dim, noise_multiplier)
+        return RoundPrivacy.planned(mode, ledger, round_event(noise_multiplier), sampling_rate,
+                                    {"noise": hook}, encoding, hook.mechanism.sigma)
     sensitivity = encoding_for(0).l2_sensitivity(dim)
     per_round = noise_multiplier * math.sqrt(cohort / survivors)
     noise = DistributedDiscreteGaussian(per_round, sensitivity, cohort)
     encoding = encoding_for(cohort * client_noise_bound(noise, dim, cohort))
-    ledger.check(_sampled(noise.event_for(survivors, dim + 1), sampling_rate))
-    return RoundPrivacy(mode, {"client_noise": noise, "min_clients": survivors}, encoding,
-                        noise_multiplier * sensitivity, ledger, sampling_rate)
-
-
-def calibrate_noise_multiplier(
-    ledger: PrivacyLedger, epsilon: float, rounds: int, sampling_rate: float = 1.0,
-    *, rel_tol: float = 1e-3,
-) -> float:
-    """The smallest noise multiplier (to ``rel_tol``) with which ``rounds`` more rounds keep
-    the ledger at or under ``epsilon``, counting what it has already spent.
-
-    Raises:
-        BudgetExceededError: the ledger has already spent ``epsilon``.
-        ConfigError: no noise multiplier up to 2^20 fits.
-    """
-    spent = ledger.epsilon()
-    if spent >= epsilon:
-        raise BudgetExceededError(
-            f"privacy budget already spent: epsilon={spent:.4g} at delta={ledger.delta:g} after "
-            f"{ledger.rounds} recorded round(s), and --epsilon is {epsilon:g}"
-        )
-
-    def fits(z: float) -> bool:
-        return ledger.epsilon_after(round_event(z, sampling_rate), rounds) <= epsilon
-
-    hi = 1.0
-    while not fits(hi):
-        hi *= 2.0
-        if hi > 2.0**20:
-            raise ConfigError(
-                f"no noise multiplier up to 2^20 keeps {rounds} round(s) within epsilon="
-                f"{epsilon:g} (already spent {spent:.4g}); allow a larger --epsilon or fewer "
-                "--rounds"
-            )
-    lo = hi / 2.0
-    while lo > 2.0**-6 and fits(lo):
-        hi, lo = lo, lo / 2.0
-    while hi / lo > 1.0 + rel_tol:
-        mid = math.sqrt(lo * hi)
-        if fits(mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return RoundPrivacy.planned(mode, ledger, noise.event_for(survivors, dim + 1), sampling_rate,
+                                {"client_noise": noise, "min_clients": survivors}, encoding,
+                                noise_multiplier * sensitivity)
 
 
 def load_ledger(

@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fl._json import json_safe
-from fl.runconfig import DP_NOISED, DP_NOISED_SUFFIX, WIRE_NORM, RoundRecord, RunResult
+from fl.payload import WIRE_NORM
+from fl.runconfig import DP_NOISED, DP_NOISED_SUFFIX, RoundRecord, RunResult
 
 if TYPE_CHECKING:
     from fl.run import RunPlan

@@ -5,21 +5,27 @@ Each round (:func:`run_training`):
 1. choose the cohort: every client, a Poisson sample at ``sampling_rate``, or a fixed-size
    sample of ``cohort`` clients;
 2. every cohort member trains the global model on its own shard and gets ``delta``;
-3. it clips ``delta`` to L2 norm ``clip`` and appends its two bounded training metrics
-   (see below); its weight is its example count capped at ``max_weight``;
-4. the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
+3. it builds its vector with :func:`fl.payload.client_vector`: ``delta`` clipped to L2
+   norm ``clip`` at the wire norm, then its two bounded training metrics (see below); its
+   weight is its example count capped at ``max_weight``;
+4. with DP, the round's :class:`fl.dp.RoundPrivacy` is checked against the ledger first;
+   the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
    the decoding party learns only ``sum(w * vector)`` and ``sum(w)``, with DP noise in
-   them when DP is on (:mod:`fl.dp`: central or distributed, charged to the ledger);
-5. the server applies the decoded sum as a weighted FedAvg step (divided by the decoded
+   them when DP is on (central or distributed), and reports the noise's DP event in its
+   result; :meth:`fl.dp.RoundPrivacy.settle` then charges the ledger, the one place a
+   run spends budget;
+5. the server reads the released sum back (:func:`fl.payload.read_sum`) and applies it as
+   a weighted FedAvg step, scaled back to model units (divided by the decoded
    total weight; under DP by the fixed ``expected cohort * max_weight``, since the noised
    total is too noisy to divide by and the fixed one reveals nothing of who contributed)
    and evaluates the new model on the held-out test set.
 
-Client metrics ride in the same secure sum as two extra coordinates: ``METRIC_SCALE *
-min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE * accuracy`` (loss and accuracy over the
-client's last local epoch). The update is clipped to ``clip`` and scaled to norm at most
-:data:`WIRE_NORM`; the metric part has norm at most ``METRIC_SCALE * sqrt(2)``; so the
-encoding's clip, ``sqrt(WIRE_NORM^2 + 2 * METRIC_SCALE^2)``, never cuts anything. The server
+Client metrics ride in the same secure sum as two extra coordinates (:mod:`fl.payload`
+holds the layout): ``METRIC_SCALE * min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE *
+accuracy`` (loss and accuracy over the client's last local epoch). The update is clipped to
+``clip`` and scaled to norm at most :data:`WIRE_NORM`; the metric part has norm at most
+``METRIC_SCALE * sqrt(2)``; so the encoding's clip, ``PAYLOAD_NORM = sqrt(WIRE_NORM^2 + 2 *
+METRIC_SCALE^2)``, never cuts anything. The server
 learns the weighted mean metrics and nothing per client, and under DP the metrics are covered
 by the same noise and the same DP event as the update: one release per round, no extra
 epsilon. The honest price: the sensitivity (weight coordinate included) is 6% larger than
@@ -68,20 +74,17 @@ from fl.data import DATASETS, Dataset, Shard, load_dataset
 from fl.dp import (
     DP_MODES,
     RoundPrivacy,
-    calibrate_noise_multiplier,
     load_ledger,
-    round_event,
     round_privacy,
     save_ledger,
 )
 from fl.engine import Engine, engine_names, make_engine
+from fl import payload
+from fl.payload import LOSS_CAP, METRIC_SCALE, PAYLOAD_NORM, WIRE_NORM
 from fl.runconfig import (
     DEFAULT_EPSILON,
     DEFAULT_LR,
-    LOSS_CAP,
-    METRIC_SCALE,
     SPLITS,
-    WIRE_NORM,
     RoundRecord,
     RunConfig,
     RunObserver,
@@ -90,8 +93,8 @@ from fl.runconfig import (
 )
 from protocols.base import ProtocolSpec, RoundConfig
 from protocols.he import HeConfig
-from secagg.dp import ACCOUNTANTS, PrivacyLedger
-from secagg.encoding import EncodingConfig, clip_l2
+from secagg.dp import ACCOUNTANTS, PrivacyLedger, round_event
+from secagg.encoding import EncodingConfig
 from secagg.errors import BudgetExceededError, ConfigError
 from secagg.rng import Csprng
 
@@ -256,13 +259,12 @@ def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dro
 
 def _encoding(cfg: RunConfig, max_weight: float, noise_bound: int = 0) -> EncodingConfig:
     """32-bit ring when the sum fits in it, else 64-bit (whose error names what fits)."""
-    joint = math.sqrt(WIRE_NORM**2 + 2 * METRIC_SCALE**2)
     try:
-        return EncodingConfig(clip=joint, frac_bits=cfg.frac_bits, bits=32,
+        return EncodingConfig(clip=PAYLOAD_NORM, frac_bits=cfg.frac_bits, bits=32,
                               max_clients=cfg.clients, max_weight=max_weight,
                               noise_bound=noise_bound)
     except ConfigError:
-        return EncodingConfig(clip=joint, frac_bits=cfg.frac_bits, bits=64,
+        return EncodingConfig(clip=PAYLOAD_NORM, frac_bits=cfg.frac_bits, bits=64,
                               max_clients=cfg.clients, max_weight=max_weight,
                               noise_bound=noise_bound)
 
@@ -272,7 +274,7 @@ def _privacy(cfg: RunConfig, dim: int, max_weight: float, cohort: int, ledger: P
     """One round's DP, for a cohort of ``cohort`` of whom the planned share survives."""
     if bolt is not None:  # output perturbation with the Bolt-on bound (fl.bolt_on)
         enc = _encoding(cfg, max_weight)
-        return bolt_on_privacy(ledger, z, bolt.units(enc, dim, cfg.clip, WIRE_NORM), enc,
+        return bolt_on_privacy(ledger, z, bolt.units(enc, dim, cfg.clip), enc,
                                cfg.sampling_rate)
     return round_privacy(
         cfg.dp_mode, ledger, z, dim=dim, cohort=cohort,
@@ -324,7 +326,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         ds = dataclasses.replace(ds, x_test=clip_features(ds.x_test, cfg.bolt_on_norm)
                                  .astype(np.float32))
     mv = ModelVector(model)
-    dim = len(mv) + 2
+    dim = payload.vector_dim(len(mv))
     enc = _encoding(cfg, max_weight)
     if cfg.cohort is not None:
         k, what = cfg.cohort, "--cohort"
@@ -341,7 +343,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         if cfg.noise_multiplier is None:
             budget = cfg.epsilon if cfg.epsilon is not None else DEFAULT_EPSILON
             ledger = load_ledger(cfg.ledger_path, budget, cfg.delta, cfg.accountant)
-            z = calibrate_noise_multiplier(ledger, budget, cfg.rounds, q)
+            z = ledger.noise_multiplier_for(cfg.rounds, q)
         else:
             ledger = load_ledger(cfg.ledger_path, cfg.epsilon, cfg.delta, cfg.accountant)
             z = float(cfg.noise_multiplier)
@@ -370,7 +372,7 @@ def _check_budget(ledger: PrivacyLedger, z: float, q: float, rounds: int) -> Non
     if reached <= budget:
         return
     fit = ledger.rounds_left(event, rounds)
-    need = calibrate_noise_multiplier(ledger, budget, rounds, q)
+    need = ledger.noise_multiplier_for(rounds, q)
     raise BudgetExceededError(
         f"{rounds} round(s) at noise multiplier {z:g} would reach epsilon={reached:.4g} > "
         f"budget {budget:g} at delta={ledger.delta:g}; {fit} round(s) fit, or use a noise "
@@ -395,17 +397,6 @@ def _cohort(plan: RunPlan, gen: np.random.Generator) -> list[int]:
 def _expected_cohort(cfg: RunConfig) -> float:
     """The cohort size a round is planned for: the fixed sample, or q * clients."""
     return float(cfg.cohort) if cfg.cohort is not None else cfg.sampling_rate * cfg.clients
-
-
-def _client_vector(delta: np.ndarray, metrics: dict[str, float], clip: float) -> np.ndarray:
-    """The clipped update with the two bounded metric coordinates appended."""
-    from fl.train import metrics_vector
-
-    bounded = {"loss": min(max(metrics["loss"], 0.0), LOSS_CAP) / LOSS_CAP,
-               "accuracy": min(max(metrics["accuracy"], 0.0), 1.0)}
-    clipped, _ = clip_l2(delta, clip)
-    clipped *= WIRE_NORM / clip
-    return np.concatenate([clipped, metrics_vector(bounded, METRIC_SCALE)])
 
 
 def run_training(
@@ -473,7 +464,8 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
                 if plan.ledger is not None and plan.noise_multiplier is not None:
                     # Nothing is released, but whether a round is skipped depends on who was
                     # sampled; counting it as a full round keeps the accounting an upper bound.
-                    plan.ledger.charge(round_event(plan.noise_multiplier, q))
+                    RoundPrivacy.skipped(plan.ledger, plan.noise_multiplier, q,
+                                         plan.encoding).settle(spec.name, None)
             else:
                 _one_round(plan, r, ids, global_vec, rng, obs, record)
             if plan.ledger is not None:
@@ -493,7 +485,7 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
 
 def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rng: Csprng,
                obs: RunObserver, record: RoundRecord) -> None:
-    from fl.train import cap_weights, evaluate, fedavg_step, local_train, metrics_from_sum
+    from fl.train import cap_weights, evaluate, fedavg_step, local_train
 
     cfg, mv = plan.config, plan.model
     d = len(mv)
@@ -507,26 +499,24 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
                 global_vec, plan.shards[i].x, plan.shards[i].y, plan.dataset.n_classes,
                 epochs=cfg.epochs, batch_size=cfg.batch_size, constants=b.constants,
                 feature_norm=b.feature_norm, step=b.step, seed=seed)
-            vector = _client_vector(delta, metrics, cfg.clip)
-            vector[d:] = 0.0
-            inputs.append(vector)
+            inputs.append(payload.client_vector(delta, None, cfg.clip))
         else:
             delta, n_i, metrics = local_train(mv, plan.shards[i], cfg.epochs, plan.lr,
                                               cfg.batch_size, seed, weights=global_vec)
-            inputs.append(_client_vector(delta, metrics, cfg.clip))
+            inputs.append(payload.client_vector(delta, metrics, cfg.clip))
         counts.append(n_i)
         obs.client_trained()
     weights = [float(w) for w in cap_weights(counts, plan.max_weight)]
     privacy: RoundPrivacy | None = None
     encoding, kw = plan.encoding, {}
     if plan.ledger is not None and plan.noise_multiplier is not None:
-        # Refuses a round over budget before anything is released.
-        privacy = _privacy(cfg, d + 2, plan.max_weight, len(ids), plan.ledger,
+        # Checks the round against the budget before anything is released; settled below.
+        privacy = _privacy(cfg, payload.vector_dim(d), plan.max_weight, len(ids), plan.ledger,
                            plan.noise_multiplier, plan.bolt_on)
         encoding, kw = privacy.encoding, privacy.config_kw
     if cfg.enrolled:
         kw = {**kw, "enrolled": True}
-    config = _round_config(plan.spec, len(ids), d + 2, encoding, cfg.dropout,
+    config = _round_config(plan.spec, len(ids), payload.vector_dim(d), encoding, cfg.dropout,
                            round_id=r, **kw)
     out = plan.engine.run_round(plan.spec, config, inputs, weights, rng.spawn(f"round/{r}"))
     del inputs  # the driver's copies of the clients' vectors end with the round
@@ -535,6 +525,8 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     record.server_seconds = out.cost.server_seconds
     record.upload_bytes_per_client = out.cost.upload_bytes_per_client
     record.download_bytes_per_client = out.cost.download_bytes_per_client
+    if privacy is not None:  # the one place a round's budget is spent (fl.dp)
+        privacy.settle(plan.spec.name, out.result)
     if out.result is None:
         record.error = out.error or "the round released nothing"
         return
@@ -542,20 +534,18 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     record.contributors = len(res.contributors)
     total = res.total_weight
     if privacy is not None:
-        privacy.settle(plan.spec.name, res)
         # The noised total weight is as noisy as any coordinate, and it is small: dividing
         # by it can blow a step up. Under DP the step divides by a fixed denominator, the
         # expected cohort times max_weight (McMahan et al. 2018): it depends on the plan
         # only, so the released model does not carry how many clients contributed.
         total = _expected_cohort(cfg) * plan.max_weight
-    fedavg_step(global_vec, res.sum[:d], total, cfg.server_lr * cfg.clip / WIRE_NORM,
-                out=global_vec)
-    train = metrics_from_sum(res.sum[d:] / METRIC_SCALE, total)
-    record.train_loss = min(max(train["loss"], 0.0), 1.0) * LOSS_CAP
-    record.train_accuracy = min(max(train["accuracy"], 0.0), 1.0)
+    released = payload.read_sum(res.sum, total, d)
+    fedavg_step(global_vec, released.update, total,
+                cfg.server_lr * payload.model_scale(cfg.clip), out=global_vec)
+    record.train_loss, record.train_accuracy = released.train_loss, released.train_accuracy
     if privacy is not None:
         sigma = privacy.sigma / encoding.scale  # per coordinate of the sum
-        record.train_noise_std = sigma / (total * METRIC_SCALE)
+        record.train_noise_std = payload.metric_noise_std(sigma, total)
     if plan.bolt_on is not None:  # the clients sent no metrics
         record.train_loss = record.train_accuracy = record.train_noise_std = None
     mv.from_vector(global_vec)

@@ -15,15 +15,12 @@ __all__ = [
     "DEFAULT_LR",
     "DP_NOISED",
     "DP_NOISED_SUFFIX",
-    "LOSS_CAP",
-    "METRIC_SCALE",
     "RoundRecord",
     "RunConfig",
     "RunObserver",
     "RunResult",
     "SPLITS",
     "SilentObserver",
-    "WIRE_NORM",
 ]
 
 #: Epsilon budget used when DP is on and neither ``epsilon`` nor ``noise_multiplier`` is set.
@@ -31,15 +28,6 @@ DEFAULT_EPSILON = 3.0
 #: Local learning rate per dataset when ``RunConfig.lr`` is ``None`` (others: 0.5).
 DEFAULT_LR: dict[str, float] = {"breast_cancer": 1.0, "digits": 0.5, "synthetic": 0.5,
                                  "diabetes": 1.0}
-#: L2 norm a clipped update has on the wire: updates are clipped to ``clip`` and then scaled
-#: by ``WIRE_NORM / clip``. The encoding adds the weight as one more coordinate, of size
-#: ``w`` next to the update's ``w * WIRE_NORM``, and DP noise is calibrated to both; a wire
-#: norm well above 1 keeps the weight's share of the sensitivity small (3% here).
-WIRE_NORM = 4.0
-#: Upper bound on the loss a client reports (cross-entropy above it is reported as it).
-LOSS_CAP = 4.0
-#: Largest value of a metric coordinate in a client's vector.
-METRIC_SCALE = 1.0
 #: The :class:`RoundRecord` fields that carry DP noise in a DP run, and the suffix their names
 #: take in the JSON and CSV reports then (:meth:`RoundRecord.to_json`).
 DP_NOISED: tuple[str, ...] = ("train_loss", "train_accuracy")

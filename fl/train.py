@@ -7,13 +7,14 @@ One round of FedAvg as the drivers run it::
         delta, n_i, metrics = local_train(mv, shards[i], epochs, lr, batch_size, seed,
                                           weights=global_vector)
         w_i = cap_weights([n_i], max_weight)[0]
-        # clip delta, then send w_i * delta and w_i (and metrics_vector(metrics, w_i))
-        # through the secure sum
+        # fl.payload.client_vector(delta, metrics, clip) goes through the secure sum,
+        # weighted by w_i
     global_vector = fedavg_step(global_vector, summed_w_delta, summed_w, server_lr)
 
 The server only ever sees the sums (of ``w_i * delta_i``, of ``w_i`` and of the weighted
-metrics), which is why :func:`fedavg_step` and :func:`metrics_from_sum` take sums and never
-a list of client updates.
+metrics), which is why :func:`fedavg_step` and :func:`fl.payload.metrics_from_sum` take
+sums and never a list of client updates. The layout of what a client sends is
+:mod:`fl.payload`'s.
 
 Sampling matches the privacy accountant: ``"poisson"`` takes each client independently with
 probability ``q`` (Poisson subsampling), ``"fixed"`` takes exactly ``k`` distinct clients
@@ -23,7 +24,6 @@ probability ``q`` (Poisson subsampling), ``"fixed"`` takes exactly ``k`` distinc
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Protocol
 
@@ -36,22 +36,16 @@ from fl.model import ModelVector
 from secagg.errors import ConfigError
 
 __all__ = [
-    "METRIC_NAMES",
     "SAMPLING_MODES",
     "cap_weights",
     "evaluate",
     "fedavg_step",
     "local_train",
-    "metrics_from_sum",
-    "metrics_vector",
     "sample_clients",
 ]
 
 #: Values accepted for ``sample_clients(mode=...)``.
 SAMPLING_MODES: tuple[str, ...] = ("poisson", "fixed")
-
-#: The client metrics that travel through the secure sum, in vector order.
-METRIC_NAMES: tuple[str, ...] = ("loss", "accuracy")
 
 
 class Examples(Protocol):
@@ -353,45 +347,3 @@ def sample_clients(
     ):
         raise ConfigError(f"fixed-size sampling needs an integer k in 1..{n}, got {rate_or_k!r}")
     return sorted(int(i) for i in rng.choice(n, size=int(rate_or_k), replace=False))
-
-
-def metrics_vector(metrics: Mapping[str, float], weight: float) -> NDArray[np.float64]:
-    """A client's metrics scaled by its weight, ready to go through the secure sum.
-
-    Returns ``[weight * metrics[name] for name in METRIC_NAMES]``, so the server learns
-    only the weighted sums, as it does for the model update.
-
-    Raises:
-        ConfigError: if a metric in :data:`METRIC_NAMES` is missing or not finite.
-    """
-    missing = [m for m in METRIC_NAMES if m not in metrics]
-    if missing:
-        raise ConfigError(f"metrics lack {', '.join(missing)}; need: {', '.join(METRIC_NAMES)}")
-    v = np.array([float(metrics[m]) for m in METRIC_NAMES], dtype=np.float64) * float(weight)
-    if not np.all(np.isfinite(v)):
-        raise ConfigError(f"metrics must be finite, got {dict(metrics)}")
-    return v
-
-
-def metrics_from_sum(
-    summed: Sequence[float] | NDArray[np.floating], total_weight: float
-) -> dict[str, float]:
-    """Weighted means of the clients' metrics from their secure sum.
-
-    Args:
-        summed: the sum over clients of :func:`metrics_vector`.
-        total_weight: the sum of the clients' weights, > 0.
-
-    Returns:
-        ``{name: mean}`` for each name in :data:`METRIC_NAMES`.
-
-    Raises:
-        ConfigError: on a wrong length or a non-positive ``total_weight``.
-    """
-    s = np.asarray(summed, dtype=np.float64)
-    if s.shape != (len(METRIC_NAMES),):
-        raise ConfigError(
-            f"summed metrics must have {len(METRIC_NAMES)} values, got shape {s.shape}"
-        )
-    tw = _check_positive_real("total_weight", total_weight)
-    return {name: float(value / tw) for name, value in zip(METRIC_NAMES, s)}

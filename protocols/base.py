@@ -96,8 +96,10 @@ class Message:
 class NoiseHook(Protocol):
     """Where central DP plugs in: the party that decodes calls it once, on the integer sum.
 
-    ``add_noise`` returns the noised integer sum and a description of what it added (for
-    the privacy ledger). :class:`secagg.dp.CentralDiscreteGaussian` has this shape.
+    ``add_noise`` returns the noised integer sum and the DP event of what it added; the
+    decoding party puts the event in its result (``AggregateResult.dp_event``) and the
+    driver charges it. A hook never sees a ledger. :class:`secagg.dp.CentralDiscreteGaussian`
+    has this shape.
     """
 
     def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
@@ -203,7 +205,10 @@ class AggregateResult:
         contributors: ids of the clients whose input is in the sum.
         int_sum: the released aggregate in fixed-point integer units (int64, weight last);
             None for protocols that are not exact (ckks).
-        dp_event: what the noise hook reported, or None.
+        dp_event: the DP event of the noise in this release: what the central noise hook
+            returned, or under distributed DP the event of the client noise that survived
+            (:func:`surviving_noise_event`); None without DP. Whoever keeps the budget
+            charges it after the round; no role ever sees a ledger.
     """
 
     sum: np.ndarray

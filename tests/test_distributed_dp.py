@@ -84,6 +84,22 @@ def test_noise_is_in_the_sum_and_the_server_never_holds_the_plain_sum(name: str)
     assert res.dp_event.noise_multiplier == pytest.approx(Z * math.sqrt(len(survivors) / N), rel=1e-6)
 
 
+def test_the_clamp_lives_next_to_its_mechanism() -> None:
+    """One clamp: protocols use secagg.dp's, which covers the weight coordinate too and
+    fails (any client, any coordinate) with probability at most NOISE_FAILURE."""
+    import protocols.secagg.config as sc
+    from secagg.dp import NOISE_FAILURE, client_noise_bound
+
+    hook = _hook()
+    assert sc.client_noise_bound is client_noise_bound and sc.NOISE_FAILURE == NOISE_FAILURE
+    bound = client_noise_bound(hook, DIM, N)
+    assert bound == hook.tail_bound(DIM + 1, 1, NOISE_FAILURE / N) > 0
+    assert protocols.get("secagg").make_config(N, DIM, client_noise=hook).client_noise_bound \
+        == bound
+    with pytest.raises(ConfigError, match="n must be"):
+        client_noise_bound(hook, DIM, 0)
+
+
 def test_headroom_must_cover_the_clamped_noise() -> None:
     hook = _hook()
     spec = protocols.get("secagg+")

@@ -171,6 +171,39 @@ def test_validation_types_and_inverse_ranges() -> None:
         noise_multiplier_for(1e-9, DELTA, 1.0, 10**6)
 
 
+def test_one_calibration_search_counts_what_the_ledger_has_spent() -> None:
+    """``noise_multiplier_for`` is the ledger's search run on an empty ledger; on a ledger
+    that has spent some of its budget the same search needs more noise, just enough."""
+    from secagg.dp import round_event
+    from secagg.errors import BudgetExceededError
+
+    fresh = PrivacyLedger(2.0, DELTA, "rdp")
+    assert fresh.noise_multiplier_for(20, 0.01) == noise_multiplier_for(2.0, DELTA, 0.01, 20)
+    assert fresh.noise_multiplier_for(5) == noise_multiplier_for(2.0, DELTA, 1.0, 5)
+    spent = PrivacyLedger(2.0, DELTA, "rdp")
+    for _ in range(3):
+        spent.charge(round_event(8.0))
+    z = spent.noise_multiplier_for(5)
+    assert z > fresh.noise_multiplier_for(5)
+    assert spent.epsilon_after(round_event(z), 5) <= 2.0
+    assert spent.epsilon_after(round_event(z / 1.002), 5) > 2.0
+    assert spent.rounds == 3  # a search charges nothing
+    with pytest.raises(BudgetExceededError, match="already spent"):
+        _spent_ledger(spent).noise_multiplier_for(1)
+    with pytest.raises(ConfigError, match="no noise multiplier to calibrate"):
+        PrivacyLedger(None, DELTA).noise_multiplier_for(10)
+    with pytest.raises(ConfigError, match=r"out of reach \(already spent"):
+        spent.noise_multiplier_for(10**13)
+
+
+def _spent_ledger(like: PrivacyLedger) -> PrivacyLedger:
+    """A ledger whose budget is exactly what ``like`` has spent."""
+    out = PrivacyLedger(like.epsilon(), like.delta, like.accountant)
+    for event in like.events:
+        out.charge(event)
+    return out
+
+
 # -- events -----------------------------------------------------------------------------------
 
 

@@ -1,4 +1,5 @@
-"""fl.train: local training, evaluation, the FedAvg step, weights, sampling, metrics."""
+"""fl.train: local training, evaluation, the FedAvg step, weights, sampling (the metrics' layout
+is tests/test_payload.py's)."""
 
 from __future__ import annotations
 
@@ -11,15 +12,13 @@ import torch
 from fl.data import Dataset, Shard, load_dataset
 from fl.model import ModelVector, num_params
 from fl.models import make_model
+from fl.payload import METRIC_NAMES, metrics_from_sum, metrics_vector
 from fl.train import (
-    METRIC_NAMES,
     SAMPLING_MODES,
     cap_weights,
     evaluate,
     fedavg_step,
     local_train,
-    metrics_from_sum,
-    metrics_vector,
     sample_clients,
 )
 from secagg.errors import ConfigError
@@ -230,21 +229,6 @@ def test_sampling_refuses_bad_arguments() -> None:
             sample_clients(10, "fixed", k)
     with pytest.raises(ConfigError, match="n must"):
         sample_clients(0, "fixed", 1)
-
-
-# metrics through the secure sum
-
-
-def test_metrics_round_trip_through_a_sum() -> None:
-    clients = [({"loss": 0.5, "accuracy": 0.9}, 10.0), ({"loss": 1.5, "accuracy": 0.5}, 30.0)]
-    summed = sum(metrics_vector(m, w) for m, w in clients)
-    assert METRIC_NAMES == ("loss", "accuracy")
-    got = metrics_from_sum(summed, 40.0)
-    assert got == pytest.approx({"loss": 1.25, "accuracy": 0.6})
-    with pytest.raises(ConfigError, match="accuracy"):
-        metrics_vector({"loss": 1.0}, 1.0)
-    with pytest.raises(ConfigError, match="total_weight"):
-        metrics_from_sum(summed, 0.0)
 
 
 # FedAvg end to end, plain float sums (no crypto)

@@ -37,6 +37,7 @@ import pytest
 import torch
 
 import fl.cli
+import fl.payload
 import fl.run
 import fl.train
 import protocols
@@ -70,7 +71,7 @@ def _quiet_and_single_threaded() -> Iterator[None]:
 
 # The functions the tests wrap, as they are before any wrapping.
 _LOCAL_TRAIN = fl.train.local_train
-_CLIENT_VECTOR = fl.run._client_vector
+_CLIENT_VECTOR = fl.payload.client_vector
 _SET_INPUT = SecAggClient.set_input
 _ENCODE = wire.encode
 
@@ -348,7 +349,7 @@ def test_clients_upload_only_the_masked_quantised_delta_and_metrics(
         vectors.append(_CLIENT_VECTOR(*a))
         return vectors[-1]
 
-    monkeypatch.setattr(fl.run, "_client_vector", keep)
+    monkeypatch.setattr(fl.payload, "client_vector", keep)  # fl.run calls it via the module
     plan = plan_run(_small(protocol="secagg+", clients=8, epsilon=5.0))
     res = run_training(plan)
     assert res.failed_rounds == 0
@@ -441,7 +442,7 @@ def _capture_updates(monkeypatch: pytest.MonkeyPatch) -> _Secrets:
         return _ENCODE(msg)
 
     monkeypatch.setattr(fl.train, "local_train", train)  # fl.run imports it per round
-    monkeypatch.setattr(fl.run, "_client_vector", vector)
+    monkeypatch.setattr(fl.payload, "client_vector", vector)
     monkeypatch.setattr(SecAggClient, "set_input", encoded)
     monkeypatch.setattr(wire, "encode", frame)
     return secrets

@@ -38,3 +38,22 @@ def test_library_example_runs() -> None:
     result = scope["result"]
     assert result.total_weight == 20.0  # type: ignore[attr-defined]
     assert abs(float(result.sum[0]) - 0.2) < 1e-3  # type: ignore[attr-defined]
+
+
+def test_dp_path_example_runs() -> None:
+    """The README's "One DP path" example: checked before, charged once after, from the
+    event in the result."""
+    readme = (ROOT / "README.md").read_text()
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+              if "privacy.settle" in b]
+    assert len(blocks) == 1, "README must show the DP path once"
+    scope: dict[str, object] = {}
+    exec(compile(blocks[0], "README.md", "exec"), scope)  # noqa: S102 - our own README
+    ledger, result = scope["ledger"], scope["result"]
+    assert ledger.rounds == 1 and ledger.events[0] == result.dp_event  # type: ignore[attr-defined]
+    assert scope["epsilon"] == ledger.epsilon() <= 3.0  # type: ignore[attr-defined]
+    privacy, config = scope["privacy"], scope["config"]
+    sigma = privacy.sigma / config.encoding.scale  # type: ignore[attr-defined]
+    values = result.sum  # type: ignore[attr-defined]  # 0.2 plus noise in each coordinate
+    assert abs(float(values.mean()) - 0.2) < 5 * sigma / values.size**0.5
+    assert 0.5 * sigma < float(values.std()) < 1.5 * sigma

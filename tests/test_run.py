@@ -7,16 +7,17 @@ import json
 import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from fl.dp import CentralDPHook, calibrate_noise_multiplier, load_ledger, round_event, save_ledger
+from fl.dp import CentralDPHook, load_ledger, round_event, round_privacy, save_ledger
 from fl.engine import Engine, EngineRound, SimulationEngine, engine_names, make_engine
 from fl.report import REPORT_FILES, write_report
 from fl.run import RunConfig, RunResult, plan_run, run_training
-from protocols.base import ProtocolSpec, RoundConfig
+from protocols.base import AggregateResult, ProtocolSpec, RoundConfig
 from secagg.dp import PoissonSampledEvent, PrivacyLedger
 from secagg.encoding import EncodingConfig
 from secagg.errors import AlreadyFinalized, BudgetExceededError, ConfigError
@@ -167,20 +168,42 @@ def test_a_plan_over_budget_is_refused_before_training() -> None:
         plan_run(_small(noise_multiplier=0.5, epsilon=1.0, rounds=3))
 
 
-def test_the_hook_charges_before_release_and_refuses_over_budget() -> None:
+def test_the_round_is_checked_before_release_and_charged_after_from_its_event() -> None:
     enc = EncodingConfig(clip=1.0, max_clients=4)
+
+    def central(ledger: PrivacyLedger, z: float) -> Any:
+        return round_privacy("central", ledger, z, dim=3, cohort=4, survivors=4,
+                             sampling_rate=1.0, encoding_for=lambda bound: enc)
+
     ledger = PrivacyLedger(1.0, 1e-5)
-    hook = CentralDPHook(enc, 3, 0.5, ledger)
-    zeros = np.zeros(4, np.int64)
     with pytest.raises(BudgetExceededError):
-        hook.add_noise(zeros, Csprng.from_seed(1))
+        central(ledger, 0.5)  # refused before the round: nothing to noise, nothing released
     assert ledger.rounds == 0  # nothing charged, nothing released
-    generous = CentralDPHook(enc, 3, 5.0, PrivacyLedger(10.0, 1e-5))
+    generous_ledger = PrivacyLedger(10.0, 1e-5)
+    privacy = central(generous_ledger, 5.0)
+    generous = privacy.config_kw["noise"]
+    assert isinstance(generous, CentralDPHook) and generous_ledger.rounds == 0  # checked only
+    zeros = np.zeros(4, np.int64)
     noised, event = generous.add_noise(zeros, Csprng.from_seed(1))
     assert noised.shape == zeros.shape and event == round_event(5.0)
-    assert generous.ledger.rounds == 1 and generous.epsilon == generous.ledger.epsilon()
+    assert generous_ledger.rounds == 0  # the hook never sees a ledger
+    released = AggregateResult(noised[:-1].astype(np.float64), 1.0, (0, 1, 2, 3), noised, event)
+    eps = privacy.settle("plaintext", released)
+    assert generous_ledger.rounds == 1 and eps == generous_ledger.epsilon()
+    assert generous_ledger.events == (round_event(5.0),)
     with pytest.raises(AlreadyFinalized):
         generous.add_noise(zeros, Csprng.from_seed(2))
+    # A protocol that releases without the noise's event cannot run with DP.
+    unnoised = AggregateResult(np.zeros(3), 1.0, (0, 1, 2, 3), zeros, None)
+    with pytest.raises(ConfigError, match="without reporting the central DP noise hook"):
+        central(PrivacyLedger(10.0, 1e-5), 5.0).settle("plaintext", unnoised)
+    # No result: charged only if the noise was drawn (a noised sum may have left).
+    silent_ledger = PrivacyLedger(10.0, 1e-5)
+    silent = central(silent_ledger, 5.0)
+    assert silent.settle("plaintext", None) == 0.0 and silent_ledger.rounds == 0
+    drawn = central(silent_ledger, 5.0)
+    drawn.config_kw["noise"].add_noise(zeros, Csprng.from_seed(3))
+    assert drawn.settle("plaintext", None) > 0.0 and silent_ledger.rounds == 1
 
 
 def test_a_ledger_file_carries_the_budget_across_runs(tmp_path: Path) -> None:
@@ -193,7 +216,7 @@ def test_a_ledger_file_carries_the_budget_across_runs(tmp_path: Path) -> None:
         plan_run(_small(protocol="plaintext", epsilon=first.epsilon, ledger_path=str(path)))
     ledger = load_ledger(path, 8.0, 1e-5)
     assert ledger.rounds == 2
-    z = calibrate_noise_multiplier(ledger, 8.0, 3)
+    z = ledger.noise_multiplier_for(3)
     assert ledger.epsilon_after(round_event(z), 3) <= 8.0
     save_ledger(path, ledger)
     with pytest.raises(ConfigError, match="delta=1e-05"):

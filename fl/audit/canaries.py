@@ -5,9 +5,9 @@ settings, ledger and training loop) and swaps its engine for a :class:`CanaryEng
 training loop is untouched: each round it hands the engine the real cohort's vectors, and
 the engine adds every included canary to that cohort as one more client of the same secure
 sum, then runs the round on the engine it wraps. A canary's update is ``clip * u_j`` for a
-fixed unit vector ``u_j`` drawn once, sent through the client path of :mod:`fl.run`
-(clip, scale to the wire norm, two metric coordinates) with the largest weight a client may
-have; the protocol encodes, masks (or encrypts) and, under DP, noises it like any other.
+fixed unit vector ``u_j`` drawn once, built by the clients' own
+:func:`fl.payload.client_vector` (clip, scale to the wire norm, two metric coordinates, zero
+here) with the largest weight a client may have; the protocol encodes, masks (or encrypts) and, under DP, noises it like any other.
 
 The adversary sees every released aggregate, nothing else: per round it adds
 ``cos(released update part, u_j)`` to canary ``j``'s score. It knows the directions but not
@@ -29,13 +29,13 @@ import numpy as np
 
 from fl.audit.bound import epsilon_lower_bound, max_advantage
 from fl.engine import Engine, EngineRound
+from fl.payload import client_vector, vector_dim
 from fl.run import (
     DEFAULT_EPSILON,
     RunConfig,
     RunObserver,
     RunPlan,
     RunResult,
-    _client_vector,
     plan_run,
     run_training,
 )
@@ -47,9 +47,6 @@ from secagg.rng import Csprng
 __all__ = [
     "AuditConfig", "AuditPlan", "AuditResult", "CanaryEngine", "plan_audit", "run_audit",
 ]
-
-#: What a canary reports in the two metric coordinates (it has no data).
-_CANARY_METRICS = {"loss": 0.0, "accuracy": 0.0}
 
 
 @dataclass(frozen=True)
@@ -142,9 +139,10 @@ class CanaryEngine:
         self.releases = 0
         self.cohorts: list[int] = []
         d = directions.shape[1]
-        self._vectors = [_client_vector(clip * directions[j], _CANARY_METRICS, clip)
+        # A canary has no data: no metrics (zeros in their coordinates).
+        self._vectors = [client_vector(clip * directions[j], None, clip)
                          for j in np.flatnonzero(self.included)]
-        if any(v.shape != (d + 2,) for v in self._vectors):  # pragma: no cover - defensive
+        if any(v.shape != (vector_dim(d),) for v in self._vectors):  # pragma: no cover - defensive
             raise ConfigError("canary vectors do not match the model's size")
 
     def run_round(self, spec: ProtocolSpec, config: RoundConfig, inputs: Sequence[np.ndarray],

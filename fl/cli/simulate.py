@@ -21,11 +21,11 @@ from fl.cli._common import add_json_flag, check_memory, emit_json, stderr_consol
 from fl.dp import DP_MODES
 from fl.simulation import RoundReport, plan_dropouts, run_round
 from protocols.base import stages_of
-from protocols.secagg.config import client_noise_bound
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from secagg.dp import (
     CentralDiscreteGaussian,
     DistributedDiscreteGaussian,
+    client_noise_bound,
     compute_epsilon,
 )
 from secagg.encoding import EncodingConfig, clip_l2

@@ -201,14 +201,14 @@ class SecAggWorkflow:
     def _ledger(self, num_rounds: int) -> tuple[Any, float | None]:
         if self.dp is None:
             return None, None
-        from fl.dp import calibrate_noise_multiplier, load_ledger, round_event
+        from fl.dp import load_ledger, round_event
         from fl.runconfig import DEFAULT_EPSILON
 
         dp, q = self.dp, self.dp.sampling_rate
         if dp.noise_multiplier is None:
             budget = dp.epsilon if dp.epsilon is not None else DEFAULT_EPSILON
             ledger = load_ledger(dp.ledger_path, budget, dp.delta, dp.accountant)
-            return ledger, calibrate_noise_multiplier(ledger, budget, num_rounds, q)
+            return ledger, ledger.noise_multiplier_for(num_rounds, q)
         ledger = load_ledger(dp.ledger_path, dp.epsilon, dp.delta, dp.accountant)
         z = float(dp.noise_multiplier)
         if ledger.epsilon_budget is not None:
@@ -334,11 +334,8 @@ class SecAggWorkflow:
             encoding, kw = privacy.encoding, privacy.config_kw
         if self.active:
             kw["active"] = True
-        try:
-            config = spec.make_config(k, dim, encoding=encoding, round_id=r, **kw)
-        except TypeError:
-            raise ConfigError(f"{spec.name} does not take {sorted(kw)} (with DP mode "
-                              f"{self.dp.mode if self.dp else None!r})") from None
+        # make_config refuses, in one typed line, a keyword (DP mode) the protocol lacks.
+        config = spec.make_config(k, dim, encoding=encoding, round_id=r, **kw)
         config, credentials = spec.provision(config, Csprng())
         if credentials:
             raise ConfigError(f"{spec.name} with this configuration needs clients enrolled out "
@@ -365,6 +362,8 @@ class SecAggWorkflow:
         rec.server_seconds = out.server_seconds + out.helper_seconds
         if out.result is None:
             rec.error = out.error or "the round released nothing"
+            if privacy is not None:  # charged if the central noise was drawn
+                privacy.settle(spec.name, None)
             return arrays, global_vec
         res = out.result
         rec.contributors = len(res.contributors)

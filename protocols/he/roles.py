@@ -498,7 +498,7 @@ class HeAggregator(ServerCore):
                                envelopes=envelopes)]
 
     def result(self) -> AggregateResult:
-        """The release, with the DP event the decryptor's noise hook charged (None without
+        """The release, with the DP event the decryptor's noise hook returned (None without
         central DP), the same meaning ``dp_event`` has for every protocol."""
         if self._result is None:
             raise UsageError(f"no result: the round is {self.state.name}")

@@ -34,20 +34,15 @@ from typing import Any, ClassVar
 
 from protocols.base import ClientNoise, RoundConfig
 from protocols.secagg.registry import ClientRegistry
+from secagg.dp.mechanisms import NOISE_FAILURE, client_noise_bound
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
 __all__ = ["NOISE_FAILURE", "SecAggConfig", "active_min_threshold", "client_noise_bound",
            "derive_graph_parameters", "make_config"]
 
-#: probability, over a whole round, that any client's noise would exceed its clamp.
-NOISE_FAILURE = 2.0**-40
-
-
-def client_noise_bound(noise: ClientNoise, dim: int, n: int) -> int:
-    """The clamp of one client's noise: exceeded by any coordinate of any of the ``n``
-    clients with probability at most :data:`NOISE_FAILURE`."""
-    return int(noise.tail_bound(dim + 1, 1, NOISE_FAILURE / n))
+# NOISE_FAILURE and client_noise_bound (the clamp of one client's noise) live with their
+# mechanism in secagg.dp.mechanisms; they are re-exported here for the config's users.
 
 
 def active_min_threshold(holders: int, corruption: float) -> int:

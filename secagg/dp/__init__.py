@@ -2,12 +2,15 @@
 
 - :mod:`secagg.dp.discrete_gaussian`: the Canonne-Kamath-Steinke exact sampler on a CSPRNG.
 - :mod:`secagg.dp.mechanisms`: central noise at the decoding party; distributed noise at
-  every client.
+  every client, and the clamp of one client's noise (:func:`client_noise_bound`). A
+  mechanism returns the DP event of what it released and never sees a ledger.
 - :mod:`secagg.dp.bolt_on`: Bolt-on output perturbation for convex models trained by
   permutation SGD (Wu et al. 2017): the PSGD sensitivity bounds and the mechanism.
 - :mod:`secagg.dp.clipping`: adaptive clipping by a private quantile estimate.
-- :mod:`secagg.dp.events` and :mod:`secagg.dp.ledger`: DP events, their composition across
-  rounds with ``dp-accounting`` (RDP or PLD), and the epsilon budget.
+- :mod:`secagg.dp.events` and :mod:`secagg.dp.ledger`: DP events (:func:`round_event` is
+  a planned round's), their composition across rounds with ``dp-accounting`` (RDP or PLD),
+  the epsilon budget, and the one calibration search
+  (:meth:`PrivacyLedger.noise_multiplier_for`).
 
 Nothing here imports torch, protocols or fl; ``dp-accounting`` is imported only when
 accounting is used.
@@ -37,6 +40,8 @@ from secagg.dp.events import (
     DpEvent,
     PoissonSampledEvent,
     SelfComposedEvent,
+    poisson_sampled,
+    round_event,
     to_dp_accounting,
 )
 from secagg.dp.ledger import (
@@ -47,8 +52,11 @@ from secagg.dp.ledger import (
     noise_multiplier_for,
 )
 from secagg.dp.mechanisms import (
+    NOISE_FAILURE,
     CentralDiscreteGaussian,
     DistributedDiscreteGaussian,
+    TailBounded,
+    client_noise_bound,
     l2_sensitivity_units,
 )
 
@@ -56,6 +64,7 @@ __all__ = [
     "ACCOUNTANTS",
     "MAX_SIGMA_SQ",
     "MIN_SIGMA_SQ",
+    "NOISE_FAILURE",
     "Accountant",
     "AdaptiveClipper",
     "BoltOnGaussian",
@@ -68,12 +77,16 @@ __all__ = [
     "PoissonSampledEvent",
     "PrivacyLedger",
     "SelfComposedEvent",
+    "TailBounded",
     "bernoulli_exp",
+    "client_noise_bound",
     "compute_epsilon",
     "convex_sensitivity",
     "l2_sensitivity_units",
     "logistic_constants",
     "noise_multiplier_for",
+    "poisson_sampled",
+    "round_event",
     "sample_discrete_gaussian",
     "sample_discrete_gaussian_scalar",
     "strongly_convex_sensitivity",

@@ -163,8 +163,3 @@ class State:
 
 def epsilon_of(event: DpEvent, rounds: int, delta: float, kind: Accountant) -> float:
     return State(kind).plus(split_event(event, 1), rounds).epsilon(delta)
-
-
-def round_event(noise_multiplier: float, sampling_rate: float) -> DpEvent:
-    inner = DiscreteGaussianEvent(noise_multiplier)
-    return inner if sampling_rate == 1 else PoissonSampledEvent(sampling_rate, inner)

@@ -30,6 +30,8 @@ __all__ = [
     "DpEvent",
     "PoissonSampledEvent",
     "SelfComposedEvent",
+    "poisson_sampled",
+    "round_event",
     "to_dp_accounting",
 ]
 
@@ -121,6 +123,31 @@ class SelfComposedEvent:
 DpEvent: TypeAlias = DiscreteGaussianEvent | PoissonSampledEvent | ComposedEvent | SelfComposedEvent
 
 _EVENT_TYPES = (DiscreteGaussianEvent, PoissonSampledEvent, ComposedEvent, SelfComposedEvent)
+
+
+def poisson_sampled(event: DpEvent, sampling_rate: float) -> DpEvent:
+    """``event`` run on a Poisson sample at ``sampling_rate``; ``event`` itself when the rate
+    is 1 (every client takes part).
+
+    Raises:
+        ConfigError: a sampling rate outside (0, 1].
+        SecAggTypeError: ``event`` is not a secagg.dp event.
+    """
+    if sampling_rate == 1:
+        check_event(event)
+        return event
+    return PoissonSampledEvent(float(sampling_rate), event)
+
+
+def round_event(noise_multiplier: float, sampling_rate: float = 1.0) -> DpEvent:
+    """The event of one round of the discrete Gaussian with ``noise_multiplier``, on a
+    Poisson sample at ``sampling_rate`` (1: no sampling). What planning (the budget check,
+    the calibration) assumes a round releases.
+
+    Raises:
+        ConfigError: a noise multiplier or sampling rate out of range.
+    """
+    return poisson_sampled(DiscreteGaussianEvent(float(noise_multiplier)), sampling_rate)
 
 
 def check_event(event: object) -> None:

@@ -4,7 +4,9 @@
 after every round. It refuses, with :class:`secagg.errors.BudgetExceededError`, a round that
 would take epsilon over the budget, and a refused round leaves the ledger unchanged.
 :func:`compute_epsilon` and :func:`noise_multiplier_for` are the same accounting as pure
-functions, for planning a run.
+functions, for planning a run; :meth:`PrivacyLedger.noise_multiplier_for` is the one
+calibration search (the pure function runs it on an empty ledger), counting what a ledger has
+already spent.
 
 Accounting is done by the ``dp-accounting`` package (the ``dp`` extra):
 
@@ -40,10 +42,9 @@ from secagg.dp._compose import (
     check_rounds,
     epsilon_of,
     real_number,
-    round_event,
     split_event,
 )
-from secagg.dp.events import DpEvent, check_event
+from secagg.dp.events import DpEvent, check_event, round_event
 from secagg.errors import BudgetExceededError, ConfigError
 
 __all__ = [
@@ -130,30 +131,7 @@ def noise_multiplier_for(
     if not 0 < tol <= 0.5:
         raise ConfigError(f"rel_tol must be in (0, 0.5], e.g. 1e-3, got {tol}")
 
-    def eps_at(z: float) -> float:
-        return epsilon_of(round_event(z, q), t, d, kind)
-
-    hi = 1.0
-    while eps_at(hi) > eps:
-        if hi >= _Z_MAX:
-            raise ConfigError(
-                f"epsilon={eps:g} at delta={d:g} is out of reach: even noise multiplier "
-                f"{_Z_MAX:g} gives epsilon={eps_at(_Z_MAX):.4g}; allow a larger epsilon, "
-                "fewer rounds or a smaller sampling rate"
-            )
-        hi *= 2.0
-    lo = hi / 2.0
-    while lo >= _Z_MIN and eps_at(lo) <= eps:
-        hi, lo = lo, lo / 2.0
-    if lo < _Z_MIN:
-        return hi  # already meets epsilon at the bottom of the search range
-    while hi / lo > 1.0 + tol:
-        mid = math.sqrt(lo * hi)
-        if eps_at(mid) <= eps:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+    return PrivacyLedger(eps, d, kind).noise_multiplier_for(t, q, rel_tol=tol)
 
 
 # -- ledger -------------------------------------------------------------------------------------
@@ -274,6 +252,64 @@ class PrivacyLedger:
             else:
                 hi = mid
         return lo
+
+    def noise_multiplier_for(self, rounds: int, sampling_rate: float = 1.0, *,
+                             rel_tol: float = 1e-3) -> float:
+        """The smallest noise multiplier (to ``rel_tol``) with which ``rounds`` more rounds
+        of :func:`secagg.dp.events.round_event` keep this ledger within its budget, counting
+        what it has already spent. The one calibration search of secagg.
+
+        Bisection on ``log z`` over [2^-6, 2^20]; the answer errs on the private side:
+        ``epsilon_after(round_event(result, sampling_rate), rounds) <= epsilon_budget``.
+
+        Raises:
+            BudgetExceededError: the ledger has already spent its budget.
+            ConfigError: the ledger has no budget, an argument is out of range, or no ``z``
+                in [2^-6, 2^20] fits (the message gives the epsilon at the largest).
+        """
+        budget = self._budget
+        if budget is None:
+            raise ConfigError("a ledger without an epsilon budget has no noise multiplier to "
+                              "calibrate; give it an epsilon_budget")
+        t = check_rounds(rounds)
+        q = check_rate(sampling_rate)
+        tol = real_number("rel_tol", rel_tol)
+        if not 0 < tol <= 0.5:
+            raise ConfigError(f"rel_tol must be in (0, 0.5], e.g. 1e-3, got {tol}")
+        spent = self.epsilon()
+        if spent >= budget:
+            raise BudgetExceededError(
+                f"privacy budget already spent: epsilon={spent:.4g} at delta={self._delta:g} "
+                f"after {self.rounds} recorded round(s), and the budget is epsilon={budget:g}"
+            )
+
+        def eps_at(z: float) -> float:
+            return self._prospect(round_event(z, q), t)[1]
+
+        hi = 1.0
+        while eps_at(hi) > budget:
+            if hi >= _Z_MAX:
+                already = (f" (already spent {spent:.4g} in {self.rounds} round(s))"
+                           if self.rounds else "")
+                raise ConfigError(
+                    f"epsilon={budget:g} at delta={self._delta:g} is out of reach{already}: "
+                    f"even noise multiplier {_Z_MAX:g} gives epsilon={eps_at(_Z_MAX):.4g} "
+                    f"after {t} round(s); allow a larger epsilon, fewer rounds or a smaller "
+                    "sampling rate"
+                )
+            hi *= 2.0
+        lo = hi / 2.0
+        while lo >= _Z_MIN and eps_at(lo) <= budget:
+            hi, lo = lo, lo / 2.0
+        if lo < _Z_MIN:
+            return hi  # already meets the budget at the bottom of the search range
+        while hi / lo > 1.0 + tol:
+            mid = math.sqrt(lo * hi)
+            if eps_at(mid) <= budget:
+                hi = mid
+            else:
+                lo = mid
+        return hi
 
     # -- enforcement ---------------------------------------------------------------------
     def _refuse(self, event: DpEvent, rounds: int, reached: float) -> BudgetExceededError:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +41,14 @@ from secagg.dp.events import DiscreteGaussianEvent
 from secagg.errors import ConfigError, SecAggTypeError
 from secagg.rng import Csprng
 
-__all__ = ["CentralDiscreteGaussian", "DistributedDiscreteGaussian", "l2_sensitivity_units"]
+__all__ = ["NOISE_FAILURE", "CentralDiscreteGaussian", "DistributedDiscreteGaussian",
+           "TailBounded", "client_noise_bound", "l2_sensitivity_units"]
 
 IntArray = npt.NDArray[np.int64]
+
+#: probability, over a whole round, that any client's distributed noise would exceed its
+#: clamp (:func:`client_noise_bound`); it adds at most this much to delta.
+NOISE_FAILURE = 2.0**-40
 
 
 def _positive_float(name: str, value: object, hint: str) -> float:
@@ -297,3 +303,27 @@ class DistributedDiscreteGaussian:
         """
         variance = float(self.client_sigma_sq) * _count("n", n)
         return _subgaussian_bound(variance, _count("dim", dim), _check_beta(beta))
+
+
+class TailBounded(Protocol):
+    """Distributed noise that can bound its own tail (:class:`DistributedDiscreteGaussian`
+    has this shape)."""
+
+    def tail_bound(self, dim: int, n: int, beta: float) -> int:
+        """A bound on the largest coordinate of ``n`` clients' summed noise, but for
+        probability ``beta``."""
+        ...
+
+
+def client_noise_bound(noise: TailBounded, dim: int, n: int) -> int:
+    """The clamp of one client's distributed noise in a round of ``n`` clients.
+
+    A client's noise vector has ``dim + 1`` coordinates (its update's ``dim`` and the
+    weight, which travels in the same sum); any coordinate of any of the ``n`` clients
+    exceeds the clamp with probability at most :data:`NOISE_FAILURE`, so clamping changes
+    the mechanism only on that event. The encoding's headroom must hold ``n`` times it.
+
+    Raises:
+        ConfigError: if ``dim`` < 0 or ``n`` < 1.
+    """
+    return int(noise.tail_bound(_count("dim", dim, 0) + 1, 1, NOISE_FAILURE / _count("n", n)))
