@@ -20,14 +20,13 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 import protocols
-from protocols.base import ProtocolSpec, finalize
+from protocols.base import AggregateResult, ProtocolSpec
 from protocols.plaintext import PlainInput, PlaintextServer, ServerState
 from protocols.secagg import SecAggClient, SecAggServer
 from protocols.secagg._state import Kind, ServerStage
 from protocols.secagg.messages import Share
 from protocols.testing import ProtocolConformance, round_machine
 from secagg.errors import ProtocolError
-from secagg.prg import add_masks
 
 
 # -- the broken variants --------------------------------------------------------------------
@@ -48,8 +47,12 @@ class EarlyReleaseServer(SecAggServer):
     """Releases the masked sum as soon as the masked inputs are in."""
 
     def _release_early(self) -> list[Any]:
-        self._result = finalize(self.config, self._acc.copy(), tuple(sorted(self._masked)),
-                                self._rng)
+        # Decodes without finalize's range check too (a check would refuse the masked sum:
+        # the broken server skips both the unmasking and the check).
+        int_sum = self.config.encoding.centre(self._acc.copy())
+        values, weight = self.config.encoding.decode(int_sum)
+        self._result = AggregateResult(values, weight, tuple(sorted(self._masked)), int_sum,
+                                       None)
         return []
 
     _CLOSERS = {**SecAggServer._CLOSERS, ServerStage.COLLECT_MASKED: _release_early}
@@ -60,24 +63,30 @@ class EarlyReleaseServer(SecAggServer):
 
 
 class UncancelledMaskClient(SecAggClient):
-    """Adds one pairwise mask twice, so its neighbour's opposite mask does not cancel it."""
+    """Its pairwise masks leave a residue of one unit in the first coordinate (a mask its
+    neighbour's opposite mask does not cancel exactly). A residue as large as a whole mask
+    would be refused by the server's range check (a typed abort, which the kit accepts); one
+    unit passes it and gives a wrong sum, which the kit must catch."""
 
     def _bad_mask(self, msg: Any) -> list[Any]:
         (out,) = SecAggClient._on_share_forward(self, msg)
-        v = min(self._held)
-        masked = add_masks(np.array(out.masked, copy=True), [(self._mask_keys[v], 1)])
+        masked = np.array(out.masked, copy=True)
+        masked[0] += masked.dtype.type(1)
         return [dataclasses.replace(out, masked=masked)]
 
     _HANDLERS = {**SecAggClient._HANDLERS, Kind.SHARE_FORWARD: _bad_mask}
 
 
 class HalfApplyServer(PlaintextServer):
-    """Adds a duplicate input to the sum, then refuses it: validate-then-commit, broken."""
+    """Adds a duplicate input's values to the sum, then refuses it: validate-then-commit,
+    broken."""
 
     def receive(self, msg: Any) -> list[Any]:
         if (isinstance(msg, PlainInput) and self.state is ServerState.COLLECTING
                 and msg.sender in self._seen):
-            np.add(self._acc, msg.encoded, out=self._acc)
+            # Half-applied: the values go into the sum, the weight coordinate does not (so the
+            # release still passes the range check on the weight, and its values are wrong).
+            np.add(self._acc[:-1], msg.encoded[:-1], out=self._acc[:-1])
             raise ProtocolError(f"client {msg.sender} sent its input twice")
         return super().receive(msg)
 

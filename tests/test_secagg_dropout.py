@@ -270,7 +270,7 @@ def test_run_round_reports_dropped_by_stage(variant: str) -> None:
                                         if drop_at.get(u, len(stages)) > masked_at}
 
 
-@given(n=st.integers(1, 60), fraction=st.floats(0, 0.99), seed=st.integers(0, 2**16))
+@given(n=st.integers(2, 60), fraction=st.floats(0, 0.99), seed=st.integers(0, 2**16))
 def test_plan_dropouts_spreads_round_fraction_n_over_the_stages(
         n: int, fraction: float, seed: int) -> None:
     spec = protocols.get("secagg")
