@@ -322,3 +322,62 @@ def test_policy_decryptor_key_from_settings() -> None:
         ClientPolicy.from_settings({"policy-decryptor-key": "abcd"})
     with pytest.raises(ConfigError, match="decryptor"):
         ClientPolicy(decryptor_key=b"short")
+
+
+# == HE: a lying aggregator steers paillier's identification ===============================
+def _framed(min_clients: int):
+    """Paillier, 5 clients: the aggregator forces identification with one upload claimed as
+    5, then answers the test request so that clients 1, 2 (and 3) are found culprits: it
+    tests client 0's upload under their names."""
+    from test_he_roles import _ask, _collect, _uploads
+
+    from protocols.he.messages import IdentifyRequest, TestRequest, Verdict
+    from protocols.base import header
+
+    r = _collect("paillier", n=5, min_clients=min_clients, seed=f"framed/{min_clients}")
+    up = _uploads(r)
+    (ask,) = r.send(_ask(r, _aggregate5(r, up), range(5)))
+    assert type(ask) is IdentifyRequest
+    scheme, public = r.server.SCHEME, r.server._public
+    framed = (1, 2) if min_clients > 2 else (1, 2, 3)
+    tests = tuple(scheme.test_blocks(r.config, public, scheme.open_blocks(
+        r.config, public, up[0 if u in framed else u].blocks), Csprng.from_seed(u))
+        for u in range(5))
+    (verdict,) = r.send(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
+                                    contributors=ask.contributors, tests=tests))
+    assert type(verdict) is Verdict and verdict.culprits == framed
+    return r, up, framed
+
+
+def _aggregate5(r, up):
+    from test_he_roles import _aggregate
+    return _aggregate(r, [up[0].blocks] * 5)
+
+
+def test_framing_honest_clients_cannot_push_a_paillier_release_below_min_clients() -> None:
+    from test_he_roles import _aggregate, _ask
+
+    from secagg.errors import DropoutError
+
+    r, up, framed = _framed(min_clients=4)
+    rest = [u for u in range(5) if u not in framed]
+    with pytest.raises(DropoutError):
+        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+    with pytest.raises(ProtocolError):  # nor may it ask for any other set instead
+        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in range(4)]), range(4)))
+    assert r.decryptor.released is None
+
+
+def test_framing_honest_clients_only_drops_them_the_release_is_the_rest_once_each() -> None:
+    from test_he_roles import _aggregate, _ask
+
+    r, up, framed = _framed(min_clients=2)
+    rest = [u for u in range(5) if u not in framed]
+    r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+    released = r.decryptor.released
+    assert released is not None and released.contributors == tuple(rest)
+    r.check(released)  # exactly the sum of clients 0 and 4: as if the others had dropped
+    r, up, framed = _framed(min_clients=2)  # the same round again, fresh roles
+    with pytest.raises(ProtocolError):  # the rest, but one of them twice: refused
+        r.send(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
+    assert r.decryptor.released is None
