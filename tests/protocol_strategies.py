@@ -1,7 +1,7 @@
 """Constructive hypothesis strategies for the protocol tests (SecAgg / SecAgg+ rounds).
 
 Like :mod:`strategies`, these build valid inputs instead of filtering random ones: a sparse
-graph's degree is drawn from the even values below ``n - 1``, its threshold from ``1..k+1``,
+graph's degree is drawn from the even values below ``n - 1``, its threshold from ``2..k+1``,
 and a dropout schedule assigns each client either no dropout or a stage that exists.
 """
 
@@ -24,10 +24,10 @@ def sparse_degrees(n: int) -> list[int]:
 @st.composite
 def graph_parameters(draw: st.DrawFn, n: int, sparse: bool) -> tuple[int, int]:
     """``(degree, threshold)`` valid for ``n`` clients: the complete graph unless ``sparse``
-    (and a sparse degree exists), with any threshold in ``1..degree+1``."""
+    (and a sparse degree exists), with any threshold in ``2..degree+1``."""
     degrees = sparse_degrees(n)
     k = draw(st.sampled_from(degrees), label="degree") if sparse and degrees else n - 1
-    return k, draw(st.integers(1, k + 1), label="threshold")
+    return k, draw(st.integers(2, k + 1), label="threshold")  # t = 1 is refused
 
 
 def dropout_schedules(n: int, stages: int) -> st.SearchStrategy[dict[int, int]]:

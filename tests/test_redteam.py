@@ -25,7 +25,9 @@ from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import Share, UnmaskResponse
 from secagg import shamir, sign, wire
-from secagg.errors import ConfigError, ForgedShareError, PolicyError, ProtocolError, UsageError
+from secagg.errors import (
+    ConfigError, ForgedShareError, PolicyError, ProtocolError, SecAggError, UsageError,
+)
 from secagg.rng import Csprng
 
 DIM = 16
@@ -213,7 +215,7 @@ def test_a_registry_that_keeps_the_clients_own_key_but_swaps_the_others_is_refus
 
 
 @pytest.mark.parametrize(("kw", "setting"), [
-    ({"threshold": 1}, "threshold"),
+    ({"threshold": 2}, "threshold=2 is below the policy's minimum 3"),
     ({"degree": 10, "threshold": 3}, "min_threshold_fraction"),  # t kept, k raised
     ({"min_clients": 1}, "min_contributors"),
     ({"min_clients": 2}, "min_contributors"),
@@ -233,10 +235,10 @@ def test_secagg_plus_configs_weakened_one_setting_at_a_time_are_refused(kw, sett
 
 
 def test_an_active_config_with_t_below_the_active_bound_never_reaches_the_client() -> None:
-    # t = 1 (or t = 3 with k raised to 10) cannot even be built as an active config: what a
+    # t = 2 (or t = 3 with k raised to 10) cannot even be built as an active config: what a
     # server sends over the wire is decoded into the config class, which refuses it.
     spec = protocols.get("secagg+")
-    for kw in ({"threshold": 1}, {"degree": 10, "threshold": 3}):
+    for kw in ({"threshold": 2}, {"degree": 10, "threshold": 3}):
         with pytest.raises(ConfigError, match="active variant needs threshold"):
             spec.make_config(12, DIM, active=True, **{"degree": 4, **kw})
 
@@ -381,3 +383,41 @@ def test_framing_honest_clients_only_drops_them_the_release_is_the_rest_once_eac
     with pytest.raises(ProtocolError):  # the rest, but one of them twice: refused
         r.send(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
     assert r.decryptor.released is None
+
+
+# == t = 1: one share is the secret ========================================================
+@pytest.mark.parametrize(("name", "kw"), [
+    ("secagg+", {"degree": 2, "threshold": 1}),
+    ("secagg+", {"degree": 0, "threshold": 1}),
+    ("secagg", {"threshold": 1}),
+])
+def test_a_threshold_of_one_is_refused_by_every_config(name: str, kw) -> None:
+    """The attack (found by this red team, before the fix): secagg+ with k = 2, t = 1 and
+    an honest-but-curious server. Victim 0's two neighbours drop after sharing; the honest
+    server asks 0 for its own seed share and its neighbours' key shares, and with t = 1 each
+    share *is* the secret: y_0 minus PRG(b_0) and both pair masks gave 0's encoded input
+    exactly, with no colluder. (k = 0 is worse: nothing but the self mask, every input.)"""
+    with pytest.raises(ConfigError, match="threshold >= 2"):
+        protocols.get(name).make_config(8, DIM, **kw)
+
+
+def test_no_derivation_gives_a_threshold_of_one() -> None:
+    from protocols.secagg.config import derive_graph_parameters
+
+    for n in (3, 10, 100, 1000):  # corruption 0 used to derive t = 1
+        assert derive_graph_parameters(n, 0.1, 0.0)[1] >= 2
+        cfg = protocols.get("secagg+").make_config(n, DIM, sparse=True, corruption=0.0)
+        assert cfg.threshold >= 2
+    assert protocols.get("secagg").make_config(2, DIM).threshold == 2
+
+
+def test_a_threshold_of_one_over_the_wire_is_refused_when_decoded() -> None:
+    codec = pytest.importorskip("fl.flower.codec")
+    from protocols.base import RoundConfig
+
+    cfg = protocols.get("secagg+").make_config(8, DIM, degree=2, threshold=2)
+    blob = codec.dumps(cfg).replace(b'"threshold":2', b'"threshold":1').replace(
+        b'"threshold": 2', b'"threshold": 1')
+    assert blob != codec.dumps(cfg)
+    with pytest.raises(SecAggError, match="threshold >= 2"):  # DecodeError, naming why
+        codec.loads(blob, RoundConfig)
