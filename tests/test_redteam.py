@@ -421,3 +421,41 @@ def test_a_threshold_of_one_over_the_wire_is_refused_when_decoded() -> None:
     assert blob != codec.dumps(cfg)
     with pytest.raises(SecAggError, match="threshold >= 2"):  # DecodeError, naming why
         codec.loads(blob, RoundConfig)
+
+
+# == the release floor, checked by the clients too =========================================
+def _until_kind(server, clients, kind: Kind):
+    out = server.start()
+    while out[0].KIND is not kind:
+        out = [r for m in out for reply in clients[m.recipient].receive(m)
+               for r in server.receive(reply)]
+    return out
+
+
+def test_an_active_survivor_list_below_min_clients_is_not_signed() -> None:
+    # min_clients = 7 of 8 (the client's policy insists on it). A malicious server that
+    # ignores its own floor tells the survivors that clients 6 and 7 dropped: 6 survivors
+    # is at least signature_threshold = 5, but fewer than the floor every party agreed on.
+    policy = ClientPolicy(min_contributors=7)
+    cfg, server, clients, _ = _build(n=8, active=True, seed="floor", min_clients=7)
+    assert cfg.signature_threshold <= 6 and policy.min_contributors == 7
+    policy.check("secagg", cfg)
+    out = _until_kind(server, clients, Kind.CONSISTENCY_REQUEST)
+    short = dataclasses.replace(out[0], survivors=tuple(range(6)))
+    with pytest.raises(ProtocolError, match="min_clients"):
+        clients[0].receive(short)
+    assert clients[0].aborted
+    # the honest list is signed
+    assert clients[1].receive(out[1])
+
+
+def test_a_complete_graph_unmask_request_below_min_clients_is_refused() -> None:
+    # Passive secagg (complete graph): the survivor list of an unmask request is the global
+    # one, so a client checks the floor itself.
+    cfg, server, clients, _ = _build(n=8, seed="floor/passive", min_clients=7)
+    out = _until_kind(server, clients, Kind.UNMASK_REQUEST)
+    short = dataclasses.replace(out[0], survivors=tuple(range(6)), dropped=(6, 7))
+    with pytest.raises(ProtocolError, match="min_clients"):
+        clients[0].receive(short)
+    assert clients[0].aborted
+    assert isinstance(clients[1].receive(out[1])[0], UnmaskResponse)
