@@ -17,7 +17,7 @@ import pytest
 import protocols
 from protocols.base import DECRYPTOR, SERVER
 from protocols.he.blind import open_envelope
-from protocols.he.messages import EncryptedInput, InputRequest
+from protocols.he.messages import EncryptedInput, PublicContext
 from protocols.policy import ClientPolicy
 from protocols.secagg import ClientRegistry
 from protocols.secagg._keys import graph_seed, transcript
@@ -459,3 +459,45 @@ def test_a_complete_graph_unmask_request_below_min_clients_is_refused() -> None:
         clients[0].receive(short)
     assert clients[0].aborted
     assert isinstance(clients[1].receive(out[1])[0], UnmaskResponse)
+
+
+# == HE: ciphertexts of another round, a re-used envelope ==================================
+@pytest.mark.parametrize("name", HE)
+def test_an_old_rounds_ciphertext_under_this_rounds_envelope_releases_nothing(name: str) -> None:
+    from test_he_roles import _aggregate, _ask, _collect, _refused_after_decryption, _uploads
+
+    if name == "ckks":
+        pytest.importorskip("tenseal")
+    old = _collect(name, seed="red/old")
+    r = _collect(name, seed="red/new", config=dataclasses.replace(old.config, round_id=1),
+                 credentials=old.credentials)
+    up, stale = _uploads(r), _uploads(old)
+    # client 0's upload of round 0 (another key, another blind), its envelope of round 1
+    if name == "paillier":  # the attacker multiplies the integers itself, mod this n^2
+        scheme = r.server.SCHEME
+        public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+        n2, width = public.nsquare, r.config.ciphertext_bytes
+        old_ints = [int.from_bytes(stale[0].blocks[0][i:i + width], "big") % n2
+                    for i in range(0, len(stale[0].blocks[0]), width)]
+        acc = scheme.open_blocks(r.config, public, _aggregate(r, [up[u].blocks
+                                                                   for u in range(1, 5)]))
+        agg = (b"".join((a * c % n2).to_bytes(width, "big") for a, c in zip(acc, old_ints)),)
+    else:
+        agg = _aggregate(r, [stale[0].blocks] + [up[u].blocks for u in range(1, 5)])
+    _refused_after_decryption(r, _ask(r, agg, range(5)))
+
+
+@pytest.mark.parametrize("name", HE)
+def test_one_envelope_under_two_names_is_refused_before_decryption(name: str) -> None:
+    from test_he_roles import _aggregate, _ask, _collect, _uploads
+    from protocols.he.state import DecryptorState
+
+    if name == "ckks":
+        pytest.importorskip("tenseal")
+    r = _collect(name, seed="red/reuse")
+    up = _uploads(r)
+    agg = _aggregate(r, [up[u].blocks for u in (0, 0, 2, 3, 4)])  # 0 counted as 0 and 1
+    envs = [up[0].envelope, up[0].envelope] + [up[u].envelope for u in (2, 3, 4)]
+    with pytest.raises(ProtocolError):
+        r.send(_ask(r, agg, range(5), envs))
+    assert r.decryptor.state is DecryptorState.KEYED and r.decryptor.released is None
