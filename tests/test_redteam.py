@@ -501,3 +501,19 @@ def test_one_envelope_under_two_names_is_refused_before_decryption(name: str) ->
     with pytest.raises(ProtocolError):
         r.send(_ask(r, agg, range(5), envs))
     assert r.decryptor.state is DecryptorState.KEYED and r.decryptor.released is None
+
+
+# == a cheating client: shares of its committed seed, masks with another ===================
+def test_a_client_that_masks_with_another_seed_than_it_shared_gives_a_range_error() -> None:
+    from secagg.errors import RangeCheckError
+
+    def lie(m):
+        if type(m).__name__ == "ShareKeys" and m.sender == 3:
+            clients[3]._seed = bytes(32)  # white box: after its shares of b went out
+        return m
+    cfg, server, clients, _ = _build(seed="mask-lie")
+    with pytest.raises(RangeCheckError):  # b rebuilds and opens its commitment, but the
+        _drive(server, clients, tamper=lie)  # sum is off by PRG(b') - PRG(b): refused
+    assert server.stage is ServerStage.ABORTED
+    with pytest.raises(UsageError):
+        server.result()
