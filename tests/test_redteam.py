@@ -517,3 +517,26 @@ def test_a_client_that_masks_with_another_seed_than_it_shared_gives_a_range_erro
     assert server.stage is ServerStage.ABORTED
     with pytest.raises(UsageError):
         server.result()
+
+
+def test_a_survivor_list_padded_to_the_floor_with_clients_who_never_shared_is_refused() -> None:
+    # Complete graph, active, min_clients = 7 of 8. Clients 6 and 7 advertise (so they are in
+    # the roster) but never share. A malicious server that ignores its own floor pads the
+    # survivor list of the 6 real survivors with client 7 to reach 7 names: a client counts
+    # only the survivors it masked with (everyone live, in the complete graph).
+    cfg, server, clients, _ = _build(n=8, active=True, seed="floor/pad", min_clients=7)
+    server._need = lambda alive, what: None  # the server ignores its floor (white box)
+    out = server.start()
+    out = [r for m in out for reply in clients[m.recipient].receive(m)
+           for r in server.receive(reply)]
+    out = [r for m in out if m.recipient < 6 for reply in clients[m.recipient].receive(m)
+           for r in server.receive(reply)] or server.close_round()
+    while out[0].KIND is not Kind.CONSISTENCY_REQUEST:
+        out = [r for m in out for reply in clients[m.recipient].receive(m)
+               for r in server.receive(reply)]
+    assert out[0].survivors == tuple(range(6))
+    padded = dataclasses.replace(out[0], survivors=(*range(6), 7))
+    with pytest.raises(ProtocolError, match="min_clients"):
+        clients[0].receive(padded)
+    with pytest.raises(ProtocolError, match="min_clients"):
+        clients[1].receive(out[1])  # and the unpadded list is below the floor anyway

@@ -389,10 +389,13 @@ class SecAggClient(ClientCore):
         if len(surv) < cfg.signature_threshold:
             raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
                                 f"{cfg.signature_threshold} signatures")
-        if len(surv) < release_floor(cfg):
-            raise ProtocolError(f"survivor list has {len(surv)} clients; min_clients="
-                                f"{cfg.min_clients} (release floor {release_floor(cfg)}) "
-                                "refuses to sign a smaller sum")
+        # The complete graph: every real contributor masked with this client, so names it did
+        # not mask with (clients that never shared) do not count towards the floor.
+        counted = len(alive) if cfg.complete else len(surv)
+        if counted < release_floor(cfg):
+            raise ProtocolError(f"survivor list has {counted} clients that can have "
+                                f"contributed; min_clients={cfg.min_clients} (release floor "
+                                f"{release_floor(cfg)}) refuses to sign a smaller sum")
         if self._signing_key is None:
             raise UsageError("the active variant needs the client's signing key")
         message = survivors_message(cfg, self._transcript, surv)
