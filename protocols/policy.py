@@ -78,6 +78,11 @@ class ClientPolicy:
             sum of ``min_contributors`` survivors, computed against the encoding's true
             sensitivity. Central noise does not count: the server adds it, and a client
             cannot check that it did.
+        decryptor_key: the Ed25519 verify key (32 bytes) of the HE decryptor this client
+            trusts. An HE config that names no decryptor key, or another one, is refused:
+            without it the aggregator can run a decryptor of its own and read every upload
+            (SECURITY.md, "Authenticity of the public context"). Protocols without a
+            decryptor (masking) are not affected.
 
     Raises:
         ConfigError: a policy that is itself out of range.
@@ -92,6 +97,7 @@ class ClientPolicy:
     min_corruption: float = 0.0
     registry_fingerprint: str | None = None
     min_noise_multiplier: float = 0.0
+    decryptor_key: bytes | None = None
 
     def __post_init__(self) -> None:
         for name in ("min_cohort", "min_contributors"):
@@ -107,6 +113,10 @@ class ClientPolicy:
         if not self.min_noise_multiplier >= 0.0:
             raise ConfigError(f"policy min_noise_multiplier must be >= 0, got "
                               f"{self.min_noise_multiplier!r}")
+        if self.decryptor_key is not None and (not isinstance(self.decryptor_key, bytes)
+                                               or len(self.decryptor_key) != 32):
+            raise ConfigError("policy decryptor_key must be the decryptor's 32-byte Ed25519 "
+                              f"verify key, got {self.decryptor_key!r}")
 
     def check(self, protocol: str, config: Any) -> None:
         """Refuse ``config`` of ``protocol`` if it is weaker than this policy.
@@ -146,6 +156,14 @@ class ClientPolicy:
                 raise PolicyError(f"the config's registry (fingerprint {got}) is not the one "
                                   f"this client trusts (registry_fingerprint="
                                   f"{self.registry_fingerprint})")
+        if self.decryptor_key is not None and hasattr(config, "decryptor_key"):
+            got = config.decryptor_key
+            if got != self.decryptor_key:
+                raise PolicyError(
+                    f"the config's decryptor_key ({'none' if got is None else bytes(got).hex()}) "
+                    f"is not the decryptor this client trusts (policy decryptor_key="
+                    f"{self.decryptor_key.hex()}): an aggregator with a decryptor of its own "
+                    "could read every upload")
         if self.min_noise_multiplier > 0:
             self._check_noise(config, floor)
 
@@ -170,7 +188,8 @@ class ClientPolicy:
         ``<prefix>min-contributors``, ``<prefix>min-threshold``,
         ``<prefix>min-threshold-fraction``, ``<prefix>require-active``,
         ``<prefix>min-corruption``, ``<prefix>registry-fingerprint``,
-        ``<prefix>min-noise-multiplier``; absent keys keep the defaults.
+        ``<prefix>min-noise-multiplier``, ``<prefix>decryptor-key`` (64 hex characters);
+        absent keys keep the defaults.
 
         Raises:
             ConfigError: a value that does not parse (names the key).
@@ -191,6 +210,13 @@ class ClientPolicy:
         if prefix + "protocols" in settings:
             kw["protocols"] = tuple(p.strip() for p in str(settings[prefix + "protocols"]).split(",")
                                     if p.strip())
+        key = prefix + "decryptor-key"
+        if key in settings:
+            try:
+                kw["decryptor_key"] = bytes.fromhex(str(settings[key]))
+            except ValueError:
+                raise ConfigError(f"{key}={settings[key]!r} is not hex (the decryptor's "
+                                  "verify key, 64 hex characters)") from None
         key = prefix + "require-active"
         if key in settings:
             v = settings[key]

@@ -35,7 +35,7 @@ def _policy_client(policy: ClientPolicy, name: str = "secagg", **kw: object):
 
 
 WEAK_CONFIGS: dict[str, tuple[ClientPolicy, str, dict[str, object], str]] = {
-    "t = 1 from the server": (ClientPolicy(min_threshold=3), "secagg", {"threshold": 1},
+    "t = 2 from the server": (ClientPolicy(min_threshold=3), "secagg", {"threshold": 2},
                               "threshold"),
     "t below half the neighbourhood": (ClientPolicy(min_threshold_fraction=0.5), "secagg+",
                                        {"degree": 4, "threshold": 2}, "min_threshold_fraction"),

@@ -338,6 +338,7 @@ def test_derived_degree_grows_logarithmically() -> None:
     ({"degree": 4, "threshold": 6}, "1..5"),
     ({"degree": 4, "threshold": 0}, "1..5"),
     ({"threshold": 11}, "1..10"),
+    ({"degree": 2, "threshold": 1}, "threshold >= 2"),  # one share would be the secret
     ({"dropout_tolerance": 1.0}, "[0, 1)"),
     ({"corruption": -0.5}, "[0, 1)"),
 ])
@@ -349,7 +350,7 @@ def test_explicit_overrides_are_validated_with_the_valid_range(
     assert isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize(("degree", "threshold"), [(2, 1), (4, 2), (4, 5), (8, 3), (9, 10)])
+@pytest.mark.parametrize(("degree", "threshold"), [(2, 2), (4, 2), (4, 5), (8, 3), (9, 10)])
 def test_valid_overrides_are_kept_as_given(degree: int, threshold: int) -> None:
     config = make_config(10, 4, sparse=True, degree=degree, threshold=threshold)
     assert (config.degree, config.threshold) == (degree, threshold)

@@ -103,6 +103,7 @@ from protocols.base import (
     check_header,
     header,
 )
+from protocols.policy import ClientPolicy
 from protocols.secagg.registry import ClientRegistry, enroll
 from secagg import kex, sign
 from secagg.errors import (
@@ -281,12 +282,27 @@ class HeClient(ClientCore):
         signing_key: the client's 32-byte Ed25519 seed, whose verify key the registry holds.
         map: how the driver wants encryption spread (the builtin ``map``: here, serially);
             the core itself never starts a process or thread.
+        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`,
+            which adds nothing to the config's own validation); pin the decryptor with
+            ``ClientPolicy(decryptor_key=...)`` and the registry with
+            ``registry_fingerprint``. Build it from the client's own settings, never from
+            what the aggregator sends.
+        protocol: the protocol name the policy checks (default: the scheme's, ``"ckks"`` or
+            ``"paillier"``).
+
+    Raises:
+        PolicyError: the config is weaker than ``policy`` (names the setting), checked first.
+        ConfigError: no registry, or a signing key the registry does not hold.
     """
 
     SCHEME: ClassVar[HeScheme]
 
     def __init__(self, config: HeConfig, client_id: int, rng: Csprng,
-                 signing_key: bytes | None = None, *, map: MapFn = builtins.map) -> None:
+                 signing_key: bytes | None = None, *, map: MapFn = builtins.map,
+                 policy: ClientPolicy | None = None, protocol: str | None = None) -> None:
+        self.protocol = protocol or self.SCHEME.kind.name.lower()
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check(self.protocol, config)
         registry = _need_registry(config, "client")
         if signing_key is None or sign.verify_key(signing_key) != registry.verify_key(client_id):
             raise ConfigError(f"client {client_id} needs the signing_key whose verify key the "

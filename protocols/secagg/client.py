@@ -20,7 +20,9 @@ s_v^SK for those it says dropped, after checking the request:
 - no neighbour is listed both as survivor and as dropped (the invariant that protects
   every input: never both kinds of share for one neighbour in a round);
 - the lists are exactly the neighbours it masked with, and include itself;
-- at least t survive.
+- at least t survive (and, for the complete graph, where the list is global, at least the
+  release floor ``max(2, min_clients)``; the active variant checks the floor on the survivor
+  list it signs).
 
 Any violation raises :class:`ProtocolError` and the client aborts for good. It answers at
 most one key request, one consistency request and one unmask request per (session, round),
@@ -343,6 +345,11 @@ class SecAggClient(ClientCore):
             self._check_consistency(m, surv, drop)
         if len(surv) < t:
             raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
+        floor = release_floor(self.config)
+        if self.config.complete and len(surv) < floor:  # the complete graph: a global list
+            raise ProtocolError(f"unmask request names {len(surv)} survivors; min_clients="
+                                f"{self.config.min_clients} (release floor {floor}) refuses "
+                                "to help unmask a smaller sum")
         own = self._own_shares
         if own is None:
             raise UsageError("no shares: the key broadcast was not handled")
@@ -381,6 +388,13 @@ class SecAggClient(ClientCore):
         if len(surv) < cfg.signature_threshold:
             raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
                                 f"{cfg.signature_threshold} signatures")
+        # The complete graph: every real contributor masked with this client, so names it did
+        # not mask with (clients that never shared) do not count towards the floor.
+        counted = len(alive) if cfg.complete else len(surv)
+        if counted < release_floor(cfg):
+            raise ProtocolError(f"survivor list has {counted} clients that can have "
+                                f"contributed; min_clients={cfg.min_clients} (release floor "
+                                f"{release_floor(cfg)}) refuses to sign a smaller sum")
         if self._signing_key is None:
             raise UsageError("the active variant needs the client's signing key")
         message = survivors_message(cfg, self._transcript, surv)

@@ -15,7 +15,10 @@ with, per client and union-bounded over n clients:
   share holders).
 
 If no k < n - 1 satisfies both, the complete graph with the majority threshold is used.
-Both can be overridden; an override is validated, never silently changed.
+Both can be overridden; an override is validated, never silently changed. Whatever is
+derived or given, t >= 2 (:data:`MIN_THRESHOLD`): with t = 1 every single share is the
+secret, so a client whose neighbours all drop after sharing is unmasked by its own unmask
+answer, even to an honest-but-curious server (and ``corruption=0`` would derive t = 1).
 
 The active variant (Bonawitz et al. 2017, section 4 and theorem A.2) needs
 t > (m + c)/2 for the m holders of each secret's shares (m = n for the complete graph,
@@ -38,11 +41,14 @@ from secagg.dp.mechanisms import NOISE_FAILURE, client_noise_bound
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
-__all__ = ["NOISE_FAILURE", "SecAggConfig", "active_min_threshold", "client_noise_bound",
-           "derive_graph_parameters", "make_config"]
+__all__ = ["MIN_THRESHOLD", "NOISE_FAILURE", "SecAggConfig", "active_min_threshold",
+           "client_noise_bound", "derive_graph_parameters", "make_config"]
 
 # NOISE_FAILURE and client_noise_bound (the clamp of one client's noise) live with their
 # mechanism in secagg.dp.mechanisms; they are re-exported here for the config's users.
+
+#: the smallest Shamir threshold any config may have (see the module docstring)
+MIN_THRESHOLD = 2
 
 
 def active_min_threshold(holders: int, corruption: float) -> int:
@@ -92,6 +98,13 @@ class SecAggConfig(RoundConfig):
             raise ConfigError(
                 f"threshold must be in 1..{k + 1} (degree {k} neighbours + the client itself), "
                 f"got {t!r}"
+            )
+        if t < MIN_THRESHOLD:
+            raise ConfigError(
+                f"threshold t={t} lets one share reveal a secret: a client whose neighbours "
+                "all drop would be unmasked by its own unmask answer (its self-mask seed and "
+                f"their mask keys); use threshold >= {MIN_THRESHOLD}"
+                + (f" and degree >= {MIN_THRESHOLD - 1}" if k + 1 < MIN_THRESHOLD else "")
             )
         if not 0 <= self.corruption < 1:
             raise ConfigError(f"corruption fraction must be in [0, 1), got {self.corruption}")
@@ -163,7 +176,8 @@ def derive_graph_parameters(
         if not 0 <= v < 1:
             raise ConfigError(f"{name} fraction must be in [0, 1), got {v}")
     for k in range(2, n - 1, 2):
-        t = next((t for t in range(1, k + 2) if _tail_ge(k, corruption, t) <= 2.0**-sigma / n),
+        t = next((t for t in range(MIN_THRESHOLD, k + 2)
+                  if _tail_ge(k, corruption, t) <= 2.0**-sigma / n),
                  None)
         if t is None:
             continue

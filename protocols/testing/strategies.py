@@ -196,12 +196,14 @@ def sparse_degrees(n: int) -> list[int]:
 
 
 @st.composite
-def graph_parameters(draw: st.DrawFn, n: int, sparse: bool) -> tuple[int, int]:
+def graph_parameters(draw: st.DrawFn, n: int, sparse: bool,
+                     min_threshold: int = 2) -> tuple[int, int]:
     """``(degree, threshold)`` valid for ``n`` clients: the complete graph unless ``sparse``
-    (and a sparse degree exists), with any threshold in ``1..degree+1``."""
+    (and a sparse degree exists), with any threshold in ``min_threshold..degree+1`` (a
+    threshold of 1 makes every share the secret itself; secagg refuses it)."""
     degrees = sparse_degrees(n)
     k = draw(st.sampled_from(degrees), label="degree") if sparse and degrees else n - 1
-    return k, draw(st.integers(1, k + 1), label="threshold")
+    return k, draw(st.integers(min(min_threshold, k + 1), k + 1), label="threshold")
 
 
 def dropout_schedules(n: int, stages: int | Sequence[Any]) -> st.SearchStrategy[dict[int, int]]:
