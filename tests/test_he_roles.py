@@ -25,6 +25,7 @@ from protocols.he import (
     ContextRequest,
     DecryptRequest,
     EncryptedInput,
+    HeDecryptor,
     HeKind,
     IdentifyRequest,
     InputRequest,

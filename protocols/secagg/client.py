@@ -345,7 +345,7 @@ class SecAggClient(ClientCore):
             self._check_consistency(m, surv, drop)
         if len(surv) < t:
             raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
-        floor = release_floor(self.config)
+        floor = self.config.release_floor
         if self.config.complete and len(surv) < floor:  # the complete graph: a global list
             raise ProtocolError(f"unmask request names {len(surv)} survivors; min_clients="
                                 f"{self.config.min_clients} (release floor {floor}) refuses "
@@ -391,10 +391,10 @@ class SecAggClient(ClientCore):
         # The complete graph: every real contributor masked with this client, so names it did
         # not mask with (clients that never shared) do not count towards the floor.
         counted = len(alive) if cfg.complete else len(surv)
-        if counted < release_floor(cfg):
+        if counted < cfg.release_floor:
             raise ProtocolError(f"survivor list has {counted} clients that can have "
                                 f"contributed; min_clients={cfg.min_clients} (release floor "
-                                f"{release_floor(cfg)}) refuses to sign a smaller sum")
+                                f"{cfg.release_floor}) refuses to sign a smaller sum")
         if self._signing_key is None:
             raise UsageError("the active variant needs the client's signing key")
         message = survivors_message(cfg, self._transcript, surv)
