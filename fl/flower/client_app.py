@@ -116,8 +116,10 @@ def client_options(context: Context, protocol: str) -> dict[str, Any]:
 
     - ``policy``: the node's :class:`protocols.ClientPolicy`, from node config keys
       ``policy-protocols``, ``policy-min-cohort``, ``policy-min-threshold``,
-      ``policy-require-active``, ... (:meth:`protocols.ClientPolicy.from_settings`); a round
-      config weaker than it is refused with a ``PolicyError`` naming the setting.
+      ``policy-require-active``, ``policy-registry-fingerprint``, ``policy-decryptor-key``
+      (hex; HE: the only decryptor this node encrypts to), ...
+      (:meth:`protocols.ClientPolicy.from_settings`); a round config weaker than it is
+      refused with a ``PolicyError`` naming the setting.
     - ``answered`` (secagg, secagg+): a file-backed memory of the requests this node answered
       (:class:`fl.replay.FileAnsweredRequests`), so a server that replays a key or unmask
       request of a (session, round) to a fresh ClientApp process is refused. Its folder is
@@ -126,7 +128,7 @@ def client_options(context: Context, protocol: str) -> dict[str, Any]:
     from protocols.policy import ClientPolicy
 
     options: dict[str, Any] = {}
-    if protocol in ("plaintext", "secagg", "secagg+"):
+    if protocol in ("plaintext", "secagg", "secagg+", "ckks", "paillier"):
         options["policy"] = ClientPolicy.from_settings(context.node_config)
     if protocol in ("secagg", "secagg+"):
         from pathlib import Path
