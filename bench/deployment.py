@@ -30,7 +30,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from secagg.errors import ConfigError
 
@@ -118,12 +118,13 @@ def run_deployment(n: int, protocol_names: Sequence[str], rounds: int = 3, *,
     import protocols
     from fl.flower.deploy import LocalDeployment, write_app
     from fl.flower.example.baselines import RUN_CONFIG
+    from protocols.secagg.config import SecAggConfig
 
     if n < 2 or rounds < 1:
         raise ConfigError(f"--deployment needs --clients >= 2 and rounds >= 1, got {n}, {rounds}")
     for name in protocol_names:
         protocols.get(name)
-    plus = protocols.get("secagg+").make_config(n, 8)
+    plus = cast(SecAggConfig, protocols.get("secagg+").make_config(n, 8))
     shares, threshold = min(n, int(plus.degree) + 1), int(plus.threshold)
     base = "fl.flower.example"
     apps = {
@@ -133,7 +134,7 @@ def run_deployment(n: int, protocol_names: Sequence[str], rounds: int = 3, *,
     times: dict[str, list[float]] = {}
     t0 = time.perf_counter()
     with LocalDeployment(n, log=log) as dep:
-        jobs = [(FEDAVG, {}), (FLOWER, {"num-shares": shares,
+        jobs: list[tuple[str, dict[str, int | str]]] = [(FEDAVG, {}), (FLOWER, {"num-shares": shares,
                                         "reconstruction-threshold": threshold})]
         jobs += [(p, {"protocol": p}) for p in protocol_names]
         for job, extra in jobs:

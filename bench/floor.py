@@ -92,12 +92,14 @@ def _keystreams(streams: int, nbytes: int, add: bool) -> float:
         zin, out = zeros[:m], buf[:m]
         if acc is None:
             for enc in encs:
-                enc.update_into(zin, out)
+                # numpy arrays are writable buffers; the stubs only name bytes-like types.
+                enc.update_into(zin, out)  # type: ignore[arg-type]
         else:
             part = acc[start // 4: (start + m) // 4]
             rb = ring[: part.size]
             for enc in encs:
-                enc.update_into(zin, out)
+                # numpy arrays are writable buffers; the stubs only name bytes-like types.
+                enc.update_into(zin, out)  # type: ignore[arg-type]
                 np.add(part, rb, out=part)
     return time.perf_counter() - t0
 
@@ -179,7 +181,7 @@ class ServerStreams:
         import protocols.secagg.server as server_module
 
         self._module = server_module
-        self._orig = server_module.add_masks
+        self._orig = server_module.add_masks  # type: ignore[attr-defined]
         orig = self._orig
 
         def counted(acc: np.ndarray, terms: Sequence[tuple[bytes, int]]) -> np.ndarray:
@@ -188,7 +190,7 @@ class ServerStreams:
             self.nbytes = max(self.nbytes, acc.nbytes)
             return orig(acc, terms)  # type: ignore[no-any-return]
 
-        server_module.add_masks = counted  # type: ignore[assignment]
+        server_module.add_masks = counted  # type: ignore[attr-defined]
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

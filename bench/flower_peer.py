@@ -143,7 +143,7 @@ def loopback_grid_class() -> type:
         blob = serde.message_to_proto(msg).SerializeToString()
         return serde.message_from_proto(ProtoMessage.FromString(blob)), len(blob)
 
-    class LoopbackGridImpl(Grid):  # type: ignore[misc]
+    class LoopbackGridImpl(Grid):
         """A Grid whose nodes are ClientApps in this process (see module docstring)."""
 
         def __init__(self, apps: Mapping[int, Any], contexts: Mapping[int, Any],
@@ -244,11 +244,11 @@ def run_flower(inputs: Sequence[np.ndarray], *, num_shares: int, threshold: int,
     drops = {_BASE + u: s for u, s in (drop_at or {}).items()}
     inner: dict[int, float] = {}
 
-    class _Client(NumPyClient):  # type: ignore[misc]
+    class _Client(NumPyClient):
         def __init__(self, vec: np.ndarray) -> None:
             self.vec = vec
 
-        def fit(self, parameters: Any, config: Any) -> tuple[list[np.ndarray], int, dict]:
+        def fit(self, parameters: Any, config: Any) -> tuple[list[np.ndarray], int, dict[str, Any]]:
             return [self.vec], 1, {}
 
     def client_fn(context: Any) -> Any:
@@ -272,7 +272,7 @@ def run_flower(inputs: Sequence[np.ndarray], *, num_shares: int, threshold: int,
     strategy_time = [0.0]
     aggregated: list[Any] = []
 
-    class _Strategy(FedAvg):  # type: ignore[misc]
+    class _Strategy(FedAvg):
         def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
             t0 = time.perf_counter()
             out = super().aggregate_fit(server_round, results, failures)

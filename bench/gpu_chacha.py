@@ -199,7 +199,7 @@ def benchmark(dim: int, streams: int, *, device: str = "cuda", compile: bool = T
 
     acc = torch.zeros(dim, dtype=torch.int32, device=device)
     terms = [(os.urandom(32), 1 if i % 2 else -1) for i in range(streams)]
-    sync = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
+    sync: Callable[[], None] = torch.cuda.synchronize if str(device).startswith("cuda") else (lambda: None)
     add_masks(acc[: min(dim, chunk_words)], terms[:1], chunk_words=chunk_words,
               compile=compile)  # warm-up (and compilation)
     sync()

@@ -277,7 +277,7 @@ def _flower_plan(cell: CellSpec, opts: MatrixOptions) -> dict[str, Any] | None:
 def _flower_summary(results: Sequence[Any], dim: int) -> dict[str, Any]:
     ok = [r for r in results if not r.aborted]
     first = (ok or list(results))[0]
-    out = first.to_json()
+    out: dict[str, Any] = first.to_json()
     out["repeats"] = len(results)
     out["aborted_repeats"] = len(results) - len(ok)
     if not ok:
@@ -310,7 +310,11 @@ def run_cells(cells: Sequence[CellSpec], opts: MatrixOptions, progress: Progress
             say(f"[{i + 1}/{len(cells)}] generating {cell.clients} x {cell.dim:,} inputs")
             inputs = make_inputs(cell.clients, cell.dim, opts.seed)
         say(f"[{i + 1}/{len(cells)}] {cell.label()}")
-        out.append(run_cell(cell, inputs, opts, lambda s, i=i: say(f"[{i + 1}/{len(cells)}] {s}")))
+
+        def tell(s: str, i: int = i) -> None:
+            say(f"[{i + 1}/{len(cells)}] {s}")
+
+        out.append(run_cell(cell, inputs, opts, tell))
         if on_cell:
             on_cell(out[-1])
     return out
