@@ -240,7 +240,8 @@ def feature_names(ds: Dataset) -> tuple[str, ...]:
 
 
 def quasi_identifiers(
-    feature_names: Sequence[str], names: Sequence[str] | None, dataset: str, x: FloatArray,
+    feature_names: Sequence[str], names: Sequence[str] | None, dataset: str,
+    x: NDArray[np.floating],
 ) -> list[QuasiIdentifier]:
     """Resolve QI names (or column numbers) against a dataset's columns.
 

@@ -98,7 +98,7 @@ def require_convex(model: nn.Module, dataset: str) -> None:
 def clip_features(x: NDArray[np.floating], norm: float) -> NDArray[np.float64]:
     """Scale each row of ``x`` down to L2 norm at most ``norm`` (rows within it are kept)."""
     a = np.asarray(x, dtype=np.float64)
-    lengths = np.linalg.norm(a, axis=1, keepdims=True)
+    lengths: NDArray[np.float64] = np.linalg.norm(a, axis=1, keepdims=True)
     return a * np.minimum(1.0, norm / np.maximum(lengths, 1e-300))
 
 

@@ -34,6 +34,7 @@ import gzip
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -332,7 +333,7 @@ def _approximate_mode(counts: IntArray, draws: int, rng: np.random.RandomState) 
     rest to the largest remainders, ties broken at random (scikit-learn's rule, draw for
     draw, so the splits are those of ``train_test_split``)."""
     continuous = counts / counts.sum() * draws
-    floored = np.floor(continuous)
+    floored: NDArray[np.float64] = np.floor(continuous)
     need = int(draws - floored.sum())
     if need > 0:
         remainder = continuous - floored
@@ -426,7 +427,7 @@ def _finish(
         )
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.int64)
-    train, test = _stratified_split(y, n_test, seed)
+    train, test = _stratified_split(cast(IntArray, y), n_test, seed)
     x_tr, x_te, y_tr, y_te = x[train], x[test], y[train], y[test]
     if standardise:
         mean = x_tr.mean(axis=0)

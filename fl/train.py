@@ -52,8 +52,11 @@ class Examples(Protocol):
     """Anything with features ``x`` (float, 2-D) and integer labels ``y``: a
     :class:`fl.data.Shard`, for instance."""
 
-    x: NDArray[np.floating]
-    y: NDArray[np.integer]
+    @property
+    def x(self) -> NDArray[np.floating]: ...
+
+    @property
+    def y(self) -> NDArray[np.integer]: ...
 
 
 def _tensors(data: Examples) -> tuple[torch.Tensor, torch.Tensor]:

@@ -60,14 +60,15 @@ def _commands() -> dict[str, ModuleType | Exception]:
     return {name: _load(ep) for name, ep in _entry_points().items()}
 
 
-def _top_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+def _top_parser() -> tuple[argparse.ArgumentParser,
+                               argparse._SubParsersAction[argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(prog="secagg", description=_DESCRIPTION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     return parser, sub
 
 
-def _add(sub: argparse._SubParsersAction, name: str, module: ModuleType | Exception,
+def _add(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str, module: ModuleType | Exception,
          with_arguments: bool) -> None:
     if isinstance(module, Exception):
         sub.add_parser(name, help=f"(unavailable: {module})", add_help=False)

@@ -12,7 +12,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -126,7 +126,7 @@ def _fits(per_value: int) -> int:
 def _inputs(n: int, dim: int, clip: float, seed: int | None) -> Callable[[int], np.ndarray]:
     """Client ``u``'s random float32 update, L2 norm uniform in [0, clip] (simulation data
     only), made on demand so the simulator never holds every client's input at once."""
-    base = np.random.SeedSequence(seed).entropy
+    base = cast(int, np.random.SeedSequence(seed).entropy)  # an int seed or None: an int
 
     def update(u: int) -> np.ndarray:
         gen = np.random.default_rng([base, u])

@@ -71,7 +71,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from flwr.app import (
@@ -376,8 +376,8 @@ def _resume(context: Context, st: ConfigRecord) -> ClientCore:
         arrays = context.state.array_records.get(CORE_ARRAYS, ArrayRecord())
         core = _build(context, st, config,
                       state.message_rng(root, records.get_int(st, "messages")))
-        return state.restore(core, records.get_bytes(snap, "json"),
-                             {k: a.numpy() for k, a in arrays.items()})
+        return cast("ClientCore", state.restore(core, records.get_bytes(snap, "json"),
+                                                {k: a.numpy() for k, a in arrays.items()}))
     core = _build(context, st, config, root)
     inp = context.state.array_records[INPUT]
     core.set_input(inp["update"].numpy(), float(inp["weight"].numpy()[0]))

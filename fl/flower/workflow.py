@@ -55,7 +55,7 @@ import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, MetricRecord
@@ -191,7 +191,7 @@ class SecAggWorkflow:
     def _encoding(self, max_clients: int, noise_bound: int = 0) -> Any:
         from secagg.encoding import EncodingConfig
 
-        kw = {"clip": self.clip, "frac_bits": self.frac_bits, "max_clients": max_clients,
+        kw: dict[str, Any] = {"clip": self.clip, "frac_bits": self.frac_bits, "max_clients": max_clients,
               "max_weight": self.max_weight, "noise_bound": noise_bound}
         try:
             return EncodingConfig(bits=32, **kw)
@@ -255,8 +255,8 @@ class SecAggWorkflow:
         weight_key = getattr(strategy, "weighted_by_key", "num-examples")
         sampler = Csprng()
         metrics0 = evaluate_fn(0, arrays) if evaluate_fn else None
-        initial_acc = float(metrics0.get("accuracy", 0.0)) if metrics0 else 0.0
-        last_loss = float(metrics0.get("loss", 0.0)) if metrics0 else 0.0
+        initial_acc = float(cast(float, metrics0.get("accuracy", 0.0))) if metrics0 else 0.0
+        last_loss = float(cast(float, metrics0.get("loss", 0.0))) if metrics0 else 0.0
         history: list[RoundRecord] = []
         outcomes: list[RoundOutcome] = []
         n_nodes = 0

@@ -66,7 +66,7 @@ def _fedavg_main(grid: Grid, context: Context) -> None:
     cfg = _cfg(context)
     n = int(cfg["min-nodes"])
 
-    class Timed(FedAvg):  # type: ignore[misc]
+    class Timed(FedAvg):
         def aggregate_train(self, server_round: int, replies: Any) -> Any:
             out = super().aggregate_train(server_round, replies)
             _mark(f"round {server_round} end")
@@ -88,7 +88,7 @@ def _numpy_client(context: Context) -> Any:
     cfg = _cfg(context)
     dataset = str(cfg["dataset"])
 
-    class Client(NumPyClient):  # type: ignore[misc]
+    class Client(NumPyClient):
         def fit(self, parameters: Any, config: Any) -> tuple[list[Any], int, dict[str, Any]]:
             import torch
 
@@ -127,7 +127,7 @@ def _secaggplus_main(grid: Grid, context: Context) -> None:
     n = int(cfg["min-nodes"])
     net = task.make_net(str(cfg["dataset"]))
 
-    class Timed(LegacyFedAvg):  # type: ignore[misc]
+    class Timed(LegacyFedAvg):
         def aggregate_fit(self, server_round: int, results: Any, failures: Any) -> Any:
             out = super().aggregate_fit(server_round, results, failures)
             _mark(f"round {server_round} end")

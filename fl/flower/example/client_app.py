@@ -9,6 +9,9 @@ functions: the protocol's later messages (each a fresh process) never need it.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, cast
+
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
@@ -22,7 +25,7 @@ def _setup(msg: Message, context: Context):  # type: ignore[no-untyped-def]
 
     dataset = str(context.run_config.get("dataset", "breast_cancer"))
     net = task.make_net(dataset)
-    net.load_state_dict(msg.content["arrays"].to_torch_state_dict())
+    net.load_state_dict(cast(ArrayRecord, msg.content["arrays"]).to_torch_state_dict())
     shard = task.load_partition(int(context.node_config["partition-id"]),
                                 int(context.node_config["num-partitions"]), dataset)
     return task, net, shard
@@ -32,7 +35,7 @@ def _setup(msg: Message, context: Context):  # type: ignore[no-untyped-def]
 def train(msg: Message, context: Context) -> Message:
     """Train the received model on this node's partition."""
     task, net, shard = _setup(msg, context)
-    cfg = msg.content["config"] if "config" in msg.content.config_records else {}
+    cfg: Mapping[str, Any] = msg.content["config"] if "config" in msg.content.config_records else {}
     loss = task.train(net, shard, epochs=int(context.run_config.get("local-epochs", 2)),
                       lr=float(context.run_config.get("lr", 0.5)),
                       seed=int(cfg.get("server-round", 0)))
