@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import protocols
+from fl import payload
 from fl.anonymity import anonymise_shards
 from fl.bolt_on import (
     BoltOnSetup,
@@ -79,7 +80,6 @@ from fl.dp import (
     save_ledger,
 )
 from fl.engine import Engine, engine_names, make_engine
-from fl import payload
 from fl.payload import LOSS_CAP, METRIC_SCALE, PAYLOAD_NORM, WIRE_NORM
 from fl.runconfig import (
     DEFAULT_EPSILON,

@@ -196,7 +196,7 @@ def run_round(
     contributors = result.contributors if result else ()
     dropped = sorted(drop_at)
     by_stage: dict[str, int] = {}
-    for u, st in drop_at.items():
+    for st in drop_at.values():
         name = stage_names[st] if st < len(stage_names) else "never"
         by_stage[name] = by_stage.get(name, 0) + 1
     exact: bool | None = None

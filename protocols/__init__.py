@@ -13,8 +13,19 @@ from __future__ import annotations
 from protocols import plaintext as _plaintext
 from protocols import secagg as _secagg
 from protocols.base import (
-    DECRYPTOR, MIN_CONTRIBUTORS, PROTOCOL_VERSION, SERVER, AggregateResult, ClientCore, Message,
-    NoiseHook, Party, ProtocolSpec, RoundConfig, ServerCore, check_release,
+    DECRYPTOR,
+    MIN_CONTRIBUTORS,
+    PROTOCOL_VERSION,
+    SERVER,
+    AggregateResult,
+    ClientCore,
+    Message,
+    NoiseHook,
+    Party,
+    ProtocolSpec,
+    RoundConfig,
+    ServerCore,
+    check_release,
 )
 from protocols.harness import Router, aggregate, build_parties
 from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests

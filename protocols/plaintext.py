@@ -15,8 +15,16 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import (
-    SERVER, AggregateResult, ClientCore, Message, ProtocolSpec, RoundConfig, ServerCore,
-    check_header, finalize, header,
+    SERVER,
+    AggregateResult,
+    ClientCore,
+    Message,
+    ProtocolSpec,
+    RoundConfig,
+    ServerCore,
+    check_header,
+    finalize,
+    header,
 )
 from protocols.policy import ClientPolicy
 from secagg import wire

@@ -15,8 +15,15 @@ from __future__ import annotations
 
 from secagg.encoding import EncodingConfig, Headroom, clip_l2, headroom
 from secagg.errors import (
-    AlreadyFinalized, BudgetExceededError, ConfigError, DecodeError, DropoutError,
-    LateMessageError, ProtocolError, SecAggError, UsageError,
+    AlreadyFinalized,
+    BudgetExceededError,
+    ConfigError,
+    DecodeError,
+    DropoutError,
+    LateMessageError,
+    ProtocolError,
+    SecAggError,
+    UsageError,
 )
 from secagg.rng import Csprng
 

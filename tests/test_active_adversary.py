@@ -25,12 +25,22 @@ from protocols.secagg._keys import graph_seed, transcript
 from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
-    ConsistencyRequest, RosterEntry, Share, ShareForward, Signed, UnmaskRequest,
+    ConsistencyRequest,
+    RosterEntry,
+    Share,
+    ShareForward,
+    Signed,
+    UnmaskRequest,
     UnmaskResponse,
 )
 from secagg import shamir, sign, wire
 from secagg.errors import (
-    ConfigError, DropoutError, ForgedShareError, ProtocolError, RangeCheckError, UsageError,
+    ConfigError,
+    DropoutError,
+    ForgedShareError,
+    ProtocolError,
+    RangeCheckError,
+    UsageError,
 )
 from secagg.kex import KeyPair
 from secagg.rng import Csprng

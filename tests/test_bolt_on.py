@@ -3,9 +3,8 @@ the ledger, and the refusal of non-convex models."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import pytest

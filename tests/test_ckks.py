@@ -13,12 +13,11 @@ ts = pytest.importorskip("tenseal")
 from test_he_roles import HeRound
 
 from fl.pool import process_map
-
+from protocols.ckks import CkksConfig, CkksScheme, make_config
+from protocols.ckks.config import POLY_MODULUS_DEGREE, SLOTS
+from protocols.ckks.scheme import blinds
 from protocols.he import EncryptedInput, InputRequest, PublicContext
 from protocols.he.blind import ENVELOPE_SIZE
-from protocols.ckks import CkksConfig, CkksScheme, make_config
-from protocols.ckks.scheme import blinds
-from protocols.ckks.config import POLY_MODULUS_DEGREE, SLOTS
 from secagg import wire
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError, ProtocolError

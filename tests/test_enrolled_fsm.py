@@ -17,7 +17,12 @@ from helpers import Router
 import protocols
 from protocols.base import SERVER, Message, stage_names
 from protocols.secagg._enrolled_state import (
-    ClientState, Event, Kind, ServerStage, client_stages, tables,
+    ClientState,
+    Event,
+    Kind,
+    ServerStage,
+    client_stages,
+    tables,
 )
 from secagg.errors import ProtocolError
 from secagg.rng import Csprng

@@ -3,12 +3,12 @@ schedule, checked against an independent derivation."""
 
 from __future__ import annotations
 
+import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl.bindings import crypto_core_ed25519_add
-import pytest
 
 import protocols
 from protocols.secagg._enrolled_keys import round_graph, round_seed, share_key

@@ -20,7 +20,16 @@ pytest.importorskip("tenseal")
 pytest.importorskip("phe")
 
 import protocols
-from protocols.he.blind import seal_envelope
+from fl.pool import process_map
+from protocols.base import (
+    DECRYPTOR,
+    SERVER,
+    AggregateResult,
+    Message,
+    NoiseHook,
+    header,
+)
+from protocols.ckks import CkksDecryptor
 from protocols.he import (
     ContextRequest,
     DecryptRequest,
@@ -35,17 +44,8 @@ from protocols.he import (
     Verdict,
 )
 from protocols.he import state as _state
+from protocols.he.blind import seal_envelope
 from protocols.he.state import ClientState, DecryptorState, Kind, ServerState
-from protocols.base import (
-    DECRYPTOR,
-    SERVER,
-    AggregateResult,
-    Message,
-    NoiseHook,
-    header,
-)
-from fl.pool import process_map
-from protocols.ckks import CkksDecryptor
 from protocols.paillier import PaillierDecryptor
 from secagg import sign, wire
 from secagg.errors import (
@@ -622,8 +622,8 @@ class _SampledNoise(NoiseHook):
 
     def __init__(self, dim: int) -> None:
         from secagg.dp import CentralDiscreteGaussian
-        from secagg.encoding import EncodingConfig
         from secagg.dp.events import PoissonSampledEvent
+        from secagg.encoding import EncodingConfig
 
         self.mechanism = CentralDiscreteGaussian(1.5, EncodingConfig().l2_sensitivity(dim))
         self.event = PoissonSampledEvent(0.25, self.mechanism.event())

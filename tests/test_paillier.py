@@ -18,10 +18,9 @@ from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 from test_he_roles import HeRound
 
 from fl.pool import process_map
-
 from protocols.he import EncryptedInput, PublicContext, Verdict
-from protocols.he.state import DecryptorState
 from protocols.he.blind import ENVELOPE_SIZE
+from protocols.he.state import DecryptorState
 from protocols.paillier import PaillierScheme, make_config
 from protocols.paillier.scheme import generate_keypair, pack, unpack
 from secagg import wire

@@ -26,7 +26,12 @@ from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import Share, UnmaskResponse
 from secagg import shamir, sign, wire
 from secagg.errors import (
-    ConfigError, ForgedShareError, PolicyError, ProtocolError, SecAggError, UsageError,
+    ConfigError,
+    ForgedShareError,
+    PolicyError,
+    ProtocolError,
+    SecAggError,
+    UsageError,
 )
 from secagg.rng import Csprng
 
@@ -333,8 +338,8 @@ def _framed(min_clients: int):
     tests client 0's upload under their names."""
     from test_he_roles import _ask, _collect, _uploads
 
-    from protocols.he.messages import IdentifyRequest, TestRequest, Verdict
     from protocols.base import header
+    from protocols.he.messages import IdentifyRequest, TestRequest, Verdict
 
     r = _collect("paillier", n=5, min_clients=min_clients, seed=f"framed/{min_clients}")
     up = _uploads(r)
@@ -490,6 +495,7 @@ def test_an_old_rounds_ciphertext_under_this_rounds_envelope_releases_nothing(na
 @pytest.mark.parametrize("name", HE)
 def test_one_envelope_under_two_names_is_refused_before_decryption(name: str) -> None:
     from test_he_roles import _aggregate, _ask, _collect, _uploads
+
     from protocols.he.state import DecryptorState
 
     if name == "ckks":

@@ -22,9 +22,9 @@ from secagg.shamir import (
     LagrangeCache,
     ShareBook,
     reconstruct,
+    reconstruct_bytes,
     reconstruct_many,
     reconstruct_many_bytes,
-    reconstruct_bytes,
     split,
     split_bytes,
 )

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 import protocols
-from protocols.base import stages_of
 from fl.cli import main
+from protocols.base import stages_of
 
 CONTRACT = {  # DESIGN.md, "Command line": what ``simulate --json`` reports at least
     "protocol", "clients", "dim", "dropped", "survivors", "exact", "max_abs_error",

@@ -54,7 +54,7 @@ def stderr_console() -> Console:
 
 def default_out(protocol: str, kind: str = "") -> Path:
     """A fresh report folder ``secagg-runs/<UTC time>[-kind]-<protocol>`` (never reused)."""
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    stamp = _dt.datetime.now(_dt.UTC).strftime("%Y%m%d-%H%M%S")
     safe = "".join(c if c.isalnum() else "-" for c in protocol.replace("+", "plus"))
     base = Path("secagg-runs") / "-".join(p for p in (stamp, kind, safe) if p)
     out, n = base, 1

@@ -40,7 +40,11 @@ from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
 from fl.simulation import plan_dropouts
 from protocols.base import (
-    AggregateResult, ProtocolSpec, RoundConfig, stages_of, surviving_noise_event,
+    AggregateResult,
+    ProtocolSpec,
+    RoundConfig,
+    stages_of,
+    surviving_noise_event,
 )
 from secagg.errors import ConfigError, SecAggError
 from secagg.rng import Csprng

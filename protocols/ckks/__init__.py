@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
-from protocols.he.state import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, Kind
 from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.ckks.config import CkksConfig, make_config
 from protocols.ckks.scheme import CkksScheme
+from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
+from protocols.he.state import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, Kind
 from secagg.rng import Csprng
 
 __all__ = ["SPEC", "CkksAggregator", "CkksClient", "CkksConfig", "CkksDecryptor", "CkksScheme",

@@ -30,20 +30,19 @@ OS); TenSEAL offers no way to inject :class:`~secagg.rng.Csprng`. The error boun
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar, Final
 
 import numpy as np
 import tenseal as ts
 
-import builtins
-
-from protocols.he import HeKind, HeScheme, MapFn
 from protocols.ckks.config import (
     COEFF_MOD_BIT_SIZES,
     POLY_MODULUS_DEGREE,
     SLOTS,
     CkksConfig,
 )
+from protocols.he import HeKind, HeScheme, MapFn
 from secagg.errors import ProtocolError
 from secagg.rng import Csprng
 

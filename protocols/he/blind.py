@@ -20,7 +20,12 @@ import json
 from typing import Any, Final
 
 from secagg import aead, kex, sign
-from secagg.dp.events import ComposedEvent, DiscreteGaussianEvent, PoissonSampledEvent, SelfComposedEvent
+from secagg.dp.events import (
+    ComposedEvent,
+    DiscreteGaussianEvent,
+    PoissonSampledEvent,
+    SelfComposedEvent,
+)
 from secagg.errors import ConfigError, DecodeError, ProtocolError
 from secagg.rng import Csprng
 

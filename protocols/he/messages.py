@@ -8,8 +8,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from protocols.he.state import HeKind, Kind
 from protocols.base import Message
+from protocols.he.state import HeKind, Kind
 from secagg import wire
 
 __all__ = ["ContextRequest", "DecryptRequest", "EncryptedInput", "IdentifyRequest", "InputRequest",

@@ -59,36 +59,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from protocols.he.blind import (
-    ENVELOPE_SIZE,
-    SEED_SIZE,
-    decode_event,
-    encode_event,
-    open_envelope,
-    seal_envelope,
-)
-from protocols.he.state import (
-    CLIENT_TRANSITIONS,
-    DECRYPTOR_TRANSITIONS,
-    SERVER_TRANSITIONS,
-    ClientState,
-    DecryptorState,
-    Event,
-    HeKind,
-    Kind,
-    ServerState,
-)
-from protocols.he.messages import (
-    ContextRequest,
-    DecryptRequest,
-    EncryptedInput,
-    IdentifyRequest,
-    InputRequest,
-    PublicContext,
-    ReleasedAggregate,
-    TestRequest,
-    Verdict,
-)
 from protocols._machine import transition
 from protocols.base import (
     DECRYPTOR,
@@ -102,6 +72,36 @@ from protocols.base import (
     ServerCore,
     check_header,
     header,
+)
+from protocols.he.blind import (
+    ENVELOPE_SIZE,
+    SEED_SIZE,
+    decode_event,
+    encode_event,
+    open_envelope,
+    seal_envelope,
+)
+from protocols.he.messages import (
+    ContextRequest,
+    DecryptRequest,
+    EncryptedInput,
+    IdentifyRequest,
+    InputRequest,
+    PublicContext,
+    ReleasedAggregate,
+    TestRequest,
+    Verdict,
+)
+from protocols.he.state import (
+    CLIENT_TRANSITIONS,
+    DECRYPTOR_TRANSITIONS,
+    SERVER_TRANSITIONS,
+    ClientState,
+    DecryptorState,
+    Event,
+    HeKind,
+    Kind,
+    ServerState,
 )
 from protocols.policy import ClientPolicy
 from protocols.secagg.registry import ClientRegistry, enroll

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.he import HeAggregator, HeClient, HeDecryptor, HeScheme, provision
 from protocols.he.state import CLIENT_TRANSITIONS, SERVER_TRANSITIONS, Kind
-from protocols.base import DECRYPTOR, Party, ProtocolSpec
 from protocols.paillier.config import PaillierConfig, make_config
 from protocols.paillier.scheme import PaillierScheme
 from secagg.rng import Csprng

@@ -25,13 +25,12 @@ m < n as ``E(m) = (1 + m n) r^n mod n^2`` for a random r, and ``E(a) E(b) = E(a 
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, ClassVar, Final
 
 import gmpy2
 import numpy as np
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
-
-import builtins
 
 from protocols.he import FarOutOfRange, HeKind, HeScheme, MapFn
 from protocols.paillier.config import MASK_BITS, PaillierConfig

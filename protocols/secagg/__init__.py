@@ -15,13 +15,20 @@ from protocols.secagg import _enrolled_state
 from protocols.secagg._state import Kind, tables
 from protocols.secagg.client import SecAggClient
 from protocols.secagg.config import (
-    SecAggConfig, active_min_threshold, derive_graph_parameters, make_config,
+    SecAggConfig,
+    active_min_threshold,
+    derive_graph_parameters,
+    make_config,
 )
 from protocols.secagg.enrolled_client import EnrolledClient
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity, enroll_clients
 from protocols.secagg.enrolled_server import EnrolledServer
 from protocols.secagg.registry import (
-    ClientRegistry, enroll, enroll_files, load_signing_key, save_signing_key,
+    ClientRegistry,
+    enroll,
+    enroll_files,
+    load_signing_key,
+    save_signing_key,
 )
 from protocols.secagg.server import SecAggServer
 from secagg.rng import Csprng

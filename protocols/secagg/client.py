@@ -46,17 +46,40 @@ from protocols._machine import transition
 from protocols.base import SERVER, ClientCore, Message, check_header, header
 from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
 from protocols.secagg._keys import (
-    COMMITMENT_SIZE, DIGEST_SIZE, NONCE_SIZE, PLAINTEXT_SIZE, advert_digest, advert_message,
-    graph_seed, mask_sign, pair_mask_key, seed_commitment, self_mask_key, share_ad, share_key,
-    survivors_message, transcript,
+    COMMITMENT_SIZE,
+    DIGEST_SIZE,
+    NONCE_SIZE,
+    PLAINTEXT_SIZE,
+    advert_digest,
+    advert_message,
+    graph_seed,
+    mask_sign,
+    pair_mask_key,
+    seed_commitment,
+    self_mask_key,
+    share_ad,
+    share_key,
+    survivors_message,
+    transcript,
 )
 from protocols.secagg._state import ClientState, Kind, tables
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
-    AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
-    MaskedInput, PublicKeys, RosterEntry, SealedShare, Share, ShareForward, ShareKeys,
-    UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencyResponse,
+    KeyBroadcast,
+    KeyRequest,
+    MaskedInput,
+    PublicKeys,
+    RosterEntry,
+    SealedShare,
+    Share,
+    ShareForward,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
 )
 from secagg import aead, shamir, sign
 from secagg.errors import ConfigError, ProtocolError, UsageError

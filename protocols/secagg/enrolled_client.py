@@ -40,16 +40,32 @@ import numpy as np
 from protocols._machine import transition
 from protocols.base import SERVER, ClientCore, Message, check_header, header
 from protocols.secagg._enrolled_keys import (
-    PLAINTEXT_SIZE, escrow_ad, escrow_key, round_graph, round_seed, self_mask_key, share_ad,
-    share_key, survivors_message,
+    PLAINTEXT_SIZE,
+    escrow_ad,
+    escrow_key,
+    round_graph,
+    round_seed,
+    self_mask_key,
+    share_ad,
+    share_key,
+    survivors_message,
 )
 from protocols.secagg._enrolled_state import ClientState, Kind, tables
 from protocols.secagg._keys import mask_sign
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from protocols.secagg.enrolled_messages import (
-    ConsistencyRequest, ConsistencyResponse, Escrow, Partial, RoundSeed, SealedShare, Share,
-    UnmaskRequest, UnmaskResponse, Upload, UploadRequest,
+    ConsistencyRequest,
+    ConsistencyResponse,
+    Escrow,
+    Partial,
+    RoundSeed,
+    SealedShare,
+    Share,
+    UnmaskRequest,
+    UnmaskResponse,
+    Upload,
+    UploadRequest,
 )
 from protocols.secagg.enrolled_store import AnswerStore
 from secagg import aead, shamir, sign, threshold

@@ -24,21 +24,43 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import (
-    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header,
+    SERVER,
+    AggregateResult,
+    Message,
+    ServerCore,
+    check_header,
+    finalize,
+    header,
 )
 from protocols.secagg._enrolled_keys import (
-    ESCROW_SIZE, SEALED_SIZE, escrow_ad, escrow_key, round_graph, self_mask_key,
+    ESCROW_SIZE,
+    SEALED_SIZE,
+    escrow_ad,
+    escrow_key,
+    round_graph,
+    self_mask_key,
     survivors_message,
 )
 from protocols.secagg._enrolled_state import (
-    ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables,
+    ACTIVE_SERVER_TRANSITIONS,
+    Event,
+    Kind,
+    ServerStage,
+    tables,
 )
 from protocols.secagg._keys import mask_sign
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_client import enrolled_registry
 from protocols.secagg.enrolled_messages import (
-    ConsistencyRequest, ConsistencyResponse, EscrowRequest, SealedShare, Signed,
-    UnmaskRequest, UnmaskResponse, Upload, UploadRequest,
+    ConsistencyRequest,
+    ConsistencyResponse,
+    EscrowRequest,
+    SealedShare,
+    Signed,
+    UnmaskRequest,
+    UnmaskResponse,
+    Upload,
+    UploadRequest,
 )
 from secagg import aead, shamir, sign, threshold
 from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError

@@ -38,20 +38,47 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import (
-    SERVER, AggregateResult, Message, ServerCore, check_header, finalize, header,
+    SERVER,
+    AggregateResult,
+    Message,
+    ServerCore,
+    check_header,
+    finalize,
+    header,
 )
 from protocols.secagg._keys import (
-    COMMITMENT_SIZE, NONCE_SIZE, SEALED_SIZE, advert_digest, advert_message, graph_seed,
-    mask_sign, pair_mask_key, seed_commitment, self_mask_key, survivors_message, transcript,
+    COMMITMENT_SIZE,
+    NONCE_SIZE,
+    SEALED_SIZE,
+    advert_digest,
+    advert_message,
+    graph_seed,
+    mask_sign,
+    pair_mask_key,
+    seed_commitment,
+    self_mask_key,
+    survivors_message,
+    transcript,
 )
 from protocols.secagg._recover import rebuild
 from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
-    AdvertiseKeys, ConsistencyRequest, ConsistencyResponse, KeyBroadcast, KeyRequest,
-    MaskedInput, PublicKeys, RosterEntry, SealedShare, ShareForward, ShareKeys, Signed,
-    UnmaskRequest, UnmaskResponse,
+    AdvertiseKeys,
+    ConsistencyRequest,
+    ConsistencyResponse,
+    KeyBroadcast,
+    KeyRequest,
+    MaskedInput,
+    PublicKeys,
+    RosterEntry,
+    SealedShare,
+    ShareForward,
+    ShareKeys,
+    Signed,
+    UnmaskRequest,
+    UnmaskResponse,
 )
 from secagg import shamir, sign
 from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError

@@ -160,7 +160,7 @@ def walk_client(spec: ProtocolSpec, config_kw: Mapping[str, Any] | None = None, 
     for i in range(len(stages) + 1):
         for j, msg in enumerate(genuine):
             router = fresh()
-            reached: Callable[[], bool] = lambda r=router, i=i: r.received[client] == i  # type: ignore[misc]
+            reached: Callable[[], bool] = lambda r=router, i=i: r.received[client] == i  # type: ignore[misc]  # noqa: E731
             router.run_until(reached)
             role = router.clients[client]
             before = len(router.sent.get(client, []))
@@ -175,7 +175,7 @@ def walk_client(spec: ProtocolSpec, config_kw: Mapping[str, Any] | None = None, 
                     raise AssertionError(f"client refused {type(msg).__name__} in stage {i} "
                                          "but did not abort") from None
                 if len(router.sent.get(client, [])) != before:
-                    raise AssertionError("a client that refused a message still sent one")
+                    raise AssertionError("a client that refused a message still sent one") from None
                 continue
             if i != j:
                 raise AssertionError(f"client in stage {i} accepted {type(msg).__name__}, the "

@@ -29,8 +29,17 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import (
-    SERVER, AggregateResult, ClientCore, Message, Party, ProtocolSpec, RoundConfig, ServerCore,
-    check_header, finalize, header,
+    SERVER,
+    AggregateResult,
+    ClientCore,
+    Message,
+    Party,
+    ProtocolSpec,
+    RoundConfig,
+    ServerCore,
+    check_header,
+    finalize,
+    header,
 )
 from secagg import wire
 from secagg.encoding import EncodingConfig
