@@ -120,7 +120,7 @@ def test_no_protocol_releases_a_sum_of_one_client(name: str) -> None:
 
     spec = protocols.get(name)
     n, dim = 3, 4
-    config = spec.make_config(n, dim, **({"threshold": 1} if "threshold" in spec.keywords
+    config = spec.make_config(n, dim, **({"threshold": 2} if "threshold" in spec.keywords
                                          else {}))
     inputs = [np.full(dim, 0.1 * (u + 1)) for u in range(n)]
     with pytest.raises(DropoutError):

@@ -411,7 +411,7 @@ def test_no_derivation_gives_a_threshold_of_one() -> None:
 
     for n in (3, 10, 100, 1000):  # corruption 0 used to derive t = 1
         assert derive_graph_parameters(n, 0.1, 0.0)[1] >= 2
-        cfg = protocols.get("secagg+").make_config(n, DIM, sparse=True, corruption=0.0)
+        cfg = protocols.get("secagg+").make_config(n, DIM, corruption=0.0)
         assert cfg.threshold >= 2
     assert protocols.get("secagg").make_config(2, DIM).threshold == 2
 
