@@ -26,7 +26,7 @@ from protocols.secagg import SecAggClient, SecAggServer
 from protocols.secagg._state import Kind, ServerStage
 from protocols.secagg.messages import Share
 from protocols.testing import ProtocolConformance, round_machine
-from secagg.errors import ProtocolError
+from secagg.errors import ProtocolError, RangeCheckError
 
 
 # -- the broken variants --------------------------------------------------------------------
@@ -78,15 +78,14 @@ class UncancelledMaskClient(SecAggClient):
 
 
 class HalfApplyServer(PlaintextServer):
-    """Adds a duplicate input's values to the sum, then refuses it: validate-then-commit,
-    broken."""
+    """Adds a duplicate input to the sum, then refuses it: validate-then-commit, broken.
+    (Where every weight is at its maximum, the server's range check refuses the release: a
+    typed abort, the protocol's second line of defence.)"""
 
     def receive(self, msg: Any) -> list[Any]:
         if (isinstance(msg, PlainInput) and self.state is ServerState.COLLECTING
                 and msg.sender in self._seen):
-            # Half-applied: the values go into the sum, the weight coordinate does not (so the
-            # release still passes the range check on the weight, and its values are wrong).
-            np.add(self._acc[:-1], msg.encoded[:-1], out=self._acc[:-1])
+            np.add(self._acc, msg.encoded, out=self._acc)
             raise ProtocolError(f"client {msg.sender} sent its input twice")
         return super().receive(msg)
 
@@ -96,14 +95,15 @@ def _broken(base: str, **roles: Any) -> ProtocolSpec:
 
 
 # -- running the kit against them -------------------------------------------------------
-def _falsify(spec: ProtocolSpec, **options: Any) -> tuple[BaseException, str]:
+def _falsify(spec: ProtocolSpec, examples: int = 300,
+             **options: Any) -> tuple[BaseException, str]:
     """Run the kit's state machine until it fails; the exception and the shrunk program."""
     lines: list[str] = []
     machine = round_machine(spec, max_n=4, max_dim=2, **options)
     with with_reporter(lines.append):
         try:
             run_state_machine_as_test(machine, settings=settings(
-                max_examples=300, stateful_step_count=15, deadline=None, database=None,
+                max_examples=examples, stateful_step_count=15, deadline=None, database=None,
                 derandomize=True, print_blob=False, report_multiple_bugs=False,
                 suppress_health_check=list(HealthCheck)))
         except Exception as exc:  # noqa: BLE001 - whatever the kit raised is the finding
@@ -134,7 +134,8 @@ def test_masks_that_do_not_cancel_are_caught() -> None:
 
 
 def test_a_half_applied_refusal_is_caught() -> None:
-    exc, program = _falsify(_broken("plaintext", server=HalfApplyServer))
+    # A duplicate must reach the server while it collects: rarer than the other bugs' triggers.
+    exc, program = _falsify(_broken("plaintext", server=HalfApplyServer), examples=2000)
     assert isinstance(exc, AssertionError) and "not the exact sum" in str(exc)
     # Shrunk to the one thing that matters: a duplicated frame delivered to the server.
     assert "state.duplicate(" in program
@@ -150,7 +151,9 @@ def test_the_conformance_suite_catches_them_too() -> None:
 
     with pytest.raises(AssertionError, match="not the exact sum"):
         Early().test_full_round_releases_the_sum()
-    with pytest.raises(AssertionError, match="not the exact sum"):
+    # Its weights are all at their maximum, so the duplicate also breaks the range check: the
+    # test fails either on the wrong sum or on the refused release, never passes.
+    with pytest.raises((AssertionError, RangeCheckError)):
         Half().test_a_duplicate_to_the_server_is_refused_and_never_counted_twice()
     # ... while the genuine protocols pass the same checks.
     class Genuine(ProtocolConformance):
