@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
 import threading
 import time
 import uuid
@@ -66,8 +67,10 @@ class FakeGrid(Grid):
     def __init__(self, app, node_configs, run_config, *, silent=(), tamper=None):
         self.app, self.silent, self.tamper = app, set(silent), tamper
         self._run = Run.create_empty(run_id=RUN_ID)
-        self.contexts = {1000 + i: Context(RUN_ID, 1000 + i, {**LOOPBACK, **nc}, RecordDict(),
-                                           dict(run_config))
+        state = tempfile.mkdtemp(prefix="secagg-fakegrid-")  # not the user's ~/.secagg
+        self.contexts = {1000 + i: Context(RUN_ID, 1000 + i,
+                                           {**LOOPBACK, "secagg-state-dir": f"{state}/{i}", **nc},
+                                           RecordDict(), dict(run_config))
                          for i, nc in enumerate(node_configs)}
         self.replies: dict[str, Message] = {}
         self.sent: list[tuple[int, Message]] = []

@@ -337,7 +337,10 @@ class LocalDeployment:
         first = self.num_nodes
         for i in range(first, first + k):
             cfg: dict[str, Any] = {"partition-id": i, "num-partitions": max(self._want, first + k),
-                                   "secagg-loopback": True}
+                                   "secagg-loopback": True,
+                                   # the node's own memory of answered requests, kept with
+                                   # the deployment (a restarted node i finds it again)
+                                   "secagg-state-dir": str(self.workdir / f"node-{i}-state")}
             cfg.update(self._node_config(i) if self._node_config else {})
             node_cfg = " ".join(f"{key}={_toml_value(v)}" for key, v in cfg.items())
             self._start_node(i, node_cfg)
