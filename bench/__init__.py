@@ -1,7 +1,7 @@
 """Benchmark harness: the protocol matrix, the hardware floor, and Flower side by side.
 
 ``secagg bench`` (:mod:`bench.cli`) runs protocols x clients x dims x dropout through the
-in-process driver :func:`fl.simulation.run_round`, reports each cell's cost and correctness,
+in-process driver :func:`fl.engines.simulation.run_round`, reports each cell's cost and correctness,
 its ratio to the ChaCha20 keystream floor measured in the same run (:mod:`bench.floor`) and,
 with ``--vs flower``, its ratio to Flower's own SecAgg+ driven in process on the same inputs
 (:mod:`bench.flower_peer`). Imports point one way: bench uses fl, protocols and secagg;

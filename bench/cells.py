@@ -26,7 +26,7 @@ Dropout schedules (the same clients drop under both; only the stage differs):
   sending its masked input. This is the costliest case for the server (it must rebuild the
   dropped clients' keys and their pairwise masks) and the only early dropout Flower's
   SecAgg+ survives, so it is the schedule of the headline numbers and of the Flower ratios.
-- ``spread``: :func:`fl.simulation.plan_dropouts`, i.e. dropped clients spread round-robin
+- ``spread``: :func:`fl.engines.simulation.plan_dropouts`, i.e. dropped clients spread round-robin
   over every stage, as ``secagg simulate --dropout`` does. Flower aborts these rounds as
   soon as one client drops before the masked-vector stage; the bench reports the abort.
 """
@@ -38,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import protocols
-from fl.simulation import plan_dropouts
+from fl.engines.simulation import plan_dropouts
 from protocols.base import stages_of
 from secagg.errors import ConfigError
 from secagg.rng import Csprng

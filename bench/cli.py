@@ -1,6 +1,6 @@
 """``secagg bench``: the benchmark matrix, with its floor and, optionally, Flower side by side.
 
-Runs protocols x clients x dims x dropout through :func:`fl.simulation.run_round`
+Runs protocols x clients x dims x dropout through :func:`fl.engines.simulation.run_round`
 (:mod:`bench.matrix`), measures the ChaCha20/uint32 floor in the same run
 (:mod:`bench.floor`) and, with ``--vs flower``, Flower's own SecAgg+ on the same cells
 (:mod:`bench.flower_peer`). Writes ``results.json``, ``results.csv``, ``headline.md`` and five

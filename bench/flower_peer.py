@@ -15,7 +15,7 @@ and the byte counts are real.
 The process's ``TaskIdentity`` is set as Flower's own ``flwr.server.compat.app`` sets it for
 a legacy ServerApp (and restored afterwards); Flower's log lines are captured, not printed.
 
-Timing (same split as :func:`fl.simulation.run_round`):
+Timing (same split as :func:`fl.engines.simulation.run_round`):
 
 - **client**: per node, the time inside ``ClientApp.__call__`` minus the time inside the
   wrapped local "training" (a ``NumPyClient.fit`` that returns the prepared vector), summed

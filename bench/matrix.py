@@ -1,4 +1,4 @@
-"""Run the matrix: each cell through :func:`fl.simulation.run_round`, timed, with its floor
+"""Run the matrix: each cell through :func:`fl.engines.simulation.run_round`, timed, with its floor
 and (optionally) Flower's SecAgg+ on the same inputs, dropouts and parameters.
 
 Every ratio the bench reports is measured in this process run: for each repeat of a cell it
@@ -30,8 +30,8 @@ import numpy as np
 import protocols
 from bench.cells import CellSpec, drop_plan, masking, split_variant
 from bench.floor import ServerStreams, client_floor
-from fl.pool import process_map
-from fl.simulation import RoundReport, run_round
+from fl.engines.pool import process_map
+from fl.engines.simulation import RoundReport, run_round
 from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.rng import Csprng

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from fl._json import json_safe
+from fl.training.report import json_safe
 
 __all__ = [
     "CSV_COLUMNS",

@@ -1,10 +1,19 @@
 """Federated learning on top of the secure-aggregation protocols.
 
-Training runs (:class:`RunConfig`, :func:`plan_run`, :func:`run_training` in :mod:`fl.run`),
-engines (:func:`make_engine`, :func:`register_engine` in :mod:`fl.engine`), drivers
-(:mod:`fl.simulation`, the in-process default), data (:mod:`fl.data`), torch models and
-model<->vector (:mod:`fl.models`, :mod:`fl.model`), local training and FedAvg (:mod:`fl.train`),
-and the ``secagg`` command line (:mod:`fl.cli`).
+The folders follow one training run's data:
+
+- :mod:`fl.training`: the run itself. :mod:`~fl.training.config` (:class:`RunConfig`, the
+  records), :mod:`~fl.training.data` and :mod:`~fl.training.anonymity` (the clients' shards),
+  :mod:`~fl.training.model` (torch models and model <-> vector), :mod:`~fl.training.fedavg`
+  (local training, weights, sampling, the FedAvg step), :mod:`~fl.training.payload` (the one
+  layout of what a client puts into the secure sum), :mod:`~fl.training.loop`
+  (:func:`plan_run`, :func:`run_training`) and :mod:`~fl.training.report` (the report folder).
+- :mod:`fl.privacy`: the DP of each round (noise hooks, the ledger check before a round and
+  its charge after it) and Bolt-on DP.
+- :mod:`fl.engines`: what runs one secure-aggregation round (:func:`make_engine`,
+  :func:`register_engine`); :mod:`~fl.engines.simulation` is the in-process default.
+- :mod:`fl.flower`: the Flower engine and apps; :mod:`fl.audit`: the canary audit;
+  :mod:`fl.cli`: the ``secagg`` command line.
 
 Names are re-exported lazily, so ``import fl`` (and the CLI) does not pay for importing torch
 until a torch-based name is used.
@@ -13,31 +22,45 @@ until a torch-based name is used.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any
 
 _EXPORTS = {
-    "RunConfig": "fl.runconfig", "RunResult": "fl.runconfig", "RoundRecord": "fl.runconfig",
-    "plan_run": "fl.run", "run_training": "fl.run",
-    "engine_names": "fl.engine", "make_engine": "fl.engine", "register_engine": "fl.engine",
-    "RoundReport": "fl.simulation", "run_round": "fl.simulation",
-    "plan_dropouts": "fl.simulation",
-    "DATASETS": "fl.data", "Dataset": "fl.data", "Shard": "fl.data",
-    "load_dataset": "fl.data", "make_synthetic": "fl.data",
-    "make_model": "fl.models",
-    "ModelVector": "fl.model", "num_params": "fl.model",
-    "local_train": "fl.train", "evaluate": "fl.train", "fedavg_step": "fl.train",
-    "cap_weights": "fl.train", "sample_clients": "fl.train",
+    "RunConfig": "fl.training.config", "RunResult": "fl.training.config",
+    "RoundRecord": "fl.training.config",
+    "plan_run": "fl.training.loop", "run_training": "fl.training.loop",
+    "Engine": "fl.engines", "EngineRound": "fl.engines", "SimulationEngine": "fl.engines",
+    "engine_names": "fl.engines", "make_engine": "fl.engines", "register_engine": "fl.engines",
+    "RoundReport": "fl.engines.simulation", "run_round": "fl.engines.simulation",
+    "plan_dropouts": "fl.engines.simulation",
+    "DATASETS": "fl.training.data", "Dataset": "fl.training.data", "Shard": "fl.training.data",
+    "load_dataset": "fl.training.data", "make_synthetic": "fl.training.data",
+    "make_model": "fl.training.model", "ModelVector": "fl.training.model",
+    "num_params": "fl.training.model",
+    "local_train": "fl.training.fedavg", "evaluate": "fl.training.fedavg",
+    "fedavg_step": "fl.training.fedavg", "cap_weights": "fl.training.fedavg",
+    "sample_clients": "fl.training.fedavg",
 }
 
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fl' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+def _lazy(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any],
+                                                             Callable[[], list[str]]]:
+    """A package's ``__getattr__`` and ``__dir__`` that import ``exports[name]`` (a module)
+    on first use of ``name``, so importing the package itself stays light."""
+    names = sorted(exports)
+
+    def getattr_(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(module), name)
+
+    def dir_() -> list[str]:
+        return names
+
+    return getattr_, dir_
 
 
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = _lazy("fl", _EXPORTS)

@@ -129,7 +129,7 @@ def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
                   credentials: Mapping[int, Mapping[str, Any]] | None = None) -> Parties:
     """Provision a round of ``spec`` and build all of its roles, each with its own child
     generator of ``rng`` (labels: :func:`party_rng`). ``client_kwargs`` go to every client's
-    constructor (e.g. ``{"map": fl.pool.process_map(2)}`` for the HE clients).
+    constructor (e.g. ``{"map": fl.engines.pool.process_map(2)}`` for the HE clients).
     ``credentials`` (client -> keyword arguments, e.g. enrolled identities loaded from
     ``secagg enroll``'s files) replace what ``spec.provision`` would make up for a
     simulation; the config then keeps the registry it was given.

@@ -13,7 +13,7 @@ requires what it cannot have (``require_active``).
 :class:`AnsweredRequests` is the client's memory of what it answered: a client gives at most
 one answer per (session, round, kind of request). A sans-IO core takes the store from its
 driver; :class:`MemoryAnsweredRequests` (the default) lives as long as the core, and
-:class:`fl.replay.FileAnsweredRequests` survives processes (for the Flower mod, which
+:class:`fl.flower.replay.FileAnsweredRequests` survives processes (for the Flower mod, which
 rebuilds its core from a log for every message).
 """
 

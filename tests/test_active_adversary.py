@@ -211,7 +211,7 @@ def test_active_client_needs_matching_signing_key() -> None:
 
 @pytest.mark.parametrize("name", ["secagg", "secagg+"])
 def test_active_round_with_dropouts_via_simulate(name: str) -> None:
-    from fl.simulation import plan_dropouts, run_round
+    from fl.engines.simulation import plan_dropouts, run_round
     from protocols.base import stages_of
 
     spec = protocols.get(name)
@@ -601,14 +601,14 @@ def test_the_file_store_remembers_answers_across_processes(tmp_path) -> None:
     import subprocess
     import sys
 
-    from fl.replay import FileAnsweredRequests
+    from fl.flower.replay import FileAnsweredRequests
 
     store = FileAnsweredRequests(tmp_path / "answered")
     assert store.claim(b"s", 3, "secagg/key/client=0", b"A")
     assert store.claim(b"s", 3, "secagg/key/client=0", b"A")  # the same answer again
     assert not store.claim(b"s", 3, "secagg/key/client=0", b"B")
     assert store.claim(b"s", 4, "secagg/key/client=0", b"B")  # another round
-    code = ("import sys; from fl.replay import FileAnsweredRequests as F; "
+    code = ("import sys; from fl.flower.replay import FileAnsweredRequests as F; "
             "s = F(sys.argv[1]); "
             "sys.exit(0 if (not s.claim(b's', 3, 'secagg/key/client=0', b'B') and "
             "s.claim(b's', 3, 'secagg/unmask/client=0', b'C')) else 1)")

@@ -1,4 +1,4 @@
-"""fl.anonymity: Mondrian k-anonymity, checked independently of how it partitions."""
+"""fl.training.anonymity: Mondrian k-anonymity, checked independently of how it partitions."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl.anonymity import (
+from fl.training.anonymity import (
     DEFAULT_QUASI_IDENTIFIERS,
     Hierarchy,
     QuasiIdentifier,
@@ -20,8 +20,9 @@ from fl.anonymity import (
     feature_names,
     quasi_identifiers,
 )
-from fl.data import load_dataset
-from fl.run import RunConfig, plan_run, run_training
+from fl.training.config import RunConfig
+from fl.training.data import load_dataset
+from fl.training.loop import plan_run, run_training
 from secagg.errors import ConfigError
 
 

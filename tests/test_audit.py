@@ -36,8 +36,8 @@ from fl.audit import (
     run_audit,
     write_audit_report,
 )
-from fl.engine import EngineRound, RoundCost
-from fl.run import WIRE_NORM
+from fl.engines import EngineRound, RoundCost
+from fl.training.payload import WIRE_NORM
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
@@ -188,7 +188,7 @@ def test_canaries_join_the_cohort_at_full_norm_and_are_scored_on_the_release() -
     assert cfg.encoding.max_clients >= 7
     assert weights == [1.0] * 4 + [7.0] * 3
     for j, x in zip(np.flatnonzero(included), inputs[4:]):
-        # the client path of fl.run: clipped, scaled to the wire norm, metrics appended
+        # the client path of fl.training.loop: clipped, scaled to the wire norm, metrics appended
         assert np.linalg.norm(x[:d]) == pytest.approx(WIRE_NORM)
         assert np.allclose(x[:d] / WIRE_NORM, u[j]) and np.all(x[d:] == 0)
     assert engine.releases == 2 and engine.cohorts == [7, 7]

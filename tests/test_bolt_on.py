@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 import fl.cli
-from fl.bolt_on import batch_layout, clip_features, plan_bolt_on, psgd_train
-from fl.dp import round_event
-from fl.run import WIRE_NORM, RunConfig, _privacy, plan_run, run_training
-from fl.train import cap_weights
+from fl.privacy.bolt_on import batch_layout, clip_features, plan_bolt_on, psgd_train
+from fl.privacy.rounds import round_event
+from fl.training.config import RunConfig
+from fl.training.fedavg import cap_weights
+from fl.training.loop import _privacy, plan_run, run_training
+from fl.training.payload import WIRE_NORM
 from secagg.dp import (
     BoltOnGaussian,
     DiscreteGaussianEvent,

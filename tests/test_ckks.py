@@ -12,7 +12,7 @@ ts = pytest.importorskip("tenseal")
 
 from test_he_roles import HeRound
 
-from fl.pool import process_map
+from fl.engines.pool import process_map
 from protocols.ckks import CkksConfig, CkksScheme, make_config
 from protocols.ckks.config import POLY_MODULUS_DEGREE, SLOTS
 from protocols.ckks.scheme import blinds

@@ -135,10 +135,10 @@ def test_the_audit_defaults_spelled_out_in_the_cli_match_the_library() -> None:
 
 def test_every_choice_list_in_the_help_is_the_registry(capsys) -> None:
     import protocols
-    from fl.data import DATASETS
-    from fl.dp import DP_MODES
-    from fl.engine import engine_names
-    from fl.runconfig import SPLITS
+    from fl.engines import engine_names
+    from fl.privacy.rounds import DP_MODES
+    from fl.training.config import SPLITS
+    from fl.training.data import DATASETS
     from secagg.dp import ACCOUNTANTS
 
     with pytest.raises(SystemExit):
@@ -150,7 +150,7 @@ def test_every_choice_list_in_the_help_is_the_registry(capsys) -> None:
 
 
 def test_an_unknown_engine_lists_every_engine(capsys, tmp_path) -> None:
-    from fl.engine import engine_names, make_engine
+    from fl.engines import engine_names, make_engine
     from secagg.errors import ConfigError
 
     assert fl.cli.main(["run", "--engine", "flwr", "--out", str(tmp_path / "x")]) == 2
@@ -163,11 +163,28 @@ def test_an_unknown_engine_lists_every_engine(capsys, tmp_path) -> None:
 
 def test_fl_exports_the_run_entry_points_lazily() -> None:
     import fl
-    import fl.engine
-    import fl.run
-    import fl.runconfig
+    import fl.engines
+    import fl.training.config
+    import fl.training.loop
 
-    assert fl.RunConfig is fl.runconfig.RunConfig and fl.run_training is fl.run.run_training
-    assert fl.plan_run is fl.run.plan_run and fl.make_engine is fl.engine.make_engine
-    assert {"RunConfig", "plan_run", "run_training", "make_engine"} <= set(fl.__all__)
+    assert fl.RunConfig is fl.training.config.RunConfig
+    assert fl.run_training is fl.training.loop.run_training
+    assert fl.plan_run is fl.training.loop.plan_run and fl.make_engine is fl.engines.make_engine
+    assert fl.SimulationEngine is fl.engines.SimulationEngine
+    assert {"RunConfig", "plan_run", "run_training", "make_engine", "Engine",
+            "SimulationEngine"} <= set(fl.__all__)
     assert _heavy_after("import fl\nfl.RunConfig\nfl.run_training\nfl.make_engine") == []
+
+
+def test_the_fl_subpackages_are_light_and_export_what_they_name() -> None:
+    import fl.engines
+    import fl.privacy
+    import fl.training
+
+    for package in (fl, fl.training, fl.privacy, fl.engines):
+        for name in package.__all__:
+            assert getattr(package, name) is not None, (package.__name__, name)
+    with pytest.raises(AttributeError, match="fl.training"):
+        fl.training.no_such_name  # noqa: B018
+    assert _heavy_after("import fl.training, fl.privacy, fl.engines, fl.training.config\n"
+                        "fl.training.RunConfig; fl.training.plan_run") == []

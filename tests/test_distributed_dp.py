@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import protocols
-from fl.simulation import run_round
+from fl.engines.simulation import run_round
 from secagg.dp import CentralDiscreteGaussian, DistributedDiscreteGaussian
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError

@@ -285,8 +285,8 @@ def test_simulate_reports_client_exchanges(name: str, flags: list[str], want: in
 
 
 def test_secagg_run_enrolled_trains_through_the_enrolled_mode() -> None:
-    from fl.engine import SimulationEngine
-    from fl.run import RunConfig, run_training
+    from fl import RunConfig, run_training
+    from fl.engines import SimulationEngine
 
     seen: list[tuple[bool, tuple[str, ...]]] = []
 

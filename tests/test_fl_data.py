@@ -1,4 +1,4 @@
-"""fl.data: bundled and synthetic datasets, the held-out split, IID and Dirichlet splits."""
+"""fl.training.data: bundled and synthetic datasets, the held-out split, IID and Dirichlet splits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fl.data import (
+from fl.training.data import (
     DATASETS,
     MIN_EXAMPLES,
     Dataset,
@@ -245,12 +245,12 @@ def test_synthetic_refuses_impossible_sizes(kwargs: dict[str, float]) -> None:
 
 @pytest.mark.parametrize("name", ["breast_cancer", "digits"])
 def test_bundled_data_and_split_are_exactly_scikit_learns(name: str) -> None:
-    """fl.data reads the CSVs and splits without importing sklearn (a second of start-up);
+    """fl.training.data reads the CSVs and splits without importing sklearn (a second of start-up);
     what it gets must be what sklearn's loaders and train_test_split give."""
     from sklearn import datasets as skd
     from sklearn.model_selection import train_test_split
 
-    from fl.data import _bundled, _stratified_split
+    from fl.training.data import _bundled, _stratified_split
 
     x, y = _bundled(name)
     bunch = skd.load_breast_cancer() if name == "breast_cancer" else skd.load_digits()
@@ -271,7 +271,7 @@ def test_loading_a_bundled_dataset_does_not_import_sklearn() -> None:
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[1]
-    code = ("import sys; from fl.data import load_dataset; load_dataset('digits'); "
+    code = ("import sys; from fl.training.data import load_dataset; load_dataset('digits'); "
             "load_dataset('breast_cancer'); print('sklearn' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=root, check=True, env={**os.environ, "PYTHONPATH": str(root)})

@@ -1,4 +1,4 @@
-"""fl.model: a torch model's parameters as one flat float32 vector, and back."""
+"""fl.training.model: a torch model's parameters as one flat float32 vector, and back."""
 
 from __future__ import annotations
 
@@ -10,9 +10,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from torch import nn
 
-from fl.data import load_dataset
-from fl.model import ModelVector, num_params
-from fl.models import make_model
+from fl.training.data import load_dataset
+from fl.training.model import ModelVector, make_model, num_params
 from secagg.errors import ConfigError
 
 
@@ -156,7 +155,7 @@ def test_every_model_kind_round_trips(name: str, kind: str | None) -> None:
     assert torch.equal(a(x), b(x))
 
 
-# fl.models: make_model
+# fl.training.model: make_model
 
 
 def test_default_models_are_small_and_fit_the_data() -> None:

@@ -30,7 +30,8 @@ from flwr.supercore.run import Run
 from flwr.supercore.task_identity import TaskIdentity
 
 import protocols
-from fl.engine import SimulationEngine, make_engine
+from fl.engines import SimulationEngine, make_engine
+from fl.engines.simulation import run_round
 from fl.flower import (
     FlowerEngine,
     client_app,
@@ -41,7 +42,6 @@ from fl.flower import (
     settings,
 )
 from fl.flower.deploy import LocalDeployment, write_app
-from fl.simulation import run_round
 from protocols.base import NoiseHook, RoundConfig
 from secagg import wire
 from secagg.errors import BudgetExceededError, ConfigError, DecodeError, UsageError
@@ -499,7 +499,7 @@ def test_the_workflow_trains_the_users_model_with_dp_and_writes_the_report(tmp_p
 
     from fl.flower.example import task
     from fl.flower.workflow import DPOptions, SecAggWorkflow
-    from fl.report import REPORT_FILES
+    from fl.training.report import REPORT_FILES
 
     n = 3
     grid = _example_grid(n)
@@ -577,7 +577,7 @@ def test_the_clientapp_import_loads_no_heavy_library():
                          timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-    code = "import sys, fl.flower.client_app; print('fl.simulation' in sys.modules)"
+    code = "import sys, fl.flower.client_app; print('fl.engines.simulation' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, env={**os.environ, "PYTHONPATH": os.getcwd()})
     assert out.stdout.strip() == "False"
@@ -611,7 +611,7 @@ def test_an_abandoned_round_is_wiped_once_its_deadline_passes():
 def test_engine_flower_maps_the_run_onto_the_example_app_and_refuses_what_it_cannot_do():
     from fl.flower.example.server_app import RUN_CONFIG as EXAMPLE
     from fl.flower.training import run_config_of
-    from fl.runconfig import RunConfig
+    from fl.training.config import RunConfig
 
     cfg = RunConfig(protocol="secagg", clients=4, rounds=2, engine="flower", epsilon=5.0)
     rc = run_config_of(cfg, "/tmp/r")

@@ -20,7 +20,7 @@ pytest.importorskip("tenseal")
 pytest.importorskip("phe")
 
 import protocols
-from fl.pool import process_map
+from fl.engines.pool import process_map
 from protocols.base import (
     DECRYPTOR,
     SERVER,
@@ -659,7 +659,7 @@ def test_the_servers_result_carries_the_charged_dp_event_for_every_protocol(
 
 
 def test_secagg_run_sets_he_min_clients_to_the_planned_survivors(name: str) -> None:
-    from fl.run import _round_config
+    from fl.training.loop import _round_config
     from secagg.encoding import EncodingConfig
 
     spec = protocols.get(name)

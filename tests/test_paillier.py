@@ -17,7 +17,7 @@ pytest.importorskip("gmpy2")
 from phe.paillier import EncryptedNumber, PaillierPrivateKey, PaillierPublicKey
 from test_he_roles import HeRound
 
-from fl.pool import process_map
+from fl.engines.pool import process_map
 from protocols.he import EncryptedInput, PublicContext, Verdict
 from protocols.he.blind import ENVELOPE_SIZE
 from protocols.he.state import DecryptorState

@@ -1,4 +1,4 @@
-"""fl.payload: the one layout of a client vector, and reading the released sum back."""
+"""fl.training.payload: the one layout of a client vector, and reading the released sum back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from fl.payload import (
+from fl.training.payload import (
     LOSS_CAP,
     METRIC_NAMES,
     METRIC_SCALE,

@@ -37,15 +37,17 @@ import pytest
 import torch
 
 import fl.cli
-import fl.payload
-import fl.run
-import fl.train
+import fl.training.fedavg
+import fl.training.loop
+import fl.training.payload
 import protocols
-from fl.dp import CentralDPHook
-from fl.engine import EngineRound, SimulationEngine
-from fl.run import WIRE_NORM, RunConfig, plan_run, run_training
-from fl.simulation import run_round
-from fl.train import fedavg_step
+from fl.engines import EngineRound, SimulationEngine
+from fl.engines.simulation import run_round
+from fl.privacy.rounds import CentralDPHook
+from fl.training.config import RunConfig
+from fl.training.fedavg import fedavg_step
+from fl.training.loop import plan_run, run_training
+from fl.training.payload import WIRE_NORM
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig
 from protocols.secagg import SecAggClient
 from protocols.secagg.messages import (
@@ -70,8 +72,8 @@ def _quiet_and_single_threaded() -> Iterator[None]:
 
 
 # The functions the tests wrap, as they are before any wrapping.
-_LOCAL_TRAIN = fl.train.local_train
-_CLIENT_VECTOR = fl.payload.client_vector
+_LOCAL_TRAIN = fl.training.fedavg.local_train
+_CLIENT_VECTOR = fl.training.payload.client_vector
 _SET_INPUT = SecAggClient.set_input
 _ENCODE = wire.encode
 
@@ -349,7 +351,7 @@ def test_clients_upload_only_the_masked_quantised_delta_and_metrics(
         vectors.append(_CLIENT_VECTOR(*a))
         return vectors[-1]
 
-    monkeypatch.setattr(fl.payload, "client_vector", keep)  # fl.run calls it via the module
+    monkeypatch.setattr(fl.training.payload, "client_vector", keep)  # fl.training.loop calls it via the module
     plan = plan_run(_small(protocol="secagg+", clients=8, epsilon=5.0))
     res = run_training(plan)
     assert res.failed_rounds == 0
@@ -441,8 +443,8 @@ def _capture_updates(monkeypatch: pytest.MonkeyPatch) -> _Secrets:
             secrets.add("a masked upload", np.asarray(msg.masked).tobytes())
         return _ENCODE(msg)
 
-    monkeypatch.setattr(fl.train, "local_train", train)  # fl.run imports it per round
-    monkeypatch.setattr(fl.payload, "client_vector", vector)
+    monkeypatch.setattr(fl.training.fedavg, "local_train", train)  # fl.training.loop imports it per round
+    monkeypatch.setattr(fl.training.payload, "client_vector", vector)
     monkeypatch.setattr(SecAggClient, "set_input", encoded)
     monkeypatch.setattr(wire, "encode", frame)
     return secrets
@@ -546,7 +548,7 @@ def _released_with_client_0(monkeypatch: pytest.MonkeyPatch, scale: float
             raw.append(float(np.linalg.norm(delta)))
         return delta, n, metrics
 
-    monkeypatch.setattr(fl.train, "local_train", train)  # fl.run imports it per round
+    monkeypatch.setattr(fl.training.fedavg, "local_train", train)  # fl.training.loop imports it per round
     encoded = _record_encodings(monkeypatch)
     engine = _Keep()
     plan = plan_run(_small(protocol="secagg+", dp=False), engine=engine)

@@ -128,7 +128,7 @@ def test_colluders_whose_forged_shares_agree_on_another_secret_are_caught() -> N
 
 # == replay across runs: a file-backed store shared by fresh cores =========================
 def test_a_file_store_refuses_an_unmask_request_with_another_survivor_set(tmp_path) -> None:
-    from fl.replay import FileAnsweredRequests
+    from fl.flower.replay import FileAnsweredRequests
 
     # Run 1: client 0 answers an honest unmask request (client 5 dropped before masking).
     store_dir = tmp_path / "node-0"

@@ -1,4 +1,4 @@
-"""fl.run, fl.engine, fl.dp and fl.report: federated training over secure aggregation."""
+"""fl.training.loop, fl.engines, fl.privacy.rounds and fl.training.report: federated training over secure aggregation."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from fl.dp import CentralDPHook, load_ledger, round_event, round_privacy, save_ledger
-from fl.engine import Engine, EngineRound, SimulationEngine, engine_names, make_engine
-from fl.report import REPORT_FILES, write_report
-from fl.run import RunConfig, RunResult, plan_run, run_training
+from fl.engines import Engine, EngineRound, SimulationEngine, engine_names, make_engine
+from fl.privacy.rounds import CentralDPHook, load_ledger, round_event, round_privacy, save_ledger
+from fl.training.config import RunConfig, RunResult
+from fl.training.loop import plan_run, run_training
+from fl.training.report import REPORT_FILES, write_report
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig
 from secagg.dp import PoissonSampledEvent, PrivacyLedger
 from secagg.encoding import EncodingConfig
@@ -254,15 +255,15 @@ def test_bad_settings_name_what_would_work(settings: dict[str, object], pattern:
 def test_an_engine_whose_module_is_missing_is_refused_naming_the_available_ones(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import fl.engine
+    import fl.engines.registry
 
-    monkeypatch.setitem(fl.engine._PLUGINS, "ghost", "fl.no_such_engine_module")
-    monkeypatch.setitem(fl.engine._PLUGINS, "mute", "fl.data")  # imports, registers nothing
+    monkeypatch.setitem(fl.engines.registry._PLUGINS, "ghost", "fl.no_such_engine_module")
+    monkeypatch.setitem(fl.engines.registry._PLUGINS, "mute", "fl.training.data")  # imports, registers nothing
     assert {"flower", "ghost", "simulation"} <= set(engine_names())
     with pytest.raises(ConfigError, match=r"engine 'ghost' is not available: its module "
                        r"fl\.no_such_engine_module is not part.*available engines: .*simulation"):
         make_engine("ghost", dropout=0.0)
-    with pytest.raises(ConfigError, match=r"engine 'mute' is not available: fl\.data did not"):
+    with pytest.raises(ConfigError, match=r"engine 'mute' is not available: fl\.training\.data did not"):
         make_engine("mute", dropout=0.0)
 
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import fl.cli
-from fl.report import REPORT_FILES
+from fl.training.report import REPORT_FILES
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = ["--clients", "10", "--rounds", "2", "--seed", "3"]
@@ -142,16 +142,16 @@ def test_a_spent_budget_is_refused(capsys: pytest.CaptureFixture[str], tmp_path:
 
 import csv  # noqa: E402
 
-import fl.run  # noqa: E402
-from fl.report import METRICS_FILES  # noqa: E402
+import fl.training.loop  # noqa: E402
+from fl.training.report import METRICS_FILES  # noqa: E402
 
 
 def _no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("the run started although --out is unusable")
 
-    monkeypatch.setattr(fl.run, "plan_run", refuse)
-    monkeypatch.setattr(fl.run, "run_training", refuse)
+    monkeypatch.setattr(fl.training.loop, "plan_run", refuse)
+    monkeypatch.setattr(fl.training.loop, "run_training", refuse)
 
 
 @pytest.mark.parametrize("where", ["proc", "file", "under_file"])

@@ -32,7 +32,7 @@ from protocol_strategies import (
 from strategies import seeds
 
 import protocols
-from fl.simulation import plan_dropouts, run_round
+from fl.engines.simulation import plan_dropouts, run_round
 from protocols.secagg import derive_graph_parameters, make_config
 from protocols.secagg._state import ClientState, ServerStage
 from protocols.secagg.messages import MaskedInput, UnmaskRequest

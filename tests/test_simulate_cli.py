@@ -2,7 +2,7 @@
 
 The command runs in process through :func:`fl.cli.main`; pytest's ``capsys`` captures what a
 user would see. Nothing here times anything: ``server_peak_bytes`` is the server's retained
-state as walked by :func:`fl.memory.deep_sizeof`, a count of bytes, not of seconds.
+state as walked by :func:`fl.engines._memory.deep_sizeof`, a count of bytes, not of seconds.
 """
 
 from __future__ import annotations

@@ -1,18 +1,18 @@
 """Canary clients inside a real training run, and the attack that scores them.
 
-:func:`run_audit` plans an ordinary run (:func:`fl.run.plan_run`: the real protocol, DP
+:func:`run_audit` plans an ordinary run (:func:`fl.training.loop.plan_run`: the real protocol, DP
 settings, ledger and training loop) and swaps its engine for a :class:`CanaryEngine`. The
 training loop is untouched: each round it hands the engine the real cohort's vectors, and
 the engine adds every included canary to that cohort as one more client of the same secure
 sum, then runs the round on the engine it wraps. A canary's update is ``clip * u_j`` for a
 fixed unit vector ``u_j`` drawn once, built by the clients' own
-:func:`fl.payload.client_vector` (clip, scale to the wire norm, two metric coordinates, zero
+:func:`fl.training.payload.client_vector` (clip, scale to the wire norm, two metric coordinates, zero
 here) with the largest weight a client may have; the protocol encodes, masks (or encrypts) and, under DP, noises it like any other.
 
 The adversary sees every released aggregate, nothing else: per round it adds
 ``cos(released update part, u_j)`` to canary ``j``'s score. It knows the directions but not
 which canaries were included. It does not use who contributed: a masking server learns that
-by design, and the epsilon does not cover it (:mod:`fl.dp`). The number of contributors is
+by design, and the epsilon does not cover it (:mod:`fl.privacy.rounds`). The number of contributors is
 public too (under DP the FedAvg step divides by it); it tells how many canaries are in, not
 which.
 """
@@ -28,17 +28,10 @@ from typing import Any
 import numpy as np
 
 from fl.audit.bound import epsilon_lower_bound, max_advantage
-from fl.engine import Engine, EngineRound
-from fl.payload import client_vector, vector_dim
-from fl.run import (
-    DEFAULT_EPSILON,
-    RunConfig,
-    RunObserver,
-    RunPlan,
-    RunResult,
-    plan_run,
-    run_training,
-)
+from fl.engines import Engine, EngineRound
+from fl.training.config import DEFAULT_EPSILON, RunConfig, RunObserver, RunResult
+from fl.training.loop import RunPlan, plan_run, run_training
+from fl.training.payload import client_vector, vector_dim
 from protocols.base import ProtocolSpec, RoundConfig
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
@@ -55,13 +48,13 @@ class AuditConfig:
 
     Attributes:
         protocol, clients, rounds, dataset, dp, epsilon, delta, noise_multiplier, epochs:
-            as in :class:`fl.run.RunConfig` (``clients`` real clients, every one in every
+            as in :class:`fl.training.config.RunConfig` (``clients`` real clients, every one in every
             round; central DP only).
         canaries: ``m``, the canary clients; each is included with probability 1/2.
         guesses: ``r``, how many canaries the attack guesses about: the top ``r/2``
             scores "in", the bottom ``r/2`` "out". ``None``: ``2 * max(1, floor(m / 5))``.
         confidence: of the epsilon lower bound.
-        seed: seeds the run (see :class:`fl.run.RunConfig`), the canary directions and the
+        seed: seeds the run (see :class:`fl.training.config.RunConfig`), the canary directions and the
             secret bits. ``None``: OS entropy.
     """
 
@@ -255,8 +248,8 @@ def plan_audit(cfg: AuditConfig, *, engine: Engine | None = None) -> AuditPlan:
         engine: the engine to wrap instead of the one the settings name.
 
     Raises:
-        ConfigError: settings that cannot work (also those :func:`fl.run.plan_run` refuses).
-        BudgetExceededError: see :func:`fl.run.plan_run`.
+        ConfigError: settings that cannot work (also those :func:`fl.training.loop.plan_run` refuses).
+        BudgetExceededError: see :func:`fl.training.loop.plan_run`.
     """
     _check(cfg)
     run_cfg = cfg.run_config()
@@ -274,7 +267,7 @@ def run_audit(cfg: AuditConfig | AuditPlan, *, observer: RunObserver | None = No
 
     Args:
         cfg: the settings, or a plan already made by :func:`plan_audit`.
-        observer: progress callbacks of the training loop (:class:`fl.run.RunObserver`).
+        observer: progress callbacks of the training loop (:class:`fl.training.config.RunObserver`).
         engine: the engine to wrap instead of the one the settings name.
 
     Raises:

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fl._json import json_safe
 from fl.audit.canaries import AuditResult
+from fl.training.report import json_safe
 
 __all__ = ["AUDIT_FILES", "write_audit_report"]
 

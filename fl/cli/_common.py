@@ -16,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fl._json import json_safe
+from fl.training.report import json_safe
 from secagg.errors import ConfigError
 
 if TYPE_CHECKING:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import protocols
 from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
-from fl.data import DATASETS
-from fl.runconfig import DEFAULT_EPSILON, RoundRecord
+from fl.training.config import DEFAULT_EPSILON, RoundRecord
+from fl.training.data import DATASETS
 
 if TYPE_CHECKING:
     from rich.progress import Progress

@@ -1,31 +1,31 @@
 """``secagg run``: federated training over secure aggregation, with central DP by default.
 
-Trains the dataset's default model with FedAvg (:mod:`fl.run`): every round the cohort's
+Trains the dataset's default model with FedAvg (:mod:`fl.training.loop`): every round the cohort's
 clipped updates and metrics go through one round of ``--protocol`` on ``--engine``, discrete
 Gaussian noise goes into the sum (added by the decoding party, or with ``--dp-mode
 distributed`` by every client before masking) and is charged to the privacy ledger, and the
 server evaluates the new model on the held-out set. Progress bars go to stderr; the final table to
 stdout (to stderr with ``--json``, whose object is the last stdout line). The report folder
-(``--out``) receives metrics as JSON and CSV and, with ``--plots``, PNG plots (:mod:`fl.report`;
+(``--out``) receives metrics as JSON and CSV and, with ``--plots``, PNG plots (:mod:`fl.training.report`;
 off by default: matplotlib and the drawing cost about 0.6 s, a quarter of the start-up); in a
 DP run the decoded train metrics are named ``*_dp_noised``.
 
 With DP, ``--epsilon`` is the budget at ``--delta``. Without ``--noise-multiplier`` the noise
 is calibrated so that all ``--rounds`` fit the budget (default budget
-:data:`fl.run.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
+:data:`fl.training.config.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
 before training. ``--ledger FILE`` carries the spent budget across runs; a ledger with less
-than :data:`fl.dp.MIN_BUDGET_LEFT` of its budget left is refused until ``--epsilon`` raises
+than :data:`fl.privacy.rounds.MIN_BUDGET_LEFT` of its budget left is refused until ``--epsilon`` raises
 the budget.
 
 Before any training: the report folder must be writable or creatable
-(:func:`fl.cli._common.check_out_dir`), every setting is checked (:func:`fl.run.plan_run`),
+(:func:`fl.cli._common.check_out_dir`), every setting is checked (:func:`fl.training.loop.plan_run`),
 and a DP run whose noise will swamp its updates says so, with the number of clients that
-would not (:func:`fl.report.noise_check`). Each refusal is one ``secagg: error:`` line.
+would not (:func:`fl.training.report.noise_check`). Each refusal is one ``secagg: error:`` line.
 
 ``--dp-mode bolt-on`` (logistic regression only) replaces the client-level noise by Bolt-on
-output perturbation (:mod:`fl.bolt_on`, example-level DP). ``--k-anonymity K`` makes every
+output perturbation (:mod:`fl.privacy.bolt_on`, example-level DP). ``--k-anonymity K`` makes every
 client's records K-anonymous over ``--quasi-identifiers`` before it trains
-(:mod:`fl.anonymity`); ``--baseline`` also trains on the raw records and reports both
+(:mod:`fl.training.anonymity`); ``--baseline`` also trains on the raw records and reports both
 accuracies.
 """
 
@@ -39,10 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 import protocols
 from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
-from fl.data import DATASETS
-from fl.dp import DP_MODES
-from fl.engine import engine_names
-from fl.runconfig import DEFAULT_EPSILON, DEFAULT_LR, SPLITS, RoundRecord, RunConfig, RunResult
+from fl.engines import engine_names
+from fl.privacy.rounds import DP_MODES
+from fl.training.config import (
+    DEFAULT_EPSILON,
+    DEFAULT_LR,
+    SPLITS,
+    RoundRecord,
+    RunConfig,
+    RunResult,
+)
+from fl.training.data import DATASETS
 from secagg.dp import ACCOUNTANTS
 from secagg.errors import ConfigError
 
@@ -51,7 +58,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 # Light at import: parsing the command line must not pay for torch (fl.cli's docstring).
-# fl.run, rich's widgets and the report are imported by run().
+# fl.training.loop, rich's widgets and the report are imported by run().
 
 __all__ = ["HELP", "add_arguments", "run"]
 
@@ -209,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     # The folder first: a run that cannot keep its results should not start.
     out_dir = check_out_dir(args.out if args.out else default_out(cfg.protocol), "--out")
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
-    from fl.run import plan_run, run_training
+    from fl.training.loop import plan_run, run_training
 
     plan = plan_run(cfg)  # every check of the settings; the model (and torch) come in here
     import torch
@@ -222,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         TimeElapsedColumn,
     )
 
-    from fl.report import noise_check, write_report
+    from fl.training.report import noise_check, write_report
 
     # The models are tiny: one thread trains them faster than several that wait on each other.
     torch.set_num_threads(1)

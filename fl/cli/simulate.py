@@ -18,8 +18,8 @@ import numpy as np
 
 import protocols
 from fl.cli._common import add_json_flag, check_memory, emit_json, stderr_console
-from fl.dp import DP_MODES
-from fl.simulation import RoundReport, plan_dropouts, run_round
+from fl.engines.simulation import RoundReport, plan_dropouts, run_round
+from fl.privacy.rounds import DP_MODES
 from protocols.base import stages_of
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from secagg.dp import (

@@ -87,7 +87,7 @@ def __dir__() -> list[str]:
 
 def make_flower_engine(**options: Any) -> Any:
     """``make_engine("flower", ...)``: a :class:`~fl.flower.engine.FlowerEngine` with
-    ``trains_on_nodes=True``, so that :func:`fl.run.run_training` hands the whole run to
+    ``trains_on_nodes=True``, so that :func:`fl.training.loop.run_training` hands the whole run to
     :func:`fl.flower.training.run_deployed` (the clients train on their SuperNodes)."""
     from fl.flower.engine import FlowerEngine
 
@@ -95,11 +95,11 @@ def make_flower_engine(**options: Any) -> Any:
 
 
 def register_engines() -> None:
-    """Register ``flower`` with :mod:`fl.engine` (what ``make_engine("flower")`` calls)."""
-    from fl.engine import register_engine
+    """Register ``flower`` with :mod:`fl.engines` (what ``make_engine("flower")`` calls)."""
+    from fl.engines import register_engine
 
     register_engine("flower", make_flower_engine)
 
 
-if "fl.engine" in sys.modules:  # imported by make_engine: register now
+if "fl.engines" in sys.modules:  # imported by make_engine: register now
     register_engines()

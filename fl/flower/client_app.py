@@ -133,7 +133,7 @@ def client_options(context: Context, protocol: str) -> dict[str, Any]:
     if protocol in ("secagg", "secagg+"):
         from pathlib import Path
 
-        from fl.replay import FileAnsweredRequests
+        from fl.flower.replay import FileAnsweredRequests
 
         folder = context.node_config.get("secagg-state-dir") or (
             Path.home() / ".secagg" / f"node-{context.node_id}")

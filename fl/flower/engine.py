@@ -1,4 +1,4 @@
-"""``FlowerEngine``: the :mod:`fl.engine` engine that runs each round over a real Flower deployment.
+"""``FlowerEngine``: the :mod:`fl.engines` engine that runs each round over a real Flower deployment.
 
 ``secagg run --engine flower`` uses it. On the first round it starts a
 :class:`~fl.flower.deploy.LocalDeployment` on 127.0.0.1 (one SuperLink, one SuperNode per
@@ -8,7 +8,7 @@ writes the round into the run's job folder (:mod:`fl.flower.jobs`), waits for th
 result and returns it; :meth:`close` ends the run and stops every process.
 
 **Same numbers as the simulator.** Given the same arguments, ``run_round`` releases exactly
-what :class:`fl.engine.SimulationEngine` releases (same contributors, same integer sum; with
+what :class:`fl.engines.SimulationEngine` releases (same contributors, same integer sum; with
 central DP, noise from another stream of the same generator): it derives every party's
 generator from ``rng`` the way the simulator does (``rng.spawn("round")``, then
 ``spawn("server")``, ``spawn("helpers")``, ``spawn(f"client/{u}")``, ``spawn("enrolment")``;
@@ -35,10 +35,10 @@ from typing import Any, Self
 
 import numpy as np
 
-from fl.engine import EngineRound, RoundCost
+from fl.engines import EngineRound, RoundCost
+from fl.engines.simulation import plan_dropouts
 from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
-from fl.simulation import plan_dropouts
 from protocols.base import (
     AggregateResult,
     ProtocolSpec,
@@ -122,7 +122,7 @@ class FlowerEngine:
         session_factory: ``(num_nodes, stage_timeout, startup_timeout, keep_logs) ->``
             session; the default, :class:`LoopbackSession`, is the real deployment (tests
             substitute an in-process one).
-        trains_on_nodes: tell :func:`fl.run.run_training` to run the whole training on a
+        trains_on_nodes: tell :func:`fl.training.loop.run_training` to run the whole training on a
             deployment instead (:mod:`fl.flower.training`; what ``secagg run --engine
             flower`` gets). ``run_round`` is unchanged either way.
 
@@ -175,11 +175,11 @@ class FlowerEngine:
     def run_round(self, spec: ProtocolSpec, config: RoundConfig, inputs: Sequence[np.ndarray],
                   weights: Sequence[float], rng: Csprng,
                   drop_at: Mapping[int, int] | None = None) -> EngineRound:
-        """See :meth:`fl.engine.Engine.run_round`.
+        """See :meth:`fl.engines.Engine.run_round`.
 
         Args:
             drop_at: client -> stage index from which it drops (instead of the planned
-                ``dropout``), as in :func:`fl.simulation.run_round`.
+                ``dropout``), as in :func:`fl.engines.simulation.run_round`.
 
         Raises:
             ConfigError: inputs or weights that do not match the cohort.

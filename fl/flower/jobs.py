@@ -19,7 +19,7 @@ own file, and only wire frames cross Flower. Arrays are ``.npy``/``.npz`` read w
 ``allow_pickle=False``; everything else is JSON (:mod:`fl.flower.codec`). Files appear
 atomically (written aside, then renamed).
 
-Central DP. A noise hook such as :class:`fl.dp.CentralDPHook` charges a privacy ledger that
+Central DP. A noise hook such as :class:`fl.privacy.rounds.CentralDPHook` charges a privacy ledger that
 lives in the engine's process, so it cannot be shipped. The ServerApp's config gets a
 :class:`RemoteNoise` in its place: the decoding party calls it as usual, it writes the exact
 integer sum to ``noise-request.npy`` and waits for the engine to answer with the hook's

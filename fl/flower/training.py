@@ -22,7 +22,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from fl.runconfig import DEFAULT_LR, RoundRecord, RunConfig, RunObserver, RunResult
+from fl.training.config import DEFAULT_LR, RoundRecord, RunConfig, RunObserver, RunResult
 from secagg.errors import ConfigError
 
 __all__ = ["run_config_of", "run_deployed"]

@@ -172,7 +172,7 @@ class SecAggWorkflow:
                     math.isfinite(v) and v > 0):
                 raise ConfigError(f"{name} must be a positive number, got {v!r}")
         if dp is not None:
-            from fl.dp import DP_MODES
+            from fl.privacy.rounds import DP_MODES
 
             if dp.mode not in DP_MODES:
                 raise ConfigError(f"unknown DP mode {dp.mode!r}; choose one of: "
@@ -201,8 +201,8 @@ class SecAggWorkflow:
     def _ledger(self, num_rounds: int) -> tuple[Any, float | None]:
         if self.dp is None:
             return None, None
-        from fl.dp import load_ledger, round_event
-        from fl.runconfig import DEFAULT_EPSILON
+        from fl.privacy.rounds import load_ledger, round_event
+        from fl.training.config import DEFAULT_EPSILON
 
         dp, q = self.dp, self.dp.sampling_rate
         if dp.noise_multiplier is None:
@@ -239,9 +239,9 @@ class SecAggWorkflow:
             ConfigError, BudgetExceededError: settings that cannot work, checked before the
                 first round (a budget that runs out mid-run stops the run instead).
         """
-        from fl.dp import round_event, round_privacy, save_ledger
-        from fl.report import write_report
-        from fl.runconfig import RoundRecord, RunConfig, RunResult
+        from fl.privacy.rounds import round_event, round_privacy, save_ledger
+        from fl.training.config import RoundRecord, RunConfig, RunResult
+        from fl.training.report import write_report
 
         if isinstance(num_rounds, bool) or not isinstance(num_rounds, int) or num_rounds < 1:
             raise ConfigError(f"num_rounds must be an integer >= 1, got {num_rounds!r}")

@@ -6,7 +6,7 @@ three sans-IO roles: :class:`HeClient`, :class:`HeAggregator` (the server) and
 the aggregator's claim checkable (:mod:`protocols.he.blind`). The state machines are data in
 :mod:`protocols.he.state`; the messages are in :mod:`protocols.he.messages`. The cores never
 start a process or a thread: a driver that wants encryption spread over processes passes an
-executor-like ``map`` to the client (:func:`fl.pool.process_map`).
+executor-like ``map`` to the client (:func:`fl.engines.pool.process_map`).
 """
 
 from __future__ import annotations

@@ -120,7 +120,7 @@ __all__ = ["DecryptionSpent", "FarOutOfRange", "HeAggregator", "HeClient", "HeCo
            "HeDecryptor", "HeScheme", "MapFn", "provision"]
 
 #: an executor-like ``map(fn, *iterables)``: the builtin ``map`` (in this thread) or, from
-#: a driver, e.g. ``ProcessPoolExecutor.map`` (:func:`fl.pool.process_map`)
+#: a driver, e.g. ``ProcessPoolExecutor.map`` (:func:`fl.engines.pool.process_map`)
 MapFn = Callable[..., Iterable[Any]]
 
 

@@ -112,7 +112,7 @@ class SecAggClient(ClientCore):
             own settings, never from what the server sends.
         answered: the client's memory of answered requests (default: in memory, for the
             life of this object; pass a persistent one, e.g.
-            :class:`fl.replay.FileAnsweredRequests`, where a core is rebuilt per message).
+            :class:`fl.flower.replay.FileAnsweredRequests`, where a core is rebuilt per message).
         protocol: the protocol name the policy checks (default: ``"secagg"`` for the
             complete graph, ``"secagg+"`` otherwise; the registered specs pass theirs).
 

@@ -47,7 +47,7 @@ Wu et al. release with Laplace-type noise for epsilon-DP or the Gaussian for (ep
 delta)-DP; the Gaussian is the one that composes with the rest of secagg's accounting.
 
 The guarantee is *example-level* (one record replaced), not client-level: see
-:mod:`fl.bolt_on` for how a federated round's sensitivity follows from it.
+:mod:`fl.privacy.bolt_on` for how a federated round's sensitivity follows from it.
 
 Nothing here imports torch, protocols or fl.
 """

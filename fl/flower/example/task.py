@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fl.data import Shard, load_dataset
-from fl.models import make_model
+from fl.training.data import Shard, load_dataset
+from fl.training.model import make_model
 
 __all__ = ["evaluate", "load_partition", "make_net", "test_set", "train"]
 

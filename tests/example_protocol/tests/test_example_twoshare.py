@@ -45,7 +45,7 @@ def test_secagg_simulate_runs_it(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_secagg_run_trains_with_it() -> None:
-    from fl.run import RunConfig, run_training
+    from fl import RunConfig, run_training
 
     res = run_training(RunConfig(protocol="twoshare", clients=4, rounds=1, dp=False, seed=1))
     assert res.history and res.history[-1].contributors == 4

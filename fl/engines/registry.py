@@ -1,4 +1,4 @@
-"""Engines: what runs one secure-aggregation round for the training loop of :mod:`fl.run`.
+"""Engines: what runs one secure-aggregation round for the training loop of :mod:`fl.training.loop`.
 
 The round loop never moves protocol messages itself. It hands an :class:`Engine` the
 protocol, the round's configuration, the cohort's input vectors and weights, and a
@@ -8,7 +8,7 @@ gives back an :class:`EngineRound`: the released :class:`~protocols.base.Aggrega
 method is an engine.
 
 - ``simulation`` (:class:`SimulationEngine`): every role in this process, through
-  :func:`fl.simulation.run_round`; ``dropout`` makes a fraction of each cohort fall silent
+  :func:`fl.engines.simulation.run_round`; ``dropout`` makes a fraction of each cohort fall silent
   at random stages of the protocol.
 - Further engines register a factory with :func:`register_engine`. An engine known by name
   whose code lives in an optional module (``flower`` lives in ``fl.flower``) is imported on
@@ -17,7 +17,7 @@ method is an engine.
 
 Every factory is called with keyword arguments only: ``dropout`` (the fraction of each
 cohort to drop, in ``[0, 1)``; an engine whose dropouts are real may ignore it). If the
-engine object has a ``close()`` method, :func:`fl.run.run_training` calls it once at the
+engine object has a ``close()`` method, :func:`fl.training.loop.run_training` calls it once at the
 end, also after an error.
 """
 
@@ -30,7 +30,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from fl.simulation import plan_dropouts, run_round
+from fl.engines.simulation import plan_dropouts, run_round
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig, stages_of
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
@@ -86,7 +86,7 @@ class EngineRound:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Runs one secure-aggregation round; the only thing :mod:`fl.run` asks of an engine."""
+    """Runs one secure-aggregation round; the only thing :mod:`fl.training.loop` asks of an engine."""
 
     name: str
 
@@ -195,7 +195,7 @@ def make_engine(name: str, **options: Any) -> Engine:
             plugin = importlib.import_module(module)
             register = getattr(plugin, "register_engines", None)
             if name not in _FACTORIES and callable(register):
-                register()  # a module imported earlier, before fl.engine was
+                register()  # a module imported earlier, before fl.engines was
         except ImportError as exc:
             missing = getattr(exc, "name", None) or str(exc)
             where = (f"its module {module} is not part of this installation"

@@ -44,7 +44,7 @@ Information loss, reported by :class:`AnonymityReport`:
   2006), 1 at best.
 
 Values are compared as given: Mondrian and both loss measures are invariant under a
-per-column affine map, so running it on the standardised features of :mod:`fl.data` gives
+per-column affine map, so running it on the standardised features of :mod:`fl.training.data` gives
 the same classes as on the raw values.
 
 No maintained library fit: ``anjana`` 1.2.3 (full-domain generalisation over user-built
@@ -67,7 +67,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from fl.data import DIABETES_FEATURES, Dataset, Shard
+from fl.training.data import DIABETES_FEATURES, Dataset, Shard
 from secagg.errors import ConfigError
 
 __all__ = [

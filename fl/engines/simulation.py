@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from fl.memory import deep_sizeof
+from fl.engines._memory import deep_sizeof
 from protocols.base import SERVER, AggregateResult, Message, ProtocolSpec, RoundConfig
 from protocols.harness import Router
 from secagg.errors import ConfigError, LateMessageError, SecAggError
@@ -118,7 +118,7 @@ def run_round(
         measure_memory: walk the server's state after each step (costs a little time,
             which is not counted in ``server_seconds``).
         client_map: an executor-like ``map`` handed to every client (``map=``) that spreads
-            its encryption, e.g. :func:`fl.pool.process_map` for ckks and paillier; None:
+            its encryption, e.g. :func:`fl.engines.pool.process_map` for ckks and paillier; None:
             each client works in this thread.
         lean: give each client its input only just before the stage that needs it, so the
             driver never holds every input and encoding at once (``secagg simulate`` does).

@@ -2,7 +2,7 @@
 
 :class:`RunConfig` holds every setting (its defaults are the CLI's); :class:`RoundRecord`
 and :class:`RunResult` hold only aggregates (principle 3), and :class:`RunObserver` is the
-progress interface. The loop itself is :mod:`fl.run`.
+progress interface. The loop itself is :mod:`fl.training.loop`.
 """
 
 from __future__ import annotations
@@ -44,13 +44,13 @@ class RunConfig:
         protocol: a name from ``protocols.names()``.
         clients: number of clients; the training set is split among them.
         rounds: number of FedAvg rounds.
-        dataset: one of :data:`fl.data.DATASETS`.
+        dataset: one of :data:`fl.training.data.DATASETS`.
         split: ``"iid"`` or ``"dirichlet"`` (label skew ``alpha``).
         dropout: fraction of each cohort that drops out during the protocol, in ``[0, 1)``.
-        engine: ``"simulation"``, or another registered engine (:mod:`fl.engine`).
+        engine: ``"simulation"``, or another registered engine (:mod:`fl.engines`).
         dp: differential privacy on every released aggregate.
         dp_mode: ``"central"`` (the decoding party noises the sum) or ``"distributed"``
-            (every client noises before masking; secagg and secagg+ only). See :mod:`fl.dp`.
+            (every client noises before masking; secagg and secagg+ only). See :mod:`fl.privacy.rounds`.
         epsilon: the budget at ``delta``. With ``noise_multiplier=None`` the noise is
             calibrated so that all ``rounds`` fit it (``None``: :data:`DEFAULT_EPSILON`).
         delta: the delta at which epsilon is reported.
@@ -68,15 +68,15 @@ class RunConfig:
         seed: seeds data split, model, sampling, training and every CSPRNG (experiments
             only: seeded DP noise protects nobody). ``None``: OS entropy.
         ledger_path: JSON file that carries the privacy ledger across runs.
-        model: a kind from :data:`fl.models.MODEL_KINDS`; ``None``: the dataset's default.
+        model: a kind from :data:`fl.training.model.MODEL_KINDS`; ``None``: the dataset's default.
         k_anonymity: every client makes its own records ``k``-anonymous over the
-            quasi-identifiers before training (:mod:`fl.anonymity`); ``None``: off.
+            quasi-identifiers before training (:mod:`fl.training.anonymity`); ``None``: off.
         quasi_identifiers: the QI columns (names or numbers); ``None``: the dataset's
-            default (:data:`fl.anonymity.DEFAULT_QUASI_IDENTIFIERS`).
+            default (:data:`fl.training.anonymity.DEFAULT_QUASI_IDENTIFIERS`).
         bolt_on_l2: ``dp_mode="bolt-on"``: L2 regularisation ``lambda`` of the local loss
             (> 0: the strongly convex bound; 0: the convex bound with constant step ``lr``).
         bolt_on_norm: ``dp_mode="bolt-on"``: each record's features are clipped to this L2
-            norm (the Lipschitz constant follows from it). See :mod:`fl.bolt_on`.
+            norm (the Lipschitz constant follows from it). See :mod:`fl.privacy.bolt_on`.
         enrolled: secagg/secagg+ in the enrolled mode (long-term keys, two exchanges per
             round); the simulation engine enrols the cohort in memory.
     """
@@ -168,9 +168,9 @@ class RunResult:
     lr: float
     history: list[RoundRecord] = field(default_factory=list)
     seconds: float = 0.0
-    #: :func:`fl.anonymity.summarise` of the clients' reports (``None``: k-anonymity off).
+    #: :func:`fl.training.anonymity.summarise` of the clients' reports (``None``: k-anonymity off).
     anonymity: dict[str, Any] | None = None
-    #: :meth:`fl.bolt_on.BoltOnSetup.summary` (``None`` unless ``dp_mode="bolt-on"``).
+    #: :meth:`fl.privacy.bolt_on.BoltOnSetup.summary` (``None`` unless ``dp_mode="bolt-on"``).
     bolt_on: dict[str, Any] | None = None
     #: Final accuracy of the same run without k-anonymity, when it was measured.
     baseline_accuracy: float | None = None

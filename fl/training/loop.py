@@ -5,22 +5,22 @@ Each round (:func:`run_training`):
 1. choose the cohort: every client, a Poisson sample at ``sampling_rate``, or a fixed-size
    sample of ``cohort`` clients;
 2. every cohort member trains the global model on its own shard and gets ``delta``;
-3. it builds its vector with :func:`fl.payload.client_vector`: ``delta`` clipped to L2
+3. it builds its vector with :func:`fl.training.payload.client_vector`: ``delta`` clipped to L2
    norm ``clip`` at the wire norm, then its two bounded training metrics (see below); its
    weight is its example count capped at ``max_weight``;
-4. with DP, the round's :class:`fl.dp.RoundPrivacy` is checked against the ledger first;
-   the engine (:mod:`fl.engine`) runs one round of the chosen protocol on those vectors:
+4. with DP, the round's :class:`fl.privacy.rounds.RoundPrivacy` is checked against the ledger first;
+   the engine (:mod:`fl.engines`) runs one round of the chosen protocol on those vectors:
    the decoding party learns only ``sum(w * vector)`` and ``sum(w)``, with DP noise in
    them when DP is on (central or distributed), and reports the noise's DP event in its
-   result; :meth:`fl.dp.RoundPrivacy.settle` then charges the ledger, the one place a
+   result; :meth:`fl.privacy.rounds.RoundPrivacy.settle` then charges the ledger, the one place a
    run spends budget;
-5. the server reads the released sum back (:func:`fl.payload.read_sum`) and applies it as
+5. the server reads the released sum back (:func:`fl.training.payload.read_sum`) and applies it as
    a weighted FedAvg step, scaled back to model units (divided by the decoded
    total weight; under DP by the fixed ``expected cohort * max_weight``, since the noised
    total is too noisy to divide by and the fixed one reveals nothing of who contributed)
    and evaluates the new model on the held-out test set.
 
-Client metrics ride in the same secure sum as two extra coordinates (:mod:`fl.payload`
+Client metrics ride in the same secure sum as two extra coordinates (:mod:`fl.training.payload`
 holds the layout): ``METRIC_SCALE * min(loss, LOSS_CAP) / LOSS_CAP`` and ``METRIC_SCALE *
 accuracy`` (loss and accuracy over the client's last local epoch). The update is clipped to
 ``clip`` and scaled to norm at most :data:`WIRE_NORM`; the metric part has norm at most
@@ -36,17 +36,17 @@ held-out test accuracy is measured by the server on its own test set from the re
 model, so it costs no privacy.
 
 Two options change what the clients train on and how (:func:`plan_run` sets them up): with
-``k_anonymity`` each client first generalises its own records (:mod:`fl.anonymity`); with
+``k_anonymity`` each client first generalises its own records (:mod:`fl.training.anonymity`); with
 ``dp_mode="bolt-on"`` each trains logistic regression by exact permutation SGD
-(:func:`fl.bolt_on.psgd_train`), sends zeros for its metrics, and the decoding party's noise is
-calibrated to the Bolt-on sensitivity (:mod:`fl.bolt_on`).
+(:func:`fl.privacy.bolt_on.psgd_train`), sends zeros for its metrics, and the decoding party's noise is
+calibrated to the Bolt-on sensitivity (:mod:`fl.privacy.bolt_on`).
 
 Everything that can be wrong with the settings is checked by :func:`plan_run` before any
 training, and raised as :class:`~secagg.errors.ConfigError` (or
 :class:`~secagg.errors.BudgetExceededError`) with the valid choices or numbers.
 
 Nothing here keeps a client's update beyond the round that uses it, and a
-:class:`RunResult` holds only aggregates: principle 3 holds for :mod:`fl.report` too.
+:class:`RunResult` holds only aggregates: principle 3 holds for :mod:`fl.training.report` too.
 """
 
 from __future__ import annotations
@@ -61,9 +61,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import protocols
-from fl import payload
-from fl.anonymity import anonymise_shards
-from fl.bolt_on import (
+from fl.engines import Engine, engine_names, make_engine
+from fl.privacy.bolt_on import (
     BoltOnSetup,
     bolt_on_privacy,
     clip_features,
@@ -71,17 +70,16 @@ from fl.bolt_on import (
     psgd_train,
     require_convex,
 )
-from fl.data import DATASETS, Dataset, Shard, load_dataset
-from fl.dp import (
+from fl.privacy.rounds import (
     DP_MODES,
     RoundPrivacy,
     load_ledger,
     round_privacy,
     save_ledger,
 )
-from fl.engine import Engine, engine_names, make_engine
-from fl.payload import LOSS_CAP, METRIC_SCALE, PAYLOAD_NORM, WIRE_NORM
-from fl.runconfig import (
+from fl.training import payload
+from fl.training.anonymity import anonymise_shards
+from fl.training.config import (
     DEFAULT_EPSILON,
     DEFAULT_LR,
     SPLITS,
@@ -91,6 +89,8 @@ from fl.runconfig import (
     RunResult,
     SilentObserver,
 )
+from fl.training.data import DATASETS, Dataset, Shard, load_dataset
+from fl.training.payload import PAYLOAD_NORM
 from protocols.base import ProtocolSpec, RoundConfig
 from protocols.he import HeConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger, round_event
@@ -99,26 +99,12 @@ from secagg.errors import BudgetExceededError, ConfigError
 from secagg.rng import Csprng
 
 if TYPE_CHECKING:
-    from fl.model import ModelVector
+    from fl.training.model import ModelVector
 
-# torch comes in with the model (fl.model, fl.models, fl.train), imported where the run
+# torch comes in with the model (fl.training.model, fl.training.fedavg), imported where the run
 # needs it: every check of the settings that needs no model answers before torch loads.
 
-__all__ = [
-    "DEFAULT_EPSILON",
-    "DEFAULT_LR",
-    "LOSS_CAP",
-    "METRIC_SCALE",
-    "RoundRecord",
-    "RunConfig",
-    "RunObserver",
-    "RunPlan",
-    "RunResult",
-    "SPLITS",
-    "WIRE_NORM",
-    "plan_run",
-    "run_training",
-]
+__all__ = ["RunPlan", "plan_run", "run_training"]
 
 
 @dataclass
@@ -208,7 +194,7 @@ def _check_settings(cfg: RunConfig) -> None:
 def _check_extras(cfg: RunConfig) -> None:
     """The model kind, k-anonymity and Bolt-on settings."""
     if cfg.model is not None:
-        from fl.models import MODEL_KINDS
+        from fl.training.model import MODEL_KINDS
 
         if cfg.model not in MODEL_KINDS:
             raise ConfigError(f"unknown model {cfg.model!r}; choose one of: "
@@ -272,7 +258,7 @@ def _encoding(cfg: RunConfig, max_weight: float, noise_bound: int = 0) -> Encodi
 def _privacy(cfg: RunConfig, dim: int, max_weight: float, cohort: int, ledger: PrivacyLedger,
              z: float, bolt: BoltOnSetup | None = None) -> RoundPrivacy:
     """One round's DP, for a cohort of ``cohort`` of whom the planned share survives."""
-    if bolt is not None:  # output perturbation with the Bolt-on bound (fl.bolt_on)
+    if bolt is not None:  # output perturbation with the Bolt-on bound (fl.privacy.bolt_on)
         enc = _encoding(cfg, max_weight)
         return bolt_on_privacy(ledger, z, bolt.units(enc, dim, cfg.clip), enc,
                                cfg.sampling_rate)
@@ -308,8 +294,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         shards = ds.split_dirichlet(cfg.clients, cfg.alpha, seed=base_seed)
     max_weight = float(cfg.max_weight if cfg.max_weight is not None
                        else max(1, ds.n_train // cfg.clients))
-    from fl.model import ModelVector
-    from fl.models import make_model
+    from fl.training.model import ModelVector, make_model
 
     model = make_model(ds, kind=cfg.model, seed=base_seed % 2**31)
     anonymity: dict[str, Any] | None = None
@@ -384,7 +369,7 @@ def _check_budget(ledger: PrivacyLedger, z: float, q: float, rounds: int) -> Non
 
 
 def _cohort(plan: RunPlan, gen: np.random.Generator) -> list[int]:
-    from fl.train import sample_clients
+    from fl.training.fedavg import sample_clients
 
     cfg = plan.config
     if cfg.cohort is not None:
@@ -432,7 +417,7 @@ def run_training(
 
 
 def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
-    from fl.train import evaluate
+    from fl.training.fedavg import evaluate
 
     cfg, spec, mv = plan.config, plan.spec, plan.model
     d = len(mv)
@@ -485,7 +470,7 @@ def _train(plan: RunPlan, obs: RunObserver) -> RunResult:
 
 def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rng: Csprng,
                obs: RunObserver, record: RoundRecord) -> None:
-    from fl.train import cap_weights, evaluate, fedavg_step, local_train
+    from fl.training.fedavg import cap_weights, evaluate, fedavg_step, local_train
 
     cfg, mv = plan.config, plan.model
     d = len(mv)
@@ -525,7 +510,7 @@ def _one_round(plan: RunPlan, r: int, ids: list[int], global_vec: np.ndarray, rn
     record.server_seconds = out.cost.server_seconds
     record.upload_bytes_per_client = out.cost.upload_bytes_per_client
     record.download_bytes_per_client = out.cost.download_bytes_per_client
-    if privacy is not None:  # the one place a round's budget is spent (fl.dp)
+    if privacy is not None:  # the one place a round's budget is spent (fl.privacy.rounds)
         privacy.settle(plan.spec.name, out.result)
     if out.result is None:
         record.error = out.error or "the round released nothing"

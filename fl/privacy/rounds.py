@@ -18,9 +18,9 @@ Two modes (:data:`DP_MODES`), both calibrated to one client's whole encoded cont
   ledger was checked for; the server's result carries the event of the noise that actually
   survived.
 
-A third mode, ``bolt-on`` (:mod:`fl.bolt_on`), is central output perturbation calibrated to
+A third mode, ``bolt-on`` (:mod:`fl.privacy.bolt_on`), is central output perturbation calibrated to
 the Bolt-on sensitivity of a convex model trained by permutation SGD (example-level DP); it
-is set up by :func:`fl.bolt_on.bolt_on_privacy`, not by :func:`round_privacy`, and charged
+is set up by :func:`fl.privacy.bolt_on.bolt_on_privacy`, not by :func:`round_privacy`, and charged
 the same way.
 
 One DP path, whatever the mode and the engine:
@@ -266,7 +266,7 @@ def round_privacy(
         raise ConfigError(f"unknown DP mode {mode!r}; choose one of: {', '.join(DP_MODES)}")
     if mode == "bolt-on":
         raise ConfigError("bolt-on DP needs the Bolt-on sensitivity: set it up with "
-                          "fl.bolt_on.bolt_on_privacy")
+                          "fl.privacy.bolt_on.bolt_on_privacy")
     if mode == "central":
         encoding = encoding_for(0)
         hook = CentralDPHook.for_encoding(encoding, dim, noise_multiplier)

@@ -7,14 +7,14 @@ One round of FedAvg as the drivers run it::
         delta, n_i, metrics = local_train(mv, shards[i], epochs, lr, batch_size, seed,
                                           weights=global_vector)
         w_i = cap_weights([n_i], max_weight)[0]
-        # fl.payload.client_vector(delta, metrics, clip) goes through the secure sum,
+        # fl.training.payload.client_vector(delta, metrics, clip) goes through the secure sum,
         # weighted by w_i
     global_vector = fedavg_step(global_vector, summed_w_delta, summed_w, server_lr)
 
 The server only ever sees the sums (of ``w_i * delta_i``, of ``w_i`` and of the weighted
-metrics), which is why :func:`fedavg_step` and :func:`fl.payload.metrics_from_sum` take
+metrics), which is why :func:`fedavg_step` and :func:`fl.training.payload.metrics_from_sum` take
 sums and never a list of client updates. The layout of what a client sends is
-:mod:`fl.payload`'s.
+:mod:`fl.training.payload`'s.
 
 Sampling matches the privacy accountant: ``"poisson"`` takes each client independently with
 probability ``q`` (Poisson subsampling), ``"fixed"`` takes exactly ``k`` distinct clients
@@ -32,7 +32,7 @@ import torch
 from numpy.typing import ArrayLike, NDArray
 from torch import nn
 
-from fl.model import ModelVector
+from fl.training.model import ModelVector
 from secagg.errors import ConfigError
 
 __all__ = [
@@ -50,7 +50,7 @@ SAMPLING_MODES: tuple[str, ...] = ("poisson", "fixed")
 
 class Examples(Protocol):
     """Anything with features ``x`` (float, 2-D) and integer labels ``y``: a
-    :class:`fl.data.Shard`, for instance."""
+    :class:`fl.training.data.Shard`, for instance."""
 
     @property
     def x(self) -> NDArray[np.floating]: ...
@@ -135,10 +135,10 @@ def local_train(
     """Train a client's model on its own data with minibatch SGD and return the update.
 
     Args:
-        model: the model, or a :class:`fl.model.ModelVector` around it (pass one to reuse
+        model: the model, or a :class:`fl.training.model.ModelVector` around it (pass one to reuse
             its buffer across calls). It is trained in place and left holding the
             locally trained weights.
-        data: the client's examples (a :class:`fl.data.Shard`).
+        data: the client's examples (a :class:`fl.training.data.Shard`).
         epochs: passes over ``data``, >= 1.
         lr: SGD learning rate, > 0.
         batch_size: examples per step, >= 1 (the last batch of an epoch may be smaller).

@@ -15,7 +15,7 @@ of the training split only (the test split never leaks into preprocessing):
 - ``diabetes``: 442 patients x 10 EHR-like features (age, sex, body-mass index, blood
   pressure and six blood serum measurements, :data:`DIABETES_FEATURES`), the binary label
   being whether the disease progressed more than the median (140.5) a year later;
-  standardised like ``breast_cancer``. It is the tabular data :mod:`fl.anonymity` is meant
+  standardised like ``breast_cancer``. It is the tabular data :mod:`fl.training.anonymity` is meant
   for: age, sex, bmi and bp are quasi-identifiers;
 - ``synthetic``: Gaussian clusters around random class centres (:func:`make_synthetic`),
   standardised like ``breast_cancer``.

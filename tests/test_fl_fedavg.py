@@ -1,4 +1,4 @@
-"""fl.train: local training, evaluation, the FedAvg step, weights, sampling (the metrics' layout
+"""fl.training.fedavg: local training, evaluation, the FedAvg step, weights, sampling (the metrics' layout
 is tests/test_payload.py's)."""
 
 from __future__ import annotations
@@ -9,11 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fl.data import Dataset, Shard, load_dataset
-from fl.model import ModelVector, num_params
-from fl.models import make_model
-from fl.payload import METRIC_NAMES, metrics_from_sum, metrics_vector
-from fl.train import (
+from fl.training.data import Dataset, Shard, load_dataset
+from fl.training.fedavg import (
     SAMPLING_MODES,
     cap_weights,
     evaluate,
@@ -21,6 +18,8 @@ from fl.train import (
     local_train,
     sample_clients,
 )
+from fl.training.model import ModelVector, make_model, num_params
+from fl.training.payload import METRIC_NAMES, metrics_from_sum, metrics_vector
 from secagg.errors import ConfigError
 
 

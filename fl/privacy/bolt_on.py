@@ -10,13 +10,13 @@ What each party does in a round
    |w|^2``, no momentum, and the step of :mod:`secagg.dp.bolt_on` (``min(1/beta,
    1/(lambda t))`` when ``lambda > 0``, else the constant ``--lr <= 2/beta``).
 2. Its update ``u_i = w_i' - w`` goes through the usual pipeline
-   (:func:`fl.payload.client_vector`): L2 clip to ``clip`` (a projection: it never increases
+   (:func:`fl.training.payload.client_vector`): L2 clip to ``clip`` (a projection: it never increases
    the distance between two updates), scaling by ``WIRE_NORM / clip``, weight ``c_i =
    min(m_i, max_weight)``; its two metric coordinates are sent as zeros (they are not
    covered by the bound).
 3. The decoding party adds the discrete Gaussian once to the decoded integer sum, before it
-   releases it (:class:`secagg.dp.BoltOnGaussian` in :class:`fl.dp.CentralDPHook`), and
-   returns its Gaussian event in the result; :meth:`fl.dp.RoundPrivacy.settle` charges it
+   releases it (:class:`secagg.dp.BoltOnGaussian` in :class:`fl.privacy.rounds.CentralDPHook`), and
+   returns its Gaussian event in the result; :meth:`fl.privacy.rounds.RoundPrivacy.settle` charges it
    to the ledger after the round, as for every mode.
 4. The server takes the FedAvg step ``w += server_lr * (clip / WIRE_NORM) * sum / T`` with the
    fixed denominator ``T = expected cohort * max_weight``.
@@ -52,8 +52,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numpy.typing import NDArray
 
-from fl.dp import CentralDPHook, RoundPrivacy
-from fl.payload import wire_scale
+from fl.privacy.rounds import CentralDPHook, RoundPrivacy
+from fl.training.payload import wire_scale
 from secagg.dp import (
     BoltOnGaussian,
     LossConstants,
@@ -84,9 +84,9 @@ def require_convex(model: nn.Module, dataset: str) -> None:
     """Refuse Bolt-on DP for a model that is not convex in its parameters.
 
     Raises:
-        ConfigError: ``model`` is not a :class:`fl.models.LinearModel`.
+        ConfigError: ``model`` is not a :class:`fl.training.model.LinearModel`.
     """
-    from fl.models import LinearModel
+    from fl.training.model import LinearModel
 
     if not isinstance(model, LinearModel):
         kind = {"MLP": "mlp", "CNN": "cnn"}.get(type(model).__name__, type(model).__name__)
@@ -127,14 +127,14 @@ def psgd_train(
     """Permutation SGD on softmax regression, exactly as the Bolt-on bound assumes.
 
     Args:
-        weights: the global linear model as :class:`fl.model.ModelVector` lays it out
+        weights: the global linear model as :class:`fl.training.model.ModelVector` lays it out
             (``n_classes x n_features`` weights, row-major, then ``n_classes`` biases).
         x, y: the client's records; rows are clipped to ``feature_norm`` first.
         step: the constant step (convex bound), or ``None`` for ``min(1/beta, 1/(gamma t))``.
         seed: seed of the per-pass permutations (not a secret: the bound holds for any order).
 
     Returns:
-        ``(delta, m, metrics)`` like :func:`fl.train.local_train`.
+        ``(delta, m, metrics)`` like :func:`fl.training.fedavg.local_train`.
 
     Raises:
         ConfigError: a weight vector of the wrong length, or a diverged run.
@@ -194,7 +194,7 @@ class BoltOnSetup:
 
     def units(self, encoding: EncodingConfig, dim: int, clip: float) -> float:
         """The round's L2 sensitivity in the integer units of the secure sum, for client
-        vectors of ``dim`` values whose update :func:`fl.payload.client_vector` scaled by
+        vectors of ``dim`` values whose update :func:`fl.training.payload.client_vector` scaled by
         ``wire_scale(clip)``."""
         return (self.weighted_sensitivity * wire_scale(clip) * encoding.scale
                 + math.sqrt(dim + 1))

@@ -6,7 +6,7 @@
 file           contents
 ============== ===========================================================================
 metrics.json   the ``secagg run --json`` object: settings, final figures, per-round history
-metrics.csv    one row per round: the fields of :class:`fl.run.RoundRecord` (in a DP run the
+metrics.csv    one row per round: the fields of :class:`fl.training.config.RoundRecord` (in a DP run the
                decoded train metrics are ``train_loss_dp_noised`` and
                ``train_accuracy_dp_noised``: they carry the round's DP noise)
 accuracy.png   held-out test accuracy per round (round 0 is the initial model), and the
@@ -21,8 +21,10 @@ With ``plots=False`` (``secagg run`` without ``--plots``) only the two metrics f
 written, and matplotlib is never imported.
 
 :func:`noise_check` tells before training whether a DP run's noise will swamp its updates.
+:func:`json_safe` turns any of it into strict JSON (also for every ``--json`` output and the
+audit and bench reports).
 
-Principle 3: everything here comes from a :class:`fl.run.RunResult`, which holds aggregates
+Principle 3: everything here comes from a :class:`fl.training.config.RunResult`, which holds aggregates
 only: no client's update, its bytes, or anything computed from one client alone.
 
 Plots are drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global
@@ -40,14 +42,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fl._json import json_safe
-from fl.payload import WIRE_NORM
-from fl.runconfig import DP_NOISED, DP_NOISED_SUFFIX, RoundRecord, RunResult
+from fl.training.config import DP_NOISED, DP_NOISED_SUFFIX, RoundRecord, RunResult
+from fl.training.payload import WIRE_NORM
 
 if TYPE_CHECKING:
-    from fl.run import RunPlan
+    from fl.training.loop import RunPlan
 
-__all__ = ["METRICS_FILES", "NoiseCheck", "REPORT_FILES", "noise_check", "write_report"]
+__all__ = [
+    "METRICS_FILES", "NoiseCheck", "REPORT_FILES", "json_safe", "noise_check", "write_report",
+]
 
 #: The files :func:`write_report` writes, and nothing else.
 REPORT_FILES: tuple[str, ...] = (
@@ -60,6 +63,18 @@ METRICS_FILES: tuple[str, ...] = REPORT_FILES[:2]
 _MAX_TRAIN_NOISE = 0.1
 
 
+
+
+def json_safe(v: Any) -> Any:
+    """``v`` with NaN/inf floats as None, tuples as lists and keys as strings, so that
+    ``json.dumps(..., allow_nan=False)`` accepts it."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {str(k): json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    return v
 
 
 def write_report(result: RunResult, out_dir: str | Path, *, plots: bool = True,
