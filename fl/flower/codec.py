@@ -4,7 +4,9 @@ Protocol *messages* travel only as :mod:`secagg.wire` frames. A round's configur
 message: it is a frozen dataclass (``SecAggConfig``, ``CkksConfig``, ...) holding an
 ``EncodingConfig``, maybe a client registry or a distributed-noise mechanism. The ServerApp
 sends it to every client in the first message of a round, and the loopback engine hands it to
-the ServerApp in a job file. This module turns such values into JSON and back:
+the ServerApp in a job file, with the round's central noise mechanism beside it; the
+ServerApp's result carries the DP event of what it released back to the engine (both are
+frozen dataclasses of :mod:`secagg.dp`). This module turns such values into JSON and back:
 
 =====================  =========================================================
 ``None``, bool, int,    as JSON

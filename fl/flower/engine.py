@@ -8,14 +8,15 @@ writes the round into the run's job folder (:mod:`fl.flower.jobs`), waits for th
 result and returns it; :meth:`close` ends the run and stops every process.
 
 **Same numbers as the simulator.** Given the same arguments, ``run_round`` releases exactly
-what :class:`fl.engines.SimulationEngine` releases (same contributors, same integer sum; with
-central DP, noise from another stream of the same generator): it derives every party's
+what :class:`fl.engines.SimulationEngine` releases (same contributors, same integer sum, also
+with central or distributed DP noise in it, and the same DP event): it derives every party's
 generator from ``rng`` the way the simulator does (``rng.spawn("round")``, then
 ``spawn("server")``, ``spawn("helpers")``, ``spawn(f"client/{u}")``, ``spawn("enrolment")``;
 dropouts from ``rng.spawn("dropouts")``) and hands each ClientApp only its own generator key,
 input, weight and credentials. A dropped client is real on the Flower side: from its drop
 stage on, its ClientApp raises, Flower returns an error reply, and the ServerApp counts it as
-dropped.
+dropped. Central DP travels as its mechanism (:mod:`fl.flower.jobs`): the decoding party in the
+ServerApp draws the noise, and the event of what it released comes back with the result.
 
 .. warning:: this engine is a single-machine tool: the training loop that calls it holds every
    client's input, so the clients' generator keys and inputs sit in a private (0700) temporary
@@ -39,14 +40,8 @@ from fl.engines import EngineRound, RoundCost
 from fl.engines.simulation import plan_dropouts
 from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
-from protocols.base import (
-    AggregateResult,
-    ProtocolSpec,
-    RoundConfig,
-    stages_of,
-    surviving_noise_event,
-)
-from secagg.errors import ConfigError, SecAggError
+from protocols.base import AggregateResult, ProtocolSpec, RoundConfig, stages_of
+from secagg.errors import ConfigError
 from secagg.rng import Csprng
 
 __all__ = ["FlowerEngine", "LoopbackSession"]
@@ -182,7 +177,8 @@ class FlowerEngine:
                 ``dropout``), as in :func:`fl.engines.simulation.run_round`.
 
         Raises:
-            ConfigError: inputs or weights that do not match the cohort.
+            ConfigError: inputs or weights that do not match the cohort; a central noise hook
+                that cannot travel to the ServerApp (:func:`fl.flower.jobs.shippable_noise`).
             DeploymentError: Flower failed (a process died, a run did not answer in time).
         """
         n = config.n_clients
@@ -192,47 +188,36 @@ class FlowerEngine:
         if drop_at is None:
             drop_at = plan_dropouts(n, self.dropout, stages_of(spec, config),
                                     rng.spawn("dropouts"))
+        noise = jobs.shippable_noise(config.noise)  # refused before anything starts
         root = rng.spawn("round")
         config, credentials = spec.provision(config, root.spawn("enrolment"))
         session = self._ensure(n)
         rdir = jobs.round_dir(session.job_dir, self._k)
         rdir.mkdir(mode=0o700)
-        noise = config.noise
         try:
             nodes = {u: session.node_ids[u] for u in range(n) if u in session.node_ids}
             jobs.write_server_job(rdir, jobs.ServerJob(
                 spec.name, config, _key_of(root.spawn("server")), _key_of(root.spawn("helpers")),
-                self.stage_timeout, noise is not None, nodes))
+                self.stage_timeout, noise, nodes))
             for u in range(n):
                 jobs.write_client_job(rdir, u, jobs.ClientJob(
                     inputs[u], float(weights[u]), _key_of(root.spawn(f"client/{u}")),
                     credentials.get(u, {}), drop_at.get(u)))
             jobs.write_atomic(rdir / jobs.READY, b"")
-            doc, arrays, event, noise_error = self._wait(
-                session, rdir, noise, root.spawn("central-noise"), len(stages_of(spec, config)))
+            doc, arrays = self._wait(session, rdir, len(stages_of(spec, config)))
         finally:
             shutil.rmtree(rdir, ignore_errors=True)
             self._k += 1
-        if event is None and doc.get("contributors"):  # distributed DP: known from the config
-            event = surviving_noise_event(config, len(doc["contributors"]))
-        return _engine_round(doc, arrays, event, noise_error)
+        return _engine_round(doc, arrays)
 
-    def _wait(self, session: Any, rdir: Any, noise: Any, noise_rng: Csprng,
-              stages: int) -> tuple[dict[str, Any], dict[str, np.ndarray], Any, str | None]:
+    def _wait(self, session: Any, rdir: Any,
+              stages: int) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         limit = self.startup_timeout + self.stage_timeout * (stages + 3) + 60.0
         deadline = time.monotonic() + limit
-        event, noise_error = None, None
         while True:
             got = jobs.read_result(rdir)
             if got is not None:
-                return got[0], got[1], event, noise_error
-            if noise is not None and noise_error is None:
-                try:
-                    answered, ev = jobs.answer_noise(rdir, noise, noise_rng)
-                    if answered:
-                        event = ev
-                except SecAggError as exc:
-                    noise_error = f"{type(exc).__name__}: {exc}"
+                return got
             if not session.alive():
                 raise DeploymentError("the Flower run ended unexpectedly; its log ends with:\n"
                                       + session.diagnostics())
@@ -242,12 +227,13 @@ class FlowerEngine:
             time.sleep(0.02)
 
 
-def _engine_round(doc: dict[str, Any], arrays: dict[str, np.ndarray], event: Any,
-                  noise_error: str | None) -> EngineRound:
-    error = noise_error or doc.get("error")
+def _engine_round(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> EngineRound:
+    error = doc.get("error")
     contributors = tuple(int(u) for u in doc.get("contributors", []))
     result = None
-    if "sum" in arrays and not noise_error:
+    if "sum" in arrays:
+        # the event of the noise the decoding party released (central or distributed DP)
+        event = jobs.decode_event(doc.get(jobs.DP_EVENT))
         result = AggregateResult(arrays["sum"], float(doc["total_weight"]), contributors,
                                  arrays.get("int-sum"), event)
         error = None

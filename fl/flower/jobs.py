@@ -10,8 +10,8 @@ one long-lived ``flwr run`` itself; the run config's ``job-dir`` names a private
     JOB_DIR/round-K/client-U.npz    input, weight, generator key, credentials, drop stage
                                                                   -- read by client U only
     JOB_DIR/round-K/ready           written last: the round may start
-    JOB_DIR/round-K/result.json     written by the ServerApp (+ sum.npy, int-sum.npy)
-    JOB_DIR/round-K/noise-*.npy     central DP requests and answers (see RemoteNoise)
+    JOB_DIR/round-K/result.json     written by the ServerApp (+ sum.npy, int-sum.npy), with
+                                    the DP event of what it released
     JOB_DIR/stop                    the engine is done: the ServerApp returns
 
 So the ServerApp never handles a client's input or secrets even here: each ClientApp reads its
@@ -19,12 +19,14 @@ own file, and only wire frames cross Flower. Arrays are ``.npy``/``.npz`` read w
 ``allow_pickle=False``; everything else is JSON (:mod:`fl.flower.codec`). Files appear
 atomically (written aside, then renamed).
 
-Central DP. A noise hook such as :class:`fl.privacy.rounds.CentralDPHook` charges a privacy ledger that
-lives in the engine's process, so it cannot be shipped. The ServerApp's config gets a
-:class:`RemoteNoise` in its place: the decoding party calls it as usual, it writes the exact
-integer sum to ``noise-request.npy`` and waits for the engine to answer with the hook's
-noised sum in ``noise-reply.npy``. The noise is drawn from the engine's generator, not the
-server's.
+Central DP. A noise hook holds a mechanism and no ledger (:class:`fl.privacy.rounds.CentralDPHook`),
+so it travels like the rest of the config: ``server.json`` carries the hook's mechanism
+(:class:`secagg.dp.CentralDiscreteGaussian` or a subclass, typed JSON), and the ServerApp's
+config gets a fresh one-shot :class:`~fl.privacy.rounds.CentralDPHook` around it. The decoding
+party (server or decryptor) draws the noise from its own generator, exactly as in the
+simulator, and the DP event of what it released comes back in ``result.json``
+(``dp_event``, typed JSON); the engine's driver charges it to the ledger after the round
+(:meth:`fl.privacy.rounds.RoundPrivacy.settle`). Nothing waits on a reply.
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,26 +42,20 @@ from typing import Any
 import numpy as np
 
 from fl.flower import codec
-from protocols.base import NoiseHook
-from secagg.errors import ConfigError, DecodeError, ProtocolError, SecAggError
-from secagg.rng import Csprng
+from fl.privacy.rounds import CentralDPHook
+from secagg.errors import ConfigError, DecodeError, SecAggError
 
 __all__ = [
-    "ClientJob", "RemoteNoise", "RemoteNoiseError", "ServerJob", "answer_noise",
-    "read_client_job", "read_result", "read_server_job", "round_dir", "write_atomic",
-    "write_client_job", "write_result", "write_server_job",
+    "ClientJob", "ServerJob", "decode_event", "encode_event", "read_client_job", "read_result",
+    "read_server_job", "round_dir", "shippable_noise", "write_atomic", "write_client_job",
+    "write_result", "write_server_job",
 ]
 
 READY = "ready"
 STOP = "stop"
 RESULT = "result.json"
-NOISE_REQUEST = "noise-request.npy"
-NOISE_REPLY = "noise-reply.npy"
-NOISE_ERROR = "noise-error.txt"
-
-
-class RemoteNoiseError(SecAggError):
-    """The engine's noise hook refused (e.g. the privacy budget is spent): nothing released."""
+#: The key of the released DP event in ``result.json``.
+DP_EVENT = "dp_event"
 
 
 def round_dir(job_dir: str | os.PathLike[str], k: int) -> Path:
@@ -100,7 +95,8 @@ class ServerJob:
     server_key: bytes
     helpers_key: bytes
     stage_timeout: float
-    remote_noise: bool
+    #: the central noise mechanism (``config.noise`` is a one-shot hook around it), or None.
+    noise: Any = None
     #: client id -> node id, when the engine knows it (saves the ServerApp a hello).
     nodes: Mapping[int, int] = field(default_factory=dict)
 
@@ -116,20 +112,51 @@ class ClientJob:
     drop_at: int | None
 
 
+def shippable_noise(hook: Any) -> Any:
+    """The mechanism of a central noise hook, as it travels to the ServerApp (None: none).
+
+    A :class:`~fl.privacy.rounds.CentralDPHook` travels as its mechanism; a mechanism that is
+    itself a hook (:class:`secagg.dp.CentralDiscreteGaussian`) travels as it is.
+
+    Raises:
+        ConfigError: a hook that is neither (it may hold state of this process, such as a
+            ledger, that cannot travel), before any file is written.
+    """
+    if hook is None:
+        return None
+    mechanism = hook.mechanism if isinstance(hook, CentralDPHook) else hook
+    try:
+        codec.from_jsonable(codec.to_jsonable(mechanism))  # what the ServerApp will rebuild
+    except SecAggError as exc:
+        raise ConfigError(
+            f"the Flower engine ships the central noise to the ServerApp, and cannot ship a "
+            f"{type(hook).__name__} ({exc}); use fl.privacy.rounds.CentralDPHook or a "
+            "secagg.dp.CentralDiscreteGaussian") from None
+    return mechanism
+
+
 def write_server_job(rdir: Path, job: ServerJob) -> None:
-    """Write ``server.json`` (the config's noise hook is replaced by :class:`RemoteNoise`)."""
+    """Write ``server.json``: the config without its noise hook, and the hook's mechanism
+    (:func:`shippable_noise`) beside it.
+
+    Raises:
+        ConfigError: a noise hook that cannot travel.
+    """
     config = job.config
+    noise = shippable_noise(getattr(config, "noise", None)) if job.noise is None else job.noise
     if getattr(config, "noise", None) is not None:
         config = replace(config, noise=None)
     doc = {"protocol": job.protocol, "config": codec.to_jsonable(config),
            "server-key": job.server_key.hex(), "helpers-key": job.helpers_key.hex(),
-           "stage-timeout": job.stage_timeout, "remote-noise": job.remote_noise,
+           "stage-timeout": job.stage_timeout,
+           "noise": None if noise is None else codec.to_jsonable(noise),
            "nodes": {str(u): nid for u, nid in job.nodes.items()}}
     write_atomic(rdir / "server.json", json.dumps(doc).encode())
 
 
-def read_server_job(rdir: Path, noise_timeout: float = 300.0) -> ServerJob:
-    """Read ``server.json``; a config that had a noise hook gets a :class:`RemoteNoise`.
+def read_server_job(rdir: Path) -> ServerJob:
+    """Read ``server.json``; a round with central noise gets a fresh one-shot
+    :class:`~fl.privacy.rounds.CentralDPHook` around the mechanism in its config.
 
     Raises:
         DecodeError: a missing or malformed file.
@@ -137,12 +164,12 @@ def read_server_job(rdir: Path, noise_timeout: float = 300.0) -> ServerJob:
     try:
         doc = json.loads((rdir / "server.json").read_bytes())
         config = codec.from_jsonable(doc["config"])
-        if doc["remote-noise"]:
-            config = replace(config, noise=RemoteNoise(rdir, noise_timeout))
+        noise = None if doc["noise"] is None else codec.from_jsonable(doc["noise"])
+        if noise is not None:
+            config = replace(config, noise=CentralDPHook(noise))
         return ServerJob(str(doc["protocol"]), config, bytes.fromhex(doc["server-key"]),
                          bytes.fromhex(doc["helpers-key"]), float(doc["stage-timeout"]),
-                         bool(doc["remote-noise"]),
-                         {int(u): int(nid) for u, nid in doc.get("nodes", {}).items()})
+                         noise, {int(u): int(nid) for u, nid in doc.get("nodes", {}).items()})
     except (OSError, KeyError, TypeError, ValueError) as exc:
         raise DecodeError(f"bad server job in {rdir}: {type(exc).__name__}: {exc}") from None
 
@@ -194,57 +221,15 @@ def read_result(rdir: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]] | No
     return doc, arrays
 
 
-class RemoteNoise(NoiseHook):
-    """A noise hook that asks the engine's process for the noise (see the module docstring).
-
-    ``add_noise`` blocks until the engine answers, at most ``timeout`` seconds.
-
-    .. warning:: ``int_sum`` is the exact aggregate: it goes to a 0600 file in the engine's
-       private job folder on this machine, and nowhere else.
-    """
-
-    def __init__(self, rdir: Path, timeout: float = 300.0) -> None:
-        self.rdir = Path(rdir)
-        self.timeout = timeout
-
-    def add_noise(self, int_sum: np.ndarray, rng: Csprng) -> tuple[np.ndarray, Any]:
-        write_atomic(self.rdir / NOISE_REQUEST, _npy_bytes(np.asarray(int_sum, np.int64)))
-        deadline = time.monotonic() + self.timeout
-        reply = self.rdir / NOISE_REPLY
-        failed = self.rdir / NOISE_ERROR
-        while not reply.exists():
-            if failed.exists():
-                raise RemoteNoiseError(failed.read_text(errors="replace"))
-            if time.monotonic() > deadline:
-                raise ProtocolError(f"the engine did not add the DP noise within {self.timeout:g}s")
-            time.sleep(0.02)
-        noised = _load_npy(reply)
-        if noised.dtype != np.int64 or noised.shape != np.shape(int_sum):
-            raise ProtocolError("the engine's noised sum does not match the aggregate's shape")
-        return noised, None
+def encode_event(event: Any) -> Any:
+    """A released DP event as the typed JSON of ``result.json`` (None stays None)."""
+    return codec.to_jsonable(event)
 
 
-def answer_noise(rdir: Path, hook: NoiseHook, rng: Csprng) -> tuple[bool, Any]:
-    """If the ServerApp asked for noise and has no answer yet, answer with ``hook``.
-
-    Returns:
-        ``(answered now, the hook's DP event)``.
+def decode_event(value: Any) -> Any:
+    """The inverse of :func:`encode_event`.
 
     Raises:
-        whatever the hook raises (for example
-        :class:`~secagg.errors.BudgetExceededError`), after telling the waiting ServerApp,
-        which then fails the round with :class:`RemoteNoiseError` instead of releasing.
+        DecodeError: JSON that is not an event of a trusted package.
     """
-    req, reply = rdir / NOISE_REQUEST, rdir / NOISE_REPLY
-    if not req.exists() or reply.exists() or (rdir / NOISE_ERROR).exists():
-        return False, None
-    try:
-        int_sum = _load_npy(req)
-        if int_sum.dtype != np.int64 or int_sum.ndim != 1:
-            raise ConfigError(f"noise request must be an int64 vector, got {int_sum.dtype}")
-        noised, event = hook.add_noise(int_sum, rng)
-    except Exception as exc:
-        write_atomic(rdir / NOISE_ERROR, f"{type(exc).__name__}: {exc}".encode())
-        raise
-    write_atomic(reply, _npy_bytes(np.asarray(noised, np.int64)))
-    return True, event
+    return codec.from_jsonable(value)

@@ -66,6 +66,7 @@ def outcome_doc(outcome: RoundOutcome, nodes: dict[int, int]) -> tuple[dict[str,
     doc = {
         "error": outcome.error,
         "contributors": list(res.contributors) if res else [],
+        jobs.DP_EVENT: jobs.encode_event(res.dp_event) if res else None,
         "total_weight": float(res.total_weight) if res else None,
         "dropped": {str(u): why for u, why in sorted(outcome.dropped.items())},
         "up": outcome.up, "down": outcome.down, "client_seconds": outcome.client_seconds,
