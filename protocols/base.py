@@ -350,6 +350,11 @@ class ProtocolSpec:
             is that client's update, in every protocol).
         supports_distributed_dp: whether clients can add noise before sending
             (``client_noise``).
+        releases_any_survivors: whether the decoding party releases the sum of whatever set
+            of clients it is handed, with nothing in the protocol (such as a secret-sharing
+            threshold) bounding how few. A driver then sets ``min_clients`` to the
+            survivors it planned for (:meth:`planned_min_clients`), so an aggregator cannot
+            pass off a sum over fewer clients as the round's (HE: the decryptor).
         graph: ``config -> GraphParams``; the default says "no graph".
         server_table: ``config -> {(stage, kind or event): next stage}``, the server's
             transition table (for the table walk of :mod:`protocols.testing`), or None.
@@ -372,6 +377,7 @@ class ProtocolSpec:
     )
     min_cohort: int = MIN_CONTRIBUTORS
     supports_distributed_dp: bool = False
+    releases_any_survivors: bool = False
     graph: Callable[[Any], GraphParams] = _no_graph
     server_table: Callable[[Any], Mapping[tuple[Any, enum.Enum], Any]] | None = None
     input_kind: enum.Enum | None = None
@@ -429,6 +435,16 @@ class ProtocolSpec:
         if self.input_kind is None or self.input_kind not in kinds:
             return 0
         return kinds.index(self.input_kind)
+
+    def planned_min_clients(self, n_clients: int, dropout: float) -> int | None:
+        """The ``min_clients`` a driver should give a round of ``n_clients`` that plans for
+        a ``dropout`` fraction to drop: the planned survivors (never below
+        :attr:`min_cohort`) if the protocol :attr:`releases_any_survivors`, else None (the
+        protocol's own threshold bounds the release).
+        """
+        if not self.releases_any_survivors:
+            return None
+        return max(self.min_cohort, n_clients - round(dropout * n_clients))
 
     def graph_params(self, config: Any) -> GraphParams:
         """The threshold and degree of ``config`` (both None without a sharing graph)."""

@@ -89,6 +89,20 @@ def test_graph_params_agree_with_the_config(name: str) -> None:
         assert params.as_dict() == {}
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_decoder_that_releases_any_survivors_is_told_the_planned_ones(name: str) -> None:
+    spec = protocols.get(name)
+    # HE's decryptor decrypts whatever sum it is handed; the masking protocols' threshold
+    # (and plaintext's trusted server) bound the release themselves
+    assert spec.releases_any_survivors is (name in ("ckks", "paillier"))
+    if spec.releases_any_survivors:
+        assert spec.planned_min_clients(10, 0.2) == 8
+        assert spec.planned_min_clients(10, 0.0) == 10
+        assert spec.planned_min_clients(2, 0.5) == spec.min_cohort >= 2
+    else:
+        assert spec.planned_min_clients(10, 0.2) is None
+
+
 def test_a_spec_must_declare_consistent_capabilities() -> None:
     base = protocols.get("plaintext")
     with pytest.raises(ConfigError, match="min_cohort"):

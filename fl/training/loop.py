@@ -92,7 +92,6 @@ from fl.training.config import (
 from fl.training.data import DATASETS, Dataset, Shard, load_dataset
 from fl.training.payload import PAYLOAD_NORM
 from protocols.base import ProtocolSpec, RoundConfig
-from protocols.he import HeConfig
 from secagg.dp import ACCOUNTANTS, PrivacyLedger, round_event
 from secagg.encoding import EncodingConfig
 from secagg.errors import BudgetExceededError, ConfigError
@@ -213,12 +212,13 @@ def _check_extras(cfg: RunConfig) -> None:
 
 def _round_config(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
                   **kw: Any) -> RoundConfig:
-    config = spec.make_config(k, dim, encoding=enc, dropout_tolerance=max(0.1, dropout), **kw)
-    if isinstance(config, HeConfig):
-        # An HE decryptor releases only over the clients planned to survive (never < 2), so
-        # an aggregator cannot pass off a smaller sum as the round's (SECURITY.md, HE).
-        config = dataclasses.replace(config, min_clients=max(2, k - round(dropout * k)))
-    return config
+    # A protocol whose decoding party releases any set of survivors (HE's decryptor) is told
+    # how many the round planned for, so an aggregator cannot pass off a smaller sum as the
+    # round's (SECURITY.md, HE).
+    planned = spec.planned_min_clients(k, dropout)
+    if planned is not None:
+        kw = {**kw, "min_clients": max(planned, kw.get("min_clients") or 0)}
+    return spec.make_config(k, dim, encoding=enc, dropout_tolerance=max(0.1, dropout), **kw)
 
 
 def _check_cohort(spec: ProtocolSpec, k: int, dim: int, enc: EncodingConfig, dropout: float,
