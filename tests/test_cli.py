@@ -188,3 +188,31 @@ def test_the_fl_subpackages_are_light_and_export_what_they_name() -> None:
         fl.training.no_such_name  # noqa: B018
     assert _heavy_after("import fl.training, fl.privacy, fl.engines, fl.training.config\n"
                         "fl.training.RunConfig; fl.training.plan_run") == []
+
+
+def test_errors_that_need_no_model_come_before_torch(tmp_path: Path) -> None:
+    """A spent budget and a cohort below the threshold are refused before the model (and
+    torch) is built, so those one-line errors come at once."""
+    ledger = tmp_path / "ledger.json"
+    spend = ["run", "--rounds", "1", "--clients", "6", "--ledger", str(ledger), "--seed", "1",
+             "--epsilon", "1", "--out", str(tmp_path / "r0")]
+    assert fl.cli.main(spend) == 0
+    cases = {
+        "BudgetExceededError": ["run", "--clients", "6", "--ledger", str(ledger),
+                                "--epsilon", "1", "--out", str(tmp_path / "r1")],
+        "threshold": ["run", "--clients", "6", "--cohort", "2", "--dropout", "0.5",
+                      "--out", str(tmp_path / "r2")],
+    }
+    for what, argv in cases.items():
+        code = ("import sys, fl.cli\n"
+                f"rc = fl.cli.main({argv!r})\n"
+                "print(rc, 'torch' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=ROOT, env={**_env(), "PYTHONPATH": str(ROOT)}, check=True)
+        err = out.stderr.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("secagg: error:"), (what, out.stderr)
+        assert out.stdout.split() == ["2", "False"], (what, out.stdout, err)
+        if what == "threshold":
+            assert "threshold" in err[0]
+        else:
+            assert "budget already spent" in err[0]

@@ -294,6 +294,30 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
         shards = ds.split_dirichlet(cfg.clients, cfg.alpha, seed=base_seed)
     max_weight = float(cfg.max_weight if cfg.max_weight is not None
                        else max(1, ds.n_train // cfg.clients))
+    enc = _encoding(cfg, max_weight)
+    if cfg.cohort is not None:
+        k, what = cfg.cohort, "--cohort"
+    elif cfg.sampling_rate == 1.0:
+        k, what = cfg.clients, "--clients"
+    else:
+        k = max(1, round(cfg.sampling_rate * cfg.clients))
+        what = "the expected cohort (sampling rate x clients)"
+    # What needs no model is checked before the model (and torch, about a second) comes in:
+    # the cohort against the protocol's threshold (which does not depend on the vector's
+    # length; checked again below with the real one), then the privacy budget.
+    _check_cohort(spec, k, payload.vector_dim(1), enc, cfg.dropout, what)
+    ledger: PrivacyLedger | None = None
+    z: float | None = None
+    if cfg.dp:
+        q = cfg.sampling_rate
+        if cfg.noise_multiplier is None:
+            budget = cfg.epsilon if cfg.epsilon is not None else DEFAULT_EPSILON
+            ledger = load_ledger(cfg.ledger_path, budget, cfg.delta, cfg.accountant)
+            z = ledger.noise_multiplier_for(cfg.rounds, q)
+        else:
+            ledger = load_ledger(cfg.ledger_path, cfg.epsilon, cfg.delta, cfg.accountant)
+            z = float(cfg.noise_multiplier)
+            _check_budget(ledger, z, q, cfg.rounds)
     from fl.training.model import ModelVector, make_model
 
     model = make_model(ds, kind=cfg.model, seed=base_seed % 2**31)
@@ -312,27 +336,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
                                  .astype(np.float32))
     mv = ModelVector(model)
     dim = payload.vector_dim(len(mv))
-    enc = _encoding(cfg, max_weight)
-    if cfg.cohort is not None:
-        k, what = cfg.cohort, "--cohort"
-    elif cfg.sampling_rate == 1.0:
-        k, what = cfg.clients, "--clients"
-    else:
-        k = max(1, round(cfg.sampling_rate * cfg.clients))
-        what = "the expected cohort (sampling rate x clients)"
     params = _check_cohort(spec, k, dim, enc, cfg.dropout, what)
-    ledger: PrivacyLedger | None = None
-    z: float | None = None
-    if cfg.dp:
-        q = cfg.sampling_rate
-        if cfg.noise_multiplier is None:
-            budget = cfg.epsilon if cfg.epsilon is not None else DEFAULT_EPSILON
-            ledger = load_ledger(cfg.ledger_path, budget, cfg.delta, cfg.accountant)
-            z = ledger.noise_multiplier_for(cfg.rounds, q)
-        else:
-            ledger = load_ledger(cfg.ledger_path, cfg.epsilon, cfg.delta, cfg.accountant)
-            z = float(cfg.noise_multiplier)
-            _check_budget(ledger, z, q, cfg.rounds)
     if z is not None:  # a dry run of one round's DP: the mechanism's, headroom's, protocol's
         scratch = PrivacyLedger(None, cfg.delta, cfg.accountant)  # type: ignore[arg-type]
         dry = _privacy(cfg, dim, max_weight, k, scratch, z, bolt)
