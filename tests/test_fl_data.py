@@ -1,4 +1,5 @@
-"""fl.training.data: bundled and synthetic datasets, the held-out split, IID and Dirichlet splits."""
+"""fl.training.data: bundled and synthetic datasets, the held-out split, IID and Dirichlet
+splits."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""fl.training.fedavg: local training, evaluation, the FedAvg step, weights, sampling (the metrics' layout
-is tests/test_payload.py's)."""
+"""fl.training.fedavg: local training, evaluation, the FedAvg step, weights, sampling (the
+metrics' layout is tests/test_payload.py's)."""
 
 from __future__ import annotations
 

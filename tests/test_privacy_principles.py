@@ -351,7 +351,8 @@ def test_clients_upload_only_the_masked_quantised_delta_and_metrics(
         vectors.append(_CLIENT_VECTOR(*a))
         return vectors[-1]
 
-    monkeypatch.setattr(fl.training.payload, "client_vector", keep)  # fl.training.loop calls it via the module
+    # fl.training.loop calls it via the module
+    monkeypatch.setattr(fl.training.payload, "client_vector", keep)
     plan = plan_run(_small(protocol="secagg+", clients=8, epsilon=5.0))
     res = run_training(plan)
     assert res.failed_rounds == 0
@@ -443,7 +444,8 @@ def _capture_updates(monkeypatch: pytest.MonkeyPatch) -> _Secrets:
             secrets.add("a masked upload", np.asarray(msg.masked).tobytes())
         return _ENCODE(msg)
 
-    monkeypatch.setattr(fl.training.fedavg, "local_train", train)  # fl.training.loop imports it per round
+    # fl.training.loop imports it per round
+    monkeypatch.setattr(fl.training.fedavg, "local_train", train)
     monkeypatch.setattr(fl.training.payload, "client_vector", vector)
     monkeypatch.setattr(SecAggClient, "set_input", encoded)
     monkeypatch.setattr(wire, "encode", frame)
@@ -548,7 +550,8 @@ def _released_with_client_0(monkeypatch: pytest.MonkeyPatch, scale: float
             raw.append(float(np.linalg.norm(delta)))
         return delta, n, metrics
 
-    monkeypatch.setattr(fl.training.fedavg, "local_train", train)  # fl.training.loop imports it per round
+    # fl.training.loop imports it per round
+    monkeypatch.setattr(fl.training.fedavg, "local_train", train)
     encoded = _record_encodings(monkeypatch)
     engine = _Keep()
     plan = plan_run(_small(protocol="secagg+", dp=False), engine=engine)

@@ -1,4 +1,5 @@
-"""fl.training.loop, fl.engines, fl.privacy.rounds and fl.training.report: federated training over secure aggregation."""
+"""fl.training.loop, fl.engines, fl.privacy.rounds and fl.training.report: federated training
+over secure aggregation."""
 
 from __future__ import annotations
 
@@ -258,12 +259,14 @@ def test_an_engine_whose_module_is_missing_is_refused_naming_the_available_ones(
     import fl.engines.registry
 
     monkeypatch.setitem(fl.engines.registry._PLUGINS, "ghost", "fl.no_such_engine_module")
-    monkeypatch.setitem(fl.engines.registry._PLUGINS, "mute", "fl.training.data")  # imports, registers nothing
+    # a module that imports but registers nothing
+    monkeypatch.setitem(fl.engines.registry._PLUGINS, "mute", "fl.training.data")
     assert {"flower", "ghost", "simulation"} <= set(engine_names())
     with pytest.raises(ConfigError, match=r"engine 'ghost' is not available: its module "
                        r"fl\.no_such_engine_module is not part.*available engines: .*simulation"):
         make_engine("ghost", dropout=0.0)
-    with pytest.raises(ConfigError, match=r"engine 'mute' is not available: fl\.training\.data did not"):
+    with pytest.raises(ConfigError,
+                       match=r"engine 'mute' is not available: fl\.training\.data did not"):
         make_engine("mute", dropout=0.0)
 
 

@@ -1,20 +1,19 @@
 """Canary clients inside a real training run, and the attack that scores them.
 
 :func:`run_audit` plans an ordinary run (:func:`fl.training.loop.plan_run`: the real protocol, DP
-settings, ledger and training loop) and swaps its engine for a :class:`CanaryEngine`. The
-training loop is untouched: each round it hands the engine the real cohort's vectors, and
-the engine adds every included canary to that cohort as one more client of the same secure
-sum, then runs the round on the engine it wraps. A canary's update is ``clip * u_j`` for a
-fixed unit vector ``u_j`` drawn once, built by the clients' own
-:func:`fl.training.payload.client_vector` (clip, scale to the wire norm, two metric coordinates, zero
-here) with the largest weight a client may have; the protocol encodes, masks (or encrypts) and, under DP, noises it like any other.
+settings, ledger and training loop) and swaps its engine for a :class:`CanaryEngine`. The training
+loop is untouched: each round it hands the engine the real cohort's vectors, and the engine adds
+every included canary to that cohort as one more client of the same secure sum, then runs the round
+on the engine it wraps. A canary's update is ``clip * u_j`` for a fixed unit vector ``u_j`` drawn
+once, built by the clients' own :func:`fl.training.payload.client_vector` (clip, scale to the wire
+norm, two metric coordinates, zero here) with the largest weight a client may have; the protocol
+encodes, masks (or encrypts) and, under DP, noises it like any other.
 
 The adversary sees every released aggregate, nothing else: per round it adds
 ``cos(released update part, u_j)`` to canary ``j``'s score. It knows the directions but not
-which canaries were included. It does not use who contributed: a masking server learns that
-by design, and the epsilon does not cover it (:mod:`fl.privacy.rounds`). The number of contributors is
-public too (under DP the FedAvg step divides by it); it tells how many canaries are in, not
-which.
+which canaries were included. It does not use who contributed: a masking server learns that by
+design, and the epsilon does not cover it (:mod:`fl.privacy.rounds`). The number of contributors is
+public too (under DP the FedAvg step divides by it); it tells how many canaries are in, not which.
 """
 
 from __future__ import annotations
@@ -47,15 +46,15 @@ class AuditConfig:
     """Settings of ``secagg audit``; the defaults finish in about a minute on two cores.
 
     Attributes:
-        protocol, clients, rounds, dataset, dp, epsilon, delta, noise_multiplier, epochs:
-            as in :class:`fl.training.config.RunConfig` (``clients`` real clients, every one in every
+        protocol, clients, rounds, dataset, dp, epsilon, delta, noise_multiplier, epochs: as in
+            :class:`fl.training.config.RunConfig` (``clients`` real clients, every one in every
             round; central DP only).
         canaries: ``m``, the canary clients; each is included with probability 1/2.
         guesses: ``r``, how many canaries the attack guesses about: the top ``r/2``
             scores "in", the bottom ``r/2`` "out". ``None``: ``2 * max(1, floor(m / 5))``.
         confidence: of the epsilon lower bound.
-        seed: seeds the run (see :class:`fl.training.config.RunConfig`), the canary directions and the
-            secret bits. ``None``: OS entropy.
+        seed: seeds the run (see :class:`fl.training.config.RunConfig`), the canary directions and
+            the secret bits. ``None``: OS entropy.
     """
 
     protocol: str = "secagg+"
@@ -248,7 +247,8 @@ def plan_audit(cfg: AuditConfig, *, engine: Engine | None = None) -> AuditPlan:
         engine: the engine to wrap instead of the one the settings name.
 
     Raises:
-        ConfigError: settings that cannot work (also those :func:`fl.training.loop.plan_run` refuses).
+        ConfigError: settings that cannot work (also those :func:`fl.training.loop.plan_run`
+            refuses).
         BudgetExceededError: see :func:`fl.training.loop.plan_run`.
     """
     _check(cfg)

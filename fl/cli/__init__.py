@@ -15,8 +15,8 @@ Start-up stays fast because nothing heavy is imported to parse the command line:
   ``secagg --help`` imports every command module to show its ``HELP``, and adds no
   arguments.
 - So a command module must be light at import time and in ``add_arguments``: argparse,
-  ``protocols`` (its names), :mod:`fl.training.config`, :mod:`fl.training.data` and the like, but not
-  torch, sklearn, matplotlib, tenseal, phe, dp_accounting, flwr or scipy (nor modules that
+  ``protocols`` (its names), :mod:`fl.training.config`, :mod:`fl.training.data` and the like,
+  but not torch, sklearn, matplotlib, tenseal, phe, dp_accounting, flwr or scipy (nor modules that
   import them, such as :mod:`fl.training.loop`). ``run(args)`` imports the heavy code it needs.
   ``tests/test_cli.py`` checks this for every registered command.
 

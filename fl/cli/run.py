@@ -2,25 +2,26 @@
 
 Trains the dataset's default model with FedAvg (:mod:`fl.training.loop`): every round the cohort's
 clipped updates and metrics go through one round of ``--protocol`` on ``--engine``, discrete
-Gaussian noise goes into the sum (added by the decoding party, or with ``--dp-mode
-distributed`` by every client before masking) and is charged to the privacy ledger, and the
-server evaluates the new model on the held-out set. Progress bars go to stderr; the final table to
-stdout (to stderr with ``--json``, whose object is the last stdout line). The report folder
-(``--out``) receives metrics as JSON and CSV and, with ``--plots``, PNG plots (:mod:`fl.training.report`;
-off by default: matplotlib and the drawing cost about 0.6 s, a quarter of the start-up); in a
-DP run the decoded train metrics are named ``*_dp_noised``.
+Gaussian noise goes into the sum (added by the decoding party, or with ``--dp-mode distributed`` by
+every client before masking) and is charged to the privacy ledger, and the server evaluates the new
+model on the held-out set. Progress bars go to stderr; the final table to stdout (to stderr with
+``--json``, whose object is the last stdout line). The report folder (``--out``) receives metrics
+as JSON and CSV and, with ``--plots``, PNG plots (:mod:`fl.training.report`; off by default:
+matplotlib and the drawing cost about 0.6 s, a quarter of the start-up); in a DP run the decoded
+train metrics are named ``*_dp_noised``.
 
 With DP, ``--epsilon`` is the budget at ``--delta``. Without ``--noise-multiplier`` the noise
 is calibrated so that all ``--rounds`` fit the budget (default budget
-:data:`fl.training.config.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is refused
-before training. ``--ledger FILE`` carries the spent budget across runs; a ledger with less
-than :data:`fl.privacy.rounds.MIN_BUDGET_LEFT` of its budget left is refused until ``--epsilon`` raises
-the budget.
+:data:`fl.training.config.DEFAULT_EPSILON`); with it, a plan that would exceed the budget is
+refused before training. ``--ledger FILE`` carries the spent budget across runs; a ledger with less
+than :data:`fl.privacy.rounds.MIN_BUDGET_LEFT` of its budget left is refused until ``--epsilon``
+raises the budget.
 
 Before any training: the report folder must be writable or creatable
-(:func:`fl.cli._common.check_out_dir`), every setting is checked (:func:`fl.training.loop.plan_run`),
-and a DP run whose noise will swamp its updates says so, with the number of clients that
-would not (:func:`fl.training.report.noise_check`). Each refusal is one ``secagg: error:`` line.
+(:func:`fl.cli._common.check_out_dir`), every setting is checked
+(:func:`fl.training.loop.plan_run`), and a DP run whose noise will swamp its updates says so, with
+the number of clients that would not (:func:`fl.training.report.noise_check`). Each refusal is one
+``secagg: error:`` line.
 
 ``--dp-mode bolt-on`` (logistic regression only) replaces the client-level noise by Bolt-on
 output perturbation (:mod:`fl.privacy.bolt_on`, example-level DP). ``--k-anonymity K`` makes every

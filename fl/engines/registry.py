@@ -86,7 +86,8 @@ class EngineRound:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Runs one secure-aggregation round; the only thing :mod:`fl.training.loop` asks of an engine."""
+    """Runs one secure-aggregation round: the only thing :mod:`fl.training.loop` asks of an
+    engine."""
 
     name: str
 

@@ -1,4 +1,5 @@
-"""``FlowerEngine``: the :mod:`fl.engines` engine that runs each round over a real Flower deployment.
+"""``FlowerEngine``: the :mod:`fl.engines` engine that runs each round over a real Flower
+deployment.
 
 ``secagg run --engine flower`` uses it. On the first round it starts a
 :class:`~fl.flower.deploy.LocalDeployment` on 127.0.0.1 (one SuperLink, one SuperNode per

@@ -10,14 +10,14 @@ What each party does in a round
    |w|^2``, no momentum, and the step of :mod:`secagg.dp.bolt_on` (``min(1/beta,
    1/(lambda t))`` when ``lambda > 0``, else the constant ``--lr <= 2/beta``).
 2. Its update ``u_i = w_i' - w`` goes through the usual pipeline
-   (:func:`fl.training.payload.client_vector`): L2 clip to ``clip`` (a projection: it never increases
-   the distance between two updates), scaling by ``WIRE_NORM / clip``, weight ``c_i =
+   (:func:`fl.training.payload.client_vector`): L2 clip to ``clip`` (a projection: it never
+   increases the distance between two updates), scaling by ``WIRE_NORM / clip``, weight ``c_i =
    min(m_i, max_weight)``; its two metric coordinates are sent as zeros (they are not
    covered by the bound).
 3. The decoding party adds the discrete Gaussian once to the decoded integer sum, before it
    releases it (:class:`secagg.dp.BoltOnGaussian` in :class:`fl.privacy.rounds.CentralDPHook`), and
-   returns its Gaussian event in the result; :meth:`fl.privacy.rounds.RoundPrivacy.settle` charges it
-   to the ledger after the round, as for every mode.
+   returns its Gaussian event in the result; :meth:`fl.privacy.rounds.RoundPrivacy.settle` charges
+   it to the ledger after the round, as for every mode.
 4. The server takes the FedAvg step ``w += server_lr * (clip / WIRE_NORM) * sum / T`` with the
    fixed denominator ``T = expected cohort * max_weight``.
 

@@ -49,8 +49,8 @@ class RunConfig:
         dropout: fraction of each cohort that drops out during the protocol, in ``[0, 1)``.
         engine: ``"simulation"``, or another registered engine (:mod:`fl.engines`).
         dp: differential privacy on every released aggregate.
-        dp_mode: ``"central"`` (the decoding party noises the sum) or ``"distributed"``
-            (every client noises before masking; secagg and secagg+ only). See :mod:`fl.privacy.rounds`.
+        dp_mode: ``"central"`` (the decoding party noises the sum) or ``"distributed"`` (every
+            client noises before masking; secagg and secagg+ only). See :mod:`fl.privacy.rounds`.
         epsilon: the budget at ``delta``. With ``noise_multiplier=None`` the noise is
             calibrated so that all ``rounds`` fit it (``None``: :data:`DEFAULT_EPSILON`).
         delta: the delta at which epsilon is reported.

@@ -38,8 +38,8 @@ model, so it costs no privacy.
 Two options change what the clients train on and how (:func:`plan_run` sets them up): with
 ``k_anonymity`` each client first generalises its own records (:mod:`fl.training.anonymity`); with
 ``dp_mode="bolt-on"`` each trains logistic regression by exact permutation SGD
-(:func:`fl.privacy.bolt_on.psgd_train`), sends zeros for its metrics, and the decoding party's noise is
-calibrated to the Bolt-on sensitivity (:mod:`fl.privacy.bolt_on`).
+(:func:`fl.privacy.bolt_on.psgd_train`), sends zeros for its metrics, and the decoding party's
+noise is calibrated to the Bolt-on sensitivity (:mod:`fl.privacy.bolt_on`).
 
 Everything that can be wrong with the settings is checked by :func:`plan_run` before any
 training, and raised as :class:`~secagg.errors.ConfigError` (or

@@ -6,8 +6,8 @@
 file           contents
 ============== ===========================================================================
 metrics.json   the ``secagg run --json`` object: settings, final figures, per-round history
-metrics.csv    one row per round: the fields of :class:`fl.training.config.RoundRecord` (in a DP run the
-               decoded train metrics are ``train_loss_dp_noised`` and
+metrics.csv    one row per round: the fields of :class:`fl.training.config.RoundRecord` (in a
+               DP run the decoded train metrics are ``train_loss_dp_noised`` and
                ``train_accuracy_dp_noised``: they carry the round's DP noise)
 accuracy.png   held-out test accuracy per round (round 0 is the initial model), and the
                clients' mean training accuracy as decoded from the secure sum (unless its
@@ -24,8 +24,8 @@ written, and matplotlib is never imported.
 :func:`json_safe` turns any of it into strict JSON (also for every ``--json`` output and the
 audit and bench reports).
 
-Principle 3: everything here comes from a :class:`fl.training.config.RunResult`, which holds aggregates
-only: no client's update, its bytes, or anything computed from one client alone.
+Principle 3: everything here comes from a :class:`fl.training.config.RunResult`, which holds
+aggregates only: no client's update, its bytes, or anything computed from one client alone.
 
 Plots are drawn with matplotlib's Agg canvas directly (no pyplot, no display, no global
 backend change), with a fixed layout; matplotlib is imported only to draw them (about 0.4 s
