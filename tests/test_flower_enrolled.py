@@ -1,0 +1,213 @@
+"""Clients enrolled out of band over Flower: the enrolled two-exchange mode, the ``-active``
+variants and HE, with each node's key file and registry from its own node config.
+
+The nodes are the example ClientApp in this process (:class:`test_flower.FakeGrid`: every
+message and Context goes through Flower's protobuf serialisation, as between processes).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+
+import pytest
+
+pytest.importorskip("flwr", reason="flwr is not installed: the Flower adapter cannot run")
+pytest.importorskip("torch")
+
+from flwr.app import ArrayRecord, Context, RecordDict
+from flwr.serverapp.strategy import FedAvg
+from test_flower import FakeGrid, _central_eval, _task_identity  # noqa: F401 (fixture)
+
+import protocols
+from fl.flower import enrolment, records
+from fl.flower.example import client_app as example
+from fl.flower.example import task
+from fl.flower.workflow import DPOptions, SecAggWorkflow
+from protocols.base import SERVER, header
+from protocols.secagg.enrolled_keys import enroll_clients
+from protocols.secagg.enrolled_messages import UploadRequest
+from secagg.errors import ConfigError, PolicyError, ProtocolError
+from secagg.rng import Csprng
+
+
+def _enrol(folder, n):
+    registry, identities = enroll_clients(n, Csprng())
+    for u, ident in identities.items():
+        ident.save(folder / f"client-{u}.key")
+    registry.save(folder / "registry.json")
+    return folder / "registry.json"
+
+
+def _grid(folder, n, key_of=lambda i: i, registry=None):
+    """Node i holds partition i and client ``key_of(i)``'s key file."""
+    reg = registry or folder / "registry.json"
+    configs = [{"partition-id": i, "num-partitions": n,
+                enrolment.KEY_FILE: str(folder / f"client-{key_of(i)}.key"),
+                enrolment.REGISTRY: str(reg)} for i in range(n)]
+    return FakeGrid(example.app, configs, {"local-epochs": 2, "lr": 0.5})
+
+
+def _strategy(n):
+    return FedAvg(fraction_train=1.0, fraction_evaluate=0.0, min_train_nodes=n,
+                  min_available_nodes=n)
+
+
+def _round_messages(grid):
+    """Protocol messages each node got (hellos left out)."""
+    return Counter(nid for nid, m in grid.sent
+                   if m.content.config_records[records.CONFIG_RECORD].get("op")
+                   == records.OP_ROUND)
+
+
+#: protocol -> client messages per round (the enrolled mode: 2, 3 with the consistency
+#: exchange; per-round setup: 4, 5 active; HE: one upload).
+EXCHANGES = {"secagg+:enrolled": 2, "secagg:enrolled": 2, "secagg+:enrolled-active": 3,
+             "secagg+-active": 5, "secagg-active": 5, "ckks": 1, "paillier": 1}
+
+
+@pytest.mark.parametrize("name", sorted(EXCHANGES))
+def test_enrolled_nodes_train_the_model_with_dp_in_the_protocols_exchanges(tmp_path, name):
+    n, rounds = 3, 2
+    _enrol(tmp_path, n)
+    # node i holds client (n-1-i)'s key: the workflow routes by key file, not by node order
+    grid = _grid(tmp_path, n, key_of=lambda i: n - 1 - i)
+    wf = SecAggWorkflow(name, clip=1.0, max_weight=200, dp=DPOptions(noise_multiplier=0.3),
+                        registry=str(tmp_path / "registry.json"), log=lambda s: None)
+    res = wf(grid, _strategy(n), ArrayRecord(task.make_net().state_dict()),
+             num_rounds=rounds, evaluate_fn=_central_eval())
+    hist = res.run.history
+    assert [(r.contributors, r.error) for r in hist] == [(n, None)] * rounds
+    assert res.run.final_accuracy > res.run.initial_accuracy + 0.1
+    assert all(r.epsilon is not None and r.epsilon > 0 for r in hist)
+    assert set(_round_messages(grid).values()) == {EXCHANGES[name] * rounds}
+    # each node was client (n-1-i) in every round
+    for out in res.outcomes:
+        assert out.result is not None and out.result.contributors == tuple(range(n))
+
+
+def test_a_registry_larger_than_the_nodes_leaves_the_others_absent(tmp_path):
+    _enrol(tmp_path, 5)  # 5 enrolled, 4 nodes: client 4 has no node
+    grid = _grid(tmp_path, 4)
+    wf = SecAggWorkflow("secagg+:enrolled", registry=str(tmp_path / "registry.json"),
+                        log=lambda s: None)
+    res = wf(grid, _strategy(4), ArrayRecord(task.make_net().state_dict()), num_rounds=1)
+    [out] = res.outcomes
+    assert out.error is None and out.result.contributors == (0, 1, 2, 3)
+    assert out.absent == (4,) and out.dropped == {}
+    assert res.run.history[0].dropped == 0
+
+
+@pytest.mark.parametrize("name", ["secagg+-active", "secagg:enrolled", "ckks", "paillier"])
+def test_a_protocol_that_authenticates_clients_needs_a_registry_up_front(name):
+    with pytest.raises(ConfigError, match="secagg enroll"):
+        SecAggWorkflow(name, log=lambda s: None)
+
+
+def test_a_registry_for_a_protocol_without_one_is_refused(tmp_path):
+    _enrol(tmp_path, 3)
+    with pytest.raises(ConfigError, match="takes no client registry"):
+        SecAggWorkflow("plaintext", registry=str(tmp_path / "registry.json"))
+
+
+def test_nodes_refuse_a_registry_the_server_substituted(tmp_path):
+    n = 3
+    (tmp_path / "real").mkdir()
+    (tmp_path / "fake").mkdir()
+    _enrol(tmp_path / "real", n)
+    _enrol(tmp_path / "fake", n)
+    # The server's registry lists other keys (its own sybils) under the same ids.
+    grid = _grid(tmp_path / "real", n)
+    wf = SecAggWorkflow("secagg+:enrolled", registry=str(tmp_path / "fake" / "registry.json"),
+                        log=lambda s: None)
+    res = wf(grid, _strategy(n), ArrayRecord(task.make_net().state_dict()), num_rounds=1)
+    [out] = res.outcomes
+    assert out.result is None and res.run.history[0].contributors == 0
+    assert len(out.dropped) == n
+    assert all("PolicyError" in why and "registry" in why for why in out.dropped.values())
+
+
+def test_a_node_without_its_enrolment_files_is_told_what_to_configure(tmp_path):
+    _enrol(tmp_path, 3)
+    protocol_config = protocols.get("secagg+").make_config(
+        3, 4, enrolled=True, registry=_load(tmp_path))
+    with pytest.raises(ConfigError, match="secagg-key-file"):
+        enrolment.node_credentials("secagg+", protocol_config, 0,
+                                   {enrolment.REGISTRY: str(tmp_path / "registry.json")}, 1)
+    with pytest.raises(ConfigError, match="secagg-registry"):
+        enrolment.node_credentials("secagg+", protocol_config, 0,
+                                   {enrolment.KEY_FILE: str(tmp_path / "client-0.key")}, 1)
+
+
+def _load(folder):
+    from protocols.secagg.enrolled_keys import EnrolledRegistry
+
+    return EnrolledRegistry.load(folder / "registry.json")
+
+
+def test_a_node_addressed_as_another_client_refuses(tmp_path):
+    _enrol(tmp_path, 3)
+    cfg = protocols.get("secagg+").make_config(3, 4, enrolled=True, registry=_load(tmp_path))
+    node = {enrolment.KEY_FILE: str(tmp_path / "client-1.key"),
+            enrolment.REGISTRY: str(tmp_path / "registry.json"),
+            enrolment.STATE_DIR: str(tmp_path / "state")}
+    with pytest.raises(PolicyError, match="client 1's"):
+        enrolment.node_credentials("secagg+", cfg, 2, node, 1)
+    config, creds = enrolment.node_credentials("secagg+", cfg, 1, node, 1)
+    assert creds["identity"].client_id == 1 and config.registry == cfg.registry
+
+
+def test_the_enrolled_answer_memory_outlives_the_clientapp_process(tmp_path):
+    """Two fresh cores of one node (two ClientApp processes) never both answer an upload
+    request of one (session, round): the memory is in the node's state folder."""
+    _enrol(tmp_path, 3)
+    spec = protocols.get("secagg+")
+    cfg = spec.make_config(3, 4, enrolled=True, registry=_load(tmp_path))
+    node = {enrolment.KEY_FILE: str(tmp_path / "client-0.key"),
+            enrolment.REGISTRY: str(tmp_path / "registry.json"),
+            enrolment.STATE_DIR: str(tmp_path / "state")}
+    request = UploadRequest(**header(cfg, SERVER, 0), cohort=(0, 1, 2))
+    cores = []
+    for _ in range(2):
+        config, creds = enrolment.node_credentials("secagg+", cfg, 0, node, 1)
+        core = spec.client(config, 0, Csprng(), **creds)
+        core.set_input(__import__("numpy").zeros(4))
+        cores.append(core)
+    assert len(cores[0].receive(request)) == 1
+    with pytest.raises(ProtocolError, match="replay"):
+        cores[1].receive(request)
+
+
+def test_the_hello_names_the_key_files_client(tmp_path):
+    _enrol(tmp_path, 3)
+    ctx = Context(7, 1000, {enrolment.KEY_FILE: str(tmp_path / "client-2.key")}, RecordDict(),
+                  {})
+    assert enrolment.enrolled_id(ctx.node_config) == 2
+    assert enrolment.enrolled_id({}) == -1
+    bad = tmp_path / "bad.key"
+    bad.write_text("{}")
+    with pytest.raises(ConfigError, match="secagg-key-file"):
+        enrolment.enrolled_id({enrolment.KEY_FILE: str(bad)})
+
+
+def test_the_snapshot_carries_an_enrolled_core_between_messages(tmp_path):
+    """The enrolled client is snapshotted (not replayed: a replayed upload would be refused
+    by the answer memory)."""
+    from fl.flower import state
+
+    _enrol(tmp_path, 3)
+    spec = protocols.get("secagg+")
+    cfg = spec.make_config(3, 4, enrolled=True, registry=_load(tmp_path))
+    node = {enrolment.KEY_FILE: str(tmp_path / "client-0.key"),
+            enrolment.REGISTRY: str(tmp_path / "registry.json"),
+            enrolment.STATE_DIR: str(tmp_path / "state")}
+    config, creds = enrolment.node_credentials("secagg+", cfg, 0, node, 1)
+    core = spec.client(config, 0, Csprng(), **creds)
+    core.set_input(__import__("numpy").zeros(4))
+    core.receive(UploadRequest(**header(cfg, SERVER, 0), cohort=(0, 1, 2)))
+    snap = state.snapshot(core)
+    assert snap is not None
+    config, creds = enrolment.node_credentials("secagg+", cfg, 0, node, 1)
+    fresh = state.restore(spec.client(config, 0, Csprng(), **creds), *snap)
+    assert fresh.state == core.state and fresh._seeds == core._seeds
+    assert dataclasses.asdict(fresh.config) == dataclasses.asdict(core.config)
