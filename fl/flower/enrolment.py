@@ -33,12 +33,44 @@ from typing import Any
 
 from secagg.errors import ConfigError, PolicyError
 
-__all__ = ["KEY_FILE", "REGISTRY", "STATE_DIR", "enrolled_id", "node_credentials",
-           "state_dir"]
+__all__ = ["KEY_FILE", "REGISTRY", "STATE_DIR", "enrol", "enrolled_id", "needs_enrolment",
+           "node_config", "node_credentials", "state_dir"]
 
 KEY_FILE = "secagg-key-file"
 REGISTRY = "secagg-registry"
 STATE_DIR = "secagg-state-dir"
+
+
+def needs_enrolment(spec: Any, **variant: Any) -> bool:
+    """Whether ``spec`` (with ``variant`` keywords such as ``active=True``,
+    ``enrolled=True``) authenticates clients, so that a deployment must enrol them out of
+    band: its own provisioning hands out client credentials for a config without a
+    registry."""
+    from secagg.rng import Csprng
+
+    _, credentials = spec.provision(spec.make_config(3, 1, **variant), Csprng())
+    return bool(credentials)
+
+
+def enrol(folder: str | Path, n: int) -> Path:
+    """Enrol clients ``0..n-1`` into ``folder`` (what ``secagg enroll`` does): returns the
+    registry's path; the key files are ``folder/client-<i>.key`` (mode 0600)."""
+    from protocols.secagg.enrolled_keys import enroll_clients
+    from secagg.rng import Csprng
+
+    out = Path(folder)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)
+    registry, identities = enroll_clients(n, Csprng())  # OS entropy
+    for u, ident in identities.items():
+        ident.save(out / f"client-{u}.key")
+    registry.save(out / "registry.json")
+    return out / "registry.json"
+
+
+def node_config(folder: str | Path, client: int) -> dict[str, str]:
+    """The node config entries of the node that plays enrolled client ``client``."""
+    out = Path(folder).resolve()
+    return {KEY_FILE: str(out / f"client-{client}.key"), REGISTRY: str(out / "registry.json")}
 
 
 def state_dir(node_config: Any, node_id: int) -> Path:

@@ -64,10 +64,11 @@ from flwr.serverapp import Grid
 from fl.flower import codec
 from fl.flower.client_app import flatten
 from fl.flower.driver import RoundOutcome, drive_round, enrolled_nodes
+from fl.flower.enrolment import needs_enrolment
 from secagg.errors import BudgetExceededError, ConfigError, SecAggError
 from secagg.rng import Csprng
 
-__all__ = ["DPOptions", "SecAggWorkflow", "WorkflowResult", "unflatten"]
+__all__ = ["DPOptions", "SecAggWorkflow", "WorkflowResult", "parse_protocol", "unflatten"]
 
 Log = Callable[[str], None]
 
@@ -126,7 +127,7 @@ def unflatten(vector: np.ndarray, like: ArrayRecord) -> ArrayRecord:
     return ArrayRecord(out)
 
 
-def _protocol(name: str) -> tuple[Any, bool, bool]:
+def parse_protocol(name: str) -> tuple[Any, bool, bool]:
     """(spec, active, enrolled) of ``secagg+``, ``secagg+-active``, ``secagg+:enrolled``,
     ``secagg+:enrolled-active``, ... (``-`` and ``:`` both separate a variant)."""
     import protocols
@@ -181,7 +182,7 @@ class SecAggWorkflow:
                  result_dir: str | None = None, label: str = "flower",
                  log: Log | None = None, registry: str | None = None,
                  enrolled: bool = False) -> None:
-        self.spec, self.active, named_enrolled = _protocol(protocol)
+        self.spec, self.active, named_enrolled = parse_protocol(protocol)
         self.enrolled = bool(enrolled) or named_enrolled
         for name, v in (("clip", clip), ("max_weight", max_weight), ("server_lr", server_lr),
                         ("stage_timeout", stage_timeout)):
@@ -219,9 +220,7 @@ class SecAggWorkflow:
         without it: the protocol's own provisioning says whether a config needs enrolled
         clients."""
         if path is None:
-            probe = self.spec.make_config(3, 1, **self._variant_kw())
-            _, credentials = self.spec.provision(probe, Csprng())
-            if credentials:
+            if needs_enrolment(self.spec, **self._variant_kw()):
                 raise ConfigError(
                     f"{self.spec.name}{' active' if self.active else ''}"
                     f"{' enrolled' if self.enrolled else ''} authenticates clients enrolled "
