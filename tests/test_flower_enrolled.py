@@ -211,3 +211,27 @@ def test_the_snapshot_carries_an_enrolled_core_between_messages(tmp_path):
     fresh = state.restore(spec.client(config, 0, Csprng(), **creds), *snap)
     assert fresh.state == core.state and fresh._seeds == core._seeds
     assert dataclasses.asdict(fresh.config) == dataclasses.asdict(core.config)
+
+
+def test_secagg_run_engine_flower_takes_the_enrolled_mode_and_refuses_it_where_none_exists():
+    from fl.flower.example.server_app import RUN_CONFIG as EXAMPLE
+    from fl.flower.training import run_config_of
+    from fl.run import plan_run
+    from fl.runconfig import RunConfig
+
+    cfg = RunConfig(protocol="secagg+", clients=3, rounds=1, engine="flower", enrolled=True)
+    rc = run_config_of(cfg, "/tmp/r", "/tmp/e/registry.json")
+    assert set(rc) <= set(EXAMPLE)  # flwr run refuses keys the app does not declare
+    assert rc["protocol"] == "secagg+:enrolled" and rc["registry"] == "/tmp/e/registry.json"
+    with pytest.raises(ConfigError, match="enrolled mode"):
+        plan_run(dataclasses.replace(cfg, protocol="ckks"))
+
+
+@pytest.mark.parametrize("name,needs", [("secagg+", False), ("plaintext", False),
+                                        ("ckks", True), ("paillier", True)])
+def test_needs_enrolment_asks_the_protocols_own_provisioning(name, needs):
+    spec = protocols.get(name)
+    assert enrolment.needs_enrolment(spec) is needs
+    if "enrolled" in spec.keywords:
+        assert enrolment.needs_enrolment(spec, enrolled=True)
+        assert enrolment.needs_enrolment(spec, active=True)
