@@ -257,13 +257,15 @@ def _secrets(context: Context, rnd: int, u: int) -> dict[str, Any]:
 def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
                         u: int) -> dict[str, Any]:
     """Seeded (loopback test) runs: this client's part of the enrolment the ServerApp derived
-    from the same seed (``spec.provision`` under ``round_root(seed, r).spawn("enrolment")``)."""
+    from the same seed (``spec.provision`` under ``party_rng(round_root(seed, r), "enrolment")``)."""
     import protocols
 
     if getattr(config, "registry", None) is None:
         return {}
+    from protocols.harness import party_rng
+
     spec, unenrolled = protocols.get(protocol), dataclasses.replace(config, registry=None)
-    _, creds = spec.provision(unenrolled, settings.round_root(seed, rnd).spawn("enrolment"))
+    _, creds = spec.provision(unenrolled, party_rng(settings.round_root(seed, rnd), "enrolment"))
     return dict(creds.get(u, {}))
 
 
@@ -274,8 +276,10 @@ def _root_rng(context: Context, st: ConfigRecord) -> Csprng:
     seed = _seed(context)
     if seed is None:
         raise UsageError("this round was seeded but the run config has no seed any more")
+    from protocols.harness import party_rng
+
     u = records.get_int(st, "client-id")
-    return settings.round_root(seed, records.get_int(st, "round")).spawn(f"client/{u}")
+    return party_rng(settings.round_root(seed, records.get_int(st, "round")), u)
 
 
 def _expire(context: Context) -> None:
