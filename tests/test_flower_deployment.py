@@ -124,15 +124,17 @@ def test_a_serverapp_that_dies_mid_round_leaves_the_nodes_serving(tmp_path):
 
 
 def test_enrolled_active_rounds_on_real_nodes_take_three_client_messages(tmp_path):
-    """Out-of-band enrolment on the real engine: 'secagg enroll' files, each SuperNode given
+    """Out-of-band enrolment on the real engine: `secagg enroll` files, each SuperNode given
     only its own key file (node config), the ServerApp the registry; the active variant of
     the enrolled mode trains with DP in 3 client messages per round (upload, consistency,
     unmask), each a fresh ClientApp process on the node."""
     from functools import partial
 
+    from fl.cli import main as secagg
     from fl.flower import enrolment
 
-    registry = enrolment.enrol(tmp_path / "enrolment", 3)
+    assert secagg(["enroll", "--clients", "3", "--out", str(tmp_path / "enrolment")]) == 0
+    registry = tmp_path / "enrolment" / "registry.json"
     report = tmp_path / "report"
     rounds = 2
     dep = LocalDeployment(3, app=example_app, startup_timeout=120.0,
