@@ -235,3 +235,38 @@ def test_needs_enrolment_asks_the_protocols_own_provisioning(name, needs):
     if "enrolled" in spec.keywords:
         assert enrolment.needs_enrolment(spec, enrolled=True)
         assert enrolment.needs_enrolment(spec, active=True)
+
+
+@pytest.mark.parametrize("after", [0, 1])
+def test_an_enrolled_node_that_dies_is_recovered_at_either_exchange(tmp_path, after):
+    """Node 1 goes silent after answering ``after`` protocol messages of round 1 (0: it never
+    uploads, so the others' sum is released; 1: it uploaded, then never unmasks, so its
+    self mask is rebuilt from its neighbours' shares and its update counts). Either way the
+    round completes by dropout recovery, and the node is back for round 2."""
+    n = 4
+    _enrol(tmp_path, n)
+    answered = Counter()
+
+    def tamper(nid, reply):
+        answered[nid] += 1  # its hello, then its protocol messages
+        if nid == 1001 and answered[nid] > after and 1001 not in grid.revived:
+            grid.silent.add(1001)
+        return reply
+
+    grid = _grid(tmp_path, n)
+    grid.tamper, grid.revived = tamper, set()
+    wf = SecAggWorkflow("secagg+:enrolled", registry=str(tmp_path / "registry.json"),
+                        stage_timeout=6.0, log=lambda s: None)  # round-ttl: 5x that
+    def evaluate(r, arrays):
+        if r == 1:  # bring node 1 back for round 2
+            grid.silent.discard(1001)
+            grid.revived.add(1001)
+        return None
+
+    res = wf(grid, _strategy(n), ArrayRecord(task.make_net().state_dict()), num_rounds=2,
+             evaluate_fn=evaluate)
+    first, second = res.outcomes
+    assert first.error is None
+    assert first.result.contributors == ((0, 2, 3) if after == 0 else (0, 1, 2, 3))
+    assert set(first.dropped) == {1} and "timeout" in first.dropped[1]
+    assert second.error is None and second.result.contributors == (0, 1, 2, 3)
