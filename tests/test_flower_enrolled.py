@@ -66,13 +66,16 @@ EXCHANGES = {"secagg+:enrolled": 2, "secagg:enrolled": 2, "secagg+:enrolled-acti
              "secagg+-active": 5, "secagg-active": 5, "ckks": 1, "paillier": 1}
 
 
-@pytest.mark.parametrize("name", sorted(EXCHANGES))
-def test_enrolled_nodes_train_the_model_with_dp_in_the_protocols_exchanges(tmp_path, name):
+@pytest.mark.parametrize("name,mode", [(name, "central") for name in sorted(EXCHANGES)]
+                         + [("secagg+:enrolled", "distributed")])
+def test_enrolled_nodes_train_the_model_with_dp_in_the_protocols_exchanges(tmp_path, name,
+                                                                           mode):
     n, rounds = 3, 2
     _enrol(tmp_path, n)
     # node i holds client (n-1-i)'s key: the workflow routes by key file, not by node order
     grid = _grid(tmp_path, n, key_of=lambda i: n - 1 - i)
-    wf = SecAggWorkflow(name, clip=1.0, max_weight=200, dp=DPOptions(noise_multiplier=0.3),
+    wf = SecAggWorkflow(name, clip=1.0, max_weight=200,
+                        dp=DPOptions(mode=mode, noise_multiplier=0.3),
                         registry=str(tmp_path / "registry.json"), log=lambda s: None)
     res = wf(grid, _strategy(n), ArrayRecord(task.make_net().state_dict()),
              num_rounds=rounds, evaluate_fn=_central_eval())
