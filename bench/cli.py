@@ -183,7 +183,7 @@ def _run_deployment(args: argparse.Namespace) -> int:
     from bench.deployment import run_deployment, write_outputs
 
     clients = _flatten(args.clients) or [3]
-    names = _flatten(args.protocols) or ["secagg+"]
+    names = _flatten(args.protocols) or ["secagg+", "secagg+:enrolled"]
     console = stderr_console()
     result: dict[str, Any] = {"runs": []}
     for n in clients:

@@ -8,7 +8,10 @@ the other, the same job (same model, same data, same local training, same ``n``)
 (b) ``flower-secagg+``: Flower 1.41's own ``SecAggPlusWorkflow`` + ``secaggplus_mod``, with
     ``num_shares`` = our secagg+ degree + 1 and the same reconstruction threshold;
 (c) each secagg protocol through :class:`fl.flower.workflow.SecAggWorkflow` +
-    ``secagg_mod`` (no DP: DP adds no messages).
+    ``secagg_mod`` (no DP: DP adds no messages). Names take the workflow's variants:
+    ``secagg+:enrolled`` (two client messages per round), ``secagg+-active``. The nodes are
+    enrolled once before the jobs (:func:`fl.flower.enrolment.enrol`, what ``secagg enroll``
+    does), and the jobs that authenticate clients get the registry.
 
 Every ServerApp marks the end of each round in its log (:mod:`fl.flower.example.baselines`);
 a round's seconds are the time between consecutive marks (the first from the mark before
@@ -25,8 +28,10 @@ import csv
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -115,15 +120,22 @@ def run_deployment(n: int, protocol_names: Sequence[str], rounds: int = 3, *,
         ConfigError: bad numbers or protocol names.
         DeploymentError: a process did not start or a run failed.
     """
+    from functools import partial
+
     import protocols
+    from fl.flower import enrolment
     from fl.flower.deploy import LocalDeployment, write_app
     from fl.flower.example.baselines import RUN_CONFIG
+    from fl.flower.workflow import parse_protocol
     from protocols.secagg.config import SecAggConfig
 
     if n < 2 or rounds < 1:
         raise ConfigError(f"--deployment needs --clients >= 2 and rounds >= 1, got {n}, {rounds}")
+    needs = {}
     for name in protocol_names:
-        protocols.get(name)
+        spec, active, enrolled = parse_protocol(name)
+        variant = {k: True for k, on in (("active", active), ("enrolled", enrolled)) if on}
+        needs[name] = enrolment.needs_enrolment(spec, **variant)
     plus = cast(SecAggConfig, protocols.get("secagg+").make_config(n, 8))
     shares, threshold = min(n, int(plus.degree) + 1), int(plus.threshold)
     base = "fl.flower.example"
@@ -133,23 +145,30 @@ def run_deployment(n: int, protocol_names: Sequence[str], rounds: int = 3, *,
     }
     times: dict[str, list[float]] = {}
     t0 = time.perf_counter()
-    with LocalDeployment(n, log=log) as dep:
-        jobs: list[tuple[str, dict[str, int | str]]] = [(FEDAVG, {}), (FLOWER, {"num-shares": shares,
-                                        "reconstruction-threshold": threshold})]
-        jobs += [(p, {"protocol": p}) for p in protocol_names]
-        for job, extra in jobs:
-            server, client = apps.get(job, (f"{base}.baselines:secagg_server",
-                                            f"{base}.client_app:app"))
-            app_dir = write_app(dep.workdir / f"app-{len(times)}",
-                                components={"serverapp": server, "clientapp": client},
-                                defaults=RUN_CONFIG)
-            cfg = {"num-server-rounds": rounds, "min-nodes": n, **extra}
-            if log:
-                log(f"deployment bench: {job}, {rounds} rounds on {n} SuperNodes")
-            text = dep.run(cfg, timeout=timeout, app_dir=app_dir)
-            times[job] = parse_marks(text)
-            if log:
-                log(f"  {job}: " + ", ".join(f"{s:.2f}" for s in times[job]) + " s/round")
+    workdir = Path(tempfile.mkdtemp(prefix="secagg-bench-deployment-"))
+    try:
+        registry = str(enrolment.enrol(workdir / "enrolment", n))
+        with LocalDeployment(n, log=log, workdir=workdir / "flower",
+                             node_config=partial(enrolment.node_config, workdir / "enrolment")) as dep:
+            jobs: list[tuple[str, dict[str, int | str]]] = [(FEDAVG, {}), (FLOWER, {"num-shares": shares,
+                                            "reconstruction-threshold": threshold})]
+            jobs += [(p, {"protocol": p, "registry": registry if needs[p] else ""})
+                     for p in protocol_names]
+            for job, extra in jobs:
+                server, client = apps.get(job, (f"{base}.baselines:secagg_server",
+                                                f"{base}.client_app:app"))
+                app_dir = write_app(dep.workdir / f"app-{len(times)}",
+                                    components={"serverapp": server, "clientapp": client},
+                                    defaults=RUN_CONFIG)
+                cfg = {"num-server-rounds": rounds, "min-nodes": n, **extra}
+                if log:
+                    log(f"deployment bench: {job}, {rounds} rounds on {n} SuperNodes")
+                text = dep.run(cfg, timeout=timeout, app_dir=app_dir)
+                times[job] = parse_marks(text)
+                if log:
+                    log(f"  {job}: " + ", ".join(f"{s:.2f}" for s in times[job]) + " s/round")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
     return {"command": "secagg bench --deployment", "argv": sys.argv[1:],
             "machine": {"cpus": os.cpu_count(), "loadavg": list(os.getloadavg())},
             "settings": {"rounds": rounds, "num_shares": shares, "threshold": threshold,

@@ -121,3 +121,38 @@ def test_a_serverapp_that_dies_mid_round_leaves_the_nodes_serving(tmp_path):
         assert "[secagg] round 1: 3/3 contributed" in text, text[-3000:]
     finally:
         dep.stop()
+
+
+def test_enrolled_active_rounds_on_real_nodes_take_three_client_messages(tmp_path):
+    """Out-of-band enrolment on the real engine: `secagg enroll` files, each SuperNode given
+    only its own key file (node config), the ServerApp the registry; the active variant of
+    the enrolled mode trains with DP in 3 client messages per round (upload, consistency,
+    unmask), each a fresh ClientApp process on the node."""
+    from functools import partial
+
+    from fl.cli import main as secagg
+    from fl.flower import enrolment
+
+    assert secagg(["enroll", "--clients", "3", "--out", str(tmp_path / "enrolment")]) == 0
+    registry = tmp_path / "enrolment" / "registry.json"
+    report = tmp_path / "report"
+    rounds = 2
+    dep = LocalDeployment(3, app=example_app, startup_timeout=120.0,
+                          node_config=partial(enrolment.node_config, tmp_path / "enrolment"))
+    try:
+        dep.start()
+        text = dep.run({"protocol": "secagg+:enrolled-active", "registry": str(registry),
+                        "num-server-rounds": rounds, "noise-multiplier": 0.3,
+                        "epsilon": 100.0, "stage-timeout": 90.0, "result-dir": str(report)},
+                       timeout=900)
+        launches = [dep.log_tail(f"supernode-{i}", 100000).count(
+            "Start `flwr-clientapp` process") for i in range(3)]
+    finally:
+        dep.stop()
+    lines = re.findall(r"\[secagg\] round (\d): (\d+)/(\d+) contributed, dropped (\d+)", text)
+    assert [(int(r), int(c)) for r, c, _, _ in lines] == [(1, 3), (2, 3)], text
+    # one hello, then 3 protocol messages per round (the first carries the training)
+    assert launches == [1 + 3 * rounds] * 3, launches
+    doc = json.loads((report / "metrics.json").read_text())
+    assert doc["final_accuracy"] > doc["initial_accuracy"] + 0.1
+    assert doc["epsilon"] is not None and doc["epsilon"] > 0 and doc["failed_rounds"] == 0

@@ -10,7 +10,8 @@ Writes into ``--out``:
 A simulation (``secagg simulate --enrolled``) enrols in memory instead; a deployment loads
 the files: ``EnrolledRegistry.load(".../registry.json")`` and
 ``Identity.load(".../client-7.key", answers=FileStore(...))``. Flower nodes name them in
-their node config (``secagg-key-file``, ``secagg-registry``, ``secagg-answer-dir``).
+their node config (``secagg-key-file``, ``secagg-registry``; the answers they gave are
+remembered under ``secagg-state-dir``): see :mod:`fl.flower.enrolment`.
 """
 
 from __future__ import annotations

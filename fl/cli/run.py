@@ -267,7 +267,8 @@ def _table(result: RunResult, s: dict[str, Any], plots: bool = True) -> Table:
     from rich.table import Table
 
     cfg = result.config
-    t = Table(title=f"secagg run: {cfg.protocol} on {s['engine']}, {cfg.dataset}")
+    mode = " (enrolled)" if cfg.enrolled else ""
+    t = Table(title=f"secagg run: {cfg.protocol}{mode} on {s['engine']}, {cfg.dataset}")
     t.add_column("measure")
     t.add_column("value", justify="right", overflow="fold")
     t.add_row("clients x rounds", f"{cfg.clients} x {s['rounds']}"

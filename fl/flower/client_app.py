@@ -86,7 +86,7 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 from flwr.clientapp.typing import ClientAppCallable
 
-from fl.flower import codec, records, settings, state
+from fl.flower import codec, enrolment, records, settings, state
 from secagg.errors import ConfigError, ProtocolError, SecAggError, UsageError
 from secagg.rng import Csprng
 
@@ -109,7 +109,7 @@ class SimulatedDropout(SecAggError):
     """Raised on purpose by the mod to simulate a client that leaves at a given stage."""
 
 
-def client_options(context: Context, protocol: str) -> dict[str, Any]:
+def client_options(context: Context, protocol: str, config: Any = None) -> dict[str, Any]:
     """Extra keyword arguments for the protocol's client core, from this node's own config
     (never from the server): passed to ``spec.client(config, id, rng, **credentials,
     **options)`` on every message.
@@ -120,24 +120,23 @@ def client_options(context: Context, protocol: str) -> dict[str, Any]:
       (hex; HE: the only decryptor this node encrypts to), ...
       (:meth:`protocols.ClientPolicy.from_settings`); a round config weaker than it is
       refused with a ``PolicyError`` naming the setting.
-    - ``answered`` (secagg, secagg+): a file-backed memory of the requests this node answered
-      (:class:`fl.replay.FileAnsweredRequests`), so a server that replays a key or unmask
-      request of a (session, round) to a fresh ClientApp process is refused. Its folder is
-      node config ``secagg-state-dir`` (default ``~/.secagg/node-<node id>``), the node's own.
+    - ``answered`` (secagg, secagg+ with per-round setup): a file-backed memory of the
+      requests this node answered (:class:`fl.flower.replay.FileAnsweredRequests`), so a server
+      that replays a key or unmask request of a (session, round) to a fresh ClientApp
+      process is refused. Its folder is under node config ``secagg-state-dir`` (default
+      ``~/.secagg/node-<node id>``), the node's own. (The enrolled mode keeps the same
+      memory in its identity's answer store: :mod:`fl.flower.enrolment`.)
     """
     from protocols.policy import ClientPolicy
 
     options: dict[str, Any] = {}
     if protocol in ("plaintext", "secagg", "secagg+", "ckks", "paillier"):
         options["policy"] = ClientPolicy.from_settings(context.node_config)
-    if protocol in ("secagg", "secagg+"):
-        from pathlib import Path
-
+    if protocol in ("secagg", "secagg+") and not getattr(config, "enrolled", False):
         from fl.flower.replay import FileAnsweredRequests
 
-        folder = context.node_config.get("secagg-state-dir") or (
-            Path.home() / ".secagg" / f"node-{context.node_id}")
-        options["answered"] = FileAnsweredRequests(Path(str(folder)) / "answered")
+        folder = enrolment.state_dir(context.node_config, context.node_id)
+        options["answered"] = FileAnsweredRequests(folder / "answered")
     return options
 
 
@@ -150,6 +149,7 @@ def _hello(msg: Message, context: Context) -> Message:
 
     pid = context.node_config.get("partition-id", -1)
     return _reply(msg, {"op": records.OP_HELLO, "round": -1, "partition-id": int(pid),
+                        "enrolled-id": enrolment.enrolled_id(context.node_config),
                         "protocols": list(protocols.names())}, [])
 
 
@@ -257,13 +257,15 @@ def _secrets(context: Context, rnd: int, u: int) -> dict[str, Any]:
 def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
                         u: int) -> dict[str, Any]:
     """Seeded (loopback test) runs: this client's part of the enrolment the ServerApp derived
-    from the same seed (``spec.provision`` under ``round_root(seed, r).spawn("enrolment")``)."""
+    from the same seed (``spec.provision`` under ``party_rng(round_root(seed, r), "enrolment")``)."""
     import protocols
 
     if getattr(config, "registry", None) is None:
         return {}
+    from protocols.harness import party_rng
+
     spec, unenrolled = protocols.get(protocol), dataclasses.replace(config, registry=None)
-    _, creds = spec.provision(unenrolled, settings.round_root(seed, rnd).spawn("enrolment"))
+    _, creds = spec.provision(unenrolled, party_rng(settings.round_root(seed, rnd), "enrolment"))
     return dict(creds.get(u, {}))
 
 
@@ -274,8 +276,10 @@ def _root_rng(context: Context, st: ConfigRecord) -> Csprng:
     seed = _seed(context)
     if seed is None:
         raise UsageError("this round was seeded but the run config has no seed any more")
+    from protocols.harness import party_rng
+
     u = records.get_int(st, "client-id")
-    return settings.round_root(seed, records.get_int(st, "round")).spawn(f"client/{u}")
+    return party_rng(settings.round_root(seed, records.get_int(st, "round")), u)
 
 
 def _expire(context: Context) -> None:
@@ -344,6 +348,9 @@ def _setup(msg: Message, context: Context, call_next: ClientAppCallable,
     seed = _seed(context)
     if seed is not None and not _job_dir(context):
         secret["credentials"] = codec.dumps(_seeded_credentials(protocol, config, seed, rnd, u))
+    # Unseeded runs with a registry: the node's own key file and registry (never the server's).
+    secret["node-credentials"] = (seed is None and not _job_dir(context)
+                                  and getattr(config, "registry", None) is not None)
     st = ConfigRecord({"round": rnd, "protocol": protocol,
                        "config": records.get_bytes(rec, "config"), "client-id": u,
                        "messages": 0, "frames": 0, "replay": False,
@@ -358,8 +365,12 @@ def _build(context: Context, st: ConfigRecord, config: Any, rng: Csprng) -> Clie
 
     protocol = records.get_str(st, "protocol")
     creds = codec.loads(records.get_bytes(st, "credentials"), dict)
+    if st.get("node-credentials", False):
+        config, creds = enrolment.node_credentials(
+            protocol, config, records.get_int(st, "client-id"), context.node_config,
+            context.node_id)
     return protocols.get(protocol).client(config, records.get_int(st, "client-id"), rng,
-                                          **creds, **client_options(context, protocol))
+                                          **creds, **client_options(context, protocol, config))
 
 
 def _resume(context: Context, st: ConfigRecord) -> ClientCore:

@@ -1,6 +1,6 @@
 """The server side of secure aggregation over Flower: map clients to nodes, drive one round.
 
-This is the Flower twin of :func:`fl.simulation.run_round`. It holds no crypto: it moves
+This is the Flower twin of :func:`fl.engines.simulation.run_round`. It holds no crypto: it moves
 :mod:`secagg.wire` frames between the sans-IO roles and Flower messages.
 
 - Client ``u`` of the cohort lives on one SuperNode (:func:`assign_clients`). Every protocol
@@ -47,7 +47,8 @@ from secagg.errors import (
     SecAggError,
 )
 
-__all__ = ["RoundOutcome", "assign_clients", "drive_round", "wait_for_nodes"]
+__all__ = ["RoundOutcome", "assign_clients", "drive_round", "enrolled_nodes", "hello",
+           "wait_for_nodes"]
 
 Log = Callable[[str], None]
 
@@ -64,6 +65,10 @@ class RoundOutcome:
         client_seconds: each client's protocol compute, as its replies reported it.
         server_seconds, helper_seconds: compute of the server core and of the helpers.
         wall_seconds: the round from first send to result.
+        messages: Flower messages sent to clients.
+        absent: client ids of the config without a node this round (not sampled, or not
+            connected); they never got a message and count as dropped before the first
+            stage, for the protocol. Not in ``dropped``.
     """
 
     result: AggregateResult | None
@@ -76,6 +81,7 @@ class RoundOutcome:
     helper_seconds: float
     wall_seconds: float
     messages: int = 0
+    absent: tuple[int, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +119,30 @@ def _collect(grid: Grid, pending: dict[str, Any], timeout: float,
     return got
 
 
+def hello(grid: Grid, node_ids: list[int], timeout: float, *,
+          poll: float = 0.1) -> dict[int, Any]:
+    """Node id -> the ``"secagg"`` record of its answer to a hello (its ClientApp's
+    :func:`~fl.flower.client_app.secagg_mod` answers with its ``partition-id`` and the
+    ``enrolled-id`` of its key file), for the nodes that answered within ``timeout``."""
+    msgs = [Message(records.make_content({"op": records.OP_HELLO, "round": -1}),
+                    dst_node_id=nid, message_type=records.MESSAGE_TYPE,
+                    ttl=timeout + 60.0) for nid in node_ids]
+    pending = dict(zip(grid.push_messages(msgs), node_ids))
+    got = _collect(grid, pending, timeout, poll)
+    out: dict[int, Any] = {}
+    for mid, rep in got.items():
+        if not rep.has_error() and records.is_secagg(rep.content):
+            out[pending[mid]] = rep.content.config_records[records.CONFIG_RECORD]
+    return out
+
+
+def _int_field(rec: Any, key: str) -> int:
+    try:
+        return records.get_int(rec, key, -1)
+    except DecodeError:
+        return -1
+
+
 def assign_clients(grid: Grid, n: int, *, node_wait: float = 120.0, hello_timeout: float = 60.0,
                    poll: float = 0.1, log: Log | None = None) -> dict[int, int]:
     """Client id -> node id for a cohort of ``n``.
@@ -126,21 +156,8 @@ def assign_clients(grid: Grid, n: int, *, node_wait: float = 120.0, hello_timeou
         ConfigError: fewer than ``n`` nodes connected, or answered the hello in time.
     """
     node_ids = wait_for_nodes(grid, n, node_wait, log=log)
-    msgs = [Message(records.make_content({"op": records.OP_HELLO, "round": -1}),
-                    dst_node_id=nid, message_type=records.MESSAGE_TYPE,
-                    ttl=hello_timeout + 60.0) for nid in node_ids]
-    ids = list(grid.push_messages(msgs))
-    pending = dict(zip(ids, node_ids))
-    got = _collect(grid, pending, hello_timeout, poll)
-    pids: dict[int, int] = {}
-    for mid, rep in got.items():
-        if rep.has_error() or not records.is_secagg(rep.content):
-            continue
-        try:
-            pids[pending[mid]] = records.get_int(
-                rep.content.config_records[records.CONFIG_RECORD], "partition-id", -1)
-        except DecodeError:
-            continue
+    answers = hello(grid, node_ids, hello_timeout, poll=poll)
+    pids = {nid: _int_field(rec, "partition-id") for nid, rec in answers.items()}
     if len(pids) < n:
         raise ConfigError(
             f"only {len(pids)} of {len(node_ids)} SuperNodes answered the secagg hello within "
@@ -152,6 +169,36 @@ def assign_clients(grid: Grid, n: int, *, node_wait: float = 120.0, hello_timeou
     if all(len(by_pid.get(u, [])) == 1 for u in range(n)):
         return {u: by_pid[u][0] for u in range(n)}
     return dict(enumerate(sorted(pids)[:n]))
+
+
+def enrolled_nodes(grid: Grid, node_ids: list[int], registered: Any, *,
+                   timeout: float = 60.0, poll: float = 0.1,
+                   log: Log | None = None) -> dict[int, int]:
+    """Node id -> enrolled client id, for the nodes of ``node_ids`` whose hello names a
+    client of ``registered`` (a set of ids, e.g. a registry's ``keys``).
+
+    A node's claim is only a routing hint: the round authenticates it (only the holder of
+    ``client-u.key`` can take part as ``u``). Two nodes claiming one id: the first by node
+    id is used and the other logged. Nodes that do not answer, or have no key file, are
+    left out (and logged).
+    """
+    answers = hello(grid, sorted(node_ids), timeout, poll=poll)
+    out: dict[int, int] = {}
+    taken: dict[int, int] = {}
+    for nid in sorted(node_ids):
+        u = _int_field(answers[nid], "enrolled-id") if nid in answers else -1
+        if u < 0 or u not in registered:
+            if log:
+                log(f"node {nid} " + ("did not answer the hello" if nid not in answers else
+                                      f"has no enrolled key file of this registry ({u})"))
+            continue
+        if u in taken:
+            if log:
+                log(f"nodes {taken[u]} and {nid} both claim client {u}; using {taken[u]}")
+            continue
+        taken[u] = nid
+        out[nid] = u
+    return out
 
 
 def drive_round(
@@ -174,7 +221,10 @@ def drive_round(
 
     Args:
         config: the round configuration the server core was built with.
-        nodes: client id -> node id (see :func:`assign_clients`); must cover the cohort.
+        nodes: client id -> node id (see :func:`assign_clients`). A client id of the config
+            without a node is *absent*: it is sent nothing, so the protocol sees it drop
+            before its first stage (clients enrolled in a registry larger than the round's
+            cohort; see :attr:`RoundOutcome.absent`).
         round_index: this round's index in the run; clients refuse frames of another round.
         setup_config: ``config`` as the clients get it (:func:`fl.flower.codec.dumps`, with
             anything that must stay on the server, such as a noise hook, taken out).
@@ -190,13 +240,15 @@ def drive_round(
         decoding party) is reported with ``result=None`` and ``error``, not raised.
 
     Raises:
-        ConfigError: ``nodes`` does not cover the cohort, or the core addresses a party
-            nobody plays.
+        ConfigError: ``nodes`` names a client outside the config, or the core addresses a
+            party nobody plays.
     """
     n = config.n_clients
-    missing = [u for u in range(n) if u not in nodes]
-    if missing:
-        raise ConfigError(f"no SuperNode for clients {missing[:5]}... of 0..{n - 1}")
+    stray = sorted(u for u in nodes if not 0 <= u < n)
+    if stray:
+        raise ConfigError(f"nodes are given for clients {stray[:5]}, outside the config's "
+                          f"0..{n - 1}")
+    absent = frozenset(range(n)) - frozenset(nodes)
     up, down, secs = [0] * n, [0] * n, [0.0] * n
     timing = {"server": 0.0, "helpers": 0.0}
     dropped: dict[int, str] = {}
@@ -222,7 +274,7 @@ def drive_round(
                 if r >= n:
                     raise ConfigError(f"the protocol addressed client {r}; "
                                       f"the cohort is 0..{n - 1}")
-                if r not in dropped:  # a dropped client gets nothing more
+                if r not in dropped and r not in absent:  # a dropped client gets nothing more
                     queued.setdefault(r, []).append(frame)
                     down[r] += len(frame)
                 continue
@@ -342,4 +394,5 @@ def drive_round(
         error = f"{type(exc).__name__}: {exc}"
     result = server.result() if server.finished else None
     return RoundOutcome(result, error, dropped, up, down, secs, timing["server"],
-                        timing["helpers"], time.monotonic() - t_start, sent)
+                        timing["helpers"], time.monotonic() - t_start, sent,
+                        tuple(sorted(absent)))

@@ -34,6 +34,7 @@ import protocols
 from fl.flower import codec, jobs, settings
 from fl.flower.driver import RoundOutcome, assign_clients, drive_round, wait_for_nodes
 from protocols.base import ProtocolSpec
+from protocols.harness import party_rng
 from secagg.errors import ConfigError, SecAggError
 from secagg.rng import Csprng
 
@@ -122,12 +123,12 @@ def run_rounds(grid: Grid, run_config: dict[str, Any]) -> list[RoundOutcome]:
         if seed is not None:
             kw["session"] = root.spawn("session").bytes(16)
         config = spec.make_config(n, dim, **kw)
-        config, credentials = spec.provision(config, root.spawn("enrolment"))
+        config, credentials = spec.provision(config, party_rng(root, "enrolment"))
         if credentials and seed is None:  # seeded loopback nodes re-derive theirs
             raise ConfigError(f"{spec.name} with this configuration needs clients enrolled out "
                               "of band; deployment mode does not hand out client keys")
-        outcome = _one_round(grid, spec, config, nodes, r, root.spawn("server"),
-                             root.spawn("helpers"), timeout)
+        outcome = _one_round(grid, spec, config, nodes, r, party_rng(root, "server"),
+                             party_rng(root, "helpers"), timeout)
         _log(_summary(r, outcome))
         if result_dir:
             rdir = Path(result_dir) / f"round-{r}"

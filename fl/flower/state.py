@@ -39,7 +39,8 @@ __all__ = ["message_rng", "restore", "snapshot"]
 
 #: attributes rebuilt from the round's setup (or the node's own options, see
 #: :func:`fl.flower.client_app.client_options`) instead of being snapshotted.
-REBUILT = frozenset({"config", "_rng", "policy", "_answered"})
+REBUILT = frozenset({"config", "_rng", "policy", "_answered", "_identity", "_registry", "_store",
+                     "_table"})
 
 
 def _attributes(core: Any) -> dict[str, Any]:

@@ -11,6 +11,10 @@ client's data, model or update: only the aggregates in the report.
 What it does not take (a :class:`~secagg.errors.ConfigError` names it before anything
 starts): simulated ``dropout`` (a deployment's dropouts are real ones), the ``dirichlet``
 split, a fixed-size ``cohort``, and a ``seed`` (every party draws from OS entropy).
+
+Protocols that authenticate clients (``--enrolled``, ckks, paillier) get their clients
+enrolled first, as an operator would with ``secagg enroll``: a registry and one key file
+per node, each node given only its own (:mod:`fl.flower.enrolment`).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from dataclasses import fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,12 @@ from secagg.errors import ConfigError
 __all__ = ["run_config_of", "run_deployed"]
 
 
-def run_config_of(cfg: RunConfig, result_dir: str) -> dict[str, Any]:
+def protocol_name(cfg: RunConfig) -> str:
+    """The workflow's protocol name for ``cfg`` (``secagg+:enrolled`` with ``--enrolled``)."""
+    return cfg.protocol + (":enrolled" if cfg.enrolled else "")
+
+
+def run_config_of(cfg: RunConfig, result_dir: str, registry: str = "") -> dict[str, Any]:
     """The example app's run config for ``cfg`` (see the module docstring).
 
     Raises:
@@ -44,7 +53,7 @@ def run_config_of(cfg: RunConfig, result_dir: str) -> dict[str, Any]:
     if cfg.seed is not None:
         raise ConfigError("--engine flower draws every key from OS entropy; drop --seed")
     return {
-        "protocol": cfg.protocol, "num-server-rounds": cfg.rounds, "min-nodes": cfg.clients,
+        "protocol": protocol_name(cfg), "registry": registry, "num-server-rounds": cfg.rounds, "min-nodes": cfg.clients,
         "dataset": cfg.dataset, "local-epochs": cfg.epochs,
         "lr": cfg.lr if cfg.lr is not None else DEFAULT_LR.get(cfg.dataset, 0.5),
         "clip": cfg.clip, "max-weight": float(cfg.max_weight or 1000.0), "dp": cfg.dp,
@@ -64,19 +73,28 @@ def run_deployed(cfg: RunConfig, observer: RunObserver | None = None, *,
         ConfigError: settings a deployment cannot honour.
         DeploymentError: Flower failed or the run did not finish within ``timeout``.
     """
+    import protocols
+    from fl.flower import enrolment
     from fl.flower.deploy import LocalDeployment, example_app
 
     out = Path(tempfile.mkdtemp(prefix="secagg-run-"))
     try:
-        run_cfg = run_config_of(cfg, str(out / "report"))
-        with LocalDeployment(cfg.clients, app=example_app) as dep:
+        run_config_of(cfg, str(out / "report"))  # refuses what a deployment cannot do
+        spec = protocols.get(cfg.protocol)
+        registry, node_config = "", None
+        if enrolment.needs_enrolment(spec, **({"enrolled": True} if cfg.enrolled else {})):
+            # Out of band, as an operator would with 'secagg enroll': each node gets only
+            # its own key file (and the public registry).
+            folder = out / "enrolment"
+            registry = str(enrolment.enrol(folder, cfg.clients))
+            node_config = partial(enrolment.node_config, folder)
+        run_cfg = run_config_of(cfg, str(out / "report"), registry)
+        with LocalDeployment(cfg.clients, app=example_app, node_config=node_config) as dep:
             dep.run(run_cfg, timeout=timeout)
         doc = json.loads((out / "report" / "metrics.json").read_text())
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    names = {f.name for f in fields(RoundRecord)}
-    history = [RoundRecord(**{k: v for k, v in h.items() if k in names})
-               for h in doc.get("history", [])]
+    history = [RoundRecord.from_json(h) for h in doc.get("history", [])]
     result = RunResult(config=cfg, engine="flower", model_params=int(doc["model_params"]),
                        noise_multiplier=doc.get("noise_multiplier"),
                        max_weight=float(run_cfg["max-weight"]), protocol_params={},

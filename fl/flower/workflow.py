@@ -31,7 +31,7 @@ unchanged train function. Each round:
    it. The round is the protocol's stages and nothing more; the server learns
    ``sum(w_i * clip(trained_i - global))`` and ``sum(w_i)``, noised when DP is on;
 3. the weighted FedAvg step: ``global += server_lr * sum / total`` (under DP ``total`` is
-   the fixed expected cohort x ``max_weight``, as in :mod:`fl.run`: the noised total is too
+   the fixed expected cohort x ``max_weight``, as in :mod:`fl.training.loop`: the noised total is too
    noisy to divide by);
 4. evaluation: ``evaluate_fn(round, arrays)`` (centralised, like ``strategy.start``'s) and,
    if the strategy's ``fraction_evaluate`` > 0, its federated evaluation
@@ -42,7 +42,7 @@ unchanged train function. Each round:
    the budget is refused before anything is released, and the run stops there.
 
 With ``result_dir`` it writes the same report folder as ``secagg run --report``
-(:func:`fl.report.write_report`: metrics.json/csv, PNG plots).
+(:func:`fl.training.report.write_report`: metrics.json/csv, PNG plots).
 
 The workflow runs the server core (and the HE decryptor) in the ServerApp's process; the
 round loop is :func:`fl.flower.driver.drive_round`, the one place to swap in another round
@@ -63,11 +63,12 @@ from flwr.serverapp import Grid
 
 from fl.flower import codec
 from fl.flower.client_app import flatten
-from fl.flower.driver import RoundOutcome, drive_round
+from fl.flower.driver import RoundOutcome, drive_round, enrolled_nodes
+from fl.flower.enrolment import needs_enrolment
 from secagg.errors import BudgetExceededError, ConfigError, SecAggError
 from secagg.rng import Csprng
 
-__all__ = ["DPOptions", "SecAggWorkflow", "WorkflowResult", "unflatten"]
+__all__ = ["DPOptions", "SecAggWorkflow", "WorkflowResult", "parse_protocol", "unflatten"]
 
 Log = Callable[[str], None]
 
@@ -107,7 +108,7 @@ class WorkflowResult:
     """What a run gave: the final model, the per-round history, the report folder."""
 
     arrays: ArrayRecord
-    run: Any  # fl.runconfig.RunResult
+    run: Any  # fl.training.config.RunResult
     outcomes: list[RoundOutcome] = field(default_factory=list)
     report_dir: str | None = None
 
@@ -126,14 +127,20 @@ def unflatten(vector: np.ndarray, like: ArrayRecord) -> ArrayRecord:
     return ArrayRecord(out)
 
 
-def _protocol(name: str) -> tuple[Any, bool]:
+def parse_protocol(name: str) -> tuple[Any, bool, bool]:
+    """(spec, active, enrolled) of ``secagg+``, ``secagg+-active``, ``secagg+:enrolled``,
+    ``secagg+:enrolled-active``, ... (``-`` and ``:`` both separate a variant)."""
     import protocols
 
-    active = False
-    for suffix in ("-active", ":active", " --active"):
-        if name.endswith(suffix):
-            name, active = name[: -len(suffix)], True
-    return protocols.get(name), active
+    flags = {"active": False, "enrolled": False}
+    stripped = True
+    while stripped:
+        stripped = False
+        for flag in flags:
+            for sep in ("-", ":", " --"):
+                if name.endswith(sep + flag):
+                    name, flags[flag], stripped = name[: -len(sep + flag)], True, True
+    return protocols.get(name), flags["active"], flags["enrolled"]
 
 
 class SecAggWorkflow:
@@ -141,7 +148,8 @@ class SecAggWorkflow:
 
     Args:
         protocol: a name from ``protocols.names()``; ``NAME-active`` asks for the active
-            variant (secagg, secagg+: needs clients enrolled out of band, see Raises).
+            variant and ``NAME:enrolled`` for the two-exchange enrolled mode (secagg,
+            secagg+; both need ``registry``).
         clip: L2 clip of each client's update (the mod clips; the encoding is sized to it).
         max_weight: cap on a client's weight (its ``num-examples``).
         dp: :class:`DPOptions`, or None for no DP.
@@ -153,19 +161,35 @@ class SecAggWorkflow:
         result_dir: where to write the report folder at the end (None: none).
         label: the dataset / task name the report shows.
         log: where round summaries go (default: printed, so ``flwr run --stream`` shows them).
+        registry: the path of the ``registry.json`` that ``secagg enroll`` wrote, for the
+            protocols that authenticate clients (the active variants, the enrolled mode,
+            ckks, paillier). Each node then needs its own key file and the same registry in
+            its node config (:mod:`fl.flower.enrolment`); client ``u`` of every round is the
+            node holding ``client-u.key``, and the round's config lists every enrolled
+            client (those without a node that round are absent: dropped before the first
+            stage).
+        enrolled: the enrolled mode (same as the ``:enrolled`` suffix): two client messages
+            per round instead of four, no per-round key setup.
+        planned_dropout: the fraction of a round's nodes it may lose. For the protocols
+            whose decoding party releases any set of clients it is handed (ckks, paillier:
+            :attr:`~protocols.base.ProtocolSpec.releases_any_survivors`) the round's
+            ``min_clients`` is the planned survivors, never below 2, so an aggregator cannot
+            pass off a sum over fewer clients as the round's; the masking protocols' own
+            threshold bounds their release.
 
     Raises:
-        ConfigError: an unknown protocol or DP mode, bad numbers; a protocol whose
-            configuration needs enrolled clients (the active variants: hand each node its
-            credentials out of band, not through this workflow).
+        ConfigError: an unknown protocol or DP mode, bad numbers; a protocol (or variant)
+            that authenticates clients but no ``registry``; an unreadable registry.
     """
 
     def __init__(self, protocol: str = "secagg+", *, clip: float = 1.0,
                  max_weight: float = 1000.0, dp: DPOptions | None = None,
                  server_lr: float = 1.0, frac_bits: int = 16, stage_timeout: float = 60.0,
                  result_dir: str | None = None, label: str = "flower",
-                 log: Log | None = None) -> None:
-        self.spec, self.active = _protocol(protocol)
+                 log: Log | None = None, registry: str | None = None,
+                 enrolled: bool = False, planned_dropout: float = 0.0) -> None:
+        self.spec, self.active, named_enrolled = parse_protocol(protocol)
+        self.enrolled = bool(enrolled) or named_enrolled
         for name, v in (("clip", clip), ("max_weight", max_weight), ("server_lr", server_lr),
                         ("stage_timeout", stage_timeout)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
@@ -184,8 +208,41 @@ class SecAggWorkflow:
         self.clip, self.max_weight, self.dp = float(clip), float(max_weight), dp
         self.server_lr, self.frac_bits = float(server_lr), int(frac_bits)
         self.stage_timeout = float(stage_timeout)
+        if isinstance(planned_dropout, bool) or not isinstance(planned_dropout, (int, float)) \
+                or not 0.0 <= planned_dropout < 1.0:
+            raise ConfigError(f"planned_dropout must be in [0, 1), got {planned_dropout!r}")
+        self.planned_dropout = float(planned_dropout)
         self.result_dir, self.label = result_dir, label
         self.log = log or _print
+        self.registry = self._load_registry(registry)
+        self._clients: dict[int, int] = {}  # node id -> enrolled client id
+
+    def _variant_kw(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {}
+        if self.active:
+            kw["active"] = True
+        if self.enrolled:
+            kw["enrolled"] = True
+        return kw
+
+    def _load_registry(self, path: str | None) -> Any:
+        """The registry (None without one), refusing up front a protocol that needs one
+        without it: the protocol's own provisioning says whether a config needs enrolled
+        clients."""
+        if path is None:
+            if needs_enrolment(self.spec, **self._variant_kw()):
+                raise ConfigError(
+                    f"{self.spec.name}{' active' if self.active else ''}"
+                    f"{' enrolled' if self.enrolled else ''} authenticates clients enrolled "
+                    "out of band: run 'secagg enroll --clients N --out DIR', pass "
+                    "registry='DIR/registry.json' and give each node its key file "
+                    "(node config secagg-key-file, secagg-registry)")
+            return None
+        from protocols.secagg.enrolled_keys import EnrolledRegistry
+
+        if "registry" not in self.spec.keywords:
+            raise ConfigError(f"{self.spec.name} takes no client registry; drop registry=")
+        return EnrolledRegistry.load(path)
 
     # -- pieces ----------------------------------------------------------------------------
     def _encoding(self, max_clients: int, noise_bound: int = 0) -> Any:
@@ -233,7 +290,7 @@ class SecAggWorkflow:
                  evaluate_fn: Callable[[int, ArrayRecord], MetricRecord | None] | None = None,
                  ) -> WorkflowResult:
         """Run ``num_rounds`` rounds (see the module docstring); returns the final model,
-        the history (a :class:`fl.runconfig.RunResult`) and the report folder.
+        the history (a :class:`fl.training.config.RunResult`) and the report folder.
 
         Raises:
             ConfigError, BudgetExceededError: settings that cannot work, checked before the
@@ -254,6 +311,10 @@ class SecAggWorkflow:
         arrays_key = getattr(strategy, "arrayrecord_key", "arrays")
         weight_key = getattr(strategy, "weighted_by_key", "num-examples")
         sampler = Csprng()
+        if self.registry is not None:  # who is who: once, before the first round
+            self._clients = enrolled_nodes(grid, list(grid.get_node_ids()),
+                                           self.registry.keys, timeout=self.stage_timeout,
+                                           log=self.log)
         metrics0 = evaluate_fn(0, arrays) if evaluate_fn else None
         initial_acc = float(cast(float, metrics0.get("accuracy", 0.0))) if metrics0 else 0.0
         last_loss = float(cast(float, metrics0.get("loss", 0.0))) if metrics0 else 0.0
@@ -275,7 +336,7 @@ class SecAggWorkflow:
             need = 1 if spec.name == "plaintext" else 2
             if k < need or not msgs:
                 rec.error = f"cohort of {k} is too small for {spec.name}; round skipped"
-                if ledger is not None and z is not None:  # as fl.run: an upper bound
+                if ledger is not None and z is not None:  # as fl.training.loop: an upper bound
                     ledger.charge(round_event(z, q))
             else:
                 try:
@@ -324,25 +385,33 @@ class SecAggWorkflow:
                q: float, arrays_key: str, weight_key: str, rec: Any,
                outcomes: list[RoundOutcome], round_privacy: Any) -> tuple[ArrayRecord,
                                                                          np.ndarray]:
-        spec, k, dim = self.spec, len(ids), global_vec.size
-        encoding, kw, privacy = self._encoding(max_clients), {}, None
+        spec, dim = self.spec, global_vec.size
+        nodes = self._nodes(grid, ids)
+        k = len(nodes)
+        n_config = k if self.registry is None else len(self.registry.keys)
+        # the encoding must hold a sum over every client the config lists
+        enc_clients = max(max_clients, n_config)
+        encoding, kw, privacy = self._encoding(enc_clients), {}, None
         if ledger is not None and z is not None:
             mode = self.dp.mode if self.dp is not None else "central"
             privacy = round_privacy(mode, ledger, z, dim=dim, cohort=k, survivors=k,
                                     sampling_rate=q,
-                                    encoding_for=lambda b: self._encoding(max_clients, b))
+                                    encoding_for=lambda b: self._encoding(enc_clients, b))
             encoding, kw = privacy.encoding, privacy.config_kw
-        if self.active:
-            kw["active"] = True
+        kw.update(self._variant_kw())
+        if self.registry is not None:
+            kw["registry"] = self.registry
+        planned = spec.planned_min_clients(k, self.planned_dropout)
+        if planned is not None:
+            kw["min_clients"] = max(planned, kw.get("min_clients") or 0)
         # make_config refuses, in one typed line, a keyword (DP mode) the protocol lacks.
-        config = spec.make_config(k, dim, encoding=encoding, round_id=r, **kw)
+        config = spec.make_config(n_config, dim, encoding=encoding, round_id=r, **kw)
         config, credentials = spec.provision(config, Csprng())
-        if credentials:
+        if credentials:  # _load_registry refused this up front; a config that changed since
             raise ConfigError(f"{spec.name} with this configuration needs clients enrolled out "
-                              "of band; the workflow does not hand out client keys")
+                              "of band; pass registry= (see secagg enroll)")
         server = spec.server(config, Csprng())
         helpers = spec.helpers(config, Csprng())
-        nodes = dict(enumerate(ids))
         from fl.flower.server_app import client_view
 
         setup = {"delta": True, "clip": self.clip, "max-weight": self.max_weight,
@@ -353,7 +422,7 @@ class SecAggWorkflow:
                           setup_fields=setup, log=None)
         outcomes.append(out)
         rec.dropped = len(out.dropped)
-        alive = [u for u in range(k) if u not in out.dropped]
+        alive = [u for u in sorted(nodes) if u not in out.dropped]
         rec.upload_bytes_per_client = int(np.median([out.up[u] for u in alive])) if alive else 0
         rec.download_bytes_per_client = (int(np.median([out.down[u] for u in alive]))
                                          if alive else 0)
@@ -376,6 +445,17 @@ class SecAggWorkflow:
             return arrays, global_vec
         new = global_vec + self.server_lr * np.asarray(res.sum[:dim], np.float64) / total
         return unflatten(new, arrays), new
+
+    def _nodes(self, grid: Grid, ids: list[int]) -> dict[int, int]:
+        """Client id -> node id for this round's nodes: ``0..k-1`` in node order, or with a
+        registry each node's enrolled id (nodes new since the last hello are asked now)."""
+        if self.registry is None:
+            return dict(enumerate(ids))
+        new = [nid for nid in ids if nid not in self._clients]
+        if new:
+            self._clients.update(enrolled_nodes(grid, new, self.registry.keys,
+                                                timeout=self.stage_timeout, log=self.log))
+        return {self._clients[nid]: nid for nid in ids if nid in self._clients}
 
     def _evaluate(self, grid: Grid, strategy: Any, r: int, arrays: ArrayRecord,
                   evaluate_config: ConfigRecord | None,

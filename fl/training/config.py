@@ -7,8 +7,10 @@ progress interface. The loop itself is :mod:`fl.training.loop`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Protocol
+
+from secagg.errors import ConfigError
 
 __all__ = [
     "DEFAULT_EPSILON",
@@ -152,6 +154,21 @@ class RoundRecord:
         if not dp_noised:
             return row
         return {f"{k}{DP_NOISED_SUFFIX}" if k in DP_NOISED else k: v for k, v in row.items()}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> RoundRecord:
+        """The record :meth:`to_json` wrote (either naming), ignoring keys it does not know.
+
+        Raises:
+            ConfigError: a required field is missing.
+        """
+        plain = {k[: -len(DP_NOISED_SUFFIX)] if k.endswith(DP_NOISED_SUFFIX) else k: v
+                 for k, v in doc.items()}
+        names = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in plain.items() if k in names})
+        except TypeError as exc:
+            raise ConfigError(f"not a round record: {exc}") from None
 
 
 @dataclass

@@ -140,11 +140,11 @@ def _positive(name: str, value: object, *, integer: bool = False) -> None:
 
 
 def _check_settings(cfg: RunConfig) -> None:
-    if cfg.enrolled and (cfg.protocol not in ("secagg", "secagg+") or cfg.engine != "simulation"):
-        raise ConfigError(f"--enrolled needs --protocol secagg or secagg+ on the simulation "
-                          f"engine, got {cfg.protocol} on {cfg.engine} (the Flower workflow "
-                          "has no enrolled mode yet)")
-    protocols.get(cfg.protocol)  # ConfigError naming the protocols
+    spec = protocols.get(cfg.protocol)  # ConfigError naming the protocols
+    if cfg.enrolled and "enrolled" not in spec.keywords:
+        with_mode = sorted(n for n in protocols.names() if "enrolled" in protocols.get(n).keywords)
+        raise ConfigError(f"--enrolled needs a protocol with an enrolled mode "
+                          f"({', '.join(with_mode)}), got {cfg.protocol}")
     if cfg.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.dataset!r}; choose one of: {', '.join(DATASETS)}")
     if cfg.split not in SPLITS:

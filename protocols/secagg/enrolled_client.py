@@ -39,6 +39,7 @@ import numpy as np
 
 from protocols._machine import transition
 from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.policy import ClientPolicy
 from protocols.secagg._enrolled_keys import (
     PLAINTEXT_SIZE,
     escrow_ad,
@@ -93,10 +94,14 @@ class EnrolledClient(ClientCore):
         identity: the client's long-term keys (``secagg enroll`` writes them); must match
             its entry in ``config.registry``.
         store: where answered rounds are remembered (default: ``identity.answers``).
+        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`);
+            a weaker one raises :class:`~secagg.errors.PolicyError` naming the setting.
+        protocol: the protocol name the policy checks (``"secagg"`` or ``"secagg+"``).
     """
 
     def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng,
-                 identity: Identity | None = None, store: AnswerStore | None = None) -> None:
+                 identity: Identity | None = None, store: AnswerStore | None = None, *,
+                 policy: ClientPolicy | None = None, protocol: str | None = None) -> None:
         if not 0 <= client_id < config.n_clients:
             raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
         if identity is None:
@@ -105,6 +110,9 @@ class EnrolledClient(ClientCore):
         if identity.client_id != client_id:
             raise ConfigError(f"identity is client {identity.client_id}'s, not {client_id}'s")
         registry = enrolled_registry(config)
+        self.protocol = protocol or "secagg"
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check(self.protocol, config)
         identity.check_against(registry)
         self.config, self.client_id, self._rng = config, client_id, rng
         self._identity, self._registry = identity, registry

@@ -18,6 +18,7 @@ Files (JSON; the key file is written with mode 0600)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -55,6 +56,14 @@ class EnrolledRegistry(ClientRegistry):
                                   f"bytes, got {len(pk)}")
         if len(set(self.kex_keys.values())) != len(self.kex_keys):
             raise ConfigError("two clients of the registry share one X25519 key")
+
+    def fingerprint(self) -> str:
+        """SHA-256 (hex) of both keys of every client: what a node pins, so that a registry
+        with another X25519 key (or verify key) for any client is told apart."""
+        h = hashlib.sha256(b"secagg/v1/enrolled-registry")
+        for cid in sorted(self.keys):
+            h.update(cid.to_bytes(8, "big") + bytes(self.keys[cid]) + bytes(self.kex_keys[cid]))
+        return h.hexdigest()
 
     def kex_key(self, cid: int) -> bytes:
         """The long-term X25519 public key of ``cid``; ConfigError if not enrolled."""
@@ -138,6 +147,12 @@ class Identity:
             shared = agree(self._kex.secret, peer_public)
             self._dh[peer_public] = shared
         return shared
+
+    @property
+    def signing_key(self) -> bytes:
+        """The 32-byte Ed25519 seed: what the per-round-setup protocols' active variant and
+        the HE clients take as ``signing_key`` (the same enrolment serves every protocol)."""
+        return self._signing_seed
 
     def sign(self, message: bytes) -> bytes:
         """Ed25519 signature with the long-term signing seed."""

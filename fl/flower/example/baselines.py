@@ -12,7 +12,7 @@
 Every ServerApp prints one ``[bench] round R end T`` line per round (``T`` from
 ``time.monotonic()``, and a ``[bench] start T`` line before the first), so the bench reads
 the seconds per round of each from the run's log. Run config: ``num-server-rounds``,
-``min-nodes``, ``protocol`` (``secagg_server`` only), ``num-shares`` and
+``min-nodes``, ``protocol`` and ``registry`` (``secagg_server`` only), ``num-shares`` and
 ``reconstruction-threshold`` (``secaggplus_server`` only), ``local-epochs``, ``lr``.
 """
 
@@ -31,7 +31,7 @@ __all__ = ["RUN_CONFIG", "fedavg_client", "fedavg_server", "secagg_server",
 RUN_CONFIG: dict[str, Any] = {
     "protocol": "secagg+", "num-server-rounds": 3, "min-nodes": 3, "local-epochs": 2,
     "lr": 0.5, "num-shares": 3, "reconstruction-threshold": 2, "stage-timeout": 180.0,
-    "dataset": "breast_cancer",
+    "dataset": "breast_cancer", "registry": "",
 }
 
 
@@ -170,7 +170,8 @@ def _secagg_main(grid: Grid, context: Context) -> None:
             _mark(f"round {text.split(':', 1)[0].split()[1]} end")
 
     wf = SecAggWorkflow(str(cfg["protocol"]), clip=1.0, max_weight=1000.0,
-                        stage_timeout=float(cfg["stage-timeout"]), log=log)
+                        stage_timeout=float(cfg["stage-timeout"]), log=log,
+                        registry=str(cfg["registry"]) or None)
     _mark("start")
     wf(grid, strategy, ArrayRecord(task.make_net(str(cfg["dataset"])).state_dict()),
        num_rounds=int(cfg["num-server-rounds"]))

@@ -5,7 +5,9 @@ Run config keys (``[tool.flwr.app.config]`` of the app written by ``python -m fl
 example DIR``; see :data:`RUN_CONFIG`): ``protocol``, ``num-server-rounds``, ``min-nodes``,
 ``dataset``, ``local-epochs``, ``lr``, ``clip``, ``max-weight``, ``dp`` (bool), ``dp-mode``,
 ``epsilon``, ``delta``, ``noise-multiplier`` (0: calibrate to ``epsilon``),
-``sampling-rate``, ``stage-timeout`` (seconds a node has for each protocol message, the
+``sampling-rate``, ``registry`` (the ``registry.json`` of ``secagg enroll``, on the
+SuperLink's host, for the protocols that authenticate clients: ``NAME-active``,
+``NAME:enrolled``, ``ckks``, ``paillier``; "" for none), ``stage-timeout`` (seconds a node has for each protocol message, the
 first including its local training and a fresh process's imports: generous, since only a
 dead node should hit it), ``result-dir`` ("" for none), ``ledger-path`` (a
 privacy ledger file on the SuperLink's host, "" for none).
@@ -29,7 +31,7 @@ RUN_CONFIG: dict[str, Any] = {
     "dataset": "breast_cancer", "local-epochs": 2, "lr": 0.5, "clip": 1.0,
     "max-weight": 200.0, "dp": True, "dp-mode": "central", "epsilon": 3.0, "delta": 1e-5,
     "noise-multiplier": 0.0, "sampling-rate": 1.0, "stage-timeout": 180.0, "result-dir": "",
-    "ledger-path": "",
+    "ledger-path": "", "registry": "",
 }
 
 app = ServerApp()
@@ -64,6 +66,7 @@ def main(grid: Grid, context: Context) -> None:
     workflow = SecAggWorkflow(str(cfg["protocol"]), clip=float(cfg["clip"]),
                               max_weight=float(cfg["max-weight"]), dp=dp,
                               stage_timeout=float(cfg["stage-timeout"]),
-                              result_dir=str(cfg["result-dir"]) or None, label=dataset)
+                              result_dir=str(cfg["result-dir"]) or None, label=dataset,
+                              registry=str(cfg["registry"]) or None)
     workflow(grid, strategy, ArrayRecord(net.state_dict()),
              num_rounds=int(cfg["num-server-rounds"]), evaluate_fn=central_evaluate)
