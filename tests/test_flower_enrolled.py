@@ -279,7 +279,7 @@ def test_an_enrolled_node_that_dies_is_recovered_at_either_exchange(tmp_path, af
 def test_secagg_run_engine_flower_reads_back_the_report_rows_it_wrote(dp_noised):
     """``secagg run --engine flower`` rebuilds the history from the ServerApp's metrics.json,
     whose train metrics are renamed ``*_dp_noised`` under DP."""
-    from fl.runconfig import RoundRecord
+    from fl.training.config import RoundRecord
 
     rec = RoundRecord(2, 3, 3, 0, 0.9, 0.3, 0.4, 0.8, 1.5, 12.0, 0.1, 0.2, 100, 200,
                       train_noise_std=0.05)
