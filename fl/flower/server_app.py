@@ -49,7 +49,7 @@ def _log(text: str) -> None:
 
 def client_view(config: Any) -> Any:
     """``config`` as clients get it: without a central noise hook (only the decoding party
-    uses it, and it may hold server-side state such as a privacy ledger)."""
+    draws the central noise; clients have no use for its mechanism or its generator)."""
     if getattr(config, "noise", None) is not None:
         return dataclasses.replace(config, noise=None)
     return config
