@@ -370,12 +370,14 @@ class Router:
         self.dead.add(u)
 
     # -- the wire ------------------------------------------------------------------------
-    def _queue(self, sender: int, msgs: Iterable[Message]) -> list[Message]:
+    def _queue(self, sender: int, msgs: Iterable[Message], wire: bool = True) -> list[Message]:
         out = list(msgs)
         if self._tamper is not None:
             out = [self._tamper(m) for m in out]
         if self.record:
             self.sent.setdefault(sender, []).extend(out)
+        if not wire:
+            return out
         for m in out:
             env = Envelope.of(m)
             if 0 <= sender < self.n:
@@ -422,9 +424,12 @@ class Router:
         """Hold a pending frame back until the stage's deadline has passed (:meth:`close`)."""
         self.delayed.append(self.pending.pop(index))
 
-    def send(self, msg: Message | Envelope, to: int | None = None) -> list[Message]:
+    def send(self, msg: Message | Envelope, to: int | None = None, *,
+             queue: bool = True) -> list[Message]:
         """Deliver one message now (through the codec), to its recipient or to ``to``;
-        ignores drops. Returns (and queues) what the role answers. Errors propagate."""
+        ignores drops. Returns (and queues) what the role answers; with ``queue=False`` the
+        answers are only returned (and recorded in :attr:`sent`): the caller carries them
+        on, e.g. a test that plays one role's network by hand. Errors propagate."""
         env = msg if isinstance(msg, Envelope) else Envelope.of(msg)
         address = env.recipient if to is None else to
         party = self.party(address)
@@ -438,7 +443,7 @@ class Router:
             self.log.append(decoded)
             self.frames.append(env.frame)
         out = self._step(address, lambda: party.receive(decoded))
-        return self._queue(address, out)
+        return self._queue(address, out, queue)
 
     def deliver(self, index: int = 0) -> list[Message]:
         """Deliver the pending frame at ``index``; a frame for a silent client is lost.

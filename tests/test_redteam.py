@@ -326,14 +326,14 @@ def _framed(min_clients: int):
 
     r = _collect("paillier", n=5, min_clients=min_clients, seed=f"framed/{min_clients}")
     up = _uploads(r)
-    (ask,) = r.send(_ask(r, _aggregate5(r, up), range(5)))
+    (ask,) = r.hand(_ask(r, _aggregate5(r, up), range(5)))
     assert type(ask) is IdentifyRequest
     scheme, public = r.server.SCHEME, r.server._public
     framed = (1, 2) if min_clients > 2 else (1, 2, 3)
     tests = tuple(scheme.test_blocks(r.config, public, scheme.open_blocks(
         r.config, public, up[0 if u in framed else u].blocks), Csprng.from_seed(u))
         for u in range(5))
-    (verdict,) = r.send(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
+    (verdict,) = r.hand(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
                                     contributors=ask.contributors, tests=tests))
     assert type(verdict) is Verdict and verdict.culprits == framed
     return r, up, framed
@@ -352,9 +352,9 @@ def test_framing_honest_clients_cannot_push_a_paillier_release_below_min_clients
     r, up, framed = _framed(min_clients=4)
     rest = [u for u in range(5) if u not in framed]
     with pytest.raises(DropoutError):
-        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+        r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
     with pytest.raises(ProtocolError):  # nor may it ask for any other set instead
-        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in range(4)]), range(4)))
+        r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in range(4)]), range(4)))
     assert r.decryptor.released is None
 
 
@@ -363,13 +363,13 @@ def test_framing_honest_clients_only_drops_them_the_release_is_the_rest_once_eac
 
     r, up, framed = _framed(min_clients=2)
     rest = [u for u in range(5) if u not in framed]
-    r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+    r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
     released = r.decryptor.released
     assert released is not None and released.contributors == tuple(rest)
     r.check(released)  # exactly the sum of clients 0 and 4: as if the others had dropped
     r, up, framed = _framed(min_clients=2)  # the same round again, fresh roles
     with pytest.raises(ProtocolError):  # the rest, but one of them twice: refused
-        r.send(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
+        r.hand(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
     assert r.decryptor.released is None
 
 
@@ -457,7 +457,7 @@ def test_an_old_rounds_ciphertext_under_this_rounds_envelope_releases_nothing(na
     # client 0's upload of round 0 (another key, another blind), its envelope of round 1
     if name == "paillier":  # the attacker multiplies the integers itself, mod this n^2
         scheme = r.server.SCHEME
-        public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+        public = scheme.load_public(r.config, r.emitted(PublicContext)[0].context)
         n2, width = public.nsquare, r.config.ciphertext_bytes
         old_ints = [int.from_bytes(stale[0].blocks[0][i:i + width], "big") % n2
                     for i in range(0, len(stale[0].blocks[0]), width)]
@@ -482,7 +482,7 @@ def test_one_envelope_under_two_names_is_refused_before_decryption(name: str) ->
     agg = _aggregate(r, [up[u].blocks for u in (0, 0, 2, 3, 4)])  # 0 counted as 0 and 1
     envs = [up[0].envelope, up[0].envelope] + [up[u].envelope for u in (2, 3, 4)]
     with pytest.raises(ProtocolError):
-        r.send(_ask(r, agg, range(5), envs))
+        r.hand(_ask(r, agg, range(5), envs))
     assert r.decryptor.state is DecryptorState.KEYED and r.decryptor.released is None
 
 
