@@ -131,7 +131,8 @@ class Parties:
 def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
                   client_kwargs: Mapping[str, Any] | None = None,
                   credentials: Mapping[int, Mapping[str, Any]] | None = None,
-                  helpers: Mapping[int, Party] | None = None) -> Parties:
+                  helpers: Mapping[int, Party] | None = None,
+                  server: ServerCore | None = None) -> Parties:
     """Provision a round of ``spec`` and build all of its roles, each with its own child
     generator of ``rng`` (labels: :func:`party_rng`). ``client_kwargs`` go to every client's
     constructor (e.g. ``{"map": fl.pool.process_map(2)}`` for the HE clients).
@@ -139,14 +140,17 @@ def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
     ``secagg enroll``'s files) replace what ``spec.provision`` would make up for a
     simulation; the config then keeps the registry it was given. ``helpers`` (address ->
     role) are the helper roles, built by the caller (e.g. a decryptor holding a signing key
-    of its own); ``spec.helpers`` is then not called.
+    of its own); ``spec.helpers`` is then not called. ``server`` is a server the caller
+    built (e.g. with a cohort of its own choosing, or from a generator of its own).
 
     Raises:
         ConfigError: whatever the protocol's constructors refuse.
     """
     if credentials is None:
         config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
-    server = spec.server(config, party_rng(rng, "server"))
+    server_rng = party_rng(rng, "server")
+    if server is None:
+        server = spec.server(config, server_rng)
     given = dict(helpers or {})
     built = spec.helpers(config, party_rng(rng, "helpers")) if not given else {}
     helpers = {**dict(built), **given}
@@ -236,7 +240,7 @@ class Router:
         server_first: :meth:`flush` delivers frames for the server and helpers before frames
             for clients, so a client's upload is summed (and freed) before the next client
             makes its own; otherwise oldest first.
-        client_kwargs, credentials, helpers: as for :func:`build_parties`.
+        client_kwargs, credentials, helpers, server: as for :func:`build_parties`.
         tamper: ``tamper(message) -> message``, called on every message a role emits before
             it is queued; what it returns goes on the wire (and into :attr:`sent`). A test
             plays a cheating role or a man in the middle with it (rewrite a share, a
@@ -256,13 +260,15 @@ class Router:
                  client_kwargs: Mapping[str, Any] | None = None,
                  credentials: Mapping[int, Mapping[str, Any]] | None = None,
                  helpers: Mapping[int, Party] | None = None,
+                 server: ServerCore | None = None,
                  tamper: Callable[[Message], Message] | None = None) -> None:
         n = config.n_clients
         if inputs is not None and not callable(inputs) and len(inputs) != n:
             raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
         if weights is not None and len(weights) != n:
             raise ConfigError(f"got {len(weights)} weights for {n} clients")
-        self.parties = build_parties(spec, config, rng, client_kwargs, credentials, helpers)
+        self.parties = build_parties(spec, config, rng, client_kwargs, credentials, helpers,
+                                     server)
         self._tamper = tamper
         self.spec, self.config, self.n = spec, self.parties.config, n
         self.server = self.parties.server

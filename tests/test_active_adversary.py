@@ -452,15 +452,13 @@ def _at_broadcast(n: int = 12, *, active: bool = False, seed: object = "graph", 
 
 def test_the_servers_randomness_does_not_choose_the_graph() -> None:
     graphs = []
-    # The server and the clients come from independent generators here (the harness derives
-    # every role from one), so this test builds its roles itself; one exchange, no routing.
-    for server_seed in ("s1", "s2"):
+    for server_seed in ("s1", "s2"):  # the same clients, servers of other randomness
         spec = protocols.get("secagg+")
         cfg = spec.make_config(12, DIM, degree=4, threshold=3, session=b"fixed")
-        server = spec.server(cfg, Csprng.from_seed(server_seed))
-        clients = [spec.client(cfg, u, Csprng.from_seed(f"same/{u}")) for u in range(12)]
-        out = [r for m in server.start() for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
+        r = Router(spec, cfg, Csprng.from_seed("same"),
+                   server=spec.server(cfg, Csprng.from_seed(server_seed)))
+        out = r.until(Kind.KEY_BROADCAST)
+        assert len(out) == 12 and len(r.log) == 24  # one exchange with every client
         graphs.append({m.recipient: tuple(k.client for k in m.keys) for m in out})
     assert graphs[0] == graphs[1]
     # ... and the clients' fresh nonces do: another run draws another graph.

@@ -222,3 +222,7 @@ def test_a_killed_helper_hears_nothing_and_given_helpers_replace_the_specs() -> 
     assert router.party(DECRYPTOR) is mine[DECRYPTOR]
     router.check_result(router.run())
     assert router.party(SERVER) is router.server
+    own = spec.server(config, Csprng.from_seed(7))
+    router = Router(spec, config, Csprng.from_seed(5), credentials=creds, server=own)
+    assert router.server is own and router.party(SERVER) is own
+    router.check_result(router.run())
