@@ -226,3 +226,16 @@ def test_a_killed_helper_hears_nothing_and_given_helpers_replace_the_specs() -> 
     router = Router(spec, config, Csprng.from_seed(5), credentials=creds, server=own)
     assert router.server is own and router.party(SERVER) is own
     router.check_result(router.run())
+
+
+def test_round_machine_specialises_a_given_base_and_refuses_another() -> None:
+    from protocols.testing import RoundMachine, round_machine
+
+    class Mine(RoundMachine):
+        pass
+
+    machine = round_machine("plaintext", base=Mine, max_n=4)
+    assert issubclass(machine, Mine) and machine.max_n == 4
+    assert machine.spec is protocols.get("plaintext")
+    with pytest.raises(UsageError, match="subclass of RoundMachine"):
+        round_machine("plaintext", base=object)  # type: ignore[arg-type]
