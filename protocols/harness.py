@@ -139,21 +139,19 @@ def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
     ``credentials`` (client -> keyword arguments, e.g. enrolled identities loaded from
     ``secagg enroll``'s files) replace what ``spec.provision`` would make up for a
     simulation; the config then keeps the registry it was given. ``helpers`` (address ->
-    role) are the helper roles, built by the caller (e.g. a decryptor holding a signing key
-    of its own); ``spec.helpers`` is then not called. ``server`` is a server the caller
-    built (e.g. with a cohort of its own choosing, or from a generator of its own).
+    role) are helper roles the caller built (e.g. a decryptor holding a signing key
+    of its own; ``spec.helpers`` is then not called), ``server`` likewise (e.g. with a
+    cohort of its own choosing).
 
     Raises:
         ConfigError: whatever the protocol's constructors refuse.
     """
     if credentials is None:
         config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
-    server_rng = party_rng(rng, "server")
     if server is None:
-        server = spec.server(config, server_rng)
-    given = dict(helpers or {})
-    built = spec.helpers(config, party_rng(rng, "helpers")) if not given else {}
-    helpers = {**dict(built), **given}
+        server = spec.server(config, party_rng(rng, "server"))
+    helpers = dict(spec.helpers(config, party_rng(rng, "helpers")) if helpers is None
+                   else helpers)
     extra = dict(client_kwargs or {})
     clients = [spec.client(config, u, party_rng(rng, u), **credentials.get(u, {}), **extra)
                for u in range(config.n_clients)]
@@ -241,10 +239,9 @@ class Router:
             for clients, so a client's upload is summed (and freed) before the next client
             makes its own; otherwise oldest first.
         client_kwargs, credentials, helpers, server: as for :func:`build_parties`.
-        tamper: ``tamper(message) -> message``, called on every message a role emits before
-            it is queued; what it returns goes on the wire (and into :attr:`sent`). A test
-            plays a cheating role or a man in the middle with it (rewrite a share, a
-            signature), or observes the round at the moment a message leaves its sender.
+        tamper: ``tamper(message) -> message`` on every message a role emits; what it
+            returns goes on the wire (and into :attr:`sent`): a cheating role, a man in the
+            middle, or an observer of the moment a message leaves its sender.
 
     Raises:
         ConfigError: the number of inputs or weights does not match the cohort.
@@ -280,15 +277,13 @@ class Router:
             inputs = random_inputs(n, config.dim, rng.spawn("inputs"))
         self._inputs = inputs
         self.weights = [float(w) for w in weights] if weights is not None else [1.0] * n
-        kinds = [cls.KIND for cls in self.stages]
-        unknown = {u: s for u, s in (drop_at or {}).items()
-                   if isinstance(s, enum.Enum) and s not in kinds}
+        kinds, drop_at = [cls.KIND for cls in self.stages], dict(drop_at or {})
+        unknown = {u: s for u, s in drop_at.items() if isinstance(s, enum.Enum) and s not in kinds}
         if unknown:
             raise ConfigError(f"drop_at names kinds that are not client stages: {unknown}; "
                               f"the stages are {[k.name for k in kinds]}")
         self.drop_at: dict[int, int] = {
-            u: kinds.index(s) if isinstance(s, enum.Enum) else s
-            for u, s in (drop_at or {}).items()}
+            u: kinds.index(s) if isinstance(s, enum.Enum) else s for u, s in drop_at.items()}
         bad = {u: s for u, s in self.drop_at.items() if not 0 <= u < n or s < 0}
         if bad:
             raise ConfigError(f"drop_at must map client ids 0..{n - 1} to stage indices >= 0, "
@@ -360,10 +355,8 @@ class Router:
     def silent(self, u: int) -> bool:
         """Whether the role at address ``u`` would not get its next message (a client past
         its ``drop_at`` stage, or any role killed)."""
-        if u in self.dead:
-            return True
         stage = self.drop_at.get(u)
-        return stage is not None and 0 <= u < self.n and self.received[u] >= stage
+        return u in self.dead or (stage is not None and self.received[u] >= stage)
 
     def kill(self, u: int) -> None:
         """The role at address ``u`` (a client, or a helper such as the decryptor) drops now
@@ -569,21 +562,16 @@ class Router:
             raise UsageError("the round ended before the condition held")
 
     def until(self, kind: enum.Enum | type[Message]) -> list[Message]:
-        """Run the round (oldest first, closing stages when nothing is in flight) until a
-        frame of ``kind`` (a message kind, or a message class) is in flight; return the
-        messages of every such frame, which stay in flight. A test then plays a malicious
-        role from that point (tampers with them, delivers them itself).
+        """Run the round (as :meth:`run_until`) until a frame of ``kind`` (a message kind
+        or class) is in flight; return the messages of all such frames, which stay in
+        flight, so a test can play a malicious role from there.
 
         Raises:
             UsageError: the round ended before such a frame was sent.
         """
         want = kind if isinstance(kind, enum.Enum) else kind.KIND
-
-        def in_flight() -> bool:
-            return any(env.kind is want for env in self.pending)
-
         try:
-            self.run_until(in_flight)
+            self.run_until(lambda: any(env.kind is want for env in self.pending))
         except UsageError:
             raise UsageError(f"the round never sent a {want.name} message") from None
         return [env.open() for env in self.pending if env.kind is want]
