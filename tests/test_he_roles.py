@@ -109,7 +109,7 @@ class HeRound(Router):
             self.inject(msg)
         self.flush()
 
-    def run(self, **kw: Any) -> AggregateResult:  # type: ignore[override]
+    def run(self, **kw: Any) -> AggregateResult:
         """Start the round if the test has not, then run it as a driver does."""
         if self.server.state is ServerState.NEW:
             self.start()
