@@ -14,12 +14,16 @@ real transport would carry.
 
 A :class:`Router` can also play a hostile or lossy network:
 
-- make a client fall silent from its i-th incoming message on (``drop_at``) or from now on
-  (:meth:`Router.kill`);
+- make a client fall silent from its i-th incoming message on (``drop_at``), or any role
+  (a client, a helper such as the decryptor) from now on (:meth:`Router.kill`);
 - deliver any frame in flight, not only the oldest (reordering), deliver one twice
   (:meth:`Router.duplicate`), lose one (:meth:`Router.drop`), hold one back until the stage's
   deadline has passed (:meth:`Router.delay`), or inject a forged message
   (:meth:`Router.inject`, :meth:`Router.send`);
+- rewrite (or observe) every message a role emits before it goes on the wire (``tamper``):
+  a cheating client or a man in the middle, for adversarial tests;
+- stop the honest round at the first message of a given kind (:meth:`Router.until`), so a
+  test can play a malicious role from there;
 - run a whole schedule of such operations (:class:`NetOp`, :meth:`Router.apply`).
 
 For people who are not writing a driver, :func:`aggregate` runs one round in one call::
@@ -126,21 +130,28 @@ class Parties:
 
 def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
                   client_kwargs: Mapping[str, Any] | None = None,
-                  credentials: Mapping[int, Mapping[str, Any]] | None = None) -> Parties:
+                  credentials: Mapping[int, Mapping[str, Any]] | None = None,
+                  helpers: Mapping[int, Party] | None = None,
+                  server: ServerCore | None = None) -> Parties:
     """Provision a round of ``spec`` and build all of its roles, each with its own child
     generator of ``rng`` (labels: :func:`party_rng`). ``client_kwargs`` go to every client's
     constructor (e.g. ``{"map": fl.engines.pool.process_map(2)}`` for the HE clients).
     ``credentials`` (client -> keyword arguments, e.g. enrolled identities loaded from
     ``secagg enroll``'s files) replace what ``spec.provision`` would make up for a
-    simulation; the config then keeps the registry it was given.
+    simulation; the config then keeps the registry it was given. ``helpers`` (address ->
+    role) are helper roles the caller built (e.g. a decryptor holding a signing key
+    of its own; ``spec.helpers`` is then not called), ``server`` likewise (e.g. with a
+    cohort of its own choosing).
 
     Raises:
         ConfigError: whatever the protocol's constructors refuse.
     """
     if credentials is None:
         config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
-    server = spec.server(config, party_rng(rng, "server"))
-    helpers = dict(spec.helpers(config, party_rng(rng, "helpers")))
+    if server is None:
+        server = spec.server(config, party_rng(rng, "server"))
+    helpers = dict(spec.helpers(config, party_rng(rng, "helpers")) if helpers is None
+                   else helpers)
     extra = dict(client_kwargs or {})
     clients = [spec.client(config, u, party_rng(rng, u), **credentials.get(u, {}), **extra)
                for u in range(config.n_clients)]
@@ -210,7 +221,8 @@ class Router:
             :func:`random_inputs`.
         weights: one weight per client (default 1.0).
         drop_at: client -> index into :attr:`stages` from which it is silent (it never gets
-            that stage's message, nor any later one).
+            that stage's message, nor any later one), or that stage's message kind
+            (``KIND`` of one of :attr:`stages`).
         start: call ``server.start()`` and queue its requests now.
         step: the wrapper every role invocation goes through (timing, memory sampling).
         keep_encodings: which clients' encoded inputs to snapshot right after ``set_input``
@@ -226,6 +238,10 @@ class Router:
         server_first: :meth:`flush` delivers frames for the server and helpers before frames
             for clients, so a client's upload is summed (and freed) before the next client
             makes its own; otherwise oldest first.
+        client_kwargs, credentials, helpers, server: as for :func:`build_parties`.
+        tamper: ``tamper(message) -> message`` on every message a role emits; what it
+            returns goes on the wire (and into :attr:`sent`): a cheating role, a man in the
+            middle, or an observer of the moment a message leaves its sender.
 
     Raises:
         ConfigError: the number of inputs or weights does not match the cohort.
@@ -234,18 +250,23 @@ class Router:
     def __init__(self, spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
                  inputs: Sequence[np.ndarray] | Callable[[int], np.ndarray] | None = None,
                  weights: Sequence[float] | None = None, *,
-                 drop_at: Mapping[int, int] | None = None, start: bool = True,
+                 drop_at: Mapping[int, int | enum.Enum] | None = None, start: bool = True,
                  step: Step | None = None, keep_encodings: bool | Iterable[int] = True,
                  record: bool = True, lazy_inputs: bool = False,
                  server_first: bool = False,
                  client_kwargs: Mapping[str, Any] | None = None,
-                 credentials: Mapping[int, Mapping[str, Any]] | None = None) -> None:
+                 credentials: Mapping[int, Mapping[str, Any]] | None = None,
+                 helpers: Mapping[int, Party] | None = None,
+                 server: ServerCore | None = None,
+                 tamper: Callable[[Message], Message] | None = None) -> None:
         n = config.n_clients
         if inputs is not None and not callable(inputs) and len(inputs) != n:
             raise ConfigError(f"got {len(inputs)} inputs for {n} clients")
         if weights is not None and len(weights) != n:
             raise ConfigError(f"got {len(weights)} weights for {n} clients")
-        self.parties = build_parties(spec, config, rng, client_kwargs, credentials)
+        self.parties = build_parties(spec, config, rng, client_kwargs, credentials, helpers,
+                                     server)
+        self._tamper = tamper
         self.spec, self.config, self.n = spec, self.parties.config, n
         self.server = self.parties.server
         self.helpers = self.parties.helpers
@@ -256,7 +277,13 @@ class Router:
             inputs = random_inputs(n, config.dim, rng.spawn("inputs"))
         self._inputs = inputs
         self.weights = [float(w) for w in weights] if weights is not None else [1.0] * n
-        self.drop_at = dict(drop_at or {})
+        kinds, drop_at = [cls.KIND for cls in self.stages], dict(drop_at or {})
+        unknown = {u: s for u, s in drop_at.items() if isinstance(s, enum.Enum) and s not in kinds}
+        if unknown:
+            raise ConfigError(f"drop_at names kinds that are not client stages: {unknown}; "
+                              f"the stages are {[k.name for k in kinds]}")
+        self.drop_at: dict[int, int] = {
+            u: kinds.index(s) if isinstance(s, enum.Enum) else s for u, s in drop_at.items()}
         bad = {u: s for u, s in self.drop_at.items() if not 0 <= u < n or s < 0}
         if bad:
             raise ConfigError(f"drop_at must map client ids 0..{n - 1} to stage indices >= 0, "
@@ -269,6 +296,7 @@ class Router:
         self.down = [0] * n              #: bytes delivered to each client
         self.record = record
         self.log: list[Message] = []                #: every message delivered (if record)
+        self.frames: list[bytes] = []               #: the frame of each message in log
         self.sent: dict[int, list[Message]] = {}   #: address -> messages it emitted (if record)
         self.errors: list[BaseException] = []     #: what flush()/run() swallowed
         if keep_encodings is True:
@@ -325,19 +353,30 @@ class Router:
         return self.parties.party(address)
 
     def silent(self, u: int) -> bool:
-        """Whether client ``u`` would not get its next message (dropped or killed)."""
+        """Whether the role at address ``u`` would not get its next message (a client past
+        its ``drop_at`` stage, or any role killed)."""
         stage = self.drop_at.get(u)
         return u in self.dead or (stage is not None and self.received[u] >= stage)
 
     def kill(self, u: int) -> None:
-        """Client ``u`` drops now and for good: nothing more reaches it."""
+        """The role at address ``u`` (a client, or a helper such as the decryptor) drops now
+        and for good: nothing more reaches it.
+
+        Raises:
+            UsageError: no role has that address.
+        """
+        self.party(u)
         self.dead.add(u)
 
     # -- the wire ------------------------------------------------------------------------
-    def _queue(self, sender: int, msgs: Iterable[Message]) -> list[Message]:
+    def _queue(self, sender: int, msgs: Iterable[Message], wire: bool = True) -> list[Message]:
         out = list(msgs)
+        if self._tamper is not None:
+            out = [self._tamper(m) for m in out]
         if self.record:
             self.sent.setdefault(sender, []).extend(out)
+        if not wire:
+            return out
         for m in out:
             env = Envelope.of(m)
             if 0 <= sender < self.n:
@@ -384,9 +423,12 @@ class Router:
         """Hold a pending frame back until the stage's deadline has passed (:meth:`close`)."""
         self.delayed.append(self.pending.pop(index))
 
-    def send(self, msg: Message | Envelope, to: int | None = None) -> list[Message]:
+    def send(self, msg: Message | Envelope, to: int | None = None, *,
+             queue: bool = True) -> list[Message]:
         """Deliver one message now (through the codec), to its recipient or to ``to``;
-        ignores drops. Returns (and queues) what the role answers. Errors propagate."""
+        ignores drops. Returns (and queues) what the role answers; with ``queue=False`` the
+        answers are only returned (and recorded in :attr:`sent`): the caller carries them
+        on, e.g. a test that plays one role's network by hand. Errors propagate."""
         env = msg if isinstance(msg, Envelope) else Envelope.of(msg)
         address = env.recipient if to is None else to
         party = self.party(address)
@@ -398,15 +440,15 @@ class Router:
             self.down[address] += len(env.frame)
         if self.record:
             self.log.append(decoded)
+            self.frames.append(env.frame)
         out = self._step(address, lambda: party.receive(decoded))
-        return self._queue(address, out)
+        return self._queue(address, out, queue)
 
     def deliver(self, index: int = 0) -> list[Message]:
         """Deliver the pending frame at ``index``; a frame for a silent client is lost.
         Errors of the receiving role propagate (the frame is consumed either way)."""
         env = self.pending.pop(index)
-        r = env.recipient
-        if 0 <= r < self.n and self.silent(r):
+        if self.silent(env.recipient):
             return []
         return self.send(env)
 
@@ -518,6 +560,21 @@ class Router:
                 self.close()
         if not done():
             raise UsageError("the round ended before the condition held")
+
+    def until(self, kind: enum.Enum | type[Message]) -> list[Message]:
+        """Run the round (as :meth:`run_until`) until a frame of ``kind`` (a message kind
+        or class) is in flight; return the messages of all such frames, which stay in
+        flight, so a test can play a malicious role from there.
+
+        Raises:
+            UsageError: the round ended before such a frame was sent.
+        """
+        want = kind if isinstance(kind, enum.Enum) else kind.KIND
+        try:
+            self.run_until(lambda: any(env.kind is want for env in self.pending))
+        except UsageError:
+            raise UsageError(f"the round never sent a {want.name} message") from None
+        return [env.open() for env in self.pending if env.kind is want]
 
     # -- expectations --------------------------------------------------------------------
     def expected_int_sum(self, contributors: Iterable[int]) -> np.ndarray:

@@ -16,9 +16,11 @@ from collections.abc import Callable as _Callable
 
 import numpy as np
 import pytest
+from helpers import Router, adversary_round, roles_rng
 
 import protocols
-from protocols.base import SERVER, check_release
+from protocols.base import SERVER, AggregateResult, check_release
+from protocols.harness import party_rng
 from protocols.policy import MemoryAnsweredRequests
 from protocols.secagg import active_min_threshold
 from protocols.secagg._keys import graph_seed, transcript
@@ -33,7 +35,7 @@ from protocols.secagg.messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from secagg import shamir, sign, wire
+from secagg import shamir, sign
 from secagg.errors import (
     ConfigError,
     DropoutError,
@@ -48,31 +50,18 @@ from secagg.rng import Csprng
 N, DIM = 8, 16
 
 
-def _round(name: str = "secagg", seed: int = 1, round_id: int = 0, rng_seed: int | None = None):
-    spec = protocols.get(name)
-    cfg = spec.make_config(N, DIM, active=True, round_id=round_id)
-    rng = Csprng.from_seed(seed)
-    cfg, creds = spec.provision(cfg, rng.spawn("enrol"))
-    r2 = Csprng.from_seed(rng_seed if rng_seed is not None else seed)
-    server = spec.server(cfg, r2.spawn("server"))
-    clients = [spec.client(cfg, u, r2.spawn(f"c{u}"), **creds[u]) for u in range(N)]
-    for c in clients:
-        c.set_input(np.full(DIM, 0.01 * (c.client_id + 1)))
-    return cfg, creds, server, clients
+def _round(name: str = "secagg", seed: int = 1, round_id: int = 0,
+           rng_seed: int | None = None) -> Router:
+    """An active round of N clients (not started), on the kit's harness."""
+    return adversary_round(name, N, DIM, seed=seed, rng_seed=rng_seed, active=True,
+                           round_id=round_id)
 
 
-def _until(server, clients, kind: Kind):
-    """Run the honest protocol until the server emits messages of ``kind``; return them."""
-    out = server.start()
-    while out:
-        if out[0].KIND is kind:
-            return out
-        nxt = []
-        for m in out:
-            for reply in clients[m.recipient].receive(wire.decode(wire.encode(m))):
-                nxt += server.receive(reply)
-        out = nxt
-    raise AssertionError(f"the round never reached {kind}")
+def _until(r: Router, kind: Kind):
+    """Run the honest protocol until the server emits messages of ``kind``; return them
+    (still in flight: the test plays the server from here)."""
+    r.start()
+    return r.until(kind)
 
 
 def _refused(client, msg) -> None:
@@ -84,24 +73,20 @@ def _refused(client, msg) -> None:
 
 
 def test_honest_active_round_is_exact() -> None:
-    cfg, _, server, clients = _round()
-    encoded = [c.encoded.copy() for c in clients]
-    out = server.start()
-    while out:
-        nxt = []
-        for m in out:
-            for reply in clients[m.recipient].receive(m):
-                nxt += server.receive(wire.decode(wire.encode(reply)))
-        out = nxt
-    res = server.result()
+    r = _round()
+    cfg, encoded = r.config, list(r.encoded)
+    r.start()
+    res = r.run()
     assert res.contributors == tuple(range(N))
     expected = sum(cfg.encoding.centre(e) for e in encoded)
     assert np.array_equal(res.int_sum, expected)
+    assert any(m.KIND is Kind.CONSISTENCY_REQUEST for m in r.log)  # the active variant's
 
 
 def test_swapped_public_key_is_refused() -> None:
-    _, _, server, clients = _round()
-    broadcasts = _until(server, clients, Kind.KEY_BROADCAST)
+    r = _round()
+    clients = r.clients
+    broadcasts = _until(r, Kind.KEY_BROADCAST)
     to0 = next(m for m in broadcasts if m.recipient == 0)
     evil = KeyPair.generate(Csprng.from_seed(99))
     keys = tuple(dataclasses.replace(k, s_pk=evil.public) if k.client == 3 else k for k in to0.keys)
@@ -109,8 +94,9 @@ def test_swapped_public_key_is_refused() -> None:
 
 
 def test_server_cannot_sign_for_a_client() -> None:
-    _, _, server, clients = _round()
-    broadcasts = _until(server, clients, Kind.KEY_BROADCAST)
+    r = _round()
+    clients = r.clients
+    broadcasts = _until(r, Kind.KEY_BROADCAST)
     to0 = next(m for m in broadcasts if m.recipient == 0)
     server_seed = sign.generate(Csprng.from_seed(5))
     evil = KeyPair.generate(Csprng.from_seed(98))
@@ -122,7 +108,8 @@ def test_server_cannot_sign_for_a_client() -> None:
 
 
 def test_forged_advertisement_is_refused_by_the_server() -> None:
-    cfg, _, server, clients = _round()
+    r = _round()
+    server, clients = r.server, r.clients
     req = server.start()[0]
     advert = clients[req.recipient].receive(req)[0]
     forged = dataclasses.replace(advert, signature=bytes(64))
@@ -132,8 +119,9 @@ def test_forged_advertisement_is_refused_by_the_server() -> None:
 
 
 def test_equivocation_on_the_survivor_list_is_caught() -> None:
-    cfg, _, server, clients = _round()
-    requests = _until(server, clients, Kind.CONSISTENCY_REQUEST)
+    r = _round()
+    cfg, clients = r.config, r.clients
+    requests = _until(r, Kind.CONSISTENCY_REQUEST)
     victim = 7
     everyone = requests[0].survivors
     without_victim = tuple(u for u in everyone if u != victim)
@@ -158,8 +146,9 @@ def test_equivocation_on_the_survivor_list_is_caught() -> None:
 
 
 def test_unmask_without_consistency_round_is_refused() -> None:
-    cfg, _, server, clients = _round()
-    requests = _until(server, clients, Kind.CONSISTENCY_REQUEST)
+    r = _round()
+    cfg, clients = r.config, r.clients
+    requests = _until(r, Kind.CONSISTENCY_REQUEST)
     c = clients[requests[0].recipient]
     ask = UnmaskRequest(version=1, round=cfg.round_id, sender=-1, recipient=c.client_id,
                         survivors=tuple(range(N)), dropped=())
@@ -167,16 +156,18 @@ def test_unmask_without_consistency_round_is_refused() -> None:
 
 
 def test_request_for_both_shares_is_refused() -> None:
-    cfg, _, server, clients = _round()
-    requests = _until(server, clients, Kind.UNMASK_REQUEST)
+    r = _round()
+    clients = r.clients
+    requests = _until(r, Kind.UNMASK_REQUEST)
     m = requests[0]
     other = next(u for u in m.survivors if u != m.recipient)
     _refused(clients[m.recipient], dataclasses.replace(m, dropped=(other,)))
 
 
 def test_honest_unmask_request_with_valid_quorum_is_answered() -> None:
-    cfg, _, server, clients = _round()
-    requests = _until(server, clients, Kind.UNMASK_REQUEST)
+    r = _round()
+    cfg, clients = r.config, r.clients
+    requests = _until(r, Kind.UNMASK_REQUEST)
     m = requests[0]
     assert len(m.signatures) >= cfg.signature_threshold
     out = clients[m.recipient].receive(m)
@@ -186,15 +177,18 @@ def test_honest_unmask_request_with_valid_quorum_is_answered() -> None:
 
 
 def test_replayed_message_from_another_round_is_refused() -> None:
-    _, _, old_server, old_clients = _round(round_id=0)
-    old_requests = _until(old_server, old_clients, Kind.CONSISTENCY_REQUEST)
-    _, _, server, clients = _round(round_id=1, rng_seed=7)
-    _until(server, clients, Kind.CONSISTENCY_REQUEST)
+    old_round = _round(round_id=0)
+    old_clients = old_round.clients
+    old_requests = _until(old_round, Kind.CONSISTENCY_REQUEST)
+    r = _round(round_id=1, rng_seed=7)
+    clients = r.clients
+    _until(r, Kind.CONSISTENCY_REQUEST)
     old = old_requests[0]
     _refused(clients[old.recipient], old)  # round 0's message in round 1
     # even relabelled as round 1, a signature made in round 0 does not verify in round 1
-    cfg1, _, server1, clients1 = _round(round_id=1, rng_seed=8)
-    reqs1 = _until(server1, clients1, Kind.CONSISTENCY_REQUEST)
+    r1 = _round(round_id=1, rng_seed=8)
+    server1, clients1 = r1.server, r1.clients
+    reqs1 = _until(r1, Kind.CONSISTENCY_REQUEST)
     resp = clients1[0].receive(reqs1[0])[0]
     replayed = dataclasses.replace(resp, signature=old_clients[0].receive(old_requests[0])[0].signature)
     with pytest.raises(ProtocolError):
@@ -202,7 +196,8 @@ def test_replayed_message_from_another_round_is_refused() -> None:
 
 
 def test_active_client_needs_matching_signing_key() -> None:
-    cfg, creds, _, _ = _round()
+    spec = protocols.get("secagg")
+    cfg, creds = spec.provision(spec.make_config(N, DIM, active=True), Csprng.from_seed(1))
     with pytest.raises(UsageError):
         protocols.get("secagg").client(cfg, 0, Csprng.from_seed(1))
     with pytest.raises(ValueError):  # ConfigError: the key is someone else's
@@ -227,44 +222,18 @@ def test_active_round_with_dropouts_via_simulate(name: str) -> None:
 # == issue 13: what a cheating server (or client) gets now ================================
 def _build(name: str = "secagg", n: int = 6, *, seed: object = "i13", active: bool = False,
            session: bytes = b"issue 13", rng_seed: object | None = None, answered=None,
-           **kw: object):
-    spec = protocols.get(name)
-    cfg = spec.make_config(n, DIM, active=active, session=session, **kw)
-    cfg, creds = spec.provision(cfg, Csprng.from_seed(f"{seed}/enrol"))
-    rng = Csprng.from_seed(f"{seed if rng_seed is None else rng_seed}/roles")
-    server = spec.server(cfg, rng.spawn("server"))
-    stores = answered if answered is not None else {}
-    clients = [spec.client(cfg, u, rng.spawn(f"c{u}"), answered=stores.get(u), **creds.get(u, {}))
-               for u in range(n)]
-    for c in clients:
-        c.set_input(np.full(DIM, 0.01 * (c.client_id + 1)))
-    encoded = [c.encoded.copy() for c in clients]
-    return cfg, server, clients, encoded
+           silent: dict[int, Kind] | None = None,
+           tamper: _Callable[[object], object] | None = None, **kw: object) -> Router:
+    """A round on the kit's harness (not started). Clients in ``silent`` stop answering from
+    the given kind of request on, and ``tamper`` may rewrite any message on the wire."""
+    return adversary_round(name, n, DIM, seed=seed, rng_seed=rng_seed, answered=answered,
+                           drop_at=silent, tamper=tamper, active=active, session=session, **kw)
 
 
-def _drive(server, clients, *, silent: dict[int, Kind] | None = None,
-           tamper: _Callable[[object], object] | None = None, sent: list | None = None) -> None:
-    """The honest round, except that clients in ``silent`` stop answering from the given
-    kind of request on, and ``tamper`` may rewrite any client's reply. Every server message
-    is appended to ``sent``."""
-    silent = silent or {}
-    stops: dict[int, bool] = {}
-    sent = [] if sent is None else sent
-    out = server.start()
-    while out or not server.finished:
-        sent.extend(out)
-        nxt = []
-        for m in out:
-            u = m.recipient
-            if u in silent and (stops.get(u) or m.KIND is silent[u]):
-                stops[u] = True
-                continue
-            for reply in clients[u].receive(wire.decode(wire.encode(m))):
-                reply = tamper(reply) if tamper else reply
-                nxt += server.receive(wire.decode(wire.encode(reply)))
-        if not nxt and not server.finished:
-            nxt = server.close_round()
-        out = nxt
+def _drive(r: Router) -> AggregateResult:
+    """The round to its end, as a driver runs it; what a role raises propagates."""
+    r.start()
+    return r.run()
 
 
 def _shift(share: bytes, delta: int = 1) -> bytes:
@@ -287,11 +256,12 @@ def test_a_forged_seed_share_with_exactly_t_responders_aborts_naming_the_suspect
         forger: int, owner: int) -> None:
     # n = 6, t = 4; clients 2 and 4 (or 3 and 4) drop before unmasking: exactly t answer.
     droppers = [u for u in (2, 3, 4) if u not in (forger, owner)][:2]
-    cfg, server, clients, _ = _build()
+    r = _build(silent={u: Kind.UNMASK_REQUEST for u in droppers},
+               tamper=_forge_seed_share(forger, owner))
+    cfg, server = r.config, r.server
     assert cfg.threshold == 4
     with pytest.raises(ForgedShareError) as err:
-        _drive(server, clients, silent={u: Kind.UNMASK_REQUEST for u in droppers},
-               tamper=_forge_seed_share(forger, owner))
+        _drive(r)
     assert forger in err.value.suspects and err.value.owner == owner
     assert server.stage is ServerStage.ABORTED
     with pytest.raises(UsageError):
@@ -300,7 +270,6 @@ def test_a_forged_seed_share_with_exactly_t_responders_aborts_naming_the_suspect
 
 @pytest.mark.parametrize("forgers", [(1,), (1, 3)])
 def test_forged_seed_shares_among_more_than_t_are_found_and_left_out(forgers) -> None:
-    cfg, server, clients, encoded = _build()  # n = 6 answer, t = 4
     owner = 2
     tampers = [_forge_seed_share(f, owner) for f in forgers]
 
@@ -308,8 +277,9 @@ def test_forged_seed_shares_among_more_than_t_are_found_and_left_out(forgers) ->
         for f in tampers:
             m = f(m)
         return m
-    _drive(server, clients, tamper=tamper)
-    res = server.result()
+    r = _build(tamper=tamper)  # n = 6 answer, t = 4
+    cfg, server, encoded = r.config, r.server, list(r.encoded)
+    res = _drive(r)
     assert np.array_equal(res.int_sum, sum(cfg.encoding.centre(e) for e in encoded))
     assert server.suspects == {owner: tuple(sorted(forgers))}
 
@@ -321,15 +291,16 @@ def test_a_forged_key_share_of_a_dropped_client_is_caught() -> None:
                 Share(s.owner, _shift(s.value, 7)) for s in m.key_shares))
         return m
     # Client 5 drops before masking: its mask key is rebuilt from the others' key shares.
-    cfg, server, clients, encoded = _build()
-    _drive(server, clients, silent={5: Kind.SHARE_FORWARD}, tamper=forge_key)
-    res = server.result()  # 5 key shares, t = 4: the forged one is left out
+    r = _build(silent={5: Kind.SHARE_FORWARD}, tamper=forge_key)
+    cfg, server, encoded = r.config, r.server, list(r.encoded)
+    res = _drive(r)  # 5 key shares, t = 4: the forged one is left out
     assert np.array_equal(res.int_sum, sum(cfg.encoding.centre(e) for e in encoded[:5]))
     assert server.suspects == {5: (1,)}
-    cfg, server, clients, _ = _build(seed="i13-b")
-    with pytest.raises(ForgedShareError) as err:  # exactly t = 4 answer
-        _drive(server, clients, silent={5: Kind.SHARE_FORWARD, 4: Kind.UNMASK_REQUEST},
+    r = _build(seed="i13-b", silent={5: Kind.SHARE_FORWARD, 4: Kind.UNMASK_REQUEST},
                tamper=forge_key)
+    server = r.server
+    with pytest.raises(ForgedShareError) as err:  # exactly t = 4 answer
+        _drive(r)
     assert 1 in err.value.suspects and err.value.owner == 5
     assert server.stage is ServerStage.ABORTED
 
@@ -338,11 +309,11 @@ def test_an_owner_that_commits_to_another_seed_is_caught() -> None:
     # A cheating client deals (and masks with) another seed than the one it committed to.
     def lie(m):
         if type(m).__name__ == "AdvertiseKeys" and m.sender == 3:
-            clients[3]._seed = bytes(32)  # white box: after the commitment went out
+            r.clients[3]._seed = bytes(32)  # white box: after the commitment went out
         return m
-    cfg, server, clients, _ = _build()
+    r = _build(tamper=lie)
     with pytest.raises(ForgedShareError) as err:
-        _drive(server, clients, tamper=lie)
+        _drive(r)
     assert 3 in err.value.suspects
 
 
@@ -367,19 +338,19 @@ def test_check_release_refuses_what_contributors_cannot_produce() -> None:
 def test_a_forged_plaintext_input_is_range_checked() -> None:
     spec = protocols.get("plaintext")
     cfg = spec.make_config(3, 2)
-    server = spec.server(cfg, Csprng.from_seed(1))
-    clients = [spec.client(cfg, u, Csprng.from_seed(u + 10)) for u in range(3)]
-    for c in clients:
-        c.set_input(np.zeros(2))
-    replies = [clients[m.recipient].receive(m)[0] for m in server.start()]
-    huge = replies[0].encoded.copy()
-    huge[0] = 2**30
-    server.receive(dataclasses.replace(replies[0], encoded=huge))
-    server.receive(replies[1])
+
+    def huge(m):
+        if m.sender == 0 and m.recipient == SERVER:
+            encoded = m.encoded.copy()
+            encoded[0] = 2**30
+            return dataclasses.replace(m, encoded=encoded)
+        return m
+    r = Router(spec, cfg, Csprng.from_seed(1), [np.zeros(2)] * 3, tamper=huge)
     with pytest.raises(RangeCheckError):
-        server.receive(replies[2])
+        r.run()
+    assert not r.pending and len(r.log) == 6  # refused at the last upload, when it sums
     with pytest.raises(UsageError):
-        server.result()
+        r.server.result()
 
 
 @pytest.mark.parametrize("name", ["plaintext", "secagg", "secagg+"])
@@ -389,9 +360,10 @@ def test_a_cohort_of_one_is_refused_by_every_config(name: str) -> None:
 
 
 def test_a_round_left_with_one_contributor_releases_nothing() -> None:
-    cfg, server, clients, _ = _build(n=3)  # t = 2
+    r = _build(n=3, silent={1: Kind.SHARE_FORWARD, 2: Kind.SHARE_FORWARD})  # t = 2
+    server = r.server
     with pytest.raises(DropoutError):
-        _drive(server, clients, silent={1: Kind.SHARE_FORWARD, 2: Kind.SHARE_FORWARD})
+        _drive(r)
     assert server.stage is ServerStage.ABORTED
 
 
@@ -407,11 +379,11 @@ def test_simulate_with_one_client_is_refused_with_one_typed_line(capsys) -> None
 # -- no replay across runs of one (session, round) ---------------------------------------
 def test_a_shared_answer_store_refuses_a_second_run_of_the_same_round() -> None:
     stores = {u: MemoryAnsweredRequests() for u in range(6)}
-    cfg, server, clients, _ = _build(answered=stores)
-    _drive(server, clients)
+    _drive(_build(answered=stores))
     # The server runs the same (session, round) again: fresh cores, same stores.
-    cfg2, server2, clients2, _ = _build(answered=stores, rng_seed="run2")
-    req = server2.start()[0]
+    r2 = _build(answered=stores, rng_seed="run2")
+    clients2 = r2.clients
+    req = r2.server.start()[0]
     with pytest.raises(ProtocolError, match="already answered"):
         clients2[req.recipient].receive(req)
     assert clients2[req.recipient].state is ClientState.ABORTED
@@ -421,28 +393,16 @@ def test_a_rebuilt_core_replaying_its_log_is_answered_but_not_a_different_reques
     # A stateless driver rebuilds the core from its log for every message (the Flower mod):
     # the same answers again are fine, a different unmask request is a replay attack.
     store = MemoryAnsweredRequests()
-    cfg, server, clients, _ = _build(answered={0: store})
-    log: list = []
-    out = server.start()
-    honest = None
-    while out:
-        nxt = []
-        for m in out:
-            if m.recipient == 5 and m.KIND is Kind.SHARE_FORWARD:
-                continue  # client 5 drops before masking
-            if m.recipient == 0:
-                if m.KIND is Kind.UNMASK_REQUEST:
-                    honest = m
-                log.append(m)
-            nxt += [r for reply in clients[m.recipient].receive(m) for r in server.receive(reply)]
-        if not nxt and not server.finished:
-            nxt = server.close_round()
-        out = nxt
-    assert honest is not None and honest.dropped == (5,)
+    r = _build(answered={0: store}, silent={5: Kind.SHARE_FORWARD})  # 5 drops before masking
+    cfg = r.config
+    _drive(r)
+    log = [m for m in r.log if m.recipient == 0]
+    honest = log[-1]
+    assert honest.KIND is Kind.UNMASK_REQUEST and honest.dropped == (5,)
 
     def rebuilt():
         spec = protocols.get("secagg")
-        c = spec.client(cfg, 0, Csprng.from_seed("i13/roles").spawn("c0"), answered=store)
+        c = spec.client(cfg, 0, party_rng(roles_rng("i13"), 0), answered=store)
         c.set_input(np.full(DIM, 0.01))
         for m in log[:-1]:
             c.receive(m)
@@ -460,22 +420,18 @@ def test_signatures_of_one_run_do_not_top_up_another_run_of_the_same_round() -> 
     # The reviewed attack: run one (session, round) twice, and pad the second run's
     # inconsistent survivor lists with signatures from the first.
     n, victim = 8, 7
-    cfg1, server1, clients1, _ = _build(n=n, active=True, seed="top-up")
-    out = server1.start()
-    while out and out[0].KIND is not Kind.CONSISTENCY_REQUEST:
-        out = [r for m in out for reply in clients1[m.recipient].receive(m)
-               for r in server1.receive(reply)]
+    r1 = _build(n=n, active=True, seed="top-up")
+    cfg1, clients1 = r1.config, r1.clients
+    out = _until(r1, Kind.CONSISTENCY_REQUEST)
     without = tuple(u for u in range(n) if u != victim)
     old = {m.recipient: clients1[m.recipient].receive(dataclasses.replace(m, survivors=without))[0]
            for m in out if m.recipient != victim}
-    cfg2, server2, clients2, _ = _build(n=n, active=True, seed="top-up", rng_seed="second run")
+    r2 = _build(n=n, active=True, seed="top-up", rng_seed="second run")
+    cfg2, server2, clients2 = r2.config, r2.server, r2.clients
     assert cfg2.session == cfg1.session and cfg2.round_id == cfg1.round_id
-    out = server2.start()
-    while out[0].KIND is not Kind.CONSISTENCY_REQUEST:
-        out = [r for m in out for reply in clients2[m.recipient].receive(m)
-               for r in server2.receive(reply)]
+    out2 = {m.recipient: m for m in _until(r2, Kind.CONSISTENCY_REQUEST)}
     group_a = [0, 1]  # told the victim dropped, in the second run
-    new = {u: clients2[u].receive(dataclasses.replace(out[u], survivors=without))[0]
+    new = {u: clients2[u].receive(dataclasses.replace(out2[u], survivors=without))[0]
            for u in group_a}
     sigs = tuple(Signed(u, (new[u] if u in new else old[u]).signature) for u in without)
     assert len(sigs) >= cfg2.signature_threshold
@@ -488,24 +444,21 @@ def test_signatures_of_one_run_do_not_top_up_another_run_of_the_same_round() -> 
 
 # -- a graph the server cannot choose ----------------------------------------------------
 def _at_broadcast(n: int = 12, *, active: bool = False, seed: object = "graph", **kw: object):
-    cfg, server, clients, _ = _build("secagg+", n, active=active, seed=seed, degree=4,
-                                     threshold=3, **kw)
-    out = server.start()
-    out = [r for m in out for reply in clients[m.recipient].receive(m)
-           for r in server.receive(reply)]
-    assert all(m.KIND is Kind.KEY_BROADCAST for m in out)
-    return cfg, server, clients, {m.recipient: m for m in out}
+    r = _build("secagg+", n, active=active, seed=seed, degree=4, threshold=3, **kw)
+    out = _until(r, Kind.KEY_BROADCAST)
+    assert len(out) == n and len(r.log) == 2 * n  # one request and one advert per client
+    return r.config, r.server, r.clients, {m.recipient: m for m in out}
 
 
 def test_the_servers_randomness_does_not_choose_the_graph() -> None:
     graphs = []
-    for server_seed in ("s1", "s2"):
+    for server_seed in ("s1", "s2"):  # the same clients, servers of other randomness
         spec = protocols.get("secagg+")
         cfg = spec.make_config(12, DIM, degree=4, threshold=3, session=b"fixed")
-        server = spec.server(cfg, Csprng.from_seed(server_seed))
-        clients = [spec.client(cfg, u, Csprng.from_seed(f"same/{u}")) for u in range(12)]
-        out = [r for m in server.start() for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
+        r = Router(spec, cfg, Csprng.from_seed("same"),
+                   server=spec.server(cfg, Csprng.from_seed(server_seed)))
+        out = r.until(Kind.KEY_BROADCAST)
+        assert len(out) == 12 and len(r.log) == 24  # one exchange with every client
         graphs.append({m.recipient: tuple(k.client for k in m.keys) for m in out})
     assert graphs[0] == graphs[1]
     # ... and the clients' fresh nonces do: another run draws another graph.
@@ -587,11 +540,13 @@ def test_active_thresholds_are_derived_and_enforced() -> None:
 def test_the_honest_server_does_not_ask_for_signatures_it_cannot_get() -> None:
     # secagg+ active: t = 3 of 5 share holders, but 7 signatures of 12 are needed; 6 clients
     # never advertise, so 6 mask, and no consistency request is sent.
-    cfg, server, clients, _ = _build("secagg+", 12, active=True, degree=4, threshold=3)
+    r = _build("secagg+", 12, active=True, degree=4, threshold=3,
+               silent={u: Kind.KEY_REQUEST for u in range(6, 12)})
+    cfg, server = r.config, r.server
     assert cfg.signature_threshold == 7
-    sent: list = []
     with pytest.raises(DropoutError, match="signature_threshold"):
-        _drive(server, clients, silent={u: Kind.KEY_REQUEST for u in range(6, 12)}, sent=sent)
+        _drive(r)
+    sent = r.sent[SERVER]
     assert server.stage is ServerStage.ABORTED
     assert sum(isinstance(m, ShareForward) for m in sent) == 6  # it got as far as masking
     assert not any(isinstance(m, ConsistencyRequest) for m in sent)
@@ -621,21 +576,18 @@ def test_the_file_store_remembers_answers_across_processes(tmp_path) -> None:
 
 
 def test_a_survivor_list_padded_with_clients_outside_the_roster_is_refused() -> None:
-    cfg, server, clients, _ = _build(n=8, active=True, seed="pad")
-    out = [m for m in server.start() if m.recipient != 7]  # client 7 never advertises
-    out = [r for m in out for reply in clients[m.recipient].receive(m)
-           for r in server.receive(reply)] or server.close_round()
-    while out[0].KIND is not Kind.CONSISTENCY_REQUEST:
-        out = [r for m in out for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
+    r = _build(n=8, active=True, seed="pad", silent={7: 0})  # client 7 never advertises
+    out = _until(r, Kind.CONSISTENCY_REQUEST)
     assert out[0].survivors == tuple(range(7))
-    _refused(clients[0], dataclasses.replace(out[0], survivors=tuple(range(8))))
+    _refused(r.clients[0], dataclasses.replace(out[0], survivors=tuple(range(8))))
 
 
 def test_too_few_advertisements_for_t_abort_before_any_key_broadcast() -> None:
-    cfg, server, clients, _ = _build(n=6)  # t = 4
-    for m in server.start()[:3]:
-        server.receive(clients[m.recipient].receive(m)[0])
+    r = _build(n=6, silent={3: 0, 4: 0, 5: 0})  # t = 4
+    server = r.server
+    r.start()
+    r.flush()
+    assert len(r.sent.get(SERVER, [])) == 6 and not r.pending  # three answered
     with pytest.raises(DropoutError, match="t=4"):
-        server.close_round()
+        r.close()
     assert server.stage is ServerStage.ABORTED

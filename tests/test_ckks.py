@@ -52,7 +52,7 @@ def test_released_error_is_within_the_worst_case_bound(n: int, clip: float, max_
     inputs[-1] = np.linspace(-1, 1, dim) * 10  # one client far outside the clip
     r = HeRound("ckks", n, dim, seed=n, inputs=inputs, weights=[max_weight] * n, encoding=enc)
     result = r.run()
-    want, weight = r.float_sum(range(n))
+    want, weight = r.expected_float_sum(range(n))
     err = max(float(np.max(np.abs(result.sum - want))), abs(result.total_weight - weight))
     assert err <= r.config.max_abs_error(n)
     # The slot that carries n * A is the largest the scale was chosen for.
@@ -109,15 +109,15 @@ def test_scale_follows_the_headroom_and_refuses_what_cannot_fit() -> None:
 def test_the_public_context_cannot_decrypt() -> None:
     r = HeRound("ckks", 3)
     r.run()
-    (ctx_msg,) = r.sent(PublicContext)
+    (ctx_msg,) = r.emitted(PublicContext)
     for ctx in (ts.context_from(ctx_msg.context), r.server._public):
         assert not ctx.has_secret_key() and ctx.is_public()
         assert not ctx.has_relin_keys() and not ctx.has_galois_keys()
-        upload = r.sent(EncryptedInput)[0]
+        upload = r.emitted(EncryptedInput)[0]
         vec = ts.ckks_vector_from(ctx, upload.blocks[0])
         with pytest.raises(ValueError, match="secret"):
             vec.decrypt()
-    assert all(m.context == ctx_msg.context for m in r.sent(InputRequest))
+    assert all(m.context == ctx_msg.context for m in r.emitted(InputRequest))
 
 
 def _forge_context(config: CkksConfig, n: int = POLY_MODULUS_DEGREE, bits: tuple[int, ...] = (60, 40),
@@ -134,11 +134,11 @@ def _forge_context(config: CkksConfig, n: int = POLY_MODULUS_DEGREE, bits: tuple
 ], ids=lambda c: ",".join(c))
 def test_a_client_refuses_an_unsafe_or_foreign_context(change: dict[str, Any]) -> None:
     r = HeRound("ckks", 2)
-    (ctx_msg,) = r.send(r.server.start()[0])
-    request = r.send(ctx_msg)[0]
+    (ctx_msg,) = r.hand(r.server.start()[0])
+    request = r.hand(ctx_msg)[0]
     context = b"\x00garbage" * 9 if change.get("garbage") else _forge_context(r.config, **change)
     with pytest.raises(ProtocolError):
-        r.send(dataclasses.replace(request, context=context))
+        r.hand(dataclasses.replace(request, context=context))
     assert r.clients[0].aborted
     with pytest.raises(ProtocolError):  # the aggregator refuses it as well
         SCHEME.load_public(r.config, context)
@@ -160,9 +160,9 @@ def test_every_slot_is_used_and_the_upload_size_is_the_codecs() -> None:
 @pytest.mark.parametrize("mutate", ["scale", "size", "count", "truncate"])
 def test_a_malformed_upload_is_refused(mutate: str) -> None:
     r = HeRound("ckks", 2, SLOTS + 5)
-    (ctx_msg,) = r.send(r.server.start()[0])
-    requests = r.send(ctx_msg)
-    (upload,) = r.send(requests[0])
+    (ctx_msg,) = r.hand(r.server.start()[0])
+    requests = r.hand(ctx_msg)
+    (upload,) = r.hand(requests[0])
     pub = r.server._public
     if mutate == "scale":
         blocks = (ts.ckks_vector(pub, [0.0] * SLOTS, 2.0**30).serialize(),) + upload.blocks[1:]
@@ -173,8 +173,8 @@ def test_a_malformed_upload_is_refused(mutate: str) -> None:
     else:
         blocks = (upload.blocks[0][: len(upload.blocks[0]) // 2],) + upload.blocks[1:]
     with pytest.raises(ProtocolError):
-        r.send(dataclasses.replace(upload, blocks=blocks))
-    r.send(upload)
+        r.hand(dataclasses.replace(upload, blocks=blocks))
+    r.hand(upload)
     r.route(requests[1:])
     r.check(r.server.result())
 
@@ -184,4 +184,4 @@ def test_encryption_spreads_over_worker_processes() -> None:
     r = HeRound("ckks", 2, dim, client_map=process_map(2))
     result = r.run()
     r.check(result)
-    assert all(len(m.blocks) == 17 for m in r.sent(EncryptedInput))
+    assert all(len(m.blocks) == 17 for m in r.emitted(EncryptedInput))

@@ -9,6 +9,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import Router
 
 import protocols
 from protocols.policy import ClientPolicy
@@ -18,13 +19,6 @@ from secagg.errors import ConfigError, PolicyError
 from secagg.rng import Csprng
 
 DIM = 16
-
-
-def _drive(server, clients) -> None:
-    out = server.start()
-    while out:
-        out = [r for m in out for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
 
 
 def _policy_client(policy: ClientPolicy, name: str = "secagg", **kw: object):
@@ -96,15 +90,12 @@ def test_a_round_under_a_strict_policy_is_exact() -> None:
     policy = ClientPolicy(protocols=("secagg+",), min_cohort=12, min_threshold=5,
                           min_threshold_fraction=0.7, require_active=True, min_corruption=0.1,
                           registry_fingerprint=cfg.registry.fingerprint())
-    rng = Csprng.from_seed("strict/roles")
-    server = spec.server(cfg, rng.spawn("s"))
-    clients = [spec.client(cfg, u, rng.spawn(f"c{u}"), policy=policy, **creds[u])
-               for u in range(12)]
-    for c in clients:
-        c.set_input(np.full(DIM, 0.02))
-    encoded = [c.encoded.copy() for c in clients]
-    _drive(server, clients)
-    assert np.array_equal(server.result().int_sum, sum(cfg.encoding.centre(e) for e in encoded))
+    router = Router(spec, cfg, Csprng.from_seed("strict/roles"), [np.full(DIM, 0.02)] * 12,
+                    credentials=creds, client_kwargs={"policy": policy})
+    encoded = list(router.encoded)
+    assert router.run().contributors == tuple(range(12))  # every client took part
+    assert np.array_equal(router.server.result().int_sum,
+                          sum(cfg.encoding.centre(e) for e in encoded))
 
 
 def test_policy_from_settings() -> None:
@@ -145,15 +136,15 @@ def test_out_of_band_enrolment_files_drive_a_pinned_active_round(tmp_path) -> No
     # Each node: its own key file, the registry file, and a policy pinning that registry.
     spec = protocols.get("secagg")
     cfg = spec.make_config(6, DIM, active=True, registry=registry)
-    rng = Csprng.from_seed("oob/roles")
-    server = spec.server(cfg, rng.spawn("s"))
-    clients = []
+    nodes = {}
     for u in range(6):
         node_registry = ClientRegistry.load(tmp_path / "enrol" / "registry.json")
         policy = ClientPolicy(require_active=True, registry_fingerprint=node_registry.fingerprint())
         _, seed = load_signing_key(tmp_path / "enrol" / f"client-{u}.key", client=u)
-        clients.append(spec.client(cfg, u, rng.spawn(f"c{u}"), policy=policy, signing_key=seed))
-        clients[-1].set_input(np.full(DIM, 0.01))
-    encoded = [c.encoded.copy() for c in clients]
-    _drive(server, clients)
-    assert np.array_equal(server.result().int_sum, sum(cfg.encoding.centre(e) for e in encoded))
+        nodes[u] = {"policy": policy, "signing_key": seed}
+    router = Router(spec, cfg, Csprng.from_seed("oob/roles"), [np.full(DIM, 0.01)] * 6,
+                    credentials=nodes)
+    encoded = list(router.encoded)
+    assert router.run().contributors == tuple(range(6))
+    assert np.array_equal(router.server.result().int_sum,
+                          sum(cfg.encoding.centre(e) for e in encoded))

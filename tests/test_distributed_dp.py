@@ -9,6 +9,7 @@ import pytest
 
 import protocols
 from fl.engines.simulation import run_round
+from protocols.harness import party_rng
 from secagg.dp import CentralDiscreteGaussian, DistributedDiscreteGaussian
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
@@ -51,7 +52,7 @@ def test_noise_is_in_the_sum_and_the_server_never_holds_the_plain_sum(name: str)
     drop = {2: 2}  # one client drops before masking
     # The un-noised encodings: the same per-client CSPRNG streams, without noise.
     root = Csprng.from_seed(seed)
-    plain = {u: cfg.encoding.encode(inputs[u], root.spawn(f"client/{u}")) for u in range(N)}
+    plain = {u: cfg.encoding.encode(inputs[u], party_rng(root, u)) for u in range(N)}
 
     server_box = {}
     orig = spec.server

@@ -15,7 +15,8 @@ import pytest
 from helpers import Router
 
 import protocols
-from protocols.base import SERVER, stage_names
+from protocols.base import stage_names
+from protocols.harness import party_rng
 from protocols.secagg import EnrolledRegistry, EnrolledServer, Identity, enroll_clients
 from protocols.secagg._enrolled_keys import round_graph, round_seed
 from protocols.secagg._enrolled_state import ClientState, Kind
@@ -197,21 +198,15 @@ def test_rounds_with_different_cohorts_reuse_the_enrolment() -> None:
         config = spec.make_config(10, 4, enrolled=True, registry=reg, round_id=r,
                                   session=b"run", degree=4, threshold=3)
         rng = Csprng.from_seed(f"cohort/{r}")
-        server = EnrolledServer(config, rng.spawn("server"), cohort=cohort)
-        clients = {u: EnrolledClient(config, u, rng.spawn(f"c{u}"), ids[u]) for u in cohort}
-        xs = {u: np.full(4, 0.02 * (u + 1)) for u in cohort}
-        for u, c in clients.items():
-            c.set_input(xs[u])
-        queue = server.start()
-        while queue or not server.finished:
-            if not queue:
-                queue = server.close_round()
-                continue
-            m = queue.pop(0)
-            party = server if m.recipient == SERVER else clients[m.recipient]
-            queue += party.receive(m)
-        res = server.result()
+        # The harness builds every enrolled client; the server asks only its cohort.
+        xs = {u: np.full(4, 0.02 * (u + 1)) for u in range(10)}
+        router = Router(spec, config, rng, [xs[u] for u in range(10)],
+                        credentials={u: {"identity": ids[u]} for u in range(10)},
+                        server=EnrolledServer(config, party_rng(rng, "server"), cohort=cohort))
+        res = router.run()
+        assert {m.recipient for m in router.log if m.recipient >= 0} == set(cohort)
         assert res.contributors == cohort
+        xs = {u: xs[u] for u in cohort}
         np.testing.assert_allclose(res.sum, sum(xs.values()), atol=1e-3)
 
 

@@ -1,15 +1,15 @@
 """The roles that ckks and paillier share (protocols.he): client, aggregator, decryptor.
 
-Every test runs over both schemes. :class:`HeRound` is a small router: it starts the
-aggregator, routes each message by recipient to a client, the decryptor or the aggregator,
-and passes every message through the wire codec on the way (what a role receives is
-``wire.decode(wire.encode(msg))``). test_ckks.py and test_paillier.py reuse it.
+Every test runs over both schemes. :class:`HeRound` is the kit's harness
+(:class:`protocols.harness.Router`) for one HE round: every message passes through the wire
+codec on the way (what a role receives is ``wire.decode(wire.encode(msg))``), and a test can
+hand messages to a role itself (:meth:`HeRound.hand`) to play a lying aggregator.
+test_ckks.py, test_paillier.py and test_redteam.py reuse it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -30,6 +30,7 @@ from protocols.base import (
     header,
 )
 from protocols.ckks import CkksDecryptor
+from protocols.harness import Router, party_rng
 from protocols.he import (
     ContextRequest,
     DecryptRequest,
@@ -64,18 +65,13 @@ DIMS = {"ckks": 50, "paillier": 200}
 DECRYPTORS = {"ckks": CkksDecryptor, "paillier": PaillierDecryptor}
 
 
-def random_inputs(n: int, dim: int, rng: Csprng, norm: float = 0.9) -> list[np.ndarray]:
-    out = []
-    for _ in range(n):
-        v = rng.random(dim) - 0.5
-        out.append(v * (norm / float(np.linalg.norm(v))))
-    return out
+class HeRound(Router):
+    """Every role of one HE round on the kit's harness (:class:`protocols.harness.Router`),
+    not started, plus what the HE tests read: the decryptor, each client's quantised input,
+    the credentials, and an HE-specific result check.
 
-
-class HeRound:
-    """Every role of one HE round, joined through the wire codec.
-
-    ``silent`` clients never get (so never answer) their input request: they have dropped.
+    ``silent`` roles (clients or the decryptor) never get a message: they have dropped.
+    ``decryptor``: a decryptor the test built itself (e.g. with its own signing key).
     """
 
     def __init__(self, name: str, n: int = 5, dim: int | None = None, seed: int | str = 1, *,
@@ -83,84 +79,50 @@ class HeRound:
                  weights: Sequence[float] | None = None, decryptor: Any = None,
                  config: Any = None, credentials: dict[int, dict[str, Any]] | None = None,
                  client_map: Any = None, **kw: Any) -> None:
-        self.spec = protocols.get(name)
+        spec = protocols.get(name)
         rng = Csprng.from_seed(f"he/{name}/{seed}")
-        config = config or self.spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
-        # Enrolment first (every client's signing key), as a simulation does it.
-        self.config, creds = self.spec.provision(config, rng.spawn("enrolment"))
-        self.credentials = credentials if credentials is not None else creds
-        self.server = self.spec.server(self.config, rng.spawn("server"))
-        self.decryptor = decryptor or self.spec.helpers(self.config, rng.spawn("helpers"))[DECRYPTOR]
-        extra = {} if client_map is None else {"map": client_map}
-        self.clients = [self.spec.client(self.config, u, rng.spawn(f"client/{u}"),
-                                         **self.credentials.get(u, {}), **extra)
-                        for u in range(n)]
-        self.inputs = list(inputs) if inputs is not None else random_inputs(
-            n, self.config.dim, rng.spawn("inputs"))
-        self.weights = list(weights) if weights is not None else [1.0] * n
-        for c, x, w in zip(self.clients, self.inputs, self.weights):
-            c.set_input(x, w)
-        self.encoded = [None if c.encoded is None else c.encoded.copy() for c in self.clients]
+        config = config or spec.make_config(n, DIMS[name] if dim is None else dim, **kw)
+        if credentials is None:  # enrolment first (every client's signing key), as a simulation
+            config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
+        self.credentials = credentials
+        super().__init__(spec, config, rng, inputs, weights, start=False,
+                         credentials=credentials,
+                         helpers=None if decryptor is None else {DECRYPTOR: decryptor},
+                         client_kwargs=None if client_map is None else {"map": client_map})
         #: every client's quantised input (int64 grid units, weight last), both schemes
         self.prepared = [c._prepared.copy() for c in self.clients]
-        self.silent = set(silent)
-        self.log: list[Message] = []
-        self.frames: list[bytes] = []
-        self.errors: list[ProtocolError] = []
+        for u in silent:
+            self.kill(u)
 
-    def party(self, address: int) -> Any:
-        if address == SERVER:
-            return self.server
-        if address == DECRYPTOR:
-            return self.decryptor
-        return self.clients[address]
+    @property
+    def decryptor(self) -> Any:
+        return self.party(DECRYPTOR)
 
-    def send(self, msg: Message, to: int | None = None) -> list[Message]:
-        """Deliver one message through the codec; returns what the role answers."""
-        frame = wire.encode(msg)
-        decoded: Message = wire.decode(frame)
-        self.log.append(decoded)
-        self.frames.append(frame)
-        return self.party(msg.recipient if to is None else to).receive(decoded)
+    def hand(self, msg: Message, to: int | None = None) -> list[Message]:
+        """Deliver one message through the codec; returns what the role answers, which the
+        test carries on itself (nothing is queued)."""
+        return self.send(msg, to, queue=False)
 
-    def route(self, msgs: Iterable[Message], *, keep_going: bool = False) -> None:
-        """Deliver until nothing is left. ``keep_going``: a refused message is recorded in
-        :attr:`errors` and the rest are still delivered (as a driver does)."""
-        queue = deque(msgs)
-        while queue:
-            msg = queue.popleft()
-            if msg.recipient in self.silent:
-                continue
-            try:
-                queue.extend(self.send(msg))
-            except ProtocolError as exc:
-                if not keep_going:
-                    raise
-                self.errors.append(exc)
+    def route(self, msgs: Iterable[Message]) -> None:
+        """Put these messages on the wire and deliver until nothing is in flight."""
+        for msg in msgs:
+            self.inject(msg)
+        self.flush()
 
-    def run(self) -> AggregateResult:
-        self.route(self.server.start())
-        if not self.server.finished:
-            self.route(self.server.close_round())
-        return self.server.result()
+    def run(self, **kw: Any) -> AggregateResult:
+        """Start the round if the test has not, then run it as a driver does."""
+        if self.server.state is ServerState.NEW:
+            self.start()
+        return super().run(**kw)
 
-    def sent(self, kind: type[Message]) -> list[Any]:
-        return [m for m in self.log if type(m) is kind]
-
-    def float_sum(self, ids: Iterable[int]) -> tuple[np.ndarray, float]:
-        clip = self.config.encoding.clip
-        total, weight = np.zeros(self.config.dim), 0.0
-        for u in ids:
-            x = np.asarray(self.inputs[u], np.float64)
-            norm = float(np.linalg.norm(x))
-            total += self.weights[u] * (x * (clip / norm) if norm > clip else x)
-            weight += self.weights[u]
-        return total, weight
+    def emitted(self, kind: type[Message]) -> list[Any]:
+        """Every message of class ``kind`` a role emitted."""
+        return [m for out in self.sent.values() for m in out if type(m) is kind]
 
     def check(self, result: AggregateResult) -> None:
         """Paillier: exact integer sum. ckks: within the documented error bound."""
         ids = result.contributors
-        want, weight = self.float_sum(ids)
+        want, weight = self.expected_float_sum(ids)
         if self.spec.exact:
             exact = sum(self.config.encoding.centre(self.encoded[u]) for u in ids)
             np.testing.assert_array_equal(result.int_sum, exact)
@@ -195,15 +157,17 @@ def test_full_round_releases_the_sum_and_every_message_survives_the_codec(name: 
                                         EncryptedInput, DecryptRequest, ReleasedAggregate}
     for msg, frame in zip(r.log, r.frames):
         assert wire.encode(msg) == frame
-    (req,) = r.sent(DecryptRequest)  # one aggregate, one decryption
+    (req,) = r.emitted(DecryptRequest)  # one aggregate, one decryption
     assert req.contributors == (0, 1, 2, 3, 4)
 
 
 def test_silent_clients_are_left_out_when_the_round_closes(name: str) -> None:
     r = HeRound(name, silent={1, 3})
-    r.route(r.server.start())
-    assert r.server.state is ServerState.COLLECTING and not r.sent(DecryptRequest)
-    r.route(r.server.close_round())
+    r.start()
+    r.flush()
+    assert r.server.state is ServerState.COLLECTING and not r.emitted(DecryptRequest)
+    r.close()
+    r.flush()
     result = r.server.result()
     assert result.contributors == (0, 2, 4)
     r.check(result)
@@ -212,17 +176,19 @@ def test_silent_clients_are_left_out_when_the_round_closes(name: str) -> None:
 
 def test_the_aggregator_refuses_to_ask_for_fewer_than_min_clients(name: str) -> None:
     r = HeRound(name, silent={0, 1, 2}, min_clients=3)
-    r.route(r.server.start())
+    r.start()
+    r.flush()
     with pytest.raises(DropoutError):
         r.server.close_round()
-    assert r.server.state is ServerState.ABORTED and not r.sent(DecryptRequest)
+    assert r.server.state is ServerState.ABORTED and not r.emitted(DecryptRequest)
     with pytest.raises(UsageError):
         r.server.result()
 
 
 def test_a_silent_decryptor_aborts_the_round(name: str) -> None:
     r = HeRound(name, silent={DECRYPTOR})
-    r.route(r.server.start())
+    r.start()
+    r.flush()
     with pytest.raises(DropoutError):
         r.server.close_round()
     assert r.server.state is ServerState.ABORTED
@@ -232,9 +198,9 @@ def test_a_silent_decryptor_aborts_the_round(name: str) -> None:
 def test_the_decryptor_decrypts_at_most_once(name: str) -> None:
     r = HeRound(name)
     r.run()
-    (req,) = r.sent(DecryptRequest)
+    (req,) = r.emitted(DecryptRequest)
     with pytest.raises(AlreadyFinalized) as info:
-        r.send(req)
+        r.hand(req)
     assert isinstance(info.value, ProtocolError)  # a replay by the peer, too
     assert r.decryptor.state is DecryptorState.RELEASED
     assert r.decryptor._secret is None  # the key is gone after its one use
@@ -243,21 +209,23 @@ def test_the_decryptor_decrypts_at_most_once(name: str) -> None:
 def test_the_decryptor_refuses_fewer_than_min_clients(name: str) -> None:
     # A cheating aggregator forwards one client's ciphertext and says so.
     r = HeRound(name, min_clients=3, silent={1, 2, 3, 4})
-    r.route(r.server.start())
-    (upload,) = [m for m in r.sent(EncryptedInput) if m.sender == 0]
+    r.start()
+    r.flush()
+    (upload,) = [m for m in r.emitted(EncryptedInput) if m.sender == 0]
     forged = DecryptRequest(**header(r.config, SERVER, DECRYPTOR), scheme=upload.scheme,
                             blocks=upload.blocks, contributors=(0,), envelopes=(upload.envelope,))
     with pytest.raises(DropoutError):
-        r.send(forged)
+        r.hand(forged)
     assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
     # min_clients=1 (the default) does not lower the floor: an HE round releases >= 2.
     r1 = HeRound(name, silent={1, 2, 3, 4})
-    r1.route(r1.server.start())
-    (upload,) = r1.sent(EncryptedInput)
+    r1.start()
+    r1.flush()
+    (upload,) = r1.emitted(EncryptedInput)
     with pytest.raises(DropoutError):
         r1.server.close_round()
     with pytest.raises(DropoutError):
-        r1.send(dataclasses.replace(forged, **header(r1.config, SERVER, DECRYPTOR),
+        r1.hand(dataclasses.replace(forged, **header(r1.config, SERVER, DECRYPTOR),
                                     blocks=upload.blocks, envelopes=(upload.envelope,)))
     assert r1.decryptor.state is DecryptorState.KEYED
 
@@ -265,10 +233,11 @@ def test_the_decryptor_refuses_fewer_than_min_clients(name: str) -> None:
 @pytest.mark.parametrize("ids", [(0, 0, 1), (2, 1, 0), (0, 1, 7), ()])
 def test_the_decryptor_refuses_malformed_contributor_lists(name: str, ids: tuple[int, ...]) -> None:
     r = HeRound(name, silent={4})
-    r.route(r.server.start())
+    r.start()
+    r.flush()
     (req,) = r.server.close_round()
     with pytest.raises(ProtocolError):
-        r.send(dataclasses.replace(req, contributors=ids))
+        r.hand(dataclasses.replace(req, contributors=ids))
     assert r.decryptor.state is DecryptorState.KEYED
     r.route([req])
     r.check(r.server.result())
@@ -278,10 +247,11 @@ def test_a_tampered_aggregate_is_refused_after_its_one_decryption(name: str) -> 
     # Adding one upload three times leaves twice its blind in the sum: no honest round
     # produces that (paillier: guard bits set; ckks: slots off the grid).
     r = HeRound(name, n=3, silent={2})
-    r.route(r.server.start())
-    up0, up1 = sorted(r.sent(EncryptedInput), key=lambda m: m.sender)
+    r.start()
+    r.flush()
+    up0, up1 = sorted(r.emitted(EncryptedInput), key=lambda m: m.sender)
     scheme = r.server.SCHEME
-    public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+    public = scheme.load_public(r.config, r.emitted(PublicContext)[0].context)
     acc = None
     for upload in (up0, up0, up0, up1):
         acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, upload.blocks))
@@ -290,7 +260,7 @@ def test_a_tampered_aggregate_is_refused_after_its_one_decryption(name: str) -> 
                             envelopes=(up0.envelope, up1.envelope))
     _refused_after_decryption(r, forged)
     with pytest.raises(ProtocolError):
-        r.send(forged)
+        r.hand(forged)
 
 
 class _CountingNoise(NoiseHook):
@@ -310,7 +280,7 @@ def test_the_noise_hook_runs_once_on_the_integer_sum_before_release(name: str) -
     assert r.decryptor.released is not None
     assert r.decryptor.released.dp_event == ("event", 1)
     assert result.dp_event == ("event", 1)  # the aggregator's result carries the same event
-    want, weight = r.float_sum(result.contributors)
+    want, weight = r.expected_float_sum(result.contributors)
     shift = 3 / r.config.encoding.scale
     tol = r.config.max_abs_error(5) if name == "ckks" else 5 * 2.0**-16
     assert np.max(np.abs(result.sum - shift - want)) <= tol
@@ -325,38 +295,39 @@ def test_roles_refuse_bad_headers_and_the_other_schemes_messages(name: str) -> N
     for bad in (dataclasses.replace(first, scheme=other), dataclasses.replace(first, sender=0),
                 dataclasses.replace(first, round=first.round + 1)):
         with pytest.raises(ProtocolError):
-            r.send(bad)
+            r.hand(bad)
         assert r.decryptor.state is DecryptorState.IDLE  # refused, nothing changed
-    (ctx,) = r.send(first)
+    (ctx,) = r.hand(first)
     for bad in (dataclasses.replace(ctx, sender=0), dataclasses.replace(ctx, scheme=other)):
         with pytest.raises(ProtocolError):
-            r.send(bad)
+            r.hand(bad)
         assert r.server.state is ServerState.AWAIT_CONTEXT
-    requests = r.send(ctx)
+    requests = r.hand(ctx)
     with pytest.raises(ProtocolError):
-        r.send(dataclasses.replace(requests[0], scheme=other))
+        r.hand(dataclasses.replace(requests[0], scheme=other))
     assert r.clients[0].aborted
     r.route(requests[1:])
     with pytest.raises(ProtocolError):  # a duplicate upload is never counted twice
-        r.send(r.sent(EncryptedInput)[0])
-    r.route(r.server.close_round())
+        r.hand(r.emitted(EncryptedInput)[0])
+    r.close()
+    r.flush()
     assert r.server.result().contributors == (1, 2, 3, 4)
 
 
 def test_forged_uploads_are_refused_and_change_nothing(name: str) -> None:
     r = HeRound(name)
-    (ctx,) = r.send(r.server.start()[0])
-    requests = r.send(ctx)
-    (upload,) = r.send(requests[0])
+    (ctx,) = r.hand(r.server.start()[0])
+    requests = r.hand(ctx)
+    (upload,) = r.hand(requests[0])
     for blocks in ((), (b"",), (b"\x00" * 64,) * len(upload.blocks), upload.blocks + (b"x",)):
         with pytest.raises(ProtocolError):
-            r.send(dataclasses.replace(upload, blocks=blocks))
+            r.hand(dataclasses.replace(upload, blocks=blocks))
         assert r.server.state is ServerState.COLLECTING and not r.server._seen
-    r.send(upload)
+    r.hand(upload)
     r.route(requests[1:])
     r.check(r.server.result())
     with pytest.raises(LateMessageError):
-        r.send(upload)
+        r.hand(upload)
     with pytest.raises(DecodeError):
         wire.decode(wire.encode(upload)[:-1])
 
@@ -409,7 +380,7 @@ def test_api_misuse_is_a_usage_error(name: str) -> None:
     with pytest.raises(ConfigError):  # a client needs its registry signing key
         spec.client(r.config, 0, Csprng.from_seed(5))
     fresh = spec.client(r.config, 0, Csprng.from_seed(5), **r.credentials[0])
-    requests = r.send(r.send(r.server.start()[0])[0])
+    requests = r.hand(r.hand(r.server.start()[0])[0])
     with pytest.raises(UsageError):  # the input was never given
         fresh.receive(requests[0])
     with pytest.raises(ConfigError):
@@ -435,15 +406,15 @@ def test_a_signed_context_defeats_a_substituted_one(name: str) -> None:
     # An aggregator that makes its own key pair cannot get clients to encrypt under it.
     r2 = HeRound(name, n=3, config=config, seed=2, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(3), signing_key=seed))
-    requests = r2.send(r2.send(r2.server.start()[0])[0])
+    requests = r2.hand(r2.hand(r2.server.start()[0])[0])
     own, _ = r2.server.SCHEME.keygen(r2.config, Csprng.from_seed(4))
     for sig in (b"", requests[0].signature, b"\x01" * 64):
         with pytest.raises(ProtocolError):
-            r2.send(dataclasses.replace(requests[0], context=own, signature=sig))
+            r2.hand(dataclasses.replace(requests[0], context=own, signature=sig))
         assert r2.clients[0].aborted
         r2.clients[0].state = ClientState.WAITING
     # The aggregator checks the signature too.
-    ctx = r2.sent(PublicContext)[0]
+    ctx = r2.emitted(PublicContext)[0]
     r3 = HeRound(name, n=3, config=config, seed=3, credentials=creds,
                  decryptor=decryptor(config, Csprng.from_seed(5), signing_key=seed))
     r3.server.start()
@@ -458,19 +429,19 @@ def _collect(name: str, n: int = 5, **kw: Any) -> HeRound:
     """A round whose (lying) aggregator holds every upload and envelope, and has not asked
     the decryptor for anything yet: the test plays the aggregator from here."""
     r = HeRound(name, n=n, **kw)
-    (ctx,) = r.send(r.server.start()[0])
-    for req in r.send(ctx):
-        r.log.extend(r.send(req))
+    (ctx,) = r.hand(r.server.start()[0])
+    for req in r.hand(ctx):
+        r.hand(req)
     return r
 
 
 def _uploads(r: HeRound) -> dict[int, Any]:
-    return {m.sender: m for m in r.sent(EncryptedInput)}
+    return {m.sender: m for m in r.emitted(EncryptedInput)}
 
 
 def _aggregate(r: HeRound, blocks: Sequence[tuple[bytes, ...]]) -> tuple[bytes, ...]:
     scheme = r.server.SCHEME
-    public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+    public = scheme.load_public(r.config, r.emitted(PublicContext)[0].context)
     acc = None
     for b in blocks:
         acc = scheme.add(r.config, public, acc, scheme.open_blocks(r.config, public, b))
@@ -490,21 +461,21 @@ def _refused_after_decryption(r: HeRound, req: DecryptRequest) -> None:
     from a client far out of range, so it first asks for a masked test of each named
     contributor's own upload: every honest upload passes, and then it refuses."""
     if r.spec.name == "paillier":
-        (ask,) = r.send(req)
+        (ask,) = r.hand(req)
         assert type(ask) is IdentifyRequest and ask.contributors == req.contributors
         assert r.decryptor.released is None and r.decryptor.state is DecryptorState.SUSPECT
         scheme, up = r.server.SCHEME, _uploads(r)
-        public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+        public = scheme.load_public(r.config, r.emitted(PublicContext)[0].context)
         tests = tuple(scheme.test_blocks(r.config, public,
                                          scheme.open_blocks(r.config, public, up[u].blocks),
                                          Csprng.from_seed("masks"))
                       for u in ask.contributors)
         with pytest.raises(ProtocolError, match="nothing is released"):
-            r.send(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
+            r.hand(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
                                contributors=ask.contributors, tests=tests))
     else:
         with pytest.raises(ProtocolError, match="out of range"):
-            r.send(req)
+            r.hand(req)
     assert r.decryptor.state is DecryptorState.ABORTED and r.decryptor.released is None
     assert r.decryptor._secret is None
 
@@ -519,11 +490,11 @@ def test_one_upload_declared_as_a_single_contributor_is_refused(name: str) -> No
     r = _collect(name)  # min_clients is 1, the default: the floor of 2 still holds
     up = _uploads(r)
     with pytest.raises(DropoutError):
-        r.send(_ask(r, up[0].blocks, (0,)))
+        r.hand(_ask(r, up[0].blocks, (0,)))
     assert r.decryptor.state is DecryptorState.KEYED  # nothing was decrypted
     # The same upload named twice is not two contributors either.
     with pytest.raises(ProtocolError):
-        r.send(_ask(r, up[0].blocks, (0, 0)))
+        r.hand(_ask(r, up[0].blocks, (0, 0)))
     assert r.decryptor.state is DecryptorState.KEYED
 
 
@@ -553,7 +524,7 @@ def test_envelopes_the_aggregator_forges_or_moves_are_refused_before_decryption(
     envs = [up[u].envelope for u in range(5)]
     # A Sybil: the aggregator's own key pair for "client 4", with a seed it knows.
     own = sign.generate(Csprng.from_seed("aggregator"))
-    ctx = r.sent(PublicContext)[0]
+    ctx = r.emitted(PublicContext)[0]
     sybil = seal_envelope(
         session=r.config.session, round_id=r.config.round_id, scheme=r.server.SCHEME.kind.value,
         client=4, blind_key=ctx.blind_key, seed=b"\x00" * 32, signing_key=own,
@@ -563,9 +534,9 @@ def test_envelopes_the_aggregator_forges_or_moves_are_refused_before_decryption(
     for bad in (envs[:4] + [sybil], envs[:4] + [bytes(flipped)], envs[:3] + [envs[4], envs[3]],
                 envs[:4] + [envs[4][:-1]], envs[:4]):
         with pytest.raises(ProtocolError):
-            r.send(_ask(r, agg, range(5), bad))
+            r.hand(_ask(r, agg, range(5), bad))
         assert r.decryptor.state is DecryptorState.KEYED  # refused before any decryption
-    r.send(_ask(r, agg, range(5)))  # the honest request still works
+    r.hand(_ask(r, agg, range(5)))  # the honest request still works
     assert r.decryptor.released is not None
     r.check(r.decryptor.released)
 
@@ -577,7 +548,7 @@ def test_an_envelope_from_another_round_is_refused(name: str) -> None:
     up, stale = _uploads(r), _uploads(old)
     agg = _aggregate(r, [up[u].blocks for u in range(5)])
     with pytest.raises(ProtocolError):
-        r.send(_ask(r, agg, range(5), [stale[0].envelope] + [up[u].envelope for u in range(1, 5)]))
+        r.hand(_ask(r, agg, range(5), [stale[0].envelope] + [up[u].envelope for u in range(1, 5)]))
     assert r.decryptor.state is DecryptorState.KEYED
 
 
@@ -610,7 +581,7 @@ def test_a_small_crafted_addition_is_rounded_away_exactly() -> None:
     up = _uploads(r)
     zero = ts.ckks_vector(r.server._public, [0.0] * SLOTS, 2.0**r.config.scale_bits)
     blocks = [up[u].blocks for u in range(4)] + [(zero.serialize(),)]
-    r.send(_ask(r, _aggregate(r, blocks), range(4)))
+    r.hand(_ask(r, _aggregate(r, blocks), range(4)))
     assert r.decryptor.released is not None
     r.check(r.decryptor.released)
 

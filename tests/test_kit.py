@@ -151,3 +151,91 @@ def test_lazy_inputs_are_made_once_just_before_the_input_stage(name: str) -> Non
     assert lazy.is_exact(result) is True and eager.is_exact(want) is True
     lazy.check_result(result)
     eager.check_result(want)
+
+
+# -- hooks for adversarial tests ---------------------------------------------------------
+def test_tamper_rewrites_what_goes_on_the_wire() -> None:
+    import dataclasses
+
+    spec = protocols.get("plaintext")
+    config = spec.make_config(3, 2)
+    seen: list[str] = []
+
+    def tamper(msg: protocols.Message) -> protocols.Message:
+        seen.append(type(msg).__name__)
+        if msg.sender == 1 and hasattr(msg, "encoded"):
+            return dataclasses.replace(msg, encoded=msg.encoded * 0)
+        return msg
+
+    inputs = [np.full(2, 0.5)] * 3
+    router = Router(spec, config, Csprng.from_seed(3), inputs, tamper=tamper)
+    result = router.run()
+    assert len(seen) == 6  # three requests, three answers: every message passed through it
+    assert not router.is_exact(result)  # client 1's input never reached the server
+    assert router.sent[1][0].encoded.sum() == 0  # sent records what went on the wire
+    assert router.expected_float_sum([0, 2])[0] == pytest.approx(result.sum)
+    assert len(router.frames) == len(router.log) == 6
+    from protocols.testing import messages_equal
+    from secagg import wire
+
+    assert all(messages_equal(wire.decode(f), m) for f, m in zip(router.frames, router.log))
+
+
+def test_until_stops_the_honest_round_at_a_kind_and_drop_at_takes_kinds() -> None:
+    spec = protocols.get("secagg")
+    config = spec.make_config(5, 3)
+    router = Router(spec, config, Csprng.from_seed(4), drop_at={4: spec.client_stages(
+        config)[1].KIND})
+    assert router.drop_at == {4: 1}
+    kind = spec.client_stages(config)[2]
+    got = router.until(kind)
+    assert got and all(type(m) is kind for m in got)
+    assert {m.recipient for m in got} == {0, 1, 2, 3}  # client 4 dropped at stage 1
+    assert all(env.kind is kind.KIND for env in router.pending)  # still in flight
+    router.check_result(router.run())
+    with pytest.raises(UsageError, match="never sent"):
+        Router(spec, config, Csprng.from_seed(4)).until(protocols.get("plaintext")
+                                                        .client_stages(config)[0])
+    with pytest.raises(ConfigError, match="not client stages"):
+        Router(spec, config, Csprng.from_seed(4),
+               drop_at={0: protocols.get("plaintext").client_stages(config)[0].KIND})
+
+
+def test_a_killed_helper_hears_nothing_and_given_helpers_replace_the_specs() -> None:
+    pytest.importorskip("phe")
+    from protocols.base import DECRYPTOR, SERVER
+    from secagg.errors import DropoutError
+
+    spec = protocols.get("paillier")
+    config = spec.make_config(3, 4)
+    router = Router(spec, config, Csprng.from_seed(5), start=False)
+    router.kill(DECRYPTOR)
+    router.start()
+    router.flush()
+    with pytest.raises(DropoutError):
+        router.close()
+    with pytest.raises(UsageError):
+        router.kill(99)
+    config, creds = spec.provision(config, Csprng.from_seed(6))
+    mine = spec.helpers(config, Csprng.from_seed(6))
+    router = Router(spec, config, Csprng.from_seed(5), credentials=creds, helpers=mine)
+    assert router.party(DECRYPTOR) is mine[DECRYPTOR]
+    router.check_result(router.run())
+    assert router.party(SERVER) is router.server
+    own = spec.server(config, Csprng.from_seed(7))
+    router = Router(spec, config, Csprng.from_seed(5), credentials=creds, server=own)
+    assert router.server is own and router.party(SERVER) is own
+    router.check_result(router.run())
+
+
+def test_round_machine_specialises_a_given_base_and_refuses_another() -> None:
+    from protocols.testing import RoundMachine, round_machine
+
+    class Mine(RoundMachine):
+        pass
+
+    machine = round_machine("plaintext", base=Mine, max_n=4)
+    assert issubclass(machine, Mine) and machine.max_n == 4
+    assert machine.spec is protocols.get("plaintext")
+    with pytest.raises(UsageError, match="subclass of RoundMachine"):
+        round_machine("plaintext", base=object)  # type: ignore[arg-type]

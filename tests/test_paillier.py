@@ -34,8 +34,10 @@ SCHEME = PaillierScheme()
 # -- exact sums ----------------------------------------------------------------------------
 def test_the_released_int_sum_is_exactly_the_contributors_encoded_sum() -> None:
     r = HeRound("paillier", 6, 300, silent={2}, weights=[1.0, 0.5, 1.0, 0.75, 1.0, 0.25])
-    r.route(r.server.start())
-    r.route(r.server.close_round())
+    r.start()
+    r.flush()
+    r.close()
+    r.flush()
     result = r.server.result()
     assert result.contributors == (0, 1, 3, 4, 5)
     r.check(result)  # int_sum == sum of centred encodings, exactly
@@ -83,15 +85,15 @@ def test_keys_under_2048_bits_or_odd_sizes_are_refused(bits: int) -> None:
 
 def test_a_client_refuses_a_short_or_malformed_public_key() -> None:
     r = HeRound("paillier", 2)
-    (ctx,) = r.send(r.server.start()[0])
-    request = r.send(ctx)[0]
+    (ctx,) = r.hand(r.server.start()[0])
+    request = r.hand(ctx)[0]
     key = generate_keypair(2048, Csprng.from_seed(9)).public_key.n.to_bytes(256, "big")
     SCHEME.load_public(r.config, key)
     for context in (key[:128], b"\x00" + key[1:], key[:-1] + b"\x02", b""):
         with pytest.raises(ProtocolError):  # 1024 bits, 2040 bits, even, empty
             SCHEME.load_public(r.config, context)
     with pytest.raises(ProtocolError):
-        r.send(dataclasses.replace(request, context=key[:128]))
+        r.hand(dataclasses.replace(request, context=key[:128]))
     assert r.clients[0].aborted
 
 
@@ -105,7 +107,7 @@ def test_keygen_is_fresh_per_round_and_full_size() -> None:
     b = HeRound("paillier", 2, seed="b")
     a.run()
     b.run()
-    assert a.sent(PublicContext)[0].context != b.sent(PublicContext)[0].context
+    assert a.emitted(PublicContext)[0].context != b.emitted(PublicContext)[0].context
 
 
 # -- the aggregator holds the public key only ----------------------------------------------
@@ -127,10 +129,12 @@ def test_the_aggregator_object_graph_holds_no_private_key() -> None:
         return any(isinstance(o, cls) for o in _reachable(obj))
 
     r = HeRound("paillier", 3, silent={2})
-    r.route(r.server.start())
+    r.start()
+    r.flush()
     assert holds(r.decryptor, PaillierPrivateKey)  # the walk does find a key where one is
     assert holds(r.server, PaillierPublicKey) and not holds(r.server, PaillierPrivateKey)
-    r.route(r.server.close_round())
+    r.close()
+    r.flush()
     assert r.server.finished and not holds(r.server, PaillierPrivateKey)
     assert not holds(r.decryptor, PaillierPrivateKey)  # forgotten after its one decryption
     assert not any(holds(c, PaillierPrivateKey) for c in r.clients)
@@ -139,15 +143,15 @@ def test_the_aggregator_object_graph_holds_no_private_key() -> None:
 # -- forged ciphertexts, tampered aggregates ---------------------------------------------------
 def test_ciphertexts_outside_z_n2_are_refused() -> None:
     r = HeRound("paillier", 2)
-    (ctx,) = r.send(r.server.start()[0])
-    requests = r.send(ctx)
-    (upload,) = r.send(requests[0])
+    (ctx,) = r.hand(r.server.start()[0])
+    requests = r.hand(ctx)
+    (upload,) = r.hand(requests[0])
     (blob,) = upload.blocks
     width = r.config.ciphertext_bytes
     for bad in (b"\x00" * width + blob[width:], b"\xff" * width + blob[width:], blob[:-1]):
         with pytest.raises(ProtocolError):
-            r.send(dataclasses.replace(upload, blocks=(bad,)))
-    r.send(upload)
+            r.hand(dataclasses.replace(upload, blocks=(bad,)))
+    r.hand(upload)
     r.route(requests[1:])
     r.check(r.server.result())
 
@@ -187,7 +191,7 @@ def test_a_client_far_out_of_range_is_identified_and_left_out() -> None:
     g.check(result)  # exactly the sum of the other four
     kinds = [type(m).__name__ for m in g.log]
     assert kinds.count("DecryptRequest") == 2 and kinds.count("ReleasedAggregate") == 1
-    assert kinds.count("Verdict") == 1 and g.sent(Verdict)[0].culprits == (3,)
+    assert kinds.count("Verdict") == 1 and g.emitted(Verdict)[0].culprits == (3,)
     assert g.decryptor._secret is None
 
 
@@ -230,26 +234,21 @@ def test_encryption_spreads_over_worker_processes() -> None:
 
 
 def test_after_a_verdict_only_the_rest_may_be_asked_for_once() -> None:
-    from collections import deque
-
     g = HeRound("paillier", 5, 40)
     g.clients[2].SCHEME = _Tampered(0, -(2 << g.config.far_bits))  # type: ignore[misc]
-    queue, verdict = deque(g.server.start()), None
-    while queue and verdict is None:
-        msg = queue.popleft()
-        verdict = msg if type(msg) is Verdict else None
-        if verdict is None:
-            queue.extend(g.send(msg))
-    assert verdict is not None and verdict.culprits == (2,)
-    (req,) = g.send(verdict)
+    g.start()
+    (verdict,) = g.until(Verdict)
+    assert g.take(lambda e: e.kind is Verdict.KIND) is not None and not g.pending
+    assert verdict.culprits == (2,)  # the test plays the aggregator from here
+    (req,) = g.hand(verdict)
     assert req.contributors == (0, 1, 3, 4)
     everyone = dataclasses.replace(req, contributors=(0, 1, 2, 3, 4),
                                    envelopes=tuple(m.envelope for m in sorted(
-                                       g.sent(EncryptedInput), key=lambda m: m.sender)))
+                                       g.emitted(EncryptedInput), key=lambda m: m.sender)))
     with pytest.raises(ProtocolError, match="only"):
-        g.send(everyone)
+        g.hand(everyone)
     assert g.decryptor.state is DecryptorState.RETRY
     g.route([req])
     g.check(g.server.result())
     with pytest.raises(ProtocolError):  # the release was the last thing the key did
-        g.send(req)
+        g.hand(req)

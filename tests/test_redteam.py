@@ -13,9 +13,11 @@ import dataclasses
 
 import numpy as np
 import pytest
+from helpers import Router, adversary_round, roles_rng
 
 import protocols
 from protocols.base import DECRYPTOR, SERVER
+from protocols.harness import party_rng
 from protocols.he.blind import open_envelope
 from protocols.he.messages import EncryptedInput, PublicContext
 from protocols.policy import ClientPolicy
@@ -24,7 +26,7 @@ from protocols.secagg._keys import graph_seed, transcript
 from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import Share, UnmaskResponse
-from secagg import shamir, sign, wire
+from secagg import shamir, sign
 from secagg.errors import (
     ConfigError,
     ForgedShareError,
@@ -40,36 +42,23 @@ DIM = 16
 
 # -- helpers (the honest round, with hooks for the attacker) ------------------------------
 def _build(name: str = "secagg", n: int = 6, *, seed: object = "redteam", active: bool = False,
-           rng_seed: object | None = None, answered=None, **kw: object):
-    spec = protocols.get(name)
-    cfg = spec.make_config(n, DIM, active=active, session=b"red team", **kw)
-    cfg, creds = spec.provision(cfg, Csprng.from_seed(f"{seed}/enrol"))
-    rng = Csprng.from_seed(f"{seed if rng_seed is None else rng_seed}/roles")
-    server = spec.server(cfg, rng.spawn("server"))
-    stores = answered or {}
-    clients = [spec.client(cfg, u, rng.spawn(f"c{u}"), answered=stores.get(u), **creds.get(u, {}))
-               for u in range(n)]
-    for c in clients:
-        c.set_input(np.full(DIM, 0.01 * (c.client_id + 1)))
-    return cfg, server, clients, [c.encoded.copy() for c in clients]
+           rng_seed: object | None = None, answered=None, silent=None, tamper=None,
+           **kw: object) -> Router:
+    """A round on the kit's harness (not started): clients in ``silent`` stop answering from
+    the given kind of request on; ``tamper`` may rewrite any message on the wire."""
+    return adversary_round(name, n, DIM, seed=seed, rng_seed=rng_seed, answered=answered,
+                           drop_at=silent, tamper=tamper, active=active, session=b"red team",
+                           **kw)
 
 
-def _drive(server, clients, *, silent=None, tamper=None) -> None:
-    silent, stops = silent or {}, set()
-    out = server.start()
-    while out or not server.finished:
-        nxt = []
-        for m in out:
-            u = m.recipient
-            if u in stops or silent.get(u) is m.KIND:
-                stops.add(u)
-                continue
-            for reply in clients[u].receive(wire.decode(wire.encode(m))):
-                reply = tamper(reply) if tamper else reply
-                nxt += server.receive(wire.decode(wire.encode(reply)))
-        if not nxt and not server.finished:
-            nxt = server.close_round()
-        out = nxt
+def _drive(r: Router) -> None:
+    r.start()
+    r.run()
+
+
+def _until_kind(r: Router, kind: Kind):
+    r.start()
+    return r.until(kind)
 
 
 def _shift(share: bytes, delta: int) -> bytes:
@@ -92,10 +81,11 @@ def _forge(forgers: dict[int, int], owner: int):
                          ids=["independent", "same shift"])
 def test_too_many_forged_seed_shares_among_more_than_t_abort_never_a_wrong_sum(forgers) -> None:
     # n = 6 answer, t = 4: three forged shares leave 3 good ones, fewer than t.
-    cfg, server, clients, _ = _build()
+    r = _build(tamper=_forge(forgers, owner=2))
+    cfg, server = r.config, r.server
     assert cfg.threshold == 4
     with pytest.raises(ForgedShareError) as err:
-        _drive(server, clients, tamper=_forge(forgers, owner=2))
+        _drive(r)
     assert err.value.owner == 2 and set(forgers) <= set(err.value.suspects)
     assert server.stage is ServerStage.ABORTED
     with pytest.raises(UsageError):
@@ -106,7 +96,6 @@ def test_colluders_whose_forged_shares_agree_on_another_secret_are_caught() -> N
     # Exactly t = 4 answer; two colluders shift their shares so that the 4 shares lie on a
     # polynomial of degree t - 1 with a different constant term (a consistent forgery, not
     # noise): the interpolation is well defined, but does not open the commitment.
-    cfg, server, clients, _ = _build(seed="consistent")
     holders = [0, 1, 2, 3]  # 4 and 5 drop before unmasking
     xs = [h + 1 for h in holders]
     # The Lagrange coefficients at 0 of holders 0 and 1; shifts d0, d1 with l0*d0 + l1*d1 = 1
@@ -118,9 +107,11 @@ def test_colluders_whose_forged_shares_agree_on_another_secret_are_caught() -> N
                 num, den = num * (-j) % shamir.PRIME, den * (i - j) % shamir.PRIME
         return num * pow(den, -1, shamir.PRIME) % shamir.PRIME
     d0 = pow(lag(1), -1, shamir.PRIME)  # holder 0 (x = 1) moves the secret by one
-    with pytest.raises(ForgedShareError) as err:
-        _drive(server, clients, silent={4: Kind.UNMASK_REQUEST, 5: Kind.UNMASK_REQUEST},
+    r = _build(seed="consistent", silent={4: Kind.UNMASK_REQUEST, 5: Kind.UNMASK_REQUEST},
                tamper=_forge({0: d0}, owner=3))
+    server = r.server
+    with pytest.raises(ForgedShareError) as err:
+        _drive(r)
     assert err.value.owner == 3 and 0 in err.value.suspects
     with pytest.raises(UsageError):
         server.result()
@@ -132,26 +123,18 @@ def test_a_file_store_refuses_an_unmask_request_with_another_survivor_set(tmp_pa
 
     # Run 1: client 0 answers an honest unmask request (client 5 dropped before masking).
     store_dir = tmp_path / "node-0"
-    cfg, server, clients, _ = _build(answered={0: FileAnsweredRequests(store_dir)})
-    log, asked = [], []
-    out = server.start()
-    while out or not server.finished:
-        nxt = []
-        for m in out:
-            if m.recipient == 5 and m.KIND is Kind.SHARE_FORWARD:
-                continue
-            if m.recipient == 0:
-                (asked if m.KIND is Kind.UNMASK_REQUEST else log).append(m)
-            nxt += [r for reply in clients[m.recipient].receive(m) for r in server.receive(reply)]
-        if not nxt and not server.finished:
-            nxt = server.close_round()
-        out = nxt
+    r = _build(answered={0: FileAnsweredRequests(store_dir)}, silent={5: Kind.SHARE_FORWARD})
+    cfg = r.config
+    _drive(r)
+    to0 = [m for m in r.log if m.recipient == 0]
+    log = [m for m in to0 if m.KIND is not Kind.UNMASK_REQUEST]
+    asked = [m for m in to0 if m.KIND is Kind.UNMASK_REQUEST]
     assert asked and asked[0].dropped == (5,)
 
     # Another process: a fresh core and a fresh store object on the same directory, replayed
     # to the same point, is asked for client 5's seed share instead.
     spec = protocols.get("secagg")
-    again = spec.client(cfg, 0, Csprng.from_seed("redteam/roles").spawn("c0"),
+    again = spec.client(cfg, 0, party_rng(roles_rng("redteam"), 0),
                         answered=FileAnsweredRequests(store_dir))
     again.set_input(np.full(DIM, 0.01))
     for m in log:
@@ -171,10 +154,10 @@ def test_a_server_that_drops_advertisements_cannot_keep_the_full_graph(active: b
     # neighbours the reduced roster really gives, the broadcast is accepted: dropping
     # advertisements only re-draws the graph (the bound SECURITY.md states).
     n = 12
-    cfg, server, clients, _ = _build("secagg+", n, active=active, seed="grind", degree=4,
-                                     threshold=3)
-    out = [r for m in server.start() for reply in clients[m.recipient].receive(m)
-           for r in server.receive(reply)]
+    r = _build("secagg+", n, active=active, seed="grind", degree=4, threshold=3)
+    cfg, clients = r.config, r.clients
+    out = _until_kind(r, Kind.KEY_BROADCAST)
+    assert len(r.log) == 2 * n  # one exchange: a key request and an advert per client
     broadcasts = {m.recipient: m for m in out}
     everyone = {k.client: k for m in broadcasts.values() for k in m.keys}
     victim = 0
@@ -189,7 +172,7 @@ def test_a_server_that_drops_advertisements_cannot_keep_the_full_graph(active: b
         clients[victim].receive(stale)
     assert clients[victim].aborted
     # A fresh victim of the same round, given the reduced roster's own graph: accepted.
-    _, _, fresh, _ = _build("secagg+", n, active=active, seed="grind", degree=4, threshold=3)
+    fresh = _build("secagg+", n, active=active, seed="grind", degree=4, threshold=3).clients
     fresh[victim].receive(_key_request(cfg, victim))
     keys = tuple(everyone[u] for u in sorted(graph[victim] | {victim}))
     # the fresh core drew the same keys (same seed): its own entry is unchanged
@@ -343,14 +326,14 @@ def _framed(min_clients: int):
 
     r = _collect("paillier", n=5, min_clients=min_clients, seed=f"framed/{min_clients}")
     up = _uploads(r)
-    (ask,) = r.send(_ask(r, _aggregate5(r, up), range(5)))
+    (ask,) = r.hand(_ask(r, _aggregate5(r, up), range(5)))
     assert type(ask) is IdentifyRequest
     scheme, public = r.server.SCHEME, r.server._public
     framed = (1, 2) if min_clients > 2 else (1, 2, 3)
     tests = tuple(scheme.test_blocks(r.config, public, scheme.open_blocks(
         r.config, public, up[0 if u in framed else u].blocks), Csprng.from_seed(u))
         for u in range(5))
-    (verdict,) = r.send(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
+    (verdict,) = r.hand(TestRequest(**header(r.config, SERVER, DECRYPTOR), scheme=ask.scheme,
                                     contributors=ask.contributors, tests=tests))
     assert type(verdict) is Verdict and verdict.culprits == framed
     return r, up, framed
@@ -369,9 +352,9 @@ def test_framing_honest_clients_cannot_push_a_paillier_release_below_min_clients
     r, up, framed = _framed(min_clients=4)
     rest = [u for u in range(5) if u not in framed]
     with pytest.raises(DropoutError):
-        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+        r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
     with pytest.raises(ProtocolError):  # nor may it ask for any other set instead
-        r.send(_ask(r, _aggregate(r, [up[u].blocks for u in range(4)]), range(4)))
+        r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in range(4)]), range(4)))
     assert r.decryptor.released is None
 
 
@@ -380,13 +363,13 @@ def test_framing_honest_clients_only_drops_them_the_release_is_the_rest_once_eac
 
     r, up, framed = _framed(min_clients=2)
     rest = [u for u in range(5) if u not in framed]
-    r.send(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
+    r.hand(_ask(r, _aggregate(r, [up[u].blocks for u in rest]), rest))
     released = r.decryptor.released
     assert released is not None and released.contributors == tuple(rest)
     r.check(released)  # exactly the sum of clients 0 and 4: as if the others had dropped
     r, up, framed = _framed(min_clients=2)  # the same round again, fresh roles
     with pytest.raises(ProtocolError):  # the rest, but one of them twice: refused
-        r.send(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
+        r.hand(_ask(r, _aggregate(r, [up[0].blocks] * 2), rest))
     assert r.decryptor.released is None
 
 
@@ -429,23 +412,16 @@ def test_a_threshold_of_one_over_the_wire_is_refused_when_decoded() -> None:
 
 
 # == the release floor, checked by the clients too =========================================
-def _until_kind(server, clients, kind: Kind):
-    out = server.start()
-    while out[0].KIND is not kind:
-        out = [r for m in out for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
-    return out
-
-
 def test_an_active_survivor_list_below_min_clients_is_not_signed() -> None:
     # min_clients = 7 of 8 (the client's policy insists on it). A malicious server that
     # ignores its own floor tells the survivors that clients 6 and 7 dropped: 6 survivors
     # is at least signature_threshold = 5, but fewer than the floor every party agreed on.
     policy = ClientPolicy(min_contributors=7)
-    cfg, server, clients, _ = _build(n=8, active=True, seed="floor", min_clients=7)
+    r = _build(n=8, active=True, seed="floor", min_clients=7)
+    cfg, clients = r.config, r.clients
     assert cfg.signature_threshold <= 6 and policy.min_contributors == 7
     policy.check("secagg", cfg)
-    out = _until_kind(server, clients, Kind.CONSISTENCY_REQUEST)
+    out = sorted(_until_kind(r, Kind.CONSISTENCY_REQUEST), key=lambda m: m.recipient)
     short = dataclasses.replace(out[0], survivors=tuple(range(6)))
     with pytest.raises(ProtocolError, match="min_clients"):
         clients[0].receive(short)
@@ -457,8 +433,9 @@ def test_an_active_survivor_list_below_min_clients_is_not_signed() -> None:
 def test_a_complete_graph_unmask_request_below_min_clients_is_refused() -> None:
     # Passive secagg (complete graph): the survivor list of an unmask request is the global
     # one, so a client checks the floor itself.
-    cfg, server, clients, _ = _build(n=8, seed="floor/passive", min_clients=7)
-    out = _until_kind(server, clients, Kind.UNMASK_REQUEST)
+    r = _build(n=8, seed="floor/passive", min_clients=7)
+    clients = r.clients
+    out = sorted(_until_kind(r, Kind.UNMASK_REQUEST), key=lambda m: m.recipient)
     short = dataclasses.replace(out[0], survivors=tuple(range(6)), dropped=(6, 7))
     with pytest.raises(ProtocolError, match="min_clients"):
         clients[0].receive(short)
@@ -480,7 +457,7 @@ def test_an_old_rounds_ciphertext_under_this_rounds_envelope_releases_nothing(na
     # client 0's upload of round 0 (another key, another blind), its envelope of round 1
     if name == "paillier":  # the attacker multiplies the integers itself, mod this n^2
         scheme = r.server.SCHEME
-        public = scheme.load_public(r.config, r.sent(PublicContext)[0].context)
+        public = scheme.load_public(r.config, r.emitted(PublicContext)[0].context)
         n2, width = public.nsquare, r.config.ciphertext_bytes
         old_ints = [int.from_bytes(stale[0].blocks[0][i:i + width], "big") % n2
                     for i in range(0, len(stale[0].blocks[0]), width)]
@@ -505,7 +482,7 @@ def test_one_envelope_under_two_names_is_refused_before_decryption(name: str) ->
     agg = _aggregate(r, [up[u].blocks for u in (0, 0, 2, 3, 4)])  # 0 counted as 0 and 1
     envs = [up[0].envelope, up[0].envelope] + [up[u].envelope for u in (2, 3, 4)]
     with pytest.raises(ProtocolError):
-        r.send(_ask(r, agg, range(5), envs))
+        r.hand(_ask(r, agg, range(5), envs))
     assert r.decryptor.state is DecryptorState.KEYED and r.decryptor.released is None
 
 
@@ -515,11 +492,12 @@ def test_a_client_that_masks_with_another_seed_than_it_shared_gives_a_range_erro
 
     def lie(m):
         if type(m).__name__ == "ShareKeys" and m.sender == 3:
-            clients[3]._seed = bytes(32)  # white box: after its shares of b went out
+            r.clients[3]._seed = bytes(32)  # white box: after its shares of b went out
         return m
-    cfg, server, clients, _ = _build(seed="mask-lie")
+    r = _build(seed="mask-lie", tamper=lie)
+    server = r.server
     with pytest.raises(RangeCheckError):  # b rebuilds and opens its commitment, but the
-        _drive(server, clients, tamper=lie)  # sum is off by PRG(b') - PRG(b): refused
+        _drive(r)  # sum is off by PRG(b') - PRG(b): refused
     assert server.stage is ServerStage.ABORTED
     with pytest.raises(UsageError):
         server.result()
@@ -530,16 +508,11 @@ def test_a_survivor_list_padded_to_the_floor_with_clients_who_never_shared_is_re
     # the roster) but never share. A malicious server that ignores its own floor pads the
     # survivor list of the 6 real survivors with client 7 to reach 7 names: a client counts
     # only the survivors it masked with (everyone live, in the complete graph).
-    cfg, server, clients, _ = _build(n=8, active=True, seed="floor/pad", min_clients=7)
-    server._need = lambda alive, what: None  # the server ignores its floor (white box)
-    out = server.start()
-    out = [r for m in out for reply in clients[m.recipient].receive(m)
-           for r in server.receive(reply)]
-    out = [r for m in out if m.recipient < 6 for reply in clients[m.recipient].receive(m)
-           for r in server.receive(reply)] or server.close_round()
-    while out[0].KIND is not Kind.CONSISTENCY_REQUEST:
-        out = [r for m in out for reply in clients[m.recipient].receive(m)
-               for r in server.receive(reply)]
+    r = _build(n=8, active=True, seed="floor/pad", min_clients=7,
+               silent={6: Kind.KEY_BROADCAST, 7: Kind.KEY_BROADCAST})
+    clients = r.clients
+    r.server._need = lambda alive, what: None  # the server ignores its floor (white box)
+    out = sorted(_until_kind(r, Kind.CONSISTENCY_REQUEST), key=lambda m: m.recipient)
     assert out[0].survivors == tuple(range(6))
     padded = dataclasses.replace(out[0], survivors=(*range(6), 7))
     with pytest.raises(ProtocolError, match="min_clients"):

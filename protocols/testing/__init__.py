@@ -10,12 +10,16 @@ Installed with the package; it needs ``hypothesis`` (``pip install "secagg[testi
 - :mod:`protocols.testing.machine` -- :func:`round_machine`, a ``RuleBasedStateMachine`` for
   any registered protocol: deliveries, reordering, duplicates, losses, delays past the
   deadline, kills and deadlines across all roles; the release is the exact sum of the
-  contributors' encoded inputs or a typed abort, never a wrong sum.
+  contributors' encoded inputs or a typed abort, never a wrong sum. A mode of your protocol
+  with checks of its own: subclass :class:`RoundMachine` and pass it as ``base=``.
 - :mod:`protocols.testing.conformance` -- :class:`ProtocolConformance`, the suite a
   third-party protocol's test module subclasses.
 - :mod:`protocols.testing.walk` -- the h2-style walk of a protocol's transition tables (every
   state x message kind), pure and over real roles.
-- The round harness the kit drives is :mod:`protocols.harness` (``Router``).
+- The round harness the kit drives is :mod:`protocols.harness` (``Router``); for adversarial
+  tests of your own it can rewrite messages in flight (``tamper=``), stop the honest round at
+  a message kind (``Router.until``), silence any role (``Router.kill``) and take roles you
+  built (``server=``, ``helpers=``).
 
 Worked example: a protocol of your own, registered and tested::
 

@@ -219,17 +219,36 @@ class RoundMachine(RuleBasedStateMachine):
 
 
 def round_machine(spec_or_name: ProtocolSpec | str, *, max_n: int = 6, max_dim: int = 4,
+                  base: type[RoundMachine] = RoundMachine,
                   **config_options: Any) -> type[RoundMachine]:
     """A :class:`RoundMachine` for one protocol; its ``.TestCase`` is a unittest test case.
 
     Args:
-        config_options: fixed ``make_config`` keywords (e.g. ``active=True``).
+        base: the machine to specialise: a subclass of :class:`RoundMachine` that adds
+            invariants (``@invariant()`` methods) or release checks (override
+            ``_check_release``, calling the base) for a mode of your protocol, so several
+            protocols share them.
+        config_options: fixed ``make_config`` keywords (e.g. ``active=True``, or
+            ``enrolled=True`` for the masking protocols' enrolled mode).
+
+    Example (tests/test_enrolled_stateful.py does this)::
+
+        class EnrolledChecks(RoundMachine):
+            @invariant()
+            def my_property(self) -> None: ...
+
+        TestEnrolled = round_machine("secagg", base=EnrolledChecks, enrolled=True).TestCase
+
+    Raises:
+        UsageError: ``base`` is not a RoundMachine.
     """
+    if not (isinstance(base, type) and issubclass(base, RoundMachine)):
+        raise UsageError(f"base must be a subclass of RoundMachine, got {base!r}")
     from protocols.registry import get
 
     spec = get(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
     name = "".join(ch if ch.isalnum() else "_" for ch in spec.name)
-    return type(f"RoundMachine_{name}", (RoundMachine,), {
+    return type(f"RoundMachine_{name}", (base,), {
         "spec": spec, "config_options": dict(config_options), "max_n": max_n,
         "max_dim": max_dim, "__module__": __name__,
     })
