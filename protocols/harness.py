@@ -69,6 +69,7 @@ __all__ = [
     "Step",
     "aggregate",
     "build_parties",
+    "build_server_side",
     "party_rng",
     "random_inputs",
 ]
@@ -128,6 +129,32 @@ class Parties:
         raise UsageError(f"no party at address {address}")
 
 
+def build_server_side(spec: ProtocolSpec, config: RoundConfig, rng: Csprng, *,
+                      helpers: Mapping[int, Party] | None = None,
+                      server: ServerCore | None = None, provision: bool = True,
+                      ) -> tuple[RoundConfig, ServerCore, dict[int, Party],
+                                 dict[int, dict[str, Any]]]:
+    """The server side of :func:`build_parties`, for drivers whose clients run elsewhere
+    (another process or machine: :mod:`fl.flower`): provision (unless ``provision`` is
+    False), then build the server and the helpers from the same party tree
+    (:func:`party_rng`). Returns ``(config, server, helpers, credentials)``;
+    ``credentials`` are what provisioning made up for the clients (a driver that cannot
+    hand them out, because its clients are enrolled out of band, refuses a non-empty one).
+
+    Raises:
+        ConfigError: whatever the protocol's constructors refuse.
+    """
+    credentials: dict[int, dict[str, Any]] = {}
+    if provision:
+        config, made = spec.provision(config, party_rng(rng, "enrolment"))
+        credentials = {u: dict(c) for u, c in made.items()}
+    if server is None:
+        server = spec.server(config, party_rng(rng, "server"))
+    built = dict(spec.helpers(config, party_rng(rng, "helpers")) if helpers is None
+                 else helpers)
+    return config, server, built, credentials
+
+
 def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
                   client_kwargs: Mapping[str, Any] | None = None,
                   credentials: Mapping[int, Mapping[str, Any]] | None = None,
@@ -146,12 +173,10 @@ def build_parties(spec: ProtocolSpec, config: RoundConfig, rng: Csprng,
     Raises:
         ConfigError: whatever the protocol's constructors refuse.
     """
-    if credentials is None:
-        config, credentials = spec.provision(config, party_rng(rng, "enrolment"))
-    if server is None:
-        server = spec.server(config, party_rng(rng, "server"))
-    helpers = dict(spec.helpers(config, party_rng(rng, "helpers")) if helpers is None
-                   else helpers)
+    config, server, helpers, made = build_server_side(spec, config, rng, helpers=helpers,
+                                                      server=server,
+                                                      provision=credentials is None)
+    credentials = made if credentials is None else credentials
     extra = dict(client_kwargs or {})
     clients = [spec.client(config, u, party_rng(rng, u), **credentials.get(u, {}), **extra)
                for u in range(config.n_clients)]

@@ -239,3 +239,23 @@ def test_round_machine_specialises_a_given_base_and_refuses_another() -> None:
     assert machine.spec is protocols.get("plaintext")
     with pytest.raises(UsageError, match="subclass of RoundMachine"):
         round_machine("plaintext", base=object)  # type: ignore[arg-type]
+
+
+def test_the_server_side_is_the_same_party_tree_as_build_parties():
+    """A driver whose clients run elsewhere (Flower) builds its server and helpers with
+    build_server_side: the same generators and provisioning as build_parties, and the
+    credentials it would have to hand the clients."""
+    import protocols
+    from protocols.harness import build_parties, build_server_side
+    from secagg.rng import Csprng
+
+    spec = protocols.get("secagg")
+    cfg = spec.make_config(4, 8, active=True)
+    config, server, helpers, creds = build_server_side(spec, cfg, Csprng.from_seed(5))
+    parties = build_parties(spec, cfg, Csprng.from_seed(5))
+    assert config == parties.config and sorted(creds) == [0, 1, 2, 3]
+    ours, theirs = server.start(), parties.server.start()
+    assert [(type(m), m.recipient, m.session) for m in ours] == [
+        (type(m), m.recipient, m.session) for m in theirs]
+    _, _, _, none = build_server_side(spec, spec.make_config(4, 8), Csprng.from_seed(5))
+    assert none == {}

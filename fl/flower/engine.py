@@ -12,8 +12,8 @@ result and returns it; :meth:`close` ends the run and stops every process.
 what :class:`fl.engines.SimulationEngine` releases (same contributors, same integer sum, also
 with central or distributed DP noise in it, and the same DP event): it derives every party's
 generator from ``rng`` the way the simulator does (``rng.spawn("round")``, then
-``spawn("server")``, ``spawn("helpers")``, ``spawn(f"client/{u}")``, ``spawn("enrolment")``;
-dropouts from ``rng.spawn("dropouts")``) and hands each ClientApp only its own generator key,
+:func:`protocols.harness.party_rng` for the server, the helpers, each client and the
+enrolment; dropouts from ``rng.spawn("dropouts")``) and hands each ClientApp only its own generator key,
 input, weight and credentials. A dropped client is real on the Flower side: from its drop
 stage on, its ClientApp raises, Flower returns an error reply, and the ServerApp counts it as
 dropped. Central DP travels as its mechanism (:mod:`fl.flower.jobs`): the decoding party in the
@@ -42,6 +42,7 @@ from fl.engines.simulation import plan_dropouts
 from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig, stages_of
+from protocols.harness import party_rng
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
 
@@ -191,18 +192,18 @@ class FlowerEngine:
                                     rng.spawn("dropouts"))
         noise = jobs.shippable_noise(config.noise)  # refused before anything starts
         root = rng.spawn("round")
-        config, credentials = spec.provision(config, root.spawn("enrolment"))
+        config, credentials = spec.provision(config, party_rng(root, "enrolment"))
         session = self._ensure(n)
         rdir = jobs.round_dir(session.job_dir, self._k)
         rdir.mkdir(mode=0o700)
         try:
             nodes = {u: session.node_ids[u] for u in range(n) if u in session.node_ids}
             jobs.write_server_job(rdir, jobs.ServerJob(
-                spec.name, config, _key_of(root.spawn("server")), _key_of(root.spawn("helpers")),
+                spec.name, config, _key_of(party_rng(root, "server")), _key_of(party_rng(root, "helpers")),
                 self.stage_timeout, noise, nodes))
             for u in range(n):
                 jobs.write_client_job(rdir, u, jobs.ClientJob(
-                    inputs[u], float(weights[u]), _key_of(root.spawn(f"client/{u}")),
+                    inputs[u], float(weights[u]), _key_of(party_rng(root, u)),
                     credentials.get(u, {}), drop_at.get(u)))
             jobs.write_atomic(rdir / jobs.READY, b"")
             doc, arrays = self._wait(session, rdir, len(stages_of(spec, config)))

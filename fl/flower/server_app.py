@@ -34,7 +34,7 @@ import protocols
 from fl.flower import codec, jobs, settings
 from fl.flower.driver import RoundOutcome, assign_clients, drive_round, wait_for_nodes
 from protocols.base import ProtocolSpec
-from protocols.harness import party_rng
+from protocols.harness import build_server_side
 from secagg.errors import ConfigError, SecAggError
 from secagg.rng import Csprng
 
@@ -90,9 +90,7 @@ def _summary(r: int, outcome: RoundOutcome) -> str:
 
 
 def _one_round(grid: Grid, spec: ProtocolSpec, config: Any, nodes: dict[int, int], r: int,
-               server_rng: Csprng, helpers_rng: Csprng, stage_timeout: float) -> RoundOutcome:
-    server = spec.server(config, server_rng)
-    helpers = spec.helpers(config, helpers_rng)
+               server: Any, helpers: dict[int, Any], stage_timeout: float) -> RoundOutcome:
     return drive_round(grid, spec, config, server, helpers, nodes, round_index=r,
                        setup_config=codec.dumps(client_view(config)),
                        stage_timeout=stage_timeout, log=_log)
@@ -123,12 +121,11 @@ def run_rounds(grid: Grid, run_config: dict[str, Any]) -> list[RoundOutcome]:
         if seed is not None:
             kw["session"] = root.spawn("session").bytes(16)
         config = spec.make_config(n, dim, **kw)
-        config, credentials = spec.provision(config, party_rng(root, "enrolment"))
+        config, server, helpers, credentials = build_server_side(spec, config, root)
         if credentials and seed is None:  # seeded loopback nodes re-derive theirs
             raise ConfigError(f"{spec.name} with this configuration needs clients enrolled out "
                               "of band; deployment mode does not hand out client keys")
-        outcome = _one_round(grid, spec, config, nodes, r, party_rng(root, "server"),
-                             party_rng(root, "helpers"), timeout)
+        outcome = _one_round(grid, spec, config, nodes, r, server, helpers, timeout)
         _log(_summary(r, outcome))
         if result_dir:
             rdir = Path(result_dir) / f"round-{r}"
@@ -158,8 +155,11 @@ def serve_round(grid: Grid, rdir: Path, k: int, nodes: dict[int, int],
             nodes = assign_clients(grid, n, node_wait=node_wait,
                                    hello_timeout=job.stage_timeout, log=_log)
         cohort = {u: nodes[u] for u in range(n)}
-        outcome = _one_round(grid, spec, job.config, cohort, k, Csprng(job.server_key),
-                             Csprng(job.helpers_key), job.stage_timeout)
+        # the generators the engine derived for them (its party_rng tree)
+        server = spec.server(job.config, Csprng(job.server_key))
+        helpers = spec.helpers(job.config, Csprng(job.helpers_key))
+        outcome = _one_round(grid, spec, job.config, cohort, k, server, helpers,
+                             job.stage_timeout)
         _log(_summary(k, outcome))
         doc, arrays = outcome_doc(outcome, cohort)
     except (SecAggError, OSError) as exc:

@@ -65,6 +65,7 @@ from fl.flower import codec
 from fl.flower.client_app import flatten
 from fl.flower.driver import RoundOutcome, drive_round, enrolled_nodes
 from fl.flower.enrolment import needs_enrolment
+from protocols.harness import build_server_side
 from secagg.errors import BudgetExceededError, ConfigError, SecAggError
 from secagg.rng import Csprng
 
@@ -406,12 +407,10 @@ class SecAggWorkflow:
             kw["min_clients"] = max(planned, kw.get("min_clients") or 0)
         # make_config refuses, in one typed line, a keyword (DP mode) the protocol lacks.
         config = spec.make_config(n_config, dim, encoding=encoding, round_id=r, **kw)
-        config, credentials = spec.provision(config, Csprng())
+        config, server, helpers, credentials = build_server_side(spec, config, Csprng())
         if credentials:  # _load_registry refused this up front; a config that changed since
             raise ConfigError(f"{spec.name} with this configuration needs clients enrolled out "
                               "of band; pass registry= (see secagg enroll)")
-        server = spec.server(config, Csprng())
-        helpers = spec.helpers(config, Csprng())
         from fl.flower.server_app import client_view
 
         setup = {"delta": True, "clip": self.clip, "max-weight": self.max_weight,
