@@ -1,20 +1,25 @@
-"""Threshold decryption of short escrowed secrets: ElGamal key encapsulation on Ed25519.
+"""Threshold evaluation of a label-bound key: a threshold Diffie-Hellman PRF on Ed25519.
 
 A party with a secret scalar ``z`` Shamir-shares ``z`` over the group order ``L`` among ``n``
-holders (any ``t`` of them reconstruct *in the exponent*, none learns ``z``). It can then
-encapsulate a fresh key to ``Z = z*G`` once per secret it escrows::
+holders (any ``t`` of them reconstruct *in the exponent*, none learns ``z``). For a public
+label ``l`` (in the enrolled mode: session, round, owner and peer of one escrowed seed),
+every party maps ``l`` to a point ``H(l)`` of the prime-order subgroup (:func:`hash_point`,
+libsodium's Elligator 2 map with the cofactor cleared), and the key of that label is::
 
-    r random,  R = r*G,  K = r*Z = (r*z)*G          (the encapsulator knows z, so 2 base mults)
+    K(l) = z * H(l)                            (the owner knows z: one scalar multiplication)
 
-Holder ``i`` answers a request about one ciphertext with the *partial* ``z_i * R``; any ``t``
-partials give ``K = sum_i lambda_i * (z_i * R)`` (Lagrange at 0 mod L). A partial reveals
-nothing about ``z`` or about the keys of other ciphertexts (each has its own ``r``), so holders
-can open escrowed secrets one at a time. There is no proof that a partial is honest; the
-caller authenticates what the key opens (an AEAD), so a forged partial is detected, not
-silently used.
+Holder ``i`` answers a request about label ``l`` with the *partial* ``z_i * H(l)``; any ``t``
+partials give ``K(l) = sum_i lambda_i * (z_i * H(l))`` (Lagrange at 0 mod L). This is the
+threshold form of the "2HashDH" PRF (Jarecki et al., TOPPSS 2017): partials for some labels
+reveal nothing about ``z`` or about the key of any other label (computational Diffie-Hellman
+in the random-oracle model), so holders can open escrowed secrets one at a time. The holder
+computes ``H(l)`` itself from the label it is asked about, so whoever relays the request
+cannot point the partial at another label's key. There is no proof that a partial is
+honest; the caller authenticates what the key opens (an AEAD), so a forged partial is
+detected, not silently used.
 
 Group operations are libsodium's (PyNaCl ``crypto_core_ed25519_*`` and
-``crypto_scalarmult_ed25519_*_noclamp``); only the sharing and the Lagrange coefficients are
+``crypto_scalarmult_ed25519_noclamp``); only the sharing and the Lagrange coefficients are
 ours.
 
 .. warning:: ``z`` and its shares are secret material; a holder must never reveal its share.
@@ -22,21 +27,21 @@ ours.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from nacl.bindings import (
     crypto_core_ed25519_add,
-    crypto_core_ed25519_is_valid_point,
-    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_core_ed25519_from_uniform,
     crypto_scalarmult_ed25519_noclamp,
 )
 
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "check_point", "combine", "decode_scalar",
-           "encapsulate", "encode_scalar", "partial", "random_scalar", "split"]
+__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "combine", "decode_scalar", "encode_scalar",
+           "hash_point", "partial", "random_scalar", "split"]
 
 #: the order of the Ed25519 prime-order subgroup
 L = 2**252 + 27742317777372353535851937790883648493
@@ -93,32 +98,22 @@ def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
     return out
 
 
-def encapsulate(z: int, rng: Csprng) -> tuple[bytes, bytes]:
-    """``(R, K)`` for a fresh ``r``: ``R = r*G`` goes with the ciphertext, ``K = r*z*G``
-    keys it (feed ``K`` to HKDF, never use it raw)."""
-    r = random_scalar(rng)
-    R = crypto_scalarmult_ed25519_base_noclamp(encode_scalar(r))
-    K = crypto_scalarmult_ed25519_base_noclamp(encode_scalar(r * z % L))
-    return R, K
-
-
-def check_point(R: bytes) -> None:
-    """Refuse anything but a valid point of the main subgroup (not small order).
-
-    Raises:
-        ProtocolError: wrong size, not on the curve, or of small order.
-    """
-    if len(R) != POINT_SIZE or not crypto_core_ed25519_is_valid_point(R):
-        raise ProtocolError("escrow point is not a valid Ed25519 point of large order")
+def hash_point(label: bytes) -> bytes:
+    """``H(label)``: a point of the prime-order subgroup that nobody knows the discrete
+    logarithm of (SHA-256 of a domain-separated label, through libsodium's Elligator 2 map,
+    which clears the cofactor)."""
+    point: bytes = crypto_core_ed25519_from_uniform(
+        hashlib.sha256(b"secagg/v1/threshold-point" + label).digest())
+    return point
 
 
 def partial(share: int, R: bytes) -> bytes:
-    """A holder's partial decryption ``share * R``.
+    """``share * R``: a holder's partial for the point ``R = H(label)``, or, with the whole
+    scalar ``z``, the owner's key ``K(label)`` itself.
 
     libsodium's ``crypto_scalarmult_ed25519_noclamp`` refuses any point that is not a
     canonical encoding of a point of the prime-order subgroup (it checks ``L * R = 0``), so
-    a forged ``R`` with a small-order component is refused and cannot reveal
-    ``share mod 8``.
+    even a point that did not come from :func:`hash_point` cannot reveal ``share mod 8``.
 
     Raises:
         ProtocolError: ``R`` is not a canonical point of the prime-order subgroup.
@@ -146,7 +141,7 @@ def _lagrange0(xs: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def combine(partials: Mapping[int, bytes], t: int) -> bytes:
-    """``K`` from at least ``t`` partials ``{x: z_x * R}`` (the first t by x are used).
+    """``K`` from at least ``t`` partials ``{x: z_x * H}`` (the first t by x are used).
 
     libsodium refuses a partial outside the prime-order subgroup; a forged partial inside it
     only gives a wrong ``K``, which the caller's AEAD refuses.

@@ -1,5 +1,5 @@
-"""secagg.threshold (per-ciphertext threshold ElGamal on Ed25519) and the enrolled key
-schedule, checked against an independent derivation."""
+"""secagg.threshold (a threshold Diffie-Hellman PRF on Ed25519, one key per label) and the
+enrolled key schedule, checked against an independent derivation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nacl.bindings import crypto_core_ed25519_add
+from nacl.bindings import crypto_core_ed25519_add, crypto_core_ed25519_is_valid_point
 
 import protocols
 from protocols.secagg._enrolled_keys import round_graph, round_seed, share_key
@@ -29,7 +29,8 @@ def test_any_t_partials_rebuild_the_key_and_fewer_do_not(seed: int, n: int,
     z = th.random_scalar(rng)
     xs = list(range(1, n + 1))
     shares = th.split(z, xs, t, rng)
-    R, K = th.encapsulate(z, rng)
+    R = th.hash_point(b"label %d" % seed)
+    K = th.partial(z, R)  # the owner's key for the label
     partials = {x: th.partial(s, R) for x, s in zip(xs, shares)}
     chosen = data.draw(st.lists(st.sampled_from(xs), min_size=t, max_size=t, unique=True))
     assert th.combine({x: partials[x] for x in chosen}, t) == K
@@ -37,13 +38,16 @@ def test_any_t_partials_rebuild_the_key_and_fewer_do_not(seed: int, n: int,
         assert th.combine({x: partials[x] for x in chosen[:-1]}, t - 1) != K
     with pytest.raises(ConfigError):
         th.combine({x: partials[x] for x in chosen[:-1]}, t)
+    # Partials for one label combine to that label's key only.
+    other = {x: th.partial(s, th.hash_point(b"other %d" % seed)) for x, s in zip(xs, shares)}
+    assert th.combine({x: other[x] for x in chosen}, t) != K
 
 
 def test_a_point_with_a_torsion_component_is_refused() -> None:
     """R + T (T of order 8) would let a forged point reveal share mod 8: it is refused."""
     rng = Csprng.from_seed("torsion")
     z = th.random_scalar(rng)
-    R, _ = th.encapsulate(z, rng)
+    R = th.partial(z, th.hash_point(b"torsion"))
     forged = crypto_core_ed25519_add(R, TORSION8)
     assert forged != R
     share = th.random_scalar(rng)
@@ -51,11 +55,20 @@ def test_a_point_with_a_torsion_component_is_refused() -> None:
     with pytest.raises(ProtocolError):
         th.partial(share, forged)
     with pytest.raises(ProtocolError):
-        th.check_point(forged)
-    with pytest.raises(ProtocolError):
         th.partial(share, TORSION8)  # a small-order point alone is refused
     with pytest.raises(ProtocolError):
         th.partial(share, b"\x01" * 31)
+
+
+def test_hashed_points_lie_in_the_prime_order_subgroup() -> None:
+    """H(label) is a canonical point of order L, not of small order (libsodium's check), and
+    (L-1)*H is -H; one point per label."""
+    points = {th.hash_point(b"%d" % i) for i in range(16)}
+    assert len(points) == 16
+    identity = b"\x01" + b"\x00" * 31
+    for P in points:
+        assert crypto_core_ed25519_is_valid_point(P)
+        assert crypto_core_ed25519_add(P, th.partial(th.L - 1, P)) == identity
 
 
 def test_scalars_round_trip_and_refuse_unreduced_bytes() -> None:

@@ -9,8 +9,8 @@ long-term X25519 key. For a round (session, r) whose cohort the server names, cl
    rounds); draws a fresh self-mask seed b_u and a fresh escrow scalar z_u; Shamir-shares
    both to its neighbours and itself, sealed with per-round keys from the long-term
    agreement (fresh nonces; associated data binds sender, receiver, session and round);
-   escrows each s_uv under a key that t holders of z_u can rebuild for that one ciphertext
-   (:mod:`secagg.threshold`); and uploads
+   escrows each s_uv under the key z_u * H(session, r, u, v), which t holders of z_u can
+   rebuild for that one label and no other (:mod:`secagg.threshold`); and uploads
 
        y = encode(x) + PRG(b_u) + sum_{v ~ u, v > u} PRG(s_uv) - sum_{v ~ u, v < u} PRG(s_uv)
 
@@ -43,6 +43,7 @@ from protocols.secagg._enrolled_keys import (
     PLAINTEXT_SIZE,
     escrow_ad,
     escrow_key,
+    escrow_point,
     round_graph,
     round_seed,
     self_mask_key,
@@ -207,9 +208,9 @@ class EnrolledClient(ClientCore):
             self._seeds[h], self._share_keys[h] = seed, key
             pt = bs + threshold.encode_scalar(zs)
             sealed.append(SealedShare(h, aead.seal(key, pt, share_ad(cfg, me, h), self._rng)))
-            point, k = threshold.encapsulate(z, self._rng)
-            escrow.append(Escrow(h, point, aead.seal(escrow_key(cfg, k, me, h), seed,
-                                                     escrow_ad(cfg, me, h, point), self._rng)))
+            k = threshold.partial(z, escrow_point(cfg, me, h))  # K = z * H(me, h)
+            escrow.append(Escrow(h, aead.seal(escrow_key(cfg, k, me, h), seed,
+                                              escrow_ad(cfg, me, h), self._rng)))
         terms = [(self_mask_key(cfg, me, b), 1)]
         terms += [(self._seeds[v], mask_sign(me, v)) for v in sorted(nbrs)]
         y = add_masks(self.encoded, terms)  # in place: the plain encoding is not kept
@@ -312,10 +313,11 @@ class EnrolledClient(ClientCore):
             if e.dropped in surv or (cfg.active and e.dropped in (self._signed or ())):
                 raise ProtocolError(f"asked to open a round seed of {e.dropped}, a survivor "
                                     "whose self-mask share this client releases")
-            if len(e.point) != threshold.POINT_SIZE:
-                raise ProtocolError(f"escrow points must be {threshold.POINT_SIZE} bytes")
-        # Computed before the answer is claimed: a bad point aborts with nothing released.
-        partials = tuple(Partial(e.owner, e.dropped, threshold.partial(held[e.owner][1], e.point))
+        # The point is this client's own H(owner, dropped), never one the server names, so
+        # the partial helps open that one escrow and no other.
+        partials = tuple(Partial(e.owner, e.dropped,
+                                 threshold.partial(held[e.owner][1],
+                                                   escrow_point(cfg, e.owner, e.dropped)))
                          for e in m.escrow)
         self._claim("unmask")
         seed_shares = tuple(Share(v, held[v][0]) for v in sorted(surv))

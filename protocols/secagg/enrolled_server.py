@@ -112,7 +112,7 @@ class EnrolledServer(ServerCore):
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._uploaded: set[int] = set()
         self._inbox: dict[int, list[SealedShare]] = {}
-        self._escrow: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._escrow: dict[tuple[int, int], bytes] = {}
         self._survivor_list: tuple[int, ...] = ()
         self._signatures: dict[int, bytes] = {}
         self._requests: dict[int, tuple[frozenset[int], frozenset[int],
@@ -190,17 +190,13 @@ class EnrolledServer(ServerCore):
                 raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        # Points are checked by the holders asked to use them, not here (a full check
-        # costs a scalar multiplication; an upload carries k of them).
-        if any(len(e.ciphertext) != ESCROW_SIZE or len(e.point) != threshold.POINT_SIZE
-               for e in msg.escrow):
-            raise ProtocolError(f"escrows must be a {threshold.POINT_SIZE}-byte point and a "
-                                f"{ESCROW_SIZE}-byte ciphertext")
+        if any(len(e.ciphertext) != ESCROW_SIZE for e in msg.escrow):
+            raise ProtocolError(f"escrows must be {ESCROW_SIZE}-byte ciphertexts")
         np.add(self._acc, y, out=self._acc)
         for sh in msg.shares:
             self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
         for e in msg.escrow:
-            self._escrow[(u, e.peer)] = (e.point, e.ciphertext)
+            self._escrow[(u, e.peer)] = e.ciphertext
         self._uploaded.add(u)
         self._waiting.discard(u)
 
@@ -330,7 +326,7 @@ class EnrolledServer(ServerCore):
             ask = min(len(holders), t + max(1, (len(holders) - t + 1) // 2))
             for v in sorted(self._graph[u] - up):
                 start = (u * 7919 + v) % len(holders)
-                req = EscrowRequest(u, v, self._escrow[(u, v)][0])
+                req = EscrowRequest(u, v)
                 for i in range(ask):
                     out.setdefault(holders[(start + i) % len(holders)], []).append(req)
         return out
@@ -345,11 +341,10 @@ class EnrolledServer(ServerCore):
         if len(partials) < t:
             raise DropoutError(f"client {u} did not answer and only {len(partials)} holders "
                                f"opened its escrow with dropped client {v}; t={t}")
-        point, ct = self._escrow[(u, v)]
         k = threshold.combine(partials, t)
         try:
-            return aead.open_(escrow_key(self.config, k, u, v), ct,
-                              escrow_ad(self.config, u, v, point))
+            return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
+                              escrow_ad(self.config, u, v))
         except ProtocolError:
             raise ProtocolError(f"the escrow of client {u} with {v} does not open: a forged "
                                 "partial decryption") from None
