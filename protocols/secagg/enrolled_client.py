@@ -34,11 +34,12 @@ aborts for good.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import ClassVar
 
 import numpy as np
 
-from protocols._machine import transition
-from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.base import SERVER, Message, check_header, header
 from protocols.secagg._enrolled_keys import (
     PLAINTEXT_SIZE,
     escrow_ad,
@@ -53,6 +54,13 @@ from protocols.secagg._enrolled_keys import (
 )
 from protocols.secagg._enrolled_state import ClientState, Kind, tables
 from protocols.secagg._keys import mask_sign
+from protocols.secagg._roles import (
+    MaskingClient,
+    check_enough_survivors,
+    check_signed_split,
+    check_survivor_list,
+    check_unmask_split,
+)
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from protocols.secagg.enrolled_messages import (
@@ -69,7 +77,7 @@ from protocols.secagg.enrolled_messages import (
     UploadRequest,
 )
 from protocols.secagg.enrolled_store import AnswerStore
-from secagg import aead, shamir, sign, threshold
+from secagg import aead, shamir, threshold
 from secagg.errors import ConfigError, ProtocolError, UsageError
 from secagg.prg import add_masks
 from secagg.rng import Csprng
@@ -87,7 +95,7 @@ def enrolled_registry(config: SecAggConfig) -> EnrolledRegistry:
     return reg
 
 
-class EnrolledClient(ClientCore):
+class EnrolledClient(MaskingClient):
     """One enrolled client's role in one round.
 
     Args:
@@ -123,44 +131,6 @@ class EnrolledClient(ClientCore):
     def identity(self) -> Identity:
         """The identity this client was given (the caller's own object: long-term secrets)."""
         return self._identity
-
-    @property
-    def aborted(self) -> bool:
-        return self.state is ClientState.ABORTED
-
-    def set_input(self, update: np.ndarray, weight: float = 1.0) -> None:
-        """Clip, weight and encode the update (see :class:`secagg.encoding.EncodingConfig`)."""
-        if self.state is not ClientState.IDLE:
-            raise UsageError(f"input can no longer change: the client is {self.state.name}")
-        if len(update) != self.config.dim:
-            raise UsageError(f"update has {len(update)} values, the round expects "
-                             f"{self.config.dim}")
-        encoded = self.config.encoding.encode(update, self._rng, weight)
-        noise = self.config.client_noise
-        if noise is not None:  # distributed DP: noise before masking, clamped (see config)
-            e = noise.client_noise(self.config.dim + 1, self._rng)
-            bound = self.config.client_noise_bound
-            np.clip(e, -bound, bound, out=e)
-            np.add(encoded, e.astype(encoded.dtype), out=encoded)
-        self.encoded = encoded
-
-    def receive(self, msg: Message) -> list[Message]:
-        """Handle one message from the server.
-
-        Raises:
-            ProtocolError: anything the protocol forbids; the client is then ABORTED.
-            UsageError: the input was not set before it was needed (state unchanged).
-        """
-        if self.state is ClientState.ABORTED:
-            raise ProtocolError(f"client {self.client_id} has aborted this round")
-        try:
-            nxt = transition(self._table, self.state, msg.KIND)
-            out = self._HANDLERS[msg.KIND](self, msg)
-        except ProtocolError:
-            self._abort()
-            raise
-        self.state = nxt
-        return out
 
     def _claim(self, kind: str) -> None:
         if not self._store.claim(self.config.session, self.config.round_id, self.client_id,
@@ -225,67 +195,24 @@ class EnrolledClient(ClientCore):
                          recipient=self.client_id)
         cfg, me = self.config, self.client_id
         surv = m.survivors
-        if list(surv) != sorted(set(surv)):
-            raise ProtocolError("survivor list must be sorted and without repeats")
-        if not set(surv) <= set(self._graph):
-            raise ProtocolError("survivor list names clients outside the cohort")
-        if me not in surv:
-            raise ProtocolError("survivor list omits this client, which uploaded")
-        alive = (self._graph[me] | {me}) & set(surv)
-        if len(alive) < cfg.threshold:
-            raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
-                                f"and itself; t={cfg.threshold} are required")
-        if len(surv) < cfg.signature_threshold:
-            raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
-                                f"{cfg.signature_threshold} signatures")
+        check_survivor_list(cfg, me, surv, self._graph, self._graph[me])
         self._signed = frozenset(surv)
         signature = self._identity.sign(survivors_message(cfg, surv))
         return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
 
-    def _check_consistency(self, m: UnmaskRequest) -> frozenset[int]:
-        signed = self._signed
-        if signed is None:
-            raise ProtocolError("unmask request before the consistency exchange")
-        signers = [s.client for s in m.signatures]
-        if len(set(signers)) != len(signers):
-            raise ProtocolError("unmask request repeats a signer")
-        if not set(signers) <= signed:
-            raise ProtocolError("unmask request carries signatures of clients not on the list")
-        need = self.config.signature_threshold
-        if len(signers) < need:
-            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; "
-                                f"{need} needed")
-        message = survivors_message(self.config, tuple(sorted(signed)))
-        for s in m.signatures:
-            sign.verify(self._registry.verify_key(s.client), message, s.signature)
-        return signed
-
     # -- exchange 2: unmask ----------------------------------------------------------------
     def _on_unmask_request(self, msg: Message) -> list[Message]:
         m = check_header(msg, UnmaskRequest, self.config, sender=SERVER, recipient=self.client_id)
-        cfg, me, t = self.config, self.client_id, self.config.threshold
+        cfg, me = self.config, self.client_id
         own = self._own
         if own is None:
             raise UsageError("no shares: the upload request was not handled")
         nbrs = self._graph[me]
-        surv, drop = set(m.survivors), set(m.dropped)
-        if len(surv) != len(m.survivors) or len(drop) != len(m.dropped):
-            raise ProtocolError("unmask request lists a client twice")
-        both = surv & drop
-        if both:
-            raise ProtocolError(f"unmask request lists {sorted(both)} both as survivors and as "
-                                "dropped; revealing both would unmask them")
-        if me not in surv:
-            raise ProtocolError("unmask request says this client dropped, but it uploaded")
-        if surv | drop != nbrs | {me}:
-            raise ProtocolError("unmask request does not split exactly this client's neighbours")
+        surv, drop = check_unmask_split(me, m.survivors, m.dropped, nbrs)
         if cfg.active:
-            signed = self._check_consistency(m)
-            if surv != (nbrs & signed) | {me} or drop != nbrs - signed:
-                raise ProtocolError("unmask request contradicts the survivor list this client "
-                                    "signed")
-        if len(surv) < t:
-            raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
+            check_signed_split(cfg, me, nbrs, surv, drop, self._signed, m.signatures,
+                               self._registry.verify_key, partial(survivors_message, cfg))
+        check_enough_survivors(cfg, surv)
         # The survivors' shares for this client: exactly one from each, authentic.
         senders = [sh.peer for sh in m.shares]
         if len(set(senders)) != len(senders) or set(senders) != surv - {me}:
@@ -326,7 +253,9 @@ class EnrolledClient(ClientCore):
         return [UnmaskResponse(**header(cfg, me, SERVER), seed_shares=seed_shares,
                                round_seeds=round_seeds, partials=partials)]
 
-    _HANDLERS: dict[object, Callable[[EnrolledClient, Message], list[Message]]] = {
+    _ABORTED = ClientState.ABORTED
+    _INPUT_STATES = (ClientState.IDLE,)
+    _HANDLERS: ClassVar[dict[object, Callable[[EnrolledClient, Message], list[Message]]]] = {
         Kind.UPLOAD_REQUEST: _on_upload_request,
         Kind.CONSISTENCY_REQUEST: _on_consistency_request,
         Kind.UNMASK_REQUEST: _on_unmask_request,
@@ -336,7 +265,3 @@ class EnrolledClient(ClientCore):
         self._own = None
         self._seeds = {}
         self._share_keys = {}
-
-    def _abort(self) -> None:
-        self.state = ClientState.ABORTED
-        self._forget()
