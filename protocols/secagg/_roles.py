@@ -13,7 +13,7 @@ state enums; a subclass names them in class attributes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -223,7 +223,7 @@ class MaskingServer(ServerCore):
 
     _HANDLERS: ClassVar[dict[object, Callable[[Any, Message], None]]]
     _CLOSERS: ClassVar[dict[Any, Callable[[Any], list[Message]]]]
-    _STAGE_OF: ClassVar[dict[object, enum.Enum]]
+    _STAGE_OF: ClassVar[Mapping[object, enum.Enum]]
     _FINISHED: ClassVar[enum.Enum]
     _ABORTED: ClassVar[enum.Enum]
     _DEADLINE: ClassVar[enum.Enum]
