@@ -6,10 +6,11 @@ label ``l`` (in the enrolled mode: session, round, owner and peer of one escrowe
 every party maps ``l`` to a point ``H(l)`` of the prime-order subgroup (:func:`hash_point`,
 libsodium's Elligator 2 map with the cofactor cleared), and the key of that label is::
 
-    K(l) = z * H(l)                            (the owner knows z: one scalar multiplication)
+    K(l) = u(z * H(l))       (u: the Montgomery coordinate; the owner knows z, so one X25519)
 
 Holder ``i`` answers a request about label ``l`` with the *partial* ``z_i * H(l)``; any ``t``
-partials give ``K(l) = sum_i lambda_i * (z_i * H(l))`` (Lagrange at 0 mod L). This is the
+partials give ``z * H(l) = sum_i lambda_i * (z_i * H(l))`` (Lagrange at 0 mod L), hence
+``K(l)``. This is the
 threshold form of the "2HashDH" PRF (Jarecki et al., TOPPSS 2017): partials for some labels
 reveal nothing about ``z`` or about the key of any other label (computational Diffie-Hellman
 in the random-oracle model), so holders can open escrowed secrets one at a time. The holder
@@ -18,9 +19,14 @@ cannot point the partial at another label's key. There is no proof that a partia
 honest; the caller authenticates what the key opens (an AEAD), so a forged partial is
 detected, not silently used.
 
-Group operations are libsodium's (PyNaCl ``crypto_core_ed25519_*`` and
-``crypto_scalarmult_ed25519_noclamp``); only the sharing and the Lagrange coefficients are
-ours.
+The owner's scalar is drawn as an X25519 secret (a multiple of 8 in [2^254, 2^255), so
+clamping leaves it unchanged) and shared mod L: on points of the prime-order subgroup the two
+agree, so the owner computes each key with one X25519 ladder (:func:`owner_keys`, with the
+Edwards-to-Montgomery map batched into one inversion) while holders, whose shares are
+uniform mod L, use Edwards arithmetic. Group operations are libsodium's (PyNaCl
+``crypto_core_ed25519_*``, ``crypto_scalarmult_ed25519_noclamp``, ``crypto_scalarmult``,
+``crypto_sign_ed25519_pk_to_curve25519``); only the sharing, the Lagrange coefficients and
+the birational map are ours.
 
 .. warning:: ``z`` and its shares are secret material; a holder must never reveal its share.
 """
@@ -34,19 +40,23 @@ from functools import lru_cache
 from nacl.bindings import (
     crypto_core_ed25519_add,
     crypto_core_ed25519_from_uniform,
+    crypto_scalarmult,
     crypto_scalarmult_ed25519_noclamp,
+    crypto_sign_ed25519_pk_to_curve25519,
 )
 
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "combine", "decode_scalar", "encode_scalar",
-           "hash_point", "partial", "random_scalar", "split"]
+__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "combine", "combined_key", "decode_scalar",
+           "encode_scalar", "hash_point", "owner_keys", "partial", "random_owner_scalar",
+           "random_scalar", "split"]
 
 #: the order of the Ed25519 prime-order subgroup
 L = 2**252 + 27742317777372353535851937790883648493
 SCALAR_SIZE = 32
 POINT_SIZE = 32
+_P = 2**255 - 19  # the field of Curve25519 / Ed25519
 
 
 def random_scalar(rng: Csprng) -> int:
@@ -55,6 +65,12 @@ def random_scalar(rng: Csprng) -> int:
         s = int.from_bytes(rng.bytes(64), "little") % L
         if s:
             return s
+
+
+def random_owner_scalar(rng: Csprng) -> int:
+    """An owner's secret ``z``: an X25519 secret (251 random bits, a multiple of 8 in
+    [2^254, 2^255)), which :func:`owner_keys` uses as it is; share ``z % L``."""
+    return (1 << 254) | (int.from_bytes(rng.bytes(32), "little") >> 5 << 3)
 
 
 def encode_scalar(s: int) -> bytes:
@@ -105,6 +121,48 @@ def hash_point(label: bytes) -> bytes:
     point: bytes = crypto_core_ed25519_from_uniform(
         hashlib.sha256(b"secagg/v1/threshold-point" + label).digest())
     return point
+
+
+def owner_keys(z: int, points: Sequence[bytes]) -> list[bytes]:
+    """``K = u(z * H)`` for each point ``H`` (from :func:`hash_point`), for the owner's
+    scalar ``z`` from :func:`random_owner_scalar`: one X25519 ladder each, with the Edwards
+    y of every point mapped to the Montgomery u = (1 + y) / (1 - y) under one inversion.
+
+    Raises:
+        ConfigError: ``z`` is not an X25519 secret (clamping would change it).
+    """
+    if z >> 255 or not z >> 254 or z & 7:
+        raise ConfigError("the owner's scalar must come from random_owner_scalar")
+    ys = [int.from_bytes(H, "little") & ((1 << 255) - 1) for H in points]
+    dens = [(1 - y) % _P for y in ys]
+    prefix, acc = [], 1  # Montgomery's trick: one inversion for all denominators
+    for d in dens:
+        prefix.append(acc)
+        acc = acc * d % _P
+    if acc == 0:  # y = 1, the identity: never an output of hash_point
+        raise ProtocolError("the identity is no escrow point")
+    inv = pow(acc, -1, _P)
+    us = [0] * len(ys)
+    for i in range(len(ys) - 1, -1, -1):
+        us[i] = (1 + ys[i]) * inv * prefix[i] % _P
+        inv = inv * dens[i] % _P
+    zb = z.to_bytes(SCALAR_SIZE, "little")
+    return [crypto_scalarmult(zb, u.to_bytes(32, "little")) for u in us]
+
+
+def combined_key(partials: Mapping[int, bytes], t: int) -> bytes:
+    """The owner's ``K = u(z * H)`` from at least ``t`` holders' partials ``{x: z_x * H}``
+    (see :func:`combine`).
+
+    Raises:
+        ConfigError / ProtocolError: as :func:`combine`.
+    """
+    point = combine(partials, t)
+    try:
+        key: bytes = crypto_sign_ed25519_pk_to_curve25519(point)
+    except Exception as exc:
+        raise ProtocolError("the partials combine to no point of large order") from exc
+    return key
 
 
 def partial(share: int, R: bytes) -> bytes:

@@ -136,7 +136,7 @@ def test_partials_for_one_escrow_open_no_other_escrow_of_the_owner() -> None:
     partials = {p_.sender + 1: p.value for p_ in router.log if isinstance(p_, UnmaskResponse)
                 for p in p_.partials if (p.owner, p.dropped) == (3, 0)}
     assert len(partials) >= t
-    k = threshold.combine(partials, t)
+    k = threshold.combined_key(partials, t)
     seed = aead.open_(escrow_key(cfg, k, 3, 0), escrow[0], escrow_ad(cfg, 3, 0))
     assert seed == round_seed(cfg, router.clients[3].identity.agree(  # type: ignore[attr-defined]
         router.config.registry.kex_key(0)), 3, 0)  # type: ignore[union-attr]

@@ -162,11 +162,14 @@ class EnrolledClient(MaskingClient):
         if len(nbrs) + 1 < t:
             raise ProtocolError(f"only {len(nbrs)} neighbours: t={t} needs {t - 1}")
         self._claim("upload")
-        b, z = self._rng.bytes(32), threshold.random_scalar(self._rng)
+        b, z = self._rng.bytes(32), threshold.random_owner_scalar(self._rng)
         holders = sorted(nbrs | {me})
         xs = [h + 1 for h in holders]
         b_sh = shamir.split_bytes(b, xs, t, self._rng)
-        z_sh = threshold.split(z, xs, t, self._rng)
+        z_sh = threshold.split(z % threshold.L, xs, t, self._rng)
+        # K = u(z * H(me, h)) for each neighbour h: the key of this client's escrow with h
+        keys = dict(zip(sorted(nbrs), threshold.owner_keys(
+            z, [escrow_point(cfg, me, h) for h in sorted(nbrs)])))
         sealed, escrow = [], []
         for h, bs, zs in zip(holders, b_sh, z_sh):
             if h == me:
@@ -178,8 +181,7 @@ class EnrolledClient(MaskingClient):
             self._seeds[h], self._share_keys[h] = seed, key
             pt = bs + threshold.encode_scalar(zs)
             sealed.append(SealedShare(h, aead.seal(key, pt, share_ad(cfg, me, h), self._rng)))
-            k = threshold.partial(z, escrow_point(cfg, me, h))  # K = z * H(me, h)
-            escrow.append(Escrow(h, aead.seal(escrow_key(cfg, k, me, h), seed,
+            escrow.append(Escrow(h, aead.seal(escrow_key(cfg, keys[h], me, h), seed,
                                               escrow_ad(cfg, me, h), self._rng)))
         terms = [(self_mask_key(cfg, me, b), 1)]
         terms += [(self._seeds[v], mask_sign(me, v)) for v in sorted(nbrs)]

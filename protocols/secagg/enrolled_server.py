@@ -277,7 +277,7 @@ class EnrolledServer(MaskingServer):
         if len(partials) < t:
             raise DropoutError(f"client {u} did not answer and only {len(partials)} holders "
                                f"opened its escrow with dropped client {v}; t={t}")
-        k = threshold.combine(partials, t)
+        k = threshold.combined_key(partials, t)
         try:
             return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
                               escrow_ad(self.config, u, v))
