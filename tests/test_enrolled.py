@@ -16,6 +16,7 @@ from helpers import Router
 
 import protocols
 from protocols.base import SERVER, stage_names
+from protocols.policy import ClientPolicy
 from protocols.secagg import EnrolledRegistry, EnrolledServer, Identity, enroll_clients
 from protocols.secagg._enrolled_keys import escrow_ad, escrow_key, round_graph, round_seed
 from protocols.secagg._enrolled_state import ClientState, Kind
@@ -24,7 +25,14 @@ from protocols.secagg.enrolled_client import EnrolledClient
 from protocols.secagg.enrolled_messages import UnmaskRequest, UnmaskResponse, Upload
 from protocols.secagg.enrolled_store import AnswerStore, FileStore, MemoryStore
 from secagg import aead, threshold
-from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg.errors import (
+    ConfigError,
+    DropoutError,
+    LateMessageError,
+    PolicyError,
+    ProtocolError,
+    UsageError,
+)
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
@@ -272,6 +280,20 @@ def test_a_client_without_identity_or_registry_is_refused_up_front() -> None:
     good = dataclasses.replace(config, registry=reg)
     with pytest.raises(ConfigError, match="too small"):
         EnrolledServer(good, Csprng.from_seed("x"), cohort=(0, 1))
+
+
+def test_the_enrolled_client_applies_its_own_policy_like_the_per_round_client() -> None:
+    reg, ids = enroll_clients(12, Csprng.from_seed("policy"))
+    config = dataclasses.replace(_config(threshold=2, degree=6), registry=reg)
+    strict = ClientPolicy(min_threshold=4)
+    with pytest.raises(PolicyError, match="threshold=2"):
+        EnrolledClient(config, 0, Csprng.from_seed("x"), ids[0], policy=strict)
+    with pytest.raises(PolicyError, match="not allowed"):
+        protocols.get("secagg+").client(config, 0, Csprng.from_seed("x"), identity=ids[0],
+                                        policy=ClientPolicy(protocols=("secagg",)))
+    ok = EnrolledClient(config, 0, Csprng.from_seed("x"), ids[0], policy=ClientPolicy(
+        min_threshold=2, protocols=("secagg+",)))
+    assert ok.protocol == "secagg+" and ok.state is ClientState.IDLE
 
 
 def test_enroll_command_writes_files_the_simulator_uses(tmp_path: Path,

@@ -64,7 +64,7 @@ def _client(config: SecAggConfig, client_id: int, rng: Csprng, *, protocol: str,
             **kw: Any) -> ClientCore:
     """The enrolled client when the config says so, else the per-round-setup client."""
     if config.enrolled:
-        return EnrolledClient(config, client_id, rng, **kw)
+        return EnrolledClient(config, client_id, rng, protocol=protocol, **kw)
     return SecAggClient(config, client_id, rng, protocol=protocol, **kw)
 
 

@@ -40,6 +40,7 @@ from typing import ClassVar
 import numpy as np
 
 from protocols.base import SERVER, Message, check_header, header
+from protocols.policy import ClientPolicy
 from protocols.secagg._enrolled_keys import (
     PLAINTEXT_SIZE,
     escrow_ad,
@@ -102,10 +103,21 @@ class EnrolledClient(MaskingClient):
         identity: the client's long-term keys (``secagg enroll`` writes them); must match
             its entry in ``config.registry``.
         store: where answered rounds are remembered (default: ``identity.answers``).
+        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`),
+            as for the per-round client; built from the client's own settings.
+        protocol: the protocol name the policy checks (default from the graph).
+
+    Raises:
+        PolicyError: the config is weaker than ``policy`` (names the setting).
+        UsageError / ConfigError: a client id outside the cohort, a missing or wrong identity.
     """
 
     def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng,
-                 identity: Identity | None = None, store: AnswerStore | None = None) -> None:
+                 identity: Identity | None = None, store: AnswerStore | None = None, *,
+                 policy: ClientPolicy | None = None, protocol: str | None = None) -> None:
+        self.protocol = protocol or ("secagg" if config.complete else "secagg+")
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check(self.protocol, config)
         if not 0 <= client_id < config.n_clients:
             raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
         if identity is None:
