@@ -1,47 +1,62 @@
-"""Threshold decryption of short escrowed secrets: ElGamal key encapsulation on Ed25519.
+"""Threshold evaluation of a label-bound key: a threshold Diffie-Hellman PRF on Ed25519.
 
 A party with a secret scalar ``z`` Shamir-shares ``z`` over the group order ``L`` among ``n``
-holders (any ``t`` of them reconstruct *in the exponent*, none learns ``z``). It can then
-encapsulate a fresh key to ``Z = z*G`` once per secret it escrows::
+holders (any ``t`` of them reconstruct *in the exponent*, none learns ``z``). For a public
+label ``l`` (in the enrolled mode: session, round, owner and peer of one escrowed seed),
+every party maps ``l`` to a point ``H(l)`` of the prime-order subgroup (:func:`hash_point`,
+libsodium's Elligator 2 map with the cofactor cleared), and the key of that label is::
 
-    r random,  R = r*G,  K = r*Z = (r*z)*G          (the encapsulator knows z, so 2 base mults)
+    K(l) = u(z * H(l))       (u: the Montgomery coordinate; the owner knows z, so one X25519)
 
-Holder ``i`` answers a request about one ciphertext with the *partial* ``z_i * R``; any ``t``
-partials give ``K = sum_i lambda_i * (z_i * R)`` (Lagrange at 0 mod L). A partial reveals
-nothing about ``z`` or about the keys of other ciphertexts (each has its own ``r``), so holders
-can open escrowed secrets one at a time. There is no proof that a partial is honest; the
-caller authenticates what the key opens (an AEAD), so a forged partial is detected, not
-silently used.
+Holder ``i`` answers a request about label ``l`` with the *partial* ``z_i * H(l)``; any ``t``
+partials give ``z * H(l) = sum_i lambda_i * (z_i * H(l))`` (Lagrange at 0 mod L), hence
+``K(l)``. This is the
+threshold form of the "2HashDH" PRF (Jarecki et al., TOPPSS 2017): partials for some labels
+reveal nothing about ``z`` or about the key of any other label (computational Diffie-Hellman
+in the random-oracle model), so holders can open escrowed secrets one at a time. The holder
+computes ``H(l)`` itself from the label it is asked about, so whoever relays the request
+cannot point the partial at another label's key. There is no proof that a partial is
+honest; the caller authenticates what the key opens (an AEAD), so a forged partial is
+detected, not silently used.
 
-Group operations are libsodium's (PyNaCl ``crypto_core_ed25519_*`` and
-``crypto_scalarmult_ed25519_*_noclamp``); only the sharing and the Lagrange coefficients are
-ours.
+The owner's scalar is drawn as an X25519 secret (a multiple of 8 in [2^254, 2^255), so
+clamping leaves it unchanged) and shared mod L: on points of the prime-order subgroup the two
+agree, so the owner computes each key with one X25519 ladder (:func:`owner_keys`, with the
+Edwards-to-Montgomery map batched into one inversion) while holders, whose shares are
+uniform mod L, use Edwards arithmetic. Group operations are libsodium's (PyNaCl
+``crypto_core_ed25519_*``, ``crypto_scalarmult_ed25519_noclamp``, ``crypto_scalarmult``,
+``crypto_sign_ed25519_pk_to_curve25519``); only the sharing, the Lagrange coefficients and
+the birational map are ours.
 
 .. warning:: ``z`` and its shares are secret material; a holder must never reveal its share.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 
 from nacl.bindings import (
     crypto_core_ed25519_add,
-    crypto_core_ed25519_is_valid_point,
-    crypto_scalarmult_ed25519_base_noclamp,
+    crypto_core_ed25519_from_uniform,
+    crypto_scalarmult,
     crypto_scalarmult_ed25519_noclamp,
+    crypto_sign_ed25519_pk_to_curve25519,
 )
 
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "check_point", "combine", "decode_scalar",
-           "encapsulate", "encode_scalar", "partial", "random_scalar", "split"]
+__all__ = ["L", "POINT_SIZE", "SCALAR_SIZE", "combine", "combined_key", "decode_scalar",
+           "encode_scalar", "hash_point", "owner_keys", "partial", "random_owner_scalar",
+           "random_scalar", "split"]
 
 #: the order of the Ed25519 prime-order subgroup
 L = 2**252 + 27742317777372353535851937790883648493
 SCALAR_SIZE = 32
 POINT_SIZE = 32
+_P = 2**255 - 19  # the field of Curve25519 / Ed25519
 
 
 def random_scalar(rng: Csprng) -> int:
@@ -50,6 +65,12 @@ def random_scalar(rng: Csprng) -> int:
         s = int.from_bytes(rng.bytes(64), "little") % L
         if s:
             return s
+
+
+def random_owner_scalar(rng: Csprng) -> int:
+    """An owner's secret ``z``: an X25519 secret (251 random bits, a multiple of 8 in
+    [2^254, 2^255)), which :func:`owner_keys` uses as it is; share ``z % L``."""
+    return (1 << 254) | (int.from_bytes(rng.bytes(32), "little") >> 5 << 3)
 
 
 def encode_scalar(s: int) -> bytes:
@@ -93,32 +114,64 @@ def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
     return out
 
 
-def encapsulate(z: int, rng: Csprng) -> tuple[bytes, bytes]:
-    """``(R, K)`` for a fresh ``r``: ``R = r*G`` goes with the ciphertext, ``K = r*z*G``
-    keys it (feed ``K`` to HKDF, never use it raw)."""
-    r = random_scalar(rng)
-    R = crypto_scalarmult_ed25519_base_noclamp(encode_scalar(r))
-    K = crypto_scalarmult_ed25519_base_noclamp(encode_scalar(r * z % L))
-    return R, K
+def hash_point(label: bytes) -> bytes:
+    """``H(label)``: a point of the prime-order subgroup that nobody knows the discrete
+    logarithm of (SHA-256 of a domain-separated label, through libsodium's Elligator 2 map,
+    which clears the cofactor)."""
+    point: bytes = crypto_core_ed25519_from_uniform(
+        hashlib.sha256(b"secagg/v1/threshold-point" + label).digest())
+    return point
 
 
-def check_point(R: bytes) -> None:
-    """Refuse anything but a valid point of the main subgroup (not small order).
+def owner_keys(z: int, points: Sequence[bytes]) -> list[bytes]:
+    """``K = u(z * H)`` for each point ``H`` (from :func:`hash_point`), for the owner's
+    scalar ``z`` from :func:`random_owner_scalar`: one X25519 ladder each, with the Edwards
+    y of every point mapped to the Montgomery u = (1 + y) / (1 - y) under one inversion.
 
     Raises:
-        ProtocolError: wrong size, not on the curve, or of small order.
+        ConfigError: ``z`` is not an X25519 secret (clamping would change it).
     """
-    if len(R) != POINT_SIZE or not crypto_core_ed25519_is_valid_point(R):
-        raise ProtocolError("escrow point is not a valid Ed25519 point of large order")
+    if z >> 255 or not z >> 254 or z & 7:
+        raise ConfigError("the owner's scalar must come from random_owner_scalar")
+    ys = [int.from_bytes(H, "little") & ((1 << 255) - 1) for H in points]
+    dens = [(1 - y) % _P for y in ys]
+    prefix, acc = [], 1  # Montgomery's trick: one inversion for all denominators
+    for d in dens:
+        prefix.append(acc)
+        acc = acc * d % _P
+    if acc == 0:  # y = 1, the identity: never an output of hash_point
+        raise ProtocolError("the identity is no escrow point")
+    inv = pow(acc, -1, _P)
+    us = [0] * len(ys)
+    for i in range(len(ys) - 1, -1, -1):
+        us[i] = (1 + ys[i]) * inv * prefix[i] % _P
+        inv = inv * dens[i] % _P
+    zb = z.to_bytes(SCALAR_SIZE, "little")
+    return [crypto_scalarmult(zb, u.to_bytes(32, "little")) for u in us]
+
+
+def combined_key(partials: Mapping[int, bytes], t: int) -> bytes:
+    """The owner's ``K = u(z * H)`` from at least ``t`` holders' partials ``{x: z_x * H}``
+    (see :func:`combine`).
+
+    Raises:
+        ConfigError / ProtocolError: as :func:`combine`.
+    """
+    point = combine(partials, t)
+    try:
+        key: bytes = crypto_sign_ed25519_pk_to_curve25519(point)
+    except Exception as exc:
+        raise ProtocolError("the partials combine to no point of large order") from exc
+    return key
 
 
 def partial(share: int, R: bytes) -> bytes:
-    """A holder's partial decryption ``share * R``.
+    """``share * R``: a holder's partial for the point ``R = H(label)``, or, with the whole
+    scalar ``z``, the owner's key ``K(label)`` itself.
 
     libsodium's ``crypto_scalarmult_ed25519_noclamp`` refuses any point that is not a
     canonical encoding of a point of the prime-order subgroup (it checks ``L * R = 0``), so
-    a forged ``R`` with a small-order component is refused and cannot reveal
-    ``share mod 8``.
+    even a point that did not come from :func:`hash_point` cannot reveal ``share mod 8``.
 
     Raises:
         ProtocolError: ``R`` is not a canonical point of the prime-order subgroup.
@@ -146,7 +199,7 @@ def _lagrange0(xs: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def combine(partials: Mapping[int, bytes], t: int) -> bytes:
-    """``K`` from at least ``t`` partials ``{x: z_x * R}`` (the first t by x are used).
+    """``K`` from at least ``t`` partials ``{x: z_x * H}`` (the first t by x are used).
 
     libsodium refuses a partial outside the prime-order subgroup; a forged partial inside it
     only gives a wrong ``K``, which the caller's AEAD refuses.

@@ -17,14 +17,23 @@ from helpers import Router
 import protocols
 from protocols.base import stage_names
 from protocols.harness import party_rng
+from protocols.policy import ClientPolicy
 from protocols.secagg import EnrolledRegistry, EnrolledServer, Identity, enroll_clients
-from protocols.secagg._enrolled_keys import round_graph, round_seed
+from protocols.secagg._enrolled_keys import escrow_ad, escrow_key, round_graph, round_seed
 from protocols.secagg._enrolled_state import ClientState, Kind
 from protocols.secagg._keys import mask_sign
 from protocols.secagg.enrolled_client import EnrolledClient
 from protocols.secagg.enrolled_messages import UnmaskRequest, UnmaskResponse, Upload
 from protocols.secagg.enrolled_store import AnswerStore, FileStore, MemoryStore
-from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg import aead, threshold
+from secagg.errors import (
+    ConfigError,
+    DropoutError,
+    LateMessageError,
+    PolicyError,
+    ProtocolError,
+    UsageError,
+)
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
@@ -119,6 +128,33 @@ def test_opening_a_survivors_seed_through_the_escrow_is_refused() -> None:
                     round_graph(router.config, tuple(range(12)))[e.owner])
     forged = dataclasses.replace(e, dropped=survivor)
     _refused(router, dataclasses.replace(msg, escrow=(forged, *msg.escrow[1:])))
+
+
+def test_partials_for_one_escrow_open_no_other_escrow_of_the_owner() -> None:
+    """The holders derive each escrow's point from (owner, dropped) themselves, so the
+    partials a server collects for u's escrow with a dropped v rebuild the key of that one
+    escrow: with them it opens (u, v) and none of u's escrows with its survivors. (When the
+    server relayed the point, it could aim the partials for (u, v) at u's escrow with a
+    survivor and strip u's pairwise masks.)"""
+    router = _router(drop_at={0: 0, 3: 1}, degree=6, threshold=4)
+    result = router.run()
+    router.check_result(result)
+    cfg, t = router.config, router.config.threshold
+    upload = next(m for m in router.log if isinstance(m, Upload) and m.sender == 3)
+    escrow = {e.peer: e.ciphertext for e in upload.escrow}
+    partials = {p_.sender + 1: p.value for p_ in router.log if isinstance(p_, UnmaskResponse)
+                for p in p_.partials if (p.owner, p.dropped) == (3, 0)}
+    assert len(partials) >= t
+    k = threshold.combined_key(partials, t)
+    seed = aead.open_(escrow_key(cfg, k, 3, 0), escrow[0], escrow_ad(cfg, 3, 0))
+    assert seed == round_seed(cfg, router.clients[3].identity.agree(  # type: ignore[attr-defined]
+        router.config.registry.kex_key(0)), 3, 0)  # type: ignore[union-attr]
+    others = [v for v in escrow if v != 0]
+    assert others
+    for v in others:
+        for owner, peer in ((3, v), (3, 0)):
+            with pytest.raises(ProtocolError):
+                aead.open_(escrow_key(cfg, k, owner, peer), escrow[v], escrow_ad(cfg, owner, peer))
 
 
 def test_a_late_client_declared_dropped_keeps_its_input_masked() -> None:
@@ -239,6 +275,20 @@ def test_a_client_without_identity_or_registry_is_refused_up_front() -> None:
     good = dataclasses.replace(config, registry=reg)
     with pytest.raises(ConfigError, match="too small"):
         EnrolledServer(good, Csprng.from_seed("x"), cohort=(0, 1))
+
+
+def test_the_enrolled_client_applies_its_own_policy_like_the_per_round_client() -> None:
+    reg, ids = enroll_clients(12, Csprng.from_seed("policy"))
+    config = dataclasses.replace(_config(threshold=2, degree=6), registry=reg)
+    strict = ClientPolicy(min_threshold=4)
+    with pytest.raises(PolicyError, match="threshold=2"):
+        EnrolledClient(config, 0, Csprng.from_seed("x"), ids[0], policy=strict)
+    with pytest.raises(PolicyError, match="not allowed"):
+        protocols.get("secagg+").client(config, 0, Csprng.from_seed("x"), identity=ids[0],
+                                        policy=ClientPolicy(protocols=("secagg",)))
+    ok = EnrolledClient(config, 0, Csprng.from_seed("x"), ids[0], policy=ClientPolicy(
+        min_threshold=2, protocols=("secagg+",)))
+    assert ok.protocol == "secagg+" and ok.state is ClientState.IDLE
 
 
 def test_enroll_command_writes_files_the_simulator_uses(tmp_path: Path,

@@ -1,5 +1,5 @@
-"""secagg.threshold (per-ciphertext threshold ElGamal on Ed25519) and the enrolled key
-schedule, checked against an independent derivation."""
+"""secagg.threshold (a threshold Diffie-Hellman PRF on Ed25519, one key per label) and the
+enrolled key schedule, checked against an independent derivation."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nacl.bindings import crypto_core_ed25519_add
+from nacl.bindings import (
+    crypto_core_ed25519_add,
+    crypto_core_ed25519_is_valid_point,
+    crypto_sign_ed25519_pk_to_curve25519,
+)
 
 import protocols
 from protocols.secagg._enrolled_keys import round_graph, round_seed, share_key
@@ -26,24 +30,29 @@ def test_any_t_partials_rebuild_the_key_and_fewer_do_not(seed: int, n: int,
                                                         data: st.DataObject) -> None:
     rng = Csprng.from_seed(seed)
     t = data.draw(st.integers(1, n), label="t")
-    z = th.random_scalar(rng)
+    z = th.random_owner_scalar(rng)
     xs = list(range(1, n + 1))
-    shares = th.split(z, xs, t, rng)
-    R, K = th.encapsulate(z, rng)
+    shares = th.split(z % th.L, xs, t, rng)
+    R = th.hash_point(b"label %d" % seed)
+    [K] = th.owner_keys(z, [R])  # the owner's key for the label, by X25519
+    assert K == crypto_sign_ed25519_pk_to_curve25519(th.partial(z % th.L, R))
     partials = {x: th.partial(s, R) for x, s in zip(xs, shares)}
     chosen = data.draw(st.lists(st.sampled_from(xs), min_size=t, max_size=t, unique=True))
-    assert th.combine({x: partials[x] for x in chosen}, t) == K
+    assert th.combined_key({x: partials[x] for x in chosen}, t) == K
     if t > 1:  # t-1 partials, interpolated as if they were enough, give another point
-        assert th.combine({x: partials[x] for x in chosen[:-1]}, t - 1) != K
+        assert th.combined_key({x: partials[x] for x in chosen[:-1]}, t - 1) != K
     with pytest.raises(ConfigError):
         th.combine({x: partials[x] for x in chosen[:-1]}, t)
+    # Partials for one label combine to that label's key only.
+    other = {x: th.partial(s, th.hash_point(b"other %d" % seed)) for x, s in zip(xs, shares)}
+    assert th.combined_key({x: other[x] for x in chosen}, t) != K
 
 
 def test_a_point_with_a_torsion_component_is_refused() -> None:
     """R + T (T of order 8) would let a forged point reveal share mod 8: it is refused."""
     rng = Csprng.from_seed("torsion")
     z = th.random_scalar(rng)
-    R, _ = th.encapsulate(z, rng)
+    R = th.partial(z, th.hash_point(b"torsion"))
     forged = crypto_core_ed25519_add(R, TORSION8)
     assert forged != R
     share = th.random_scalar(rng)
@@ -51,11 +60,31 @@ def test_a_point_with_a_torsion_component_is_refused() -> None:
     with pytest.raises(ProtocolError):
         th.partial(share, forged)
     with pytest.raises(ProtocolError):
-        th.check_point(forged)
-    with pytest.raises(ProtocolError):
         th.partial(share, TORSION8)  # a small-order point alone is refused
     with pytest.raises(ProtocolError):
         th.partial(share, b"\x01" * 31)
+
+
+def test_owner_keys_batch_agrees_with_one_at_a_time_and_refuses_a_clamped_away_scalar() -> None:
+    rng = Csprng.from_seed("batch")
+    z = th.random_owner_scalar(rng)
+    points = [th.hash_point(b"%d" % i) for i in range(7)]
+    assert th.owner_keys(z, points) == [th.owner_keys(z, [P])[0] for P in points]
+    assert th.owner_keys(z, []) == []
+    for bad in (z + 1, z - (1 << 254), z | (1 << 255)):
+        with pytest.raises(ConfigError):
+            th.owner_keys(bad, points)
+
+
+def test_hashed_points_lie_in_the_prime_order_subgroup() -> None:
+    """H(label) is a canonical point of order L, not of small order (libsodium's check), and
+    (L-1)*H is -H; one point per label."""
+    points = {th.hash_point(b"%d" % i) for i in range(16)}
+    assert len(points) == 16
+    identity = b"\x01" + b"\x00" * 31
+    for P in points:
+        assert crypto_core_ed25519_is_valid_point(P)
+        assert crypto_core_ed25519_add(P, th.partial(th.L - 1, P)) == identity
 
 
 def test_scalars_round_trip_and_refuse_unreduced_bytes() -> None:

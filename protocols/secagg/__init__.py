@@ -77,31 +77,26 @@ def _server(config: SecAggConfig, rng: Csprng) -> ServerCore:
     return EnrolledServer(config, rng) if config.enrolled else SecAggServer(config, rng)
 
 
-SECAGG = ProtocolSpec(
-    name="secagg",
-    summary="pairwise masks on the complete graph with Shamir dropout recovery (Bonawitz 2017)",
-    config_factory=partial(make_config, sparse=False),
-    client=partial(_client, protocol="secagg"),
-    server=_server,
-    client_table=lambda config: _tables(config)[0],
-    server_table=lambda config: _tables(config)[1],
-    input_kind=Kind.SHARE_FORWARD,
-    keywords=_KEYWORDS,
-    provision=provision,
-    supports_distributed_dp=True,
-    graph=lambda config: GraphParams(config.threshold, config.degree),
-)
-SECAGG_PLUS = ProtocolSpec(
-    name="secagg+",
-    summary="pairwise masks on a random sparse graph of logarithmic degree (Bell 2020)",
-    config_factory=partial(make_config, sparse=True),
-    client=partial(_client, protocol="secagg+"),
-    server=_server,
-    client_table=lambda config: _tables(config)[0],
-    server_table=lambda config: _tables(config)[1],
-    input_kind=Kind.SHARE_FORWARD,
-    keywords=_KEYWORDS,
-    provision=provision,
-    supports_distributed_dp=True,
-    graph=lambda config: GraphParams(config.threshold, config.degree),
-)
+def _spec(name: str, summary: str, sparse: bool) -> ProtocolSpec:
+    """The spec of ``secagg`` (complete graph) or ``secagg+`` (sparse): one client, one
+    server and one table each, per-round setup or enrolled as the config says."""
+    return ProtocolSpec(
+        name=name,
+        summary=summary,
+        config_factory=partial(make_config, sparse=sparse),
+        client=partial(_client, protocol=name),
+        server=_server,
+        client_table=lambda config: _tables(config)[0],
+        server_table=lambda config: _tables(config)[1],
+        input_kind=Kind.SHARE_FORWARD,
+        keywords=_KEYWORDS,
+        provision=provision,
+        supports_distributed_dp=True,
+        graph=lambda config: GraphParams(config.threshold, config.degree),
+    )
+
+
+SECAGG = _spec("secagg", "pairwise masks on the complete graph with Shamir dropout recovery "
+               "(Bonawitz 2017)", sparse=False)
+SECAGG_PLUS = _spec("secagg+", "pairwise masks on a random sparse graph of logarithmic degree "
+                    "(Bell 2020)", sparse=True)

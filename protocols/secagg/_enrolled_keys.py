@@ -13,8 +13,8 @@ from secagg.kex import derive_key, hkdf, label
 from secagg.rng import Csprng
 
 __all__ = ["ESCROW_SIZE", "PLAINTEXT_SIZE", "PROTOCOL_NAME", "SEALED_SIZE", "escrow_ad",
-           "escrow_key", "round_degree", "round_graph", "round_seed", "self_mask_key",
-           "share_ad", "share_key", "survivors_message"]
+           "escrow_key", "escrow_point", "round_degree", "round_graph", "round_seed",
+           "self_mask_key", "share_ad", "share_key", "survivors_message"]
 
 PROTOCOL_NAME = "secagg-enrolled"
 #: a holder's plaintext: its share of the self-mask seed b_u, then of the escrow scalar z_u
@@ -40,9 +40,21 @@ def self_mask_key(config: SecAggConfig, u: int, seed: bytes) -> bytes:
     return derive_key(seed, "enrolled/self-mask", config.session, config.round_id, u, u)
 
 
-def escrow_key(config: SecAggConfig, point: bytes, owner: int, peer: int) -> bytes:
-    """AEAD key of the escrow of owner's round seed with peer (from the encapsulated point)."""
-    return derive_key(point, "enrolled/escrow", config.session, config.round_id, owner, peer,
+def escrow_point(config: SecAggConfig, owner: int, peer: int) -> bytes:
+    """``H(label)`` of the escrow of owner's round seed with peer: a public function of
+    session, round, owner and peer, which the owner and every holder compute themselves
+    (the server never supplies it, so it cannot aim a holder's partial at another escrow)."""
+    # Not cached: in a simulation the owner and its holders share a process, and a cache
+    # would hide from the measurement what each of them computes in a deployment.
+    return threshold.hash_point(label(b"secagg/v1/enrolled-escrow-point", config.session,
+                                      str(config.round_id).encode(), str(owner).encode(),
+                                      str(peer).encode()))
+
+
+def escrow_key(config: SecAggConfig, k: bytes, owner: int, peer: int) -> bytes:
+    """AEAD key of the escrow of owner's round seed with peer, from its threshold key
+    ``k = z_owner * escrow_point(owner, peer)``."""
+    return derive_key(k, "enrolled/escrow", config.session, config.round_id, owner, peer,
                       ordered=True)
 
 
@@ -52,11 +64,11 @@ def share_ad(config: SecAggConfig, sender: int, receiver: int) -> bytes:
                                 config.round_id, sender, receiver)
 
 
-def escrow_ad(config: SecAggConfig, owner: int, peer: int, point: bytes) -> bytes:
-    """Associated data of an escrowed seed (binds the encapsulation point too)."""
+def escrow_ad(config: SecAggConfig, owner: int, peer: int) -> bytes:
+    """Associated data of an escrowed seed: protocol, version, session, round, owner, peer."""
     return label(b"secagg/v1/enrolled-escrow",
                  aead.associated_data(PROTOCOL_NAME, PROTOCOL_VERSION, config.session,
-                                      config.round_id, owner, peer), point)
+                                      config.round_id, owner, peer))
 
 
 def survivors_message(config: SecAggConfig, survivors: tuple[int, ...]) -> bytes:

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from functools import lru_cache
+from functools import lru_cache, partial
+from typing import ClassVar
 
 import numpy as np
 
-from protocols._machine import transition
-from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.base import SERVER, Message, check_header, header
 from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
 from protocols.secagg._keys import (
     COMMITMENT_SIZE,
@@ -61,6 +61,13 @@ from protocols.secagg._keys import (
     share_key,
     survivors_message,
     transcript,
+)
+from protocols.secagg._roles import (
+    MaskingClient,
+    check_enough_survivors,
+    check_signed_split,
+    check_survivor_list,
+    check_unmask_split,
 )
 from protocols.secagg._state import ClientState, Kind, tables
 from protocols.secagg.config import SecAggConfig
@@ -101,7 +108,7 @@ def _signed_by(verify_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
-class SecAggClient(ClientCore):
+class SecAggClient(MaskingClient):
     """One client's role in one SecAgg / SecAgg+ round.
 
     Args:
@@ -158,43 +165,6 @@ class SecAggClient(ClientCore):
         self._digest: bytes = b""
         self._transcript: bytes = b""
         self._roster: frozenset[int] = frozenset()
-
-    @property
-    def aborted(self) -> bool:
-        return self.state is ClientState.ABORTED
-
-    def set_input(self, update: np.ndarray, weight: float = 1.0) -> None:
-        """Clip, weight and encode the update (see :class:`secagg.encoding.EncodingConfig`)."""
-        if self.state not in (ClientState.IDLE, ClientState.ADVERTISED, ClientState.SHARED):
-            raise UsageError(f"input can no longer change: the client is {self.state.name}")
-        if len(update) != self.config.dim:
-            raise UsageError(f"update has {len(update)} values, the round expects {self.config.dim}")
-        encoded = self.config.encoding.encode(update, self._rng, weight)
-        noise = self.config.client_noise
-        if noise is not None:  # distributed DP: noise before masking, clamped (see config)
-            e = noise.client_noise(self.config.dim + 1, self._rng)
-            bound = self.config.client_noise_bound
-            np.clip(e, -bound, bound, out=e)
-            np.add(encoded, e.astype(encoded.dtype), out=encoded)
-        self.encoded = encoded
-
-    def receive(self, msg: Message) -> list[Message]:
-        """Handle one message from the server.
-
-        Raises:
-            ProtocolError: anything the protocol forbids; the client is then ABORTED.
-            UsageError: the input was not set before it was needed (state unchanged).
-        """
-        if self.state is ClientState.ABORTED:
-            raise ProtocolError(f"client {self.client_id} has aborted this round")
-        try:
-            nxt = transition(self._table, self.state, msg.KIND)
-            out = self._HANDLERS[msg.KIND](self, msg)
-        except ProtocolError:
-            self._abort()
-            raise
-        self.state = nxt
-        return out
 
     # -- handlers: each validates everything before it changes anything -------------------
     def _claim(self, kind: str, answer: bytes) -> None:
@@ -350,29 +320,13 @@ class SecAggClient(ClientCore):
 
     def _on_unmask_request(self, msg: Message) -> list[Message]:
         m = check_header(msg, UnmaskRequest, self.config, sender=SERVER, recipient=self.client_id)
-        me, t = self.client_id, self.config.threshold
-        surv, drop = set(m.survivors), set(m.dropped)
-        if len(surv) != len(m.survivors) or len(drop) != len(m.dropped):
-            raise ProtocolError("unmask request lists a client twice")
-        both = surv & drop
-        if both:
-            raise ProtocolError(
-                f"unmask request lists {sorted(both)} both as survivors and as dropped; "
-                "revealing both shares would unmask them"
-            )
-        if me not in surv:
-            raise ProtocolError("unmask request says this client dropped, but it sent its input")
-        if surv | drop != self._masked_with | {me}:
-            raise ProtocolError("unmask request does not match the neighbours this client masked with")
+        me = self.client_id
+        surv, drop = check_unmask_split(me, m.survivors, m.dropped, self._masked_with)
         if self.config.active:
-            self._check_consistency(m, surv, drop)
-        if len(surv) < t:
-            raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
-        floor = self.config.release_floor
-        if self.config.complete and len(surv) < floor:  # the complete graph: a global list
-            raise ProtocolError(f"unmask request names {len(surv)} survivors; min_clients="
-                                f"{self.config.min_clients} (release floor {floor}) refuses "
-                                "to help unmask a smaller sum")
+            check_signed_split(self.config, me, self._masked_with, surv, drop, self._signed,
+                               m.signatures, self._verify_key(),
+                               partial(survivors_message, self.config, self._transcript))
+        check_enough_survivors(self.config, surv)
         own = self._own_shares
         if own is None:
             raise UsageError("no shares: the key broadcast was not handled")
@@ -395,29 +349,7 @@ class SecAggClient(ClientCore):
                          recipient=self.client_id)
         me, cfg = self.client_id, self.config
         surv = m.survivors
-        if list(surv) != sorted(set(surv)):
-            raise ProtocolError("survivor list must be sorted and without repeats")
-        if any(not 0 <= v < cfg.n_clients for v in surv):
-            raise ProtocolError("survivor list names a client outside the cohort")
-        if me not in surv:
-            raise ProtocolError("survivor list omits this client, which sent its input")
-        if not set(surv) <= self._roster:
-            raise ProtocolError(f"survivor list names clients {sorted(set(surv) - self._roster)} "
-                                "that are not in the roster")
-        alive = (self._masked_with | {me}) & set(surv)
-        if len(alive) < cfg.threshold:
-            raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
-                                f"and itself; t={cfg.threshold} are required")
-        if len(surv) < cfg.signature_threshold:
-            raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
-                                f"{cfg.signature_threshold} signatures")
-        # The complete graph: every real contributor masked with this client, so names it did
-        # not mask with (clients that never shared) do not count towards the floor.
-        counted = len(alive) if cfg.complete else len(surv)
-        if counted < cfg.release_floor:
-            raise ProtocolError(f"survivor list has {counted} clients that can have "
-                                f"contributed; min_clients={cfg.min_clients} (release floor "
-                                f"{cfg.release_floor}) refuses to sign a smaller sum")
+        check_survivor_list(cfg, me, surv, self._roster, self._masked_with)
         if self._signing_key is None:
             raise UsageError("the active variant needs the client's signing key")
         message = survivors_message(cfg, self._transcript, surv)
@@ -426,27 +358,13 @@ class SecAggClient(ClientCore):
         signature = sign.sign(self._signing_key, message)
         return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
 
-    def _check_consistency(self, m: UnmaskRequest, surv: set[int], drop: set[int]) -> None:
-        """Active variant: t valid signatures on the list this client signed, and a request
-        that splits its neighbours exactly as that list does."""
-        signed, registry = self._signed, self.config.registry
-        if signed is None or registry is None:
-            raise ProtocolError("unmask request before the consistency round")
-        signers = [s.client for s in m.signatures]
-        if len(set(signers)) != len(signers):
-            raise ProtocolError("unmask request repeats a signer")
-        if not set(signers) <= signed:
-            raise ProtocolError("unmask request carries signatures of clients not on the list")
-        message = survivors_message(self.config, self._transcript, tuple(sorted(signed)))
-        for s in m.signatures:
-            sign.verify(registry.verify_key(s.client), message, s.signature)
-        need = self.config.signature_threshold
-        if len(signers) < need:
-            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; {need} needed")
-        if surv != (self._masked_with & signed) | {self.client_id} or drop != self._masked_with - signed:
-            raise ProtocolError("unmask request contradicts the survivor list this client signed")
+    def _verify_key(self) -> Callable[[int], bytes] | None:
+        registry = self.config.registry
+        return None if registry is None else registry.verify_key
 
-    _HANDLERS: dict[object, Callable[[SecAggClient, Message], list[Message]]] = {
+    _ABORTED = ClientState.ABORTED
+    _INPUT_STATES = (ClientState.IDLE, ClientState.ADVERTISED, ClientState.SHARED)
+    _HANDLERS: ClassVar[dict[object, Callable[[SecAggClient, Message], list[Message]]]] = {
         Kind.KEY_REQUEST: _on_key_request,
         Kind.KEY_BROADCAST: _on_key_broadcast,
         Kind.SHARE_FORWARD: _on_share_forward,
@@ -461,7 +379,3 @@ class SecAggClient(ClientCore):
         self._held = {}
         self._share_keys = {}
         self._mask_keys = {}
-
-    def _abort(self) -> None:
-        self.state = ClientState.ABORTED
-        self._forget()

@@ -9,8 +9,8 @@ long-term X25519 key. For a round (session, r) whose cohort the server names, cl
    rounds); draws a fresh self-mask seed b_u and a fresh escrow scalar z_u; Shamir-shares
    both to its neighbours and itself, sealed with per-round keys from the long-term
    agreement (fresh nonces; associated data binds sender, receiver, session and round);
-   escrows each s_uv under a key that t holders of z_u can rebuild for that one ciphertext
-   (:mod:`secagg.threshold`); and uploads
+   escrows each s_uv under the key z_u * H(session, r, u, v), which t holders of z_u can
+   rebuild for that one label and no other (:mod:`secagg.threshold`); and uploads
 
        y = encode(x) + PRG(b_u) + sum_{v ~ u, v > u} PRG(s_uv) - sum_{v ~ u, v < u} PRG(s_uv)
 
@@ -34,16 +34,18 @@ aborts for good.
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
+from typing import ClassVar
 
 import numpy as np
 
-from protocols._machine import transition
-from protocols.base import SERVER, ClientCore, Message, check_header, header
+from protocols.base import SERVER, Message, check_header, header
 from protocols.policy import ClientPolicy
 from protocols.secagg._enrolled_keys import (
     PLAINTEXT_SIZE,
     escrow_ad,
     escrow_key,
+    escrow_point,
     round_graph,
     round_seed,
     self_mask_key,
@@ -53,6 +55,13 @@ from protocols.secagg._enrolled_keys import (
 )
 from protocols.secagg._enrolled_state import ClientState, Kind, tables
 from protocols.secagg._keys import mask_sign
+from protocols.secagg._roles import (
+    MaskingClient,
+    check_enough_survivors,
+    check_signed_split,
+    check_survivor_list,
+    check_unmask_split,
+)
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_keys import EnrolledRegistry, Identity
 from protocols.secagg.enrolled_messages import (
@@ -69,7 +78,7 @@ from protocols.secagg.enrolled_messages import (
     UploadRequest,
 )
 from protocols.secagg.enrolled_store import AnswerStore
-from secagg import aead, shamir, sign, threshold
+from secagg import aead, shamir, threshold
 from secagg.errors import ConfigError, ProtocolError, UsageError
 from secagg.prg import add_masks
 from secagg.rng import Csprng
@@ -87,21 +96,28 @@ def enrolled_registry(config: SecAggConfig) -> EnrolledRegistry:
     return reg
 
 
-class EnrolledClient(ClientCore):
+class EnrolledClient(MaskingClient):
     """One enrolled client's role in one round.
 
     Args:
         identity: the client's long-term keys (``secagg enroll`` writes them); must match
             its entry in ``config.registry``.
         store: where answered rounds are remembered (default: ``identity.answers``).
-        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`);
-            a weaker one raises :class:`~secagg.errors.PolicyError` naming the setting.
-        protocol: the protocol name the policy checks (``"secagg"`` or ``"secagg+"``).
+        policy: the weakest config this client accepts (default: :class:`ClientPolicy()`),
+            as for the per-round client; built from the client's own settings.
+        protocol: the protocol name the policy checks (default from the graph).
+
+    Raises:
+        PolicyError: the config is weaker than ``policy`` (names the setting).
+        UsageError / ConfigError: a client id outside the cohort, a missing or wrong identity.
     """
 
     def __init__(self, config: SecAggConfig, client_id: int, rng: Csprng,
                  identity: Identity | None = None, store: AnswerStore | None = None, *,
                  policy: ClientPolicy | None = None, protocol: str | None = None) -> None:
+        self.protocol = protocol or ("secagg" if config.complete else "secagg+")
+        self.policy = policy if policy is not None else ClientPolicy()
+        self.policy.check(self.protocol, config)
         if not 0 <= client_id < config.n_clients:
             raise UsageError(f"client_id must be in 0..{config.n_clients - 1}, got {client_id}")
         if identity is None:
@@ -110,9 +126,6 @@ class EnrolledClient(ClientCore):
         if identity.client_id != client_id:
             raise ConfigError(f"identity is client {identity.client_id}'s, not {client_id}'s")
         registry = enrolled_registry(config)
-        self.protocol = protocol or "secagg"
-        self.policy = policy if policy is not None else ClientPolicy()
-        self.policy.check(self.protocol, config)
         identity.check_against(registry)
         self.config, self.client_id, self._rng = config, client_id, rng
         self._identity, self._registry = identity, registry
@@ -130,44 +143,6 @@ class EnrolledClient(ClientCore):
     def identity(self) -> Identity:
         """The identity this client was given (the caller's own object: long-term secrets)."""
         return self._identity
-
-    @property
-    def aborted(self) -> bool:
-        return self.state is ClientState.ABORTED
-
-    def set_input(self, update: np.ndarray, weight: float = 1.0) -> None:
-        """Clip, weight and encode the update (see :class:`secagg.encoding.EncodingConfig`)."""
-        if self.state is not ClientState.IDLE:
-            raise UsageError(f"input can no longer change: the client is {self.state.name}")
-        if len(update) != self.config.dim:
-            raise UsageError(f"update has {len(update)} values, the round expects "
-                             f"{self.config.dim}")
-        encoded = self.config.encoding.encode(update, self._rng, weight)
-        noise = self.config.client_noise
-        if noise is not None:  # distributed DP: noise before masking, clamped (see config)
-            e = noise.client_noise(self.config.dim + 1, self._rng)
-            bound = self.config.client_noise_bound
-            np.clip(e, -bound, bound, out=e)
-            np.add(encoded, e.astype(encoded.dtype), out=encoded)
-        self.encoded = encoded
-
-    def receive(self, msg: Message) -> list[Message]:
-        """Handle one message from the server.
-
-        Raises:
-            ProtocolError: anything the protocol forbids; the client is then ABORTED.
-            UsageError: the input was not set before it was needed (state unchanged).
-        """
-        if self.state is ClientState.ABORTED:
-            raise ProtocolError(f"client {self.client_id} has aborted this round")
-        try:
-            nxt = transition(self._table, self.state, msg.KIND)
-            out = self._HANDLERS[msg.KIND](self, msg)
-        except ProtocolError:
-            self._abort()
-            raise
-        self.state = nxt
-        return out
 
     def _claim(self, kind: str) -> None:
         if not self._store.claim(self.config.session, self.config.round_id, self.client_id,
@@ -199,11 +174,14 @@ class EnrolledClient(ClientCore):
         if len(nbrs) + 1 < t:
             raise ProtocolError(f"only {len(nbrs)} neighbours: t={t} needs {t - 1}")
         self._claim("upload")
-        b, z = self._rng.bytes(32), threshold.random_scalar(self._rng)
+        b, z = self._rng.bytes(32), threshold.random_owner_scalar(self._rng)
         holders = sorted(nbrs | {me})
         xs = [h + 1 for h in holders]
         b_sh = shamir.split_bytes(b, xs, t, self._rng)
-        z_sh = threshold.split(z, xs, t, self._rng)
+        z_sh = threshold.split(z % threshold.L, xs, t, self._rng)
+        # K = u(z * H(me, h)) for each neighbour h: the key of this client's escrow with h
+        keys = dict(zip(sorted(nbrs), threshold.owner_keys(
+            z, [escrow_point(cfg, me, h) for h in sorted(nbrs)])))
         sealed, escrow = [], []
         for h, bs, zs in zip(holders, b_sh, z_sh):
             if h == me:
@@ -215,9 +193,8 @@ class EnrolledClient(ClientCore):
             self._seeds[h], self._share_keys[h] = seed, key
             pt = bs + threshold.encode_scalar(zs)
             sealed.append(SealedShare(h, aead.seal(key, pt, share_ad(cfg, me, h), self._rng)))
-            point, k = threshold.encapsulate(z, self._rng)
-            escrow.append(Escrow(h, point, aead.seal(escrow_key(cfg, k, me, h), seed,
-                                                     escrow_ad(cfg, me, h, point), self._rng)))
+            escrow.append(Escrow(h, aead.seal(escrow_key(cfg, keys[h], me, h), seed,
+                                              escrow_ad(cfg, me, h), self._rng)))
         terms = [(self_mask_key(cfg, me, b), 1)]
         terms += [(self._seeds[v], mask_sign(me, v)) for v in sorted(nbrs)]
         y = add_masks(self.encoded, terms)  # in place: the plain encoding is not kept
@@ -232,67 +209,24 @@ class EnrolledClient(ClientCore):
                          recipient=self.client_id)
         cfg, me = self.config, self.client_id
         surv = m.survivors
-        if list(surv) != sorted(set(surv)):
-            raise ProtocolError("survivor list must be sorted and without repeats")
-        if not set(surv) <= set(self._graph):
-            raise ProtocolError("survivor list names clients outside the cohort")
-        if me not in surv:
-            raise ProtocolError("survivor list omits this client, which uploaded")
-        alive = (self._graph[me] | {me}) & set(surv)
-        if len(alive) < cfg.threshold:
-            raise ProtocolError(f"survivor list keeps {len(alive)} of this client's neighbours "
-                                f"and itself; t={cfg.threshold} are required")
-        if len(surv) < cfg.signature_threshold:
-            raise ProtocolError(f"survivor list has {len(surv)} clients; unmasking needs "
-                                f"{cfg.signature_threshold} signatures")
+        check_survivor_list(cfg, me, surv, self._graph, self._graph[me])
         self._signed = frozenset(surv)
         signature = self._identity.sign(survivors_message(cfg, surv))
         return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
 
-    def _check_consistency(self, m: UnmaskRequest) -> frozenset[int]:
-        signed = self._signed
-        if signed is None:
-            raise ProtocolError("unmask request before the consistency exchange")
-        signers = [s.client for s in m.signatures]
-        if len(set(signers)) != len(signers):
-            raise ProtocolError("unmask request repeats a signer")
-        if not set(signers) <= signed:
-            raise ProtocolError("unmask request carries signatures of clients not on the list")
-        need = self.config.signature_threshold
-        if len(signers) < need:
-            raise ProtocolError(f"only {len(signers)} signatures on the survivor list; "
-                                f"{need} needed")
-        message = survivors_message(self.config, tuple(sorted(signed)))
-        for s in m.signatures:
-            sign.verify(self._registry.verify_key(s.client), message, s.signature)
-        return signed
-
     # -- exchange 2: unmask ----------------------------------------------------------------
     def _on_unmask_request(self, msg: Message) -> list[Message]:
         m = check_header(msg, UnmaskRequest, self.config, sender=SERVER, recipient=self.client_id)
-        cfg, me, t = self.config, self.client_id, self.config.threshold
+        cfg, me = self.config, self.client_id
         own = self._own
         if own is None:
             raise UsageError("no shares: the upload request was not handled")
         nbrs = self._graph[me]
-        surv, drop = set(m.survivors), set(m.dropped)
-        if len(surv) != len(m.survivors) or len(drop) != len(m.dropped):
-            raise ProtocolError("unmask request lists a client twice")
-        both = surv & drop
-        if both:
-            raise ProtocolError(f"unmask request lists {sorted(both)} both as survivors and as "
-                                "dropped; revealing both would unmask them")
-        if me not in surv:
-            raise ProtocolError("unmask request says this client dropped, but it uploaded")
-        if surv | drop != nbrs | {me}:
-            raise ProtocolError("unmask request does not split exactly this client's neighbours")
+        surv, drop = check_unmask_split(me, m.survivors, m.dropped, nbrs)
         if cfg.active:
-            signed = self._check_consistency(m)
-            if surv != (nbrs & signed) | {me} or drop != nbrs - signed:
-                raise ProtocolError("unmask request contradicts the survivor list this client "
-                                    "signed")
-        if len(surv) < t:
-            raise ProtocolError(f"unmask request names {len(surv)} survivors; t={t} are required")
+            check_signed_split(cfg, me, nbrs, surv, drop, self._signed, m.signatures,
+                               self._registry.verify_key, partial(survivors_message, cfg))
+        check_enough_survivors(cfg, surv)
         # The survivors' shares for this client: exactly one from each, authentic.
         senders = [sh.peer for sh in m.shares]
         if len(set(senders)) != len(senders) or set(senders) != surv - {me}:
@@ -320,10 +254,11 @@ class EnrolledClient(ClientCore):
             if e.dropped in surv or (cfg.active and e.dropped in (self._signed or ())):
                 raise ProtocolError(f"asked to open a round seed of {e.dropped}, a survivor "
                                     "whose self-mask share this client releases")
-            if len(e.point) != threshold.POINT_SIZE:
-                raise ProtocolError(f"escrow points must be {threshold.POINT_SIZE} bytes")
-        # Computed before the answer is claimed: a bad point aborts with nothing released.
-        partials = tuple(Partial(e.owner, e.dropped, threshold.partial(held[e.owner][1], e.point))
+        # The point is this client's own H(owner, dropped), never one the server names, so
+        # the partial helps open that one escrow and no other.
+        partials = tuple(Partial(e.owner, e.dropped,
+                                 threshold.partial(held[e.owner][1],
+                                                   escrow_point(cfg, e.owner, e.dropped)))
                          for e in m.escrow)
         self._claim("unmask")
         seed_shares = tuple(Share(v, held[v][0]) for v in sorted(surv))
@@ -332,7 +267,9 @@ class EnrolledClient(ClientCore):
         return [UnmaskResponse(**header(cfg, me, SERVER), seed_shares=seed_shares,
                                round_seeds=round_seeds, partials=partials)]
 
-    _HANDLERS: dict[object, Callable[[EnrolledClient, Message], list[Message]]] = {
+    _ABORTED = ClientState.ABORTED
+    _INPUT_STATES = (ClientState.IDLE,)
+    _HANDLERS: ClassVar[dict[object, Callable[[EnrolledClient, Message], list[Message]]]] = {
         Kind.UPLOAD_REQUEST: _on_upload_request,
         Kind.CONSISTENCY_REQUEST: _on_consistency_request,
         Kind.UNMASK_REQUEST: _on_unmask_request,
@@ -342,7 +279,3 @@ class EnrolledClient(ClientCore):
         self._own = None
         self._seeds = {}
         self._share_keys = {}
-
-    def _abort(self) -> None:
-        self.state = ClientState.ABORTED
-        self._forget()

@@ -27,20 +27,19 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Escrow:
     """The sender's round seed with ``peer``, encrypted to a key that t of the sender's
-    share holders can rebuild for this one ciphertext (:mod:`secagg.threshold`)."""
+    share holders can rebuild for this one (sender, peer) label (:mod:`secagg.threshold`)."""
 
     peer: int
-    point: bytes       # R = r*G
     ciphertext: bytes  # AEAD of the 32-byte round seed
 
 
 @dataclass(frozen=True, slots=True)
 class EscrowRequest:
-    """Asks a holder for its partial decryption of ``owner``'s escrow with ``dropped``."""
+    """Asks a holder for its partial of ``owner``'s escrow with ``dropped`` (the holder
+    derives the escrow's point from the pair itself)."""
 
     owner: int
     dropped: int
-    point: bytes
 
 
 @dataclass(frozen=True, slots=True)

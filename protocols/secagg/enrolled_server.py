@@ -19,16 +19,14 @@ round needs t answering holders for every secret it must rebuild, or it aborts w
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 
-from protocols._machine import transition
 from protocols.base import (
     SERVER,
     AggregateResult,
     Message,
-    ServerCore,
-    check_header,
     finalize,
     header,
 )
@@ -49,6 +47,7 @@ from protocols.secagg._enrolled_state import (
     tables,
 )
 from protocols.secagg._keys import mask_sign
+from protocols.secagg._roles import MaskingServer
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_client import enrolled_registry
 from protocols.secagg.enrolled_messages import (
@@ -62,8 +61,8 @@ from protocols.secagg.enrolled_messages import (
     Upload,
     UploadRequest,
 )
-from secagg import aead, shamir, sign, threshold
-from secagg.errors import ConfigError, DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg import aead, shamir, threshold
+from secagg.errors import ConfigError, DropoutError, ProtocolError, UsageError
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
@@ -75,7 +74,7 @@ _STAGE_OF: dict[object, ServerStage] = {
 _SEED_SIZE = 32
 
 
-class EnrolledServer(ServerCore):
+class EnrolledServer(MaskingServer):
     """The server's role in one enrolled round.
 
     Args:
@@ -112,7 +111,7 @@ class EnrolledServer(ServerCore):
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._uploaded: set[int] = set()
         self._inbox: dict[int, list[SealedShare]] = {}
-        self._escrow: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        self._escrow: dict[tuple[int, int], bytes] = {}
         self._survivor_list: tuple[int, ...] = ()
         self._signatures: dict[int, bytes] = {}
         self._requests: dict[int, tuple[frozenset[int], frozenset[int],
@@ -125,10 +124,6 @@ class EnrolledServer(ServerCore):
         self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
 
     # -- ServerCore ----------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return self.stage is ServerStage.FINISHED
-
     def start(self) -> list[Message]:
         """Ask every cohort member for its upload."""
         if self._started:
@@ -138,43 +133,7 @@ class EnrolledServer(ServerCore):
         return [UploadRequest(**header(self.config, SERVER, u), cohort=self.cohort)
                 for u in self.cohort]
 
-    def receive(self, msg: Message) -> list[Message]:
-        """Take one client message; returns the next stage's requests once all have answered.
-
-        Raises:
-            ProtocolError: the message is refused (late: LateMessageError); state unchanged.
-            DropoutError: a stage closed with too few survivors; the round is ABORTED.
-        """
-        if not self._started:
-            raise UsageError("call start() before receive()")
-        own_stage = _STAGE_OF.get(msg.KIND)
-        if own_stage is not None and own_stage.value < self.stage.value:
-            raise LateMessageError(f"{msg.KIND.name} from {msg.sender} arrived after its "
-                                   "stage closed")
-        transition(self._table, self.stage, msg.KIND)
-        self._HANDLERS[msg.KIND](self, msg)
-        return self._advance() if not self._waiting else []
-
-    def close_round(self) -> list[Message]:
-        """The stage's deadline passed: whoever has not answered has dropped."""
-        if not self._started:
-            raise UsageError("call start() before close_round()")
-        if self.stage in (ServerStage.FINISHED, ServerStage.ABORTED):
-            return []
-        return self._advance()
-
-    def result(self) -> AggregateResult:
-        if self._result is None:
-            raise UsageError(f"no result: the round is {self.stage.name}")
-        return self._result
-
     # -- handlers: validate, then commit ---------------------------------------------------
-    def _expect(self, msg: Message, cls: type[Message]) -> None:
-        check_header(msg, cls, self.config, sender=None, recipient=SERVER)
-        if msg.sender not in self._waiting:
-            raise ProtocolError(f"no {cls.__name__} expected from client {msg.sender} now "
-                                "(duplicate, outside the cohort, or never asked)")
-
     def _on_upload(self, msg: Message) -> None:
         self._expect(msg, Upload)
         if not isinstance(msg, Upload):
@@ -190,28 +149,21 @@ class EnrolledServer(ServerCore):
                 raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        # Points are checked by the holders asked to use them, not here (a full check
-        # costs a scalar multiplication; an upload carries k of them).
-        if any(len(e.ciphertext) != ESCROW_SIZE or len(e.point) != threshold.POINT_SIZE
-               for e in msg.escrow):
-            raise ProtocolError(f"escrows must be a {threshold.POINT_SIZE}-byte point and a "
-                                f"{ESCROW_SIZE}-byte ciphertext")
+        if any(len(e.ciphertext) != ESCROW_SIZE for e in msg.escrow):
+            raise ProtocolError(f"escrows must be {ESCROW_SIZE}-byte ciphertexts")
         np.add(self._acc, y, out=self._acc)
         for sh in msg.shares:
             self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
         for e in msg.escrow:
-            self._escrow[(u, e.peer)] = (e.point, e.ciphertext)
+            self._escrow[(u, e.peer)] = e.ciphertext
         self._uploaded.add(u)
         self._waiting.discard(u)
 
-    def _on_consistency_response(self, msg: Message) -> None:
-        self._expect(msg, ConsistencyResponse)
-        if not isinstance(msg, ConsistencyResponse):
-            raise ProtocolError("expected ConsistencyResponse")
-        sign.verify(self._registry.verify_key(msg.sender),
-                    survivors_message(self.config, self._survivor_list), msg.signature)
-        self._signatures[msg.sender] = msg.signature
-        self._waiting.discard(msg.sender)
+    def _on_consistency(self, msg: Message) -> None:
+        self._on_consistency_response(msg, ConsistencyResponse, self._registry.verify_key)
+
+    def _survivors_message(self, survivors: tuple[int, ...]) -> bytes:
+        return survivors_message(self.config, survivors)
 
     def _on_unmask_response(self, msg: Message) -> None:
         self._expect(msg, UnmaskResponse)
@@ -243,25 +195,15 @@ class EnrolledServer(ServerCore):
         self._answered.add(w)
         self._waiting.discard(w)
 
-    _HANDLERS: dict[object, Callable[[EnrolledServer, Message], None]] = {
+    _STAGE_OF = _STAGE_OF
+    _FINISHED, _ABORTED, _DEADLINE = ServerStage.FINISHED, ServerStage.ABORTED, Event.DEADLINE
+    _HANDLERS: ClassVar[dict[object, Callable[[EnrolledServer, Message], None]]] = {
         Kind.UPLOAD: _on_upload,
-        Kind.CONSISTENCY_RESPONSE: _on_consistency_response,
+        Kind.CONSISTENCY_RESPONSE: _on_consistency,
         Kind.UNMASK_RESPONSE: _on_unmask_response,
     }
 
     # -- stage closers -----------------------------------------------------------------------
-    def _advance(self) -> list[Message]:
-        nxt = transition(self._table, self.stage, Event.DEADLINE)
-        self.dropped_at[self.stage] = tuple(sorted(self._waiting))
-        try:
-            out = self._CLOSERS[self.stage](self)
-        except ProtocolError:
-            self.stage = ServerStage.ABORTED
-            self._release()
-            raise
-        self.stage = nxt
-        return out
-
     def _check_recoverable(self, holders: frozenset[int]) -> None:
         """Every survivor's self mask has t live holders (itself counts)."""
         t = self.config.threshold
@@ -283,16 +225,6 @@ class EnrolledServer(ServerCore):
         self._waiting = set(up)
         return [ConsistencyRequest(**header(self.config, SERVER, u), survivors=self._survivor_list)
                 for u in self._survivor_list]
-
-    def _close_signatures(self) -> list[Message]:
-        signers = frozenset(self._signatures)
-        need = self.config.signature_threshold
-        if len(signers) < need:
-            raise DropoutError(f"only {len(signers)} clients signed the survivor list; "
-                               f"{need} signatures are needed")
-        self._check_recoverable(signers)
-        sigs = tuple(Signed(u, self._signatures[u]) for u in sorted(signers))
-        return self._unmask_requests(signers, sigs)
 
     def _unmask_requests(self, recipients: frozenset[int],
                          sigs: tuple[Signed, ...]) -> list[Message]:
@@ -330,7 +262,7 @@ class EnrolledServer(ServerCore):
             ask = min(len(holders), t + max(1, (len(holders) - t + 1) // 2))
             for v in sorted(self._graph[u] - up):
                 start = (u * 7919 + v) % len(holders)
-                req = EscrowRequest(u, v, self._escrow[(u, v)][0])
+                req = EscrowRequest(u, v)
                 for i in range(ask):
                     out.setdefault(holders[(start + i) % len(holders)], []).append(req)
         return out
@@ -345,11 +277,10 @@ class EnrolledServer(ServerCore):
         if len(partials) < t:
             raise DropoutError(f"client {u} did not answer and only {len(partials)} holders "
                                f"opened its escrow with dropped client {v}; t={t}")
-        point, ct = self._escrow[(u, v)]
-        k = threshold.combine(partials, t)
+        k = threshold.combined_key(partials, t)
         try:
-            return aead.open_(escrow_key(self.config, k, u, v), ct,
-                              escrow_ad(self.config, u, v, point))
+            return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
+                              escrow_ad(self.config, u, v))
         except ProtocolError:
             raise ProtocolError(f"the escrow of client {u} with {v} does not open: a forged "
                                 "partial decryption") from None
@@ -372,9 +303,9 @@ class EnrolledServer(ServerCore):
         self._release()
         return []
 
-    _CLOSERS: dict[ServerStage, Callable[[EnrolledServer], list[Message]]] = {
+    _CLOSERS: ClassVar[dict[Any, Callable[[EnrolledServer], list[Message]]]] = {
         ServerStage.COLLECT_UPLOADS: _close_uploads,
-        ServerStage.COLLECT_SIGNATURES: _close_signatures,
+        ServerStage.COLLECT_SIGNATURES: MaskingServer._close_signatures,
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
 

@@ -33,16 +33,14 @@ from __future__ import annotations
 from array import array
 from collections.abc import Callable
 from functools import partial
+from typing import Any, ClassVar
 
 import numpy as np
 
-from protocols._machine import transition
 from protocols.base import (
     SERVER,
     AggregateResult,
     Message,
-    ServerCore,
-    check_header,
     finalize,
     header,
 )
@@ -61,6 +59,7 @@ from protocols.secagg._keys import (
     transcript,
 )
 from protocols.secagg._recover import rebuild
+from protocols.secagg._roles import MaskingServer
 from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.graph import derived_neighbourhoods
@@ -81,7 +80,7 @@ from protocols.secagg.messages import (
     UnmaskResponse,
 )
 from secagg import shamir, sign
-from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError
+from secagg.errors import DropoutError, ProtocolError, UsageError
 from secagg.kex import PUBLIC_KEY_SIZE, KeyPair
 from secagg.prg import add_masks
 from secagg.rng import Csprng
@@ -107,7 +106,7 @@ def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
     return live
 
 
-class SecAggServer(ServerCore):
+class SecAggServer(MaskingServer):
     """The server's role in one SecAgg / SecAgg+ round.
 
     Attributes:
@@ -152,10 +151,6 @@ class SecAggServer(ServerCore):
         self.dropped_at: dict[ServerStage, tuple[int, ...]] = {}
 
     # -- ServerCore ----------------------------------------------------------------------
-    @property
-    def finished(self) -> bool:
-        return self.stage is ServerStage.FINISHED
-
     def start(self) -> list[Message]:
         """Ask every client of the cohort for its keys."""
         if self._started:
@@ -164,43 +159,7 @@ class SecAggServer(ServerCore):
         self._waiting = set(range(self.config.n_clients))
         return [KeyRequest(**header(self.config, SERVER, u)) for u in range(self.config.n_clients)]
 
-    def receive(self, msg: Message) -> list[Message]:
-        """Take one client message; returns the next stage's requests once all have answered.
-
-        Raises:
-            ProtocolError: the message is refused (late: LateMessageError); state unchanged.
-            DropoutError: a stage closed with too few survivors; the round is ABORTED.
-        """
-        if not self._started:
-            raise UsageError("call start() before receive()")
-        kind = msg.KIND
-        own_stage = _STAGE_OF.get(kind)
-        if own_stage is not None and own_stage.value < self.stage.value:
-            raise LateMessageError(f"{kind.name} from {msg.sender} arrived after its stage closed")
-        transition(self._table, self.stage, kind)
-        self._HANDLERS[kind](self, msg)
-        return self._advance() if not self._waiting else []
-
-    def close_round(self) -> list[Message]:
-        """The stage's deadline passed: whoever has not answered has dropped."""
-        if not self._started:
-            raise UsageError("call start() before close_round()")
-        if self.stage in (ServerStage.FINISHED, ServerStage.ABORTED):
-            return []
-        return self._advance()
-
-    def result(self) -> AggregateResult:
-        if self._result is None:
-            raise UsageError(f"no result: the round is {self.stage.name}")
-        return self._result
-
     # -- message handlers: validate, then commit ------------------------------------------
-    def _expect(self, msg: Message, cls: type[Message]) -> None:
-        check_header(msg, cls, self.config, sender=None, recipient=SERVER)
-        if msg.sender not in self._waiting:
-            raise ProtocolError(f"no {cls.__name__} expected from client {msg.sender} now "
-                                "(duplicate, excluded, or never asked)")
-
     def _on_advertise(self, msg: Message) -> None:
         self._expect(msg, AdvertiseKeys)
         if not isinstance(msg, AdvertiseKeys):
@@ -251,15 +210,14 @@ class SecAggServer(ServerCore):
         self._masked.add(msg.sender)
         self._waiting.discard(msg.sender)
 
-    def _on_consistency_response(self, msg: Message) -> None:
-        self._expect(msg, ConsistencyResponse)
-        if not isinstance(msg, ConsistencyResponse) or self.config.registry is None:
-            raise ProtocolError("expected ConsistencyResponse")
-        sign.verify(self.config.registry.verify_key(msg.sender),
-                    survivors_message(self.config, self._transcript, self._survivor_list),
-                    msg.signature)
-        self._signatures[msg.sender] = msg.signature
-        self._waiting.discard(msg.sender)
+    def _on_consistency(self, msg: Message) -> None:
+        registry = self.config.registry
+        if registry is None:
+            raise ProtocolError("expected no ConsistencyResponse: the round is not active")
+        self._on_consistency_response(msg, ConsistencyResponse, registry.verify_key)
+
+    def _survivors_message(self, survivors: tuple[int, ...]) -> bytes:
+        return survivors_message(self.config, self._transcript, survivors)
 
     def _on_unmask_response(self, msg: Message) -> None:
         self._expect(msg, UnmaskResponse)
@@ -279,28 +237,17 @@ class SecAggServer(ServerCore):
         self._key_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.key_shares))
         self._waiting.discard(u)
 
-    _HANDLERS: dict[object, Callable[[SecAggServer, Message], None]] = {
+    _STAGE_OF = _STAGE_OF
+    _FINISHED, _ABORTED, _DEADLINE = ServerStage.FINISHED, ServerStage.ABORTED, Event.DEADLINE
+    _HANDLERS: ClassVar[dict[object, Callable[[SecAggServer, Message], None]]] = {
         Kind.ADVERTISE_KEYS: _on_advertise,
         Kind.SHARE_KEYS: _on_share_keys,
         Kind.MASKED_INPUT: _on_masked_input,
-        Kind.CONSISTENCY_RESPONSE: _on_consistency_response,
+        Kind.CONSISTENCY_RESPONSE: _on_consistency,
         Kind.UNMASK_RESPONSE: _on_unmask_response,
     }
 
     # -- stage closers ---------------------------------------------------------------------
-    def _advance(self) -> list[Message]:
-        nxt = transition(self._table, self.stage, Event.DEADLINE)
-        self.dropped_at[self.stage] = tuple(sorted(self._waiting))
-        closer = self._CLOSERS[self.stage]
-        try:
-            out = closer(self)
-        except ProtocolError:
-            self.stage = ServerStage.ABORTED
-            self._release()
-            raise
-        self.stage = nxt
-        return out
-
     def _need(self, alive: int, what: str) -> None:
         if alive < self.config.release_floor:
             raise DropoutError(f"only {alive} clients {what}; a release needs "
@@ -359,16 +306,6 @@ class SecAggServer(ServerCore):
         self._waiting = set(u3)
         return [ConsistencyRequest(**header(self.config, SERVER, u), survivors=self._survivor_list)
                 for u in self._survivor_list]
-
-    def _close_signatures(self) -> list[Message]:
-        signers = frozenset(self._signatures)
-        need = self.config.signature_threshold
-        if len(signers) < need:
-            raise DropoutError(f"only {len(signers)} clients signed the survivor list; "
-                               f"{need} signatures are needed")
-        self._check_recoverable(signers)
-        sigs = tuple(Signed(u, self._signatures[u]) for u in sorted(signers))
-        return self._unmask_requests(signers, sigs)
 
     def _check_recoverable(self, holders: frozenset[int]) -> None:
         """Every secret the server must rebuild still has t live share holders."""
@@ -451,11 +388,11 @@ class SecAggServer(ServerCore):
     def _is_key_of(self, v: int, secret: bytes) -> bool:
         return KeyPair.from_secret(secret).public == self._keys[v].s_pk
 
-    _CLOSERS: dict[ServerStage, Callable[[SecAggServer], list[Message]]] = {
+    _CLOSERS: ClassVar[dict[Any, Callable[[SecAggServer], list[Message]]]] = {
         ServerStage.COLLECT_KEYS: _close_keys,
         ServerStage.COLLECT_SHARES: _close_shares,
         ServerStage.COLLECT_MASKED: _close_masked,
-        ServerStage.COLLECT_SIGNATURES: _close_signatures,
+        ServerStage.COLLECT_SIGNATURES: MaskingServer._close_signatures,
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
 
