@@ -347,3 +347,73 @@ def test_secagg_run_enrolled_trains_through_the_enrolled_mode() -> None:
     assert all(r.error is None and r.contributors >= 4 for r in result.history)
     with pytest.raises(ConfigError, match="--enrolled needs"):
         run_training(RunConfig(protocol="plaintext", enrolled=True, rounds=1))
+
+
+# -- forged self-mask seed shares: caught against the upload's commitment ----------------
+def _forge_enrolled_share(forger: int, owner: int):
+    import dataclasses as dc
+
+    from protocols.secagg.enrolled_messages import Share, UnmaskResponse
+
+    def tamper(m):
+        if isinstance(m, UnmaskResponse) and m.sender == forger:
+            def shift(b: bytes) -> bytes:
+                from secagg import shamir
+                return ((int.from_bytes(b, "big") + 1) % shamir.PRIME).to_bytes(len(b), "big")
+            return dc.replace(m, seed_shares=tuple(
+                Share(s.owner, shift(s.value)) if s.owner == owner else s
+                for s in m.seed_shares))
+        return m
+    return tamper
+
+
+def test_enrolled_forged_seed_share_with_exactly_t_answers_aborts_naming_the_suspects():
+    from helpers import adversary_round
+
+    from protocols.secagg._enrolled_state import Kind, ServerStage
+    from secagg.errors import ForgedShareError, UsageError
+
+    # n = 6 on the complete graph; two clients vanish before unmasking: exactly t answer.
+    r = adversary_round("secagg", 6, enrolled=True, threshold=4,
+                        drop_at={3: Kind.UNMASK_REQUEST, 4: Kind.UNMASK_REQUEST},
+                        tamper=_forge_enrolled_share(1, 2))
+    r.start()
+    with pytest.raises(ForgedShareError) as err:
+        r.run()
+    assert 1 in err.value.suspects and err.value.owner == 2
+    assert r.server.stage is ServerStage.ABORTED
+    with pytest.raises(UsageError):
+        r.server.result()  # never a silently wrong sum
+
+
+@pytest.mark.parametrize("name", ["secagg", "secagg+"])
+def test_enrolled_forged_seed_shares_among_more_than_t_are_found_and_left_out(name):
+    from helpers import adversary_round
+
+    r = adversary_round(name, 8, enrolled=True, threshold=4,
+                        tamper=_forge_enrolled_share(1, 2))
+    cfg, encoded = r.config, list(r.encoded)
+    r.start()
+    res = r.run()
+    if 1 in r.server._graph[2]:  # client 1 holds a share of client 2's seed
+        assert r.server.suspects == {2: (1,)}
+    assert np.array_equal(res.int_sum, sum(cfg.encoding.centre(e) for e in encoded))
+
+
+def test_an_upload_without_a_seed_commitment_is_refused():
+    import dataclasses as dc
+
+    from helpers import adversary_round
+
+    from protocols.secagg.enrolled_messages import Upload
+
+    def strip(m):
+        return dc.replace(m, commitment=b"") if isinstance(m, Upload) and m.sender == 0 else m
+
+    from secagg.errors import ProtocolError
+
+    r = adversary_round("secagg", 4, enrolled=True, tamper=strip)
+    r.start()
+    with pytest.raises(ProtocolError, match="seed commitment"):
+        r.run()  # a driver counts the sender as dropped (the Flower driver does)
+    assert 0 not in r.server._uploaded

@@ -54,7 +54,7 @@ from protocols.secagg._enrolled_keys import (
     survivors_message,
 )
 from protocols.secagg._enrolled_state import ClientState, Kind, tables
-from protocols.secagg._keys import mask_sign
+from protocols.secagg._keys import mask_sign, seed_commitment
 from protocols.secagg._roles import (
     MaskingClient,
     check_enough_survivors,
@@ -201,7 +201,7 @@ class EnrolledClient(MaskingClient):
         self.encoded = None
         self._graph = graph
         return [Upload(**header(cfg, me, SERVER), masked=y, shares=tuple(sealed),
-                       escrow=tuple(escrow))]
+                       escrow=tuple(escrow), commitment=seed_commitment(cfg, me, b))]
 
     # -- active variant: sign the survivor list once ---------------------------------------
     def _on_consistency_request(self, msg: Message) -> list[Message]:

@@ -71,11 +71,14 @@ class UploadRequest(Message):
 @wire.register(0x0252)
 @dataclass(frozen=True, slots=True)
 class Upload(Message):
-    """Masked input, one sealed share per neighbour, one escrowed round seed per neighbour."""
+    """Masked input, one sealed share per neighbour, one escrowed round seed per neighbour,
+    and the SHA-256 commitment to the self-mask seed the shares are of (the server checks the
+    seed it rebuilds against it, so a forged share is caught, never a wrong sum)."""
 
     masked: np.ndarray
     shares: tuple[SealedShare, ...]
     escrow: tuple[Escrow, ...]
+    commitment: bytes
     KIND: ClassVar[enum.Enum] = Kind.UPLOAD
 
 

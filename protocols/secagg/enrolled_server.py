@@ -19,6 +19,7 @@ round needs t answering holders for every secret it must rebuild, or it aborts w
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -46,7 +47,8 @@ from protocols.secagg._enrolled_state import (
     ServerStage,
     tables,
 )
-from protocols.secagg._keys import mask_sign
+from protocols.secagg._keys import COMMITMENT_SIZE, mask_sign, seed_commitment
+from protocols.secagg._recover import rebuild
 from protocols.secagg._roles import MaskingServer
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_client import enrolled_registry
@@ -117,6 +119,9 @@ class EnrolledServer(MaskingServer):
         self._requests: dict[int, tuple[frozenset[int], frozenset[int],
                                         frozenset[tuple[int, int]]]] = {}
         self._seed_shares: dict[int, dict[int, bytes]] = {}
+        self._commitments: dict[int, bytes] = {}
+        #: owner -> the holders whose shares of its self-mask seed did not rebuild it
+        self.suspects: dict[int, tuple[int, ...]] = {}
         self._round_seeds: dict[tuple[int, int], bytes] = {}
         self._partials: dict[tuple[int, int], dict[int, bytes]] = {}
         self._answered: set[int] = set()
@@ -147,6 +152,8 @@ class EnrolledServer(MaskingServer):
             peers = [x.peer for x in items]
             if len(set(peers)) != len(peers) or set(peers) != nbrs:
                 raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
+        if len(msg.commitment) != COMMITMENT_SIZE:
+            raise ProtocolError(f"the seed commitment must be {COMMITMENT_SIZE} bytes")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
         if any(len(e.ciphertext) != ESCROW_SIZE for e in msg.escrow):
@@ -156,6 +163,7 @@ class EnrolledServer(MaskingServer):
             self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
         for e in msg.escrow:
             self._escrow[(u, e.peer)] = e.ciphertext
+        self._commitments[u] = bytes(msg.commitment)
         self._uploaded.add(u)
         self._waiting.discard(u)
 
@@ -294,7 +302,11 @@ class EnrolledServer(MaskingServer):
             if len(shares) < t:
                 raise DropoutError(f"only {len(shares)} shares of client {u}'s self-mask seed "
                                    f"arrived; t={t}")
-            terms.append((self_mask_key(cfg, u, shamir.reconstruct_bytes(shares, t)), -1))
+            seed, bad = rebuild(shares, t, partial(self._is_seed_of, u), owner=u,
+                                what=f"client {u}'s self-mask seed")
+            if bad:
+                self.suspects[u] = bad
+            terms.append((self_mask_key(cfg, u, seed), -1))
         for v in sorted(set(self.cohort) - up):
             for u in sorted(self._graph[v] & up):
                 terms.append((self._pair_seed(u, v), -mask_sign(u, v)))
@@ -308,6 +320,9 @@ class EnrolledServer(MaskingServer):
         ServerStage.COLLECT_SIGNATURES: MaskingServer._close_signatures,
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
+
+    def _is_seed_of(self, u: int, seed: bytes) -> bool:
+        return seed_commitment(self.config, u, seed) == self._commitments[u]
 
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
