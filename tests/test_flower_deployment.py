@@ -49,7 +49,7 @@ def test_example_trains_with_dp_and_survives_a_killed_and_restarted_node(tmp_pat
     try:
         dep.start()
         proc = dep.start_run({"num-server-rounds": 3, "noise-multiplier": 0.3,
-                              "epsilon": 100.0, "stage-timeout": 90.0,
+                              "epsilon": 100.0, "stage-timeout": 150.0,
                               "result-dir": str(report)})
         run_log = lambda: dep.run_log_tail(400)  # noqa: E731
         _wait(lambda: "[secagg] round 1:" in run_log(), 400, "round 1", proc)
@@ -105,7 +105,7 @@ def test_a_serverapp_that_dies_mid_round_leaves_the_nodes_serving(tmp_path):
     dep = LocalDeployment(3, app=example_app, startup_timeout=120.0)
     try:
         dep.start()
-        proc = dep.start_run({"num-server-rounds": 2, "dp": False, "stage-timeout": 90.0})
+        proc = dep.start_run({"num-server-rounds": 2, "dp": False, "stage-timeout": 150.0})
         _wait(lambda: all("Start `flwr-clientapp` process" in dep.log_tail(f"supernode-{i}",
                                                                            100000)
                           for i in range(3)), 400, "round 1 on every node", proc)
@@ -117,7 +117,7 @@ def test_a_serverapp_that_dies_mid_round_leaves_the_nodes_serving(tmp_path):
         nodes = [p for p in dep._procs if "supernode" in " ".join(map(str, p.args))]
         assert len(nodes) == 3 and all(p.poll() is None for p in nodes)
         text = dep.run({"num-server-rounds": 1, "dp": False, "protocol": "secagg+",
-                        "stage-timeout": 90.0, "result-dir": str(tmp_path)}, timeout=600)
+                        "stage-timeout": 150.0, "result-dir": str(tmp_path)}, timeout=600)
         assert "[secagg] round 1: 3/3 contributed" in text, text[-3000:]
     finally:
         dep.stop()
@@ -143,7 +143,7 @@ def test_enrolled_active_rounds_on_real_nodes_take_three_client_messages(tmp_pat
         dep.start()
         text = dep.run({"protocol": "secagg+:enrolled-active", "registry": str(registry),
                         "num-server-rounds": rounds, "noise-multiplier": 0.3,
-                        "epsilon": 100.0, "stage-timeout": 90.0, "result-dir": str(report)},
+                        "epsilon": 100.0, "stage-timeout": 150.0, "result-dir": str(report)},
                        timeout=900)
         launches = [dep.log_tail(f"supernode-{i}", 100000).count(
             "Start `flwr-clientapp` process") for i in range(3)]
