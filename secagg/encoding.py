@@ -266,20 +266,20 @@ class EncodingConfig:
         # than numpy's buffered uint32 + float64 add)
         lbuf = np.empty(ubits.size, np.float64)
         upbuf = np.empty(ubits.size, np.bool_)
-        # float32 updates: numpy multiplies float32 by a Python float in float32 (then widens),
-        # so y and floor(y) can stay float32 (exact), and only frac(y) is formed in float64.
+        # float32 updates: numpy multiplies float32 by a Python float in float32, so y is
+        # formed in float32 (that rounding is part of the encoding) and then widened.
         narrow = arr.dtype == np.float32 and exact_range
         y32buf = np.empty(ubits.size if narrow else 0, np.float32)
-        l32buf = np.empty(ubits.size if narrow else 0, np.float32)
         for s in range(0, n, _ENC_CHUNK):
             xs = arr[s : s + _ENC_CHUNK]
             m = xs.size
             y, lo, up = ybuf[:m], lbuf[:m], upbuf[:m]
             if narrow:
-                y32, lo = y32buf[:m], l32buf[:m]  # type: ignore[assignment]
+                y32 = y32buf[:m]
                 np.multiply(xs, factor, out=y32)
-                np.floor(y32, out=lo)
-                np.subtract(y32, lo, out=y, dtype=np.float64)  # frac(y), rounded as float64
+                y[...] = y32  # a plain widening cast: cheaper than mixed-type ufuncs
+                np.floor(y, out=lo)  # floor(y32), exactly
+                np.subtract(y, lo, out=y)  # frac(y), rounded as float64
             else:
                 np.multiply(xs, factor, out=y)
                 np.floor(y, out=lo)
