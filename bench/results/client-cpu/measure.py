@@ -21,8 +21,8 @@ from secagg.rng import Csprng
 
 
 def main(repeats: int) -> None:
-    sim.time = types.SimpleNamespace(perf_counter=time.thread_time)  # type: ignore[attr-defined]
-    floor_module.time = types.SimpleNamespace(  # type: ignore[attr-defined]
+    sim.time = types.SimpleNamespace(perf_counter=time.thread_time)  # type: ignore[attr-defined,assignment]
+    floor_module.time = types.SimpleNamespace(  # type: ignore[attr-defined,assignment]
         perf_counter=time.thread_time)
     cell = CellSpec(100, 1_000_000, 0.1, "secagg+", "masked_input")
     graph = graph_parameters("secagg+", 100, 0.1, MatrixOptions(repeats=1))
