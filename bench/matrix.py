@@ -23,6 +23,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,8 @@ from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.rng import Csprng
 
-__all__ = ["MatrixOptions", "graph_parameters", "make_inputs", "run_cell", "run_cells"]
+__all__ = ["LEAN_INPUT_BYTES", "MatrixOptions", "graph_parameters", "make_input", "make_inputs",
+           "run_cell", "run_cells"]
 
 Progress = Callable[[str], None]
 
@@ -81,6 +83,21 @@ def graph_parameters(protocol: str, n: int, dropout: float,
     return {"degree": k, "threshold": min(t, k + 1)}
 
 
+#: above this many input bytes (n x d x 4) a cell's inputs are generated per client on demand
+#: and the round runs lean (``run_round(lean=True)``): the driver never holds every input
+#: and encoding at once, so n = 10,000 at d = 100,000 fits in a few GB.
+LEAN_INPUT_BYTES = 1 << 30
+
+
+def make_input(n: int, dim: int, seed: int, u: int, clip: float = 1.0) -> np.ndarray:
+    """Client ``u``'s float32 update, norm uniform in [0, clip], the same on every call
+    (benchmark data only: the inputs of a lean cell)."""
+    gen = np.random.default_rng([seed, n, dim, u])
+    v = gen.standard_normal(dim, dtype=np.float32)
+    v *= np.float32(clip * gen.uniform() / max(float(np.linalg.norm(v)), 1e-12))
+    return v
+
+
 def make_inputs(n: int, dim: int, seed: int, clip: float = 1.0) -> list[np.ndarray]:
     """Random float32 updates with L2 norm uniform in [0, clip] (benchmark data only)."""
     gen = np.random.default_rng([seed, n, dim])
@@ -110,9 +127,15 @@ def _ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
 
 
-def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
+Inputs = Sequence[np.ndarray] | Callable[[int], np.ndarray]
+
+
+def run_cell(cell: CellSpec, inputs: Inputs, opts: MatrixOptions,
              progress: Progress | None = None) -> dict[str, Any]:
-    """Run one cell (repeats, floor, Flower) and return its JSON record."""
+    """Run one cell (repeats, floor, Flower) and return its JSON record.
+
+    ``inputs`` is one vector per client, or ``u -> vector`` (then the rounds run lean).
+    """
     say = progress or (lambda s: None)
     rec: dict[str, Any] = {
         "protocol": cell.protocol, "clients": cell.clients, "dim": cell.dim,
@@ -161,7 +184,7 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
             with counter:
                 ours.append(run_round(spec, config, inputs, rng, drop_at=plan,
                                       progress=lambda _msg: sample_floor(),
-                                      client_map=client_map))
+                                      client_map=client_map, lean=callable(inputs)))
         except Exception as exc:  # noqa: BLE001
             rec.update(status="error", error=f"{type(exc).__name__}: {exc}", repeats=r)
             return rec
@@ -174,7 +197,9 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
             from bench.flower_peer import run_flower
 
             say(f"{cell.label()}: Flower {flower_plan['workflow']}, repeat {r + 1}")
-            flowers.append(run_flower(inputs, num_shares=flower_plan["num_shares"],
+            listed = ([inputs(u) for u in range(cell.clients)] if callable(inputs)
+                      else inputs)
+            flowers.append(run_flower(listed, num_shares=flower_plan["num_shares"],
                                       threshold=flower_plan["threshold"], drop_at=plan,
                                       complete=flower_plan["complete"]))
         if not full and opts.cell_budget is not None \
@@ -206,8 +231,20 @@ def run_cell(cell: CellSpec, inputs: Sequence[np.ndarray], opts: MatrixOptions,
             "server": _ratio(f["server_seconds"], rec["server_seconds"]),
             "client": _ratio(f["client_seconds"], rec["client_seconds"]),
         } if ok else None)
+    rec["lean"] = callable(inputs)
+    # The process's peak resident memory so far (monotone over the run: for the largest
+    # cell it is that cell's), next to what the roles hold, for the simulator's overhead.
+    rec["process_peak_rss_bytes"] = _peak_rss()
     rec["wall_seconds"] = time.perf_counter() - t_cell
     return rec
+
+
+def _peak_rss() -> int | None:
+    try:
+        import resource
+    except ImportError:  # not on POSIX
+        return None
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: kB
 
 
 def _summarise(reports: Sequence[RoundReport], item: int) -> dict[str, Any]:
@@ -302,13 +339,18 @@ def run_cells(cells: Sequence[CellSpec], opts: MatrixOptions, progress: Progress
     say = progress or (lambda s: None)
     out: list[dict[str, Any]] = []
     key: tuple[int, int] | None = None
-    inputs: list[np.ndarray] = []
+    inputs: Inputs = []
     for i, cell in enumerate(cells):
         if key != (cell.clients, cell.dim):
             key = (cell.clients, cell.dim)
             inputs = []  # free the previous cohort first
-            say(f"[{i + 1}/{len(cells)}] generating {cell.clients} x {cell.dim:,} inputs")
-            inputs = make_inputs(cell.clients, cell.dim, opts.seed)
+            if cell.clients * cell.dim * 4 > LEAN_INPUT_BYTES:
+                say(f"[{i + 1}/{len(cells)}] {cell.clients} x {cell.dim:,} inputs, "
+                    "generated per client (lean)")
+                inputs = partial(make_input, cell.clients, cell.dim, opts.seed)
+            else:
+                say(f"[{i + 1}/{len(cells)}] generating {cell.clients} x {cell.dim:,} inputs")
+                inputs = make_inputs(cell.clients, cell.dim, opts.seed)
         say(f"[{i + 1}/{len(cells)}] {cell.label()}")
 
         def tell(s: str, i: int = i) -> None:

@@ -229,8 +229,11 @@ class EncodingConfig:
             raise ConfigError(f"update must be a 1-D vector, got shape {arr.shape}")
         if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
             raise ConfigError(f"update must be a float array, got dtype {arr.dtype}")
-        norm = _l2_norm(arr)
-        factor = weight * self.scale * (self.clip / norm if norm > self.clip else 1.0)
+        if _surely_within(arr, self.clip):
+            factor = weight * self.scale  # what the exact norm's branch gives: no clipping
+        else:
+            norm = _l2_norm(arr)
+            factor = weight * self.scale * (self.clip / norm if norm > self.clip else 1.0)
         out = np.empty(arr.size + 1, self.dtype)
         signed = out.view(np.int32 if self.bits == 32 else np.int64)
         top = float(_max_coord(self.clip, self.frac_bits, self.max_weight))
@@ -259,28 +262,32 @@ class EncodingConfig:
         two32 = 2.0**32
         ubits = np.empty(max(1, min(n, _ENC_CHUNK)), np.uint32)  # CSPRNG bits, drawn chunk by chunk
         ybuf = np.empty(ubits.size, np.float64)
+        fbuf = np.empty(ubits.size, np.float64)  # the bits as float64 (a plain cast is cheaper
+        # than numpy's buffered uint32 + float64 add)
         lbuf = np.empty(ubits.size, np.float64)
         upbuf = np.empty(ubits.size, np.bool_)
-        # float32 updates: numpy multiplies float32 by a Python float in float32 (then widens),
-        # so y and floor(y) can stay float32 (exact), and only frac(y) is formed in float64.
+        # float32 updates: numpy multiplies float32 by a Python float in float32, so y is
+        # formed in float32 (that rounding is part of the encoding) and then widened.
         narrow = arr.dtype == np.float32 and exact_range
         y32buf = np.empty(ubits.size if narrow else 0, np.float32)
-        l32buf = np.empty(ubits.size if narrow else 0, np.float32)
         for s in range(0, n, _ENC_CHUNK):
             xs = arr[s : s + _ENC_CHUNK]
             m = xs.size
             y, lo, up = ybuf[:m], lbuf[:m], upbuf[:m]
             if narrow:
-                y32, lo = y32buf[:m], l32buf[:m]  # type: ignore[assignment]
+                y32 = y32buf[:m]
                 np.multiply(xs, factor, out=y32)
-                np.floor(y32, out=lo)
-                np.subtract(y32, lo, out=y, dtype=np.float64)  # frac(y), rounded as float64
+                y[...] = y32  # a plain widening cast: cheaper than mixed-type ufuncs
+                np.floor(y, out=lo)  # floor(y32), exactly
+                np.subtract(y, lo, out=y)  # frac(y), rounded as float64
             else:
                 np.multiply(xs, factor, out=y)
                 np.floor(y, out=lo)
                 np.subtract(y, lo, out=y)  # frac(y)
             np.multiply(y, two32, out=y)
-            np.add(y, rng.fill(ubits[:m]), out=y)
+            fb = fbuf[:m]
+            fb[...] = rng.fill(ubits[:m])  # exact: every uint32 is a float64
+            np.add(y, fb, out=y)
             np.greater_equal(y, two32, out=up)  # floor(frac + u) == 1
             if exact_range:
                 part = signed[s : s + m]
@@ -308,6 +315,32 @@ class EncodingConfig:
         """Centred integer sum -> (sum of w*x as float64, total weight)."""
         vals = int_sum.astype(np.float64) / self.scale
         return vals[:-1], float(vals[-1])
+
+
+_DOT_CHUNK = 1 << 13  # below OpenBLAS's threading threshold for dot: one core per call
+
+
+def _surely_within(x: np.ndarray, clip: float) -> bool:
+    """True only when the L2 norm of a float32 ``x`` is certainly at most ``clip`` (so
+    clipping cannot act), decided by a float32 dot product in chunks.
+
+    Each chunk's float32 sum of m non-negative squares is within a factor (1 +- m*2^-24)
+    of the exact one (any summation order, FMA or not) plus at most m*2^-148 of underflow;
+    the float64 einsum of :func:`_l2_norm` is within n*2^-53. So ``1.01 * s + n*2^-140 <
+    clip^2`` implies that the exact norm, and the float64 one the clipping branch tests, are
+    both at most ``clip``: the encoding is the same integers as with :func:`_l2_norm`, bit
+    for bit. False (NaN, inf, near or over the clip, other dtypes) sends the caller to
+    :func:`_l2_norm`, which also rejects non-finite input.
+    """
+    if x.dtype != np.float32:
+        return False
+    total = 0.0
+    with np.errstate(over="ignore", invalid="ignore"):  # inf/NaN: the exact path decides
+        for s in range(0, x.size, _DOT_CHUNK):
+            c = x[s : s + _DOT_CHUNK]
+            total += float(np.dot(c, c))
+    limit = clip * clip
+    return math.isfinite(total) and 1.01 * total + x.size * 2.0**-140 < limit
 
 
 def _l2_norm(x: np.ndarray) -> float:

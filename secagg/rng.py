@@ -26,6 +26,8 @@ from secagg.errors import ConfigError
 __all__ = ["Csprng"]
 
 _BLOCK = 1 << 16  # bytes of keystream produced per refill
+_ZEROS = bytes(_BLOCK)  # the plaintext of every refill, shared: immutable, and 64 KiB a
+_ZERO_VIEW = memoryview(_ZEROS)  # generator adds up (a simulation holds one per party)
 
 
 def _hkdf(ikm: bytes, info: bytes, length: int = 32) -> bytes:
@@ -51,8 +53,8 @@ class Csprng:
             raise ConfigError(f"Csprng key must be {self.KEY_SIZE} bytes, got {len(key)}")
         self._key = bytes(key)
         self._enc = Cipher(algorithms.ChaCha20(self._key, bytes(16)), mode=None).encryptor()
-        self._zeros = bytes(_BLOCK)
-        self._zero_view = memoryview(self._zeros)
+        self._zeros = _ZEROS
+        self._zero_view = _ZERO_VIEW
         self._buf = b""
         self._pos = 0
 

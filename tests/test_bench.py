@@ -243,3 +243,20 @@ def test_torch_path_self_check_passes_on_cpu_and_would_catch_a_wrong_keystream(
     monkeypatch.setattr(gpu_chacha, "chacha20_blocks", off_by_one)
     assert gpu_chacha.matches_cpu(device="cpu") is False
     assert torch is not None
+
+
+def test_a_lean_cell_generates_inputs_per_client_and_stays_exact() -> None:
+    """Large cells take ``u -> vector`` and run lean; the sum is still exact, and the
+    generated inputs are the same on every call (so the oracle sees what the client saw)."""
+    from functools import partial
+
+    from bench.matrix import make_input, run_cell
+
+    a, b = make_input(12, 300, 0, 4), make_input(12, 300, 0, 4)
+    assert a.dtype == "float32" and (a == b).all() and not (a == make_input(12, 300, 0, 5)).all()
+    cell = CellSpec(12, 300, 0.2, "secagg+", "masked_input")
+    rec = run_cell(cell, partial(make_input, 12, 300, 0), MatrixOptions(repeats=1, degree=6,
+                                                                         threshold=4))
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["lean"] is True and rec["exact"] is True and rec["dropped"] == 2
+    assert rec["process_peak_rss_bytes"] is None or rec["process_peak_rss_bytes"] > 0

@@ -16,7 +16,7 @@ import re
 
 import numpy as np
 import pytest
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 from strategies import csprngs, encoding_configs, updates, weights
 
@@ -449,3 +449,26 @@ def test_float32_updates_round_bit_for_bit_at_the_awkward_values() -> None:
         got = cfg.encode(x, Csprng.from_seed(seed))
         want = _reference_encode(cfg, x, Csprng.from_seed(seed), 1.0)
         assert np.array_equal(got, want)
+
+
+# -- the fast "no clipping" decision ---------------------------------------------------------
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 70_000), st.floats(0.98, 1.02), st.floats(1e-3, 1e3), st.integers(0, 2**32))
+def test_fast_norm_check_never_skips_a_clip_the_exact_norm_would_apply(d, ratio, clip, seed):
+    from secagg.encoding import _l2_norm, _surely_within
+
+    x = Csprng.from_seed(seed).random(d).astype(np.float32) - np.float32(0.5)
+    x *= np.float32(clip * ratio / max(float(np.linalg.norm(x.astype(np.float64))), 1e-30))
+    if _surely_within(x, clip):
+        assert _l2_norm(x) <= clip
+    # well inside the clip the fast path is taken (so the check above is exercised)
+    assert _surely_within(x * np.float32(0.9), clip)
+
+
+def test_fast_norm_check_refuses_what_it_cannot_decide():
+    from secagg.encoding import _surely_within
+
+    assert not _surely_within(np.array([1.0, np.nan], np.float32), 10.0)
+    assert not _surely_within(np.array([3e38, 3e38], np.float32), 1e300)  # squares overflow
+    assert not _surely_within(np.ones(4, np.float64) * 0.1, 1.0)  # float64: the exact path
+    assert not _surely_within(np.ones(100, np.float32) * np.float32(0.1), 1.0)  # norm 1.0
