@@ -1,6 +1,6 @@
 """One-off: the k = 10 client (n = 100, d = 1M, 10% dropout before the masked input) over its
 keystream+add floor, both in thread CPU time, so that waiting for a core on a shared machine
-does not count. It swaps the clock of fl.simulation and bench.floor for time.thread_time.
+does not count. It swaps the clock of fl.engines.simulation and bench.floor for time.thread_time.
 
 Run: ``PYTHONPATH=. python3 bench/results/client-cpu/measure.py 3``
 """
@@ -13,7 +13,7 @@ import time
 import types
 
 import bench.floor as floor_module
-import fl.simulation as sim
+import fl.engines.simulation as sim
 import protocols
 from bench.cells import CellSpec, drop_plan
 from bench.matrix import MatrixOptions, _config, graph_parameters, make_inputs
