@@ -417,3 +417,47 @@ def test_an_upload_without_a_seed_commitment_is_refused():
     with pytest.raises(ProtocolError, match="seed commitment"):
         r.run()  # a driver counts the sender as dropped (the Flower driver does)
     assert 0 not in r.server._uploaded
+
+
+def _forge_partial(forger: int, owner: int):
+    import dataclasses as dc
+
+    from protocols.secagg.enrolled_messages import Partial, UnmaskResponse
+    from secagg import threshold
+
+    def tamper(m):
+        if isinstance(m, UnmaskResponse) and m.sender == forger:
+            fake = threshold.partial(12345, threshold.hash_point(b"not this escrow"))
+            return dc.replace(m, partials=tuple(
+                Partial(p.owner, p.dropped, fake) if p.owner == owner else p
+                for p in m.partials))
+        return m
+    return tamper
+
+
+@pytest.mark.parametrize("n,released", [(8, True), (6, False)])
+def test_a_forged_escrow_partial_is_left_out_or_aborts_naming_the_suspects(n, released):
+    """Client n-1 never uploads; client 2 uploads, then vanishes: the server opens 2's escrow
+    with n-1 from its holders' partials, one of which (client 1's) is forged. With more than
+    t partials the escrow still opens and client 1 is named; with exactly t the round aborts
+    with ForgedShareError, never a wrong sum."""
+    from helpers import adversary_round
+
+    from protocols.secagg._enrolled_state import Kind
+    from secagg.errors import ForgedShareError
+
+    r = adversary_round("secagg", n, enrolled=True, threshold=4,
+                        drop_at={n - 1: Kind.UPLOAD_REQUEST, 2: Kind.UNMASK_REQUEST},
+                        tamper=_forge_partial(1, 2))
+    cfg, encoded = r.config, list(r.encoded)
+    r.start()
+    if released:
+        res = r.run()
+        assert res.contributors == tuple(u for u in range(n) if u != n - 1)
+        want = sum(cfg.encoding.centre(encoded[u]) for u in res.contributors)
+        assert np.array_equal(res.int_sum, want)
+        assert r.server.suspects == {2: (1,)}
+    else:
+        with pytest.raises(ForgedShareError) as err:
+            r.run()
+        assert 1 in err.value.suspects and err.value.owner == 2

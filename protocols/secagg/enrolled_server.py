@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import combinations
 from typing import Any, ClassVar
 
 import numpy as np
@@ -48,7 +49,7 @@ from protocols.secagg._enrolled_state import (
     tables,
 )
 from protocols.secagg._keys import COMMITMENT_SIZE, mask_sign, seed_commitment
-from protocols.secagg._recover import rebuild
+from protocols.secagg._recover import MAX_TRIES, rebuild
 from protocols.secagg._roles import MaskingServer
 from protocols.secagg.config import SecAggConfig
 from protocols.secagg.enrolled_client import enrolled_registry
@@ -64,7 +65,13 @@ from protocols.secagg.enrolled_messages import (
     UploadRequest,
 )
 from secagg import aead, shamir, threshold
-from secagg.errors import ConfigError, DropoutError, ProtocolError, UsageError
+from secagg.errors import (
+    ConfigError,
+    DropoutError,
+    ForgedShareError,
+    ProtocolError,
+    UsageError,
+)
 from secagg.prg import add_masks
 from secagg.rng import Csprng
 
@@ -120,7 +127,8 @@ class EnrolledServer(MaskingServer):
                                         frozenset[tuple[int, int]]]] = {}
         self._seed_shares: dict[int, dict[int, bytes]] = {}
         self._commitments: dict[int, bytes] = {}
-        #: owner -> the holders whose shares of its self-mask seed did not rebuild it
+        #: owner -> the holders whose shares of its self-mask seed, or partials of its
+        #: escrows, did not fit (the round went on without them)
         self.suspects: dict[int, tuple[int, ...]] = {}
         self._round_seeds: dict[tuple[int, int], bytes] = {}
         self._partials: dict[tuple[int, int], dict[int, bytes]] = {}
@@ -285,13 +293,34 @@ class EnrolledServer(MaskingServer):
         if len(partials) < t:
             raise DropoutError(f"client {u} did not answer and only {len(partials)} holders "
                                f"opened its escrow with dropped client {v}; t={t}")
-        k = threshold.combined_key(partials, t)
-        try:
-            return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
-                              escrow_ad(self.config, u, v))
-        except ProtocolError:
-            raise ProtocolError(f"the escrow of client {u} with {v} does not open: a forged "
-                                "partial decryption") from None
+        xs = sorted(partials)
+
+        def opened(subset: tuple[int, ...]) -> bytes | None:
+            try:
+                k = threshold.combined_key({x: partials[x] for x in subset}, t)
+                return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
+                                  escrow_ad(self.config, u, v))
+            except ProtocolError:
+                return None
+
+        seed = opened(tuple(xs[:t]))
+        if seed is not None:
+            return seed
+        # A forged partial: with more than t, find t that open the escrow (the AEAD tag is
+        # the check), then name the holders whose partials do not fit with them.
+        for tries, subset in enumerate(combinations(xs, t)):
+            if tries >= MAX_TRIES:
+                break
+            seed = opened(subset)
+            if seed is not None:
+                bad = tuple(x - 1 for x in xs if x not in subset and opened(
+                    (*subset[1:], x)) is None)
+                self.suspects[u] = tuple(sorted({*self.suspects.get(u, ()), *bad}))
+                return seed
+        raise ForgedShareError(
+            f"the escrow of client {u} with {v} does not open from the {len(xs)} partials "
+            f"of clients {[x - 1 for x in xs]}: one of them is forged",
+            owner=u, suspects=tuple(x - 1 for x in xs))
 
     def _close_unmask(self) -> list[Message]:
         cfg, t = self.config, self.config.threshold
