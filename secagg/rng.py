@@ -25,9 +25,13 @@ from secagg.errors import ConfigError
 
 __all__ = ["Csprng"]
 
-_BLOCK = 1 << 16  # bytes of keystream produced per refill
-_ZEROS = bytes(_BLOCK)  # the plaintext of every refill, shared: immutable, and 64 KiB a
+_BLOCK = 1 << 16  # draws of at least this many bytes go straight to the cipher, in blocks
+_ZEROS = bytes(_BLOCK)  # the plaintext of those blocks, shared: immutable, and 64 KiB a
 _ZERO_VIEW = memoryview(_ZEROS)  # generator adds up (a simulation holds one per party)
+# Keystream buffered for small draws: what each generator holds between draws (a simulation
+# of n clients holds n of them, so it is kept small).
+_SMALL = 1 << 10
+_SMALL_ZEROS = bytes(_SMALL)
 
 
 def _hkdf(ikm: bytes, info: bytes, length: int = 32) -> bytes:
@@ -101,7 +105,7 @@ class Csprng:
         out = bytearray()
         while len(out) < n:
             if self._pos >= len(self._buf):
-                self._buf = self._enc.update(self._zeros)
+                self._buf = self._enc.update(_SMALL_ZEROS)
                 self._pos = 0
             take = min(n - len(out), len(self._buf) - self._pos)
             out += self._buf[self._pos : self._pos + take]
