@@ -7,7 +7,7 @@ progress interface. The loop itself is :mod:`fl.training.loop`.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Protocol
 
 from secagg.errors import ConfigError
@@ -164,11 +164,13 @@ class RoundRecord:
         """
         plain = {k[: -len(DP_NOISED_SUFFIX)] if k.endswith(DP_NOISED_SUFFIX) else k: v
                  for k, v in doc.items()}
-        names = {f.name for f in fields(cls)}
-        try:
-            return cls(**{k: v for k, v in plain.items() if k in names})
-        except TypeError as exc:
-            raise ConfigError(f"not a round record: {exc}") from None
+        known = fields(cls)
+        missing = [f.name for f in known if f.name not in plain
+                   and f.default is MISSING and f.default_factory is MISSING]
+        if missing:
+            raise ConfigError(f"not a round record: it lacks {', '.join(missing)}")
+        names = {f.name for f in known}
+        return cls(**{k: v for k, v in plain.items() if k in names})
 
 
 @dataclass
