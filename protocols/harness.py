@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -196,22 +196,47 @@ def random_inputs(n: int, dim: int, rng: Csprng, norm: float = 0.9) -> list[np.n
 
 @dataclass(frozen=True)
 class Envelope:
-    """One frame in flight, with the routing fields read off the message it encodes."""
+    """One frame in flight, with the routing fields read off the message it encodes.
 
-    frame: bytes
+    An envelope holds either its frame (:meth:`of`) or its message, encoded again each time
+    the frame is read (:meth:`held`): the server's n key broadcasts, which share one roster
+    of n entries, then cost one roster in memory instead of n frames of n entries each.
+    Either way a recipient gets a fresh message decoded from a frame.
+    """
+
     sender: int
     recipient: int
     kind: enum.Enum
+    encoded: bytes | None = field(default=None, repr=False)
+    message: Message | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, msg: Message) -> Envelope:
-        """The frame of ``msg``."""
-        return cls(wire.encode(msg), msg.sender, msg.recipient, msg.KIND)
+        """The frame of ``msg``, encoded now."""
+        return cls(msg.sender, msg.recipient, msg.KIND, encoded=wire.encode(msg))
+
+    @classmethod
+    def held(cls, msg: Message) -> Envelope:
+        """``msg`` itself, encoded only when its frame is read."""
+        return cls(msg.sender, msg.recipient, msg.KIND, message=msg)
+
+    @property
+    def frame(self) -> bytes:
+        """The encoded message."""
+        if self.encoded is not None:
+            return self.encoded
+        if self.message is None:
+            raise UsageError("an envelope needs a frame or a message")
+        return wire.encode(self.message)
 
     def open(self) -> Message:
         """Decode the frame (a fresh message object)."""
         msg: Message = wire.decode(self.frame)
         return msg
+
+
+def _holds_arrays(msg: Message) -> bool:
+    return any(isinstance(getattr(msg, f.name), np.ndarray) for f in fields(msg))
 
 
 class Op(enum.Enum):
@@ -403,9 +428,13 @@ class Router:
         if not wire:
             return out
         for m in out:
-            env = Envelope.of(m)
             if 0 <= sender < self.n:
+                env = Envelope.of(m)
                 self.up[sender] += len(env.frame)
+            elif _holds_arrays(m):  # a role may write into an array after sending it
+                env = Envelope.of(m)
+            else:  # the server's and helpers' other frames are encoded when delivered
+                env = Envelope.held(m)
             self.pending.append(env)
         return out
 
@@ -459,13 +488,14 @@ class Router:
         party = self.party(address)
         if 0 <= address < self.n and self.received[address] >= self.input_stage:
             self._give_input(address)
-        decoded = env.open()
+        frame = env.frame
+        decoded: Message = wire.decode(frame)
         if 0 <= address < self.n:
             self.received[address] += 1
-            self.down[address] += len(env.frame)
+            self.down[address] += len(frame)
         if self.record:
             self.log.append(decoded)
-            self.frames.append(env.frame)
+            self.frames.append(frame)
         out = self._step(address, lambda: party.receive(decoded))
         return self._queue(address, out, queue)
 

@@ -13,7 +13,7 @@ state enums; a subclass names them in class attributes.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,7 +26,7 @@ from secagg import sign
 from secagg.errors import DropoutError, LateMessageError, ProtocolError, UsageError
 from secagg.rng import Csprng
 
-__all__ = ["MaskingClient", "MaskingServer", "check_enough_survivors", "check_signed_split",
+__all__ = ["IdSet", "MaskingClient", "MaskingServer", "check_enough_survivors", "check_signed_split",
            "check_survivor_list", "check_unmask_split"]
 
 
@@ -141,6 +141,35 @@ def check_enough_survivors(config: SecAggConfig, surv: Collection[int]) -> None:
                             "to help unmask a smaller sum")
 
 
+class IdSet(Collection[int]):
+    """A set of client ids (non-negative ints) held as a bitmap: what a client keeps of a
+    roster of n clients is n / 8 bytes, not a hash set of n ints (about 80 bytes each), so a
+    simulated cohort of n clients holds O(n^2) bits, not O(n^2) objects."""
+
+    __slots__ = ("_bits", "_len")
+
+    def __init__(self, ids: Iterable[int]) -> None:
+        ids = list(ids)
+        if any(v < 0 for v in ids):
+            raise UsageError("client ids are non-negative")
+        bits = bytearray((max(ids, default=-1) >> 3) + 1)
+        for v in ids:
+            bits[v >> 3] |= 1 << (v & 7)
+        self._bits = bytes(bits)
+        self._len = sum(b.bit_count() for b in self._bits)
+
+    def __contains__(self, v: object) -> bool:
+        if not isinstance(v, int) or v < 0 or v >> 3 >= len(self._bits):
+            return False
+        return bool(self._bits[v >> 3] >> (v & 7) & 1)
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for i in range(len(self._bits) * 8) if i in self)
+
+    def __len__(self) -> int:
+        return self._len
+
+
 def check_survivor_list(config: SecAggConfig, me: int, survivors: tuple[int, ...],
                         allowed: Collection[int], neighbours: Collection[int]) -> None:
     """Active variant: the checks both modes make on a survivor list before signing it.
@@ -157,9 +186,9 @@ def check_survivor_list(config: SecAggConfig, me: int, survivors: tuple[int, ...
         raise ProtocolError("survivor list must be sorted and without repeats")
     if me not in survivors:
         raise ProtocolError("survivor list omits this client, which sent its input")
-    outside = set(survivors) - set(allowed)
+    outside = [v for v in survivors if v not in allowed]
     if outside:
-        raise ProtocolError(f"survivor list names clients {sorted(outside)[:5]} that are not "
+        raise ProtocolError(f"survivor list names clients {outside[:5]} that are not "
                             "in the roster or cohort")
     alive = (set(neighbours) | {me}) & set(survivors)
     if len(alive) < config.threshold:

@@ -63,6 +63,7 @@ from protocols.secagg._keys import (
     transcript,
 )
 from protocols.secagg._roles import (
+    IdSet,
     MaskingClient,
     check_enough_survivors,
     check_signed_split,
@@ -79,7 +80,6 @@ from protocols.secagg.messages import (
     KeyBroadcast,
     KeyRequest,
     MaskedInput,
-    PublicKeys,
     RosterEntry,
     SealedShare,
     Share,
@@ -155,7 +155,7 @@ class SecAggClient(MaskingClient):
         self._c: KeyPair | None = None
         self._s: KeyPair | None = None
         self._seed: bytes | None = None
-        self._peers: dict[int, PublicKeys] = {}
+        self._peers: frozenset[int] = frozenset()  # this round's neighbours
         self._own_shares: tuple[bytes, bytes] | None = None
         self._held: dict[int, tuple[bytes, bytes]] = {}
         self._share_keys: dict[int, bytes] = {}
@@ -164,7 +164,7 @@ class SecAggClient(MaskingClient):
         self._nonce: bytes = b""
         self._digest: bytes = b""
         self._transcript: bytes = b""
-        self._roster: frozenset[int] = frozenset()
+        self._roster: IdSet = IdSet(())
 
     # -- handlers: each validates everything before it changes anything -------------------
     def _claim(self, kind: str, answer: bytes) -> None:
@@ -224,7 +224,7 @@ class SecAggClient(MaskingClient):
                     raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
                                         "its enrolled key")
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
-        self._roster = frozenset(ids)
+        self._roster = IdSet(ids)
         return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
@@ -282,7 +282,7 @@ class SecAggClient(MaskingClient):
             # Agree the mask key now, so a bad key is refused before anything is sent.
             mask_keys[h] = pair_mask_key(cfg, self._s.secret, peers[h].s_pk, me, h)
             sealed.append(SealedShare(h, aead.seal(key, bs + ks, share_ad(cfg, me, h), self._rng)))
-        self._peers, self._own_shares = peers, own
+        self._peers, self._own_shares = frozenset(peers), own
         self._share_keys, self._mask_keys = share_keys, mask_keys
         return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
 
