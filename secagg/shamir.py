@@ -1,6 +1,7 @@
-"""Shamir secret sharing over the prime field GF(2^521 - 1).
+"""Shamir secret sharing over the prime field GF(p), p = 2^256 + 297 (the least prime above
+2^256, so every 32-byte secret is one field element and a share is 33 bytes).
 
-A secret of up to 64 bytes (here: 32-byte seeds and X25519 secret keys) is the constant term
+A secret of up to 32 bytes (here: seeds and X25519 secret keys) is the constant term
 of a random polynomial of degree ``t - 1``; party ``x`` (x >= 1) holds its value at ``x``.
 Any ``t`` shares give the secret back by Lagrange interpolation at 0; ``t - 1`` shares are
 consistent with every secret (perfect secrecy).
@@ -17,7 +18,7 @@ all the holder sets computed in one batch (:class:`LagrangeCache`: the differenc
 holder set by Montgomery's trick). A secret rebuilt this way must be checked against a
 commitment (e.g. the public key of a rebuilt X25519 secret, or a hash commitment to a seed),
 since a forged share yields a wrong secret rather than an error. :class:`ShareBook` keeps
-the first ``t`` shares of each secret compactly (66 bytes of value + 4 of x per share) for
+the first ``t`` shares of each secret compactly (33 bytes of value + 8 of x per share) for
 exactly that path.
 
 .. warning:: shares are secret material; a party must never reveal t shares of one secret.
@@ -38,7 +39,7 @@ from secagg.rng import Csprng
 __all__ = ["PRIME", "SHARE_SIZE", "LagrangeCache", "ShareBook", "reconstruct", "reconstruct_bytes",
            "reconstruct_many", "reconstruct_many_bytes", "split", "split_bytes"]
 
-PRIME = 2**521 - 1
+PRIME = 2**256 + 297  # prime (gmpy2.next_prime(2**256)); tests/test_shamir.py checks it
 
 # gmpy2 (a core dependency) makes field arithmetic ~3x and inversion ~20x faster; plain
 # Python ints give identical results where it is missing.
@@ -51,8 +52,8 @@ try:
 except ImportError:  # pragma: no cover - gmpy2 is a declared dependency
     pass
 _P: Any = _num(PRIME)
-SHARE_SIZE = 66  # bytes of one big-endian field element
-_MAX_SECRET_BYTES = 64
+SHARE_SIZE = 33  # bytes of one big-endian field element
+_MAX_SECRET_BYTES = 32
 
 
 def _check_params(xs: Sequence[int], t: int) -> None:
@@ -65,7 +66,7 @@ def _check_params(xs: Sequence[int], t: int) -> None:
         raise ConfigError("share holders' x-coordinates must be distinct")
     for x in xs:
         if not isinstance(x, int) or not 0 < x < PRIME:
-            raise ConfigError(f"x-coordinate must be an integer in [1, 2^521-2], got {x!r}")
+            raise ConfigError(f"x-coordinate must be an integer in [1, 2^256 + 296], got {x!r}")
 
 
 def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
@@ -79,7 +80,7 @@ def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
     """
     _check_params(xs, t)
     if not 0 <= secret < PRIME:
-        raise ConfigError("secret must be in [0, 2^521 - 1)")
+        raise ConfigError("secret must be in [0, 2^256 + 297)")
     coeffs = [_num(secret)] + [_num(rng.randbelow(PRIME)) for _ in range(t - 1)]
     out = []
     top = coeffs[::-1]
@@ -99,7 +100,7 @@ def split(secret: int, xs: Sequence[int], t: int, rng: Csprng) -> list[int]:
 
 
 def split_bytes(secret: bytes, xs: Sequence[int], t: int, rng: Csprng) -> list[bytes]:
-    """:func:`split` for a byte string of at most 64 bytes; shares are 66-byte strings."""
+    """:func:`split` for a byte string of at most 32 bytes; shares are 33-byte strings."""
     if len(secret) > _MAX_SECRET_BYTES:
         raise ConfigError(f"secret is {len(secret)} bytes; at most {_MAX_SECRET_BYTES} fit the field")
     s = int.from_bytes(secret, "big")
@@ -361,7 +362,7 @@ def _to_bytes(secret: int, length: int) -> bytes:
 
 
 class ShareBook:
-    """The first ``keep`` shares of each of many secrets, kept compactly (about 70 bytes per
+    """The first ``keep`` shares of each of many secrets, kept compactly (about 41 bytes per
     share held; later shares are dropped), for :meth:`reconstruct`.
 
     Args:

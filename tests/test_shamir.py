@@ -182,14 +182,14 @@ def test_share_outside_the_field_is_a_protocol_error() -> None:
 
 
 def test_secret_that_does_not_fit_the_length_is_a_protocol_error() -> None:
-    shares = split_bytes(b"\xff" * 40, [1, 2, 3], 2, Csprng.from_seed(0))
-    with pytest.raises(ProtocolError, match="32 bytes"):
-        reconstruct_bytes({1: shares[0], 2: shares[1]}, 2, length=32)
+    shares = split_bytes(b"\xff" * 20, [1, 2, 3], 2, Csprng.from_seed(0))
+    with pytest.raises(ProtocolError, match="16 bytes"):
+        reconstruct_bytes({1: shares[0], 2: shares[1]}, 2, length=16)
 
 
-def test_secret_longer_than_64_bytes_is_refused() -> None:
-    with pytest.raises(ConfigError, match="64"):
-        split_bytes(bytes(65), [1, 2], 2, Csprng.from_seed(0))
+def test_secret_longer_than_32_bytes_is_refused() -> None:
+    with pytest.raises(ConfigError, match="32"):
+        split_bytes(bytes(33), [1, 2], 2, Csprng.from_seed(0))
 
 
 # -- parameter errors -------------------------------------------------------------------------
@@ -293,7 +293,7 @@ def test_batched_path_errors_name_the_secret_and_the_share() -> None:
     with pytest.raises(ProtocolError, match="x=2 is 5 bytes"):
         reconstruct_many_bytes([{1: good[1], 2: b"short"}], 2)
     with pytest.raises(ProtocolError, match="not a field element"):
-        reconstruct_many_bytes([{1: good[1], 2: (2**528 - 1).to_bytes(SHARE_SIZE, "big")}], 2)
+        reconstruct_many_bytes([{1: good[1], 2: (2**(8 * SHARE_SIZE) - 1).to_bytes(SHARE_SIZE, "big")}], 2)
     with pytest.raises(ConfigError, match="threshold"):
         reconstruct_many([good and {1: 1}], 0)
     with pytest.raises(ConfigError, match="increasing order"):
@@ -314,7 +314,7 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     assert book.reconstruct([7]) == [secret]
     with pytest.raises(ProtocolError, match="second share"):
         book.add(7, 2, bytes(SHARE_SIZE))
-    with pytest.raises(ProtocolError, match="expected 66"):
+    with pytest.raises(ProtocolError, match=f"expected {SHARE_SIZE}"):
         book.add(8, 1, b"x")
     with pytest.raises(ProtocolError, match="two shares of one secret"):
         book.add_from(4, [(8, bytes(SHARE_SIZE)), (8, bytes(SHARE_SIZE))])
@@ -322,7 +322,7 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     book.add(9, 1, bytes(SHARE_SIZE))
     with pytest.raises(ConfigError, match="need 3 shares"):
         book.reconstruct([9])
-    book.add(9, 2, (2**528 - 1).to_bytes(SHARE_SIZE, "big"))
+    book.add(9, 2, (2**(8 * SHARE_SIZE) - 1).to_bytes(SHARE_SIZE, "big"))
     book.add(9, 3, bytes(SHARE_SIZE))
     with pytest.raises(ProtocolError, match="x=2 is not a field element"):
         book.reconstruct([9])
@@ -352,3 +352,15 @@ def test_share_book_can_keep_extras_and_check_them() -> None:
         book.reconstruct([1], check_extra=True)
     with pytest.raises(ConfigError, match="keep must be"):
         ShareBook(3, keep=2)
+
+
+def test_the_field_is_the_least_prime_above_2_256() -> None:
+    """Every 32-byte secret is one field element, a share is 33 bytes, and the modulus is
+    prime (Miller-Rabin, 64 rounds) with no prime between 2^256 and it."""
+    import gmpy2
+
+    assert PRIME > 2**256 and SHARE_SIZE == (PRIME.bit_length() + 7) // 8 == 33
+    assert gmpy2.is_prime(PRIME, 64)
+    assert not any(gmpy2.is_prime(2**256 + i, 25) for i in range(1, PRIME - 2**256))
+    top = split_bytes(b"\xff" * 32, [1, 2, 3], 2, Csprng.from_seed("top"))
+    assert reconstruct_bytes({1: top[0], 3: top[2]}, 2) == b"\xff" * 32

@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
-from secagg import aead
+from secagg import aead, shamir
 from secagg.kex import agree, derive_key, label
 
 __all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "PLAINTEXT_SIZE", "SEALED_SIZE",
@@ -29,7 +29,7 @@ __all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "PLAINTEXT_SIZE", "SE
            "survivors_message", "transcript"]
 
 PROTOCOL_NAME = "secagg"
-PLAINTEXT_SIZE = 2 * 66  # share of the self-mask seed b_u, then of the mask key s_u^SK
+PLAINTEXT_SIZE = 2 * shamir.SHARE_SIZE  # share of the self-mask seed b_u, then of the mask key s_u^SK
 SEALED_SIZE = aead.NONCE_SIZE + PLAINTEXT_SIZE + aead.TAG_SIZE
 COMMITMENT_SIZE = 32
 DIGEST_SIZE = 32

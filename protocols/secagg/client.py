@@ -309,7 +309,7 @@ class SecAggClient(MaskingClient):
             pt = aead.open_(self._share_keys[v], sh.ciphertext, share_ad(cfg, v, me))
             if len(pt) != PLAINTEXT_SIZE:
                 raise ProtocolError(f"shares from client {v} are {len(pt)} bytes, not {PLAINTEXT_SIZE}")
-            held[v] = (pt[:66], pt[66:])
+            held[v] = (pt[:shamir.SHARE_SIZE], pt[shamir.SHARE_SIZE:])
         terms = [(self_mask_key(cfg, me, seed), 1)]
         for v in sorted(held):
             terms.append((self._mask_keys[v], mask_sign(me, v)))

@@ -130,15 +130,18 @@ class SecAggServer(MaskingServer):
         self._keys: dict[int, PublicKeys] = {}
         self._digests: dict[int, bytes] = {}
         self.suspects: dict[int, tuple[int, ...]] = {}
-        self._sent_nb: dict[int, frozenset[int]] = {}
-        # recipient -> (senders, their sealed shares as received): no per-share record object
-        self._inbox: dict[int, tuple[array[int], list[bytes]]] = {}
+        # Per-pair state is held compactly, since it is what grows with n x k: neighbour
+        # lists as sorted int32 arrays (4 bytes a pair, not a hash set's ~40), and the sealed
+        # shares for each recipient as one buffer of fixed-size ciphertexts in arrival order
+        # with their senders (SEALED_SIZE + 4 bytes a pair, no per-share object).
+        self._sent_nb: dict[int, array[int]] = {}
+        self._inbox: dict[int, tuple[array[int], bytearray]] = {}
         self._shared: set[int] = set()
-        self._forwarded: dict[int, frozenset[int]] = {}
+        self._forwarded: dict[int, array[int]] = {}
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
         self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
-        # Shares to rebuild each secret from (about 70 bytes a share). Every rebuilt secret is
+        # Shares to rebuild each secret from (about 41 bytes a share). Every rebuilt secret is
         # checked against its commitment; the shares kept beyond t let the server find up to
         # keep - t forged ones and rebuild from the others (all of them in the active variant,
         # t + 2 in the passive one, to keep memory near t shares per secret).
@@ -185,16 +188,18 @@ class SecAggServer(MaskingServer):
             raise ProtocolError("expected ShareKeys")
         u = msg.sender
         peers = [sh.peer for sh in msg.shares]
-        if len(set(peers)) != len(peers) or set(peers) != self._sent_nb[u]:
+        if sorted(peers) != list(self._sent_nb[u]):
             raise ProtocolError(f"client {u} must send exactly one sealed share to each neighbour")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
+        size = SEALED_SIZE
         for sh in msg.shares:
             box = self._inbox.get(sh.peer)
-            if box is None:
-                box = self._inbox[sh.peer] = (array("i"), [])
+            if box is None:  # one slot per neighbour of the recipient, filled in arrival order
+                box = self._inbox[sh.peer] = (array("i"), bytearray(len(self._sent_nb[sh.peer]) * size))
+            i = len(box[0])
             box[0].append(u)
-            box[1].append(sh.ciphertext)
+            box[1][i * size:(i + 1) * size] = sh.ciphertext
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -267,7 +272,7 @@ class SecAggServer(MaskingServer):
         self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
         live = _prune({u: set(self._graph[u]) for u in u1}, t)
         self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
-        self._sent_nb = {u: frozenset(vs) for u, vs in live.items()}
+        self._sent_nb = {u: array("i", sorted(vs)) for u, vs in live.items()}
         self._graph = {}  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
         out: list[Message] = []
@@ -280,14 +285,16 @@ class SecAggServer(MaskingServer):
         t = self.config.threshold
         live = _prune({u: set(self._sent_nb[u]) & self._shared for u in self._shared}, t)
         self._need(len(live), "shared their keys with enough live neighbours")
-        self._forwarded = {u: frozenset(vs) for u, vs in live.items()}
+        self._forwarded = {u: array("i", sorted(vs)) for u, vs in live.items()}
         self._sent_nb = {}  # late ShareKeys are refused before they would need it
         self._waiting = set(live)
         out: list[Message] = []
+        size = SEALED_SIZE
         for u in sorted(live):
-            senders, cts = self._inbox.pop(u, (array("i"), []))
+            senders, cts = self._inbox.pop(u, (array("i"), bytearray()))
             keep = live[u]
-            sealed = tuple(SealedShare(v, ct) for v, ct in zip(senders, cts) if v in keep)
+            sealed = tuple(SealedShare(v, bytes(cts[i * size:(i + 1) * size]))
+                           for i, v in enumerate(senders) if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         self._inbox.clear()
         return out
@@ -312,12 +319,12 @@ class SecAggServer(MaskingServer):
         t = self.config.threshold
         u3 = self._masked
         for u in u3:
-            have = len(self._forwarded[u] & holders) + (u in holders)
+            have = sum(v in holders for v in self._forwarded[u]) + (u in holders)
             if have < t:
                 raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
                                    f"{have} remain")
         for v in set(self._forwarded) - u3:
-            have = len(self._forwarded[v] & holders)
+            have = sum(w in holders for w in self._forwarded[v])
             if have < t:
                 raise DropoutError(f"dropped client {v}'s masks need t={t} live share holders; "
                                    f"{have} remain")
@@ -327,8 +334,9 @@ class SecAggServer(MaskingServer):
         self._waiting = set(recipients)
         out: list[Message] = []
         for u in sorted(recipients):
-            surv = frozenset(self._forwarded[u] & u3) | {u}
-            drop = frozenset(self._forwarded[u] - u3)
+            nb = self._forwarded[u]
+            surv = frozenset(v for v in nb if v in u3) | {u}
+            drop = frozenset(v for v in nb if v not in u3)
             self._requests[u] = (surv, drop)
             out.append(UnmaskRequest(**header(self.config, SERVER, u), survivors=tuple(sorted(surv)),
                                      dropped=tuple(sorted(drop)), signatures=sigs))
@@ -354,7 +362,7 @@ class SecAggServer(MaskingServer):
                                  "dropped client {}'s mask key")
         for v, secret in zip(dropped, keys):
             pair = KeyPair.from_secret(secret)
-            for u in sorted(self._forwarded[v] & u3):
+            for u in (u for u in self._forwarded[v] if u in u3):
                 key = pair_mask_key(cfg, pair.secret, self._keys[u].s_pk, u, v)
                 terms.append((key, -mask_sign(u, v)))
         add_masks(self._acc, terms)
