@@ -3,7 +3,9 @@ session, round and pair, so one pair's seeds differ in every round and every ses
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from types import MappingProxyType
 
 from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
@@ -86,21 +88,23 @@ def round_degree(config: SecAggConfig, cohort_size: int) -> int:
     return config.degree
 
 
-def round_graph(config: SecAggConfig, cohort: tuple[int, ...]) -> dict[int, frozenset[int]]:
+def round_graph(config: SecAggConfig, cohort: tuple[int, ...]) -> Mapping[int, frozenset[int]]:
     """Each cohort member's neighbours in this round.
 
     The graph is a function of public values only: the session, the round and the cohort
     (a Harary graph under a relabelling drawn from HKDF of them), so every client computes
     it and the server cannot pick it except by picking the cohort.
     """
-    return dict(_graph(config.session, config.round_id, cohort,
-                       round_degree(config, len(cohort))))
+    return _graph(config.session, config.round_id, cohort, round_degree(config, len(cohort)))
 
 
 @lru_cache(maxsize=64)
 def _graph(session: bytes, round_id: int, cohort: tuple[int, ...],
-           k: int) -> tuple[tuple[int, frozenset[int]], ...]:
+           k: int) -> Mapping[int, frozenset[int]]:
+    # Cached and read-only: the clients of one simulation share one graph, not n copies of
+    # an n-entry dict (a deployed client computes it once per round either way).
     info = label(b"secagg/v1/enrolled-graph", session, str(round_id).encode(),
                  ",".join(map(str, cohort)).encode(), str(k).encode())
     nb = neighbourhoods(len(cohort), k, Csprng(hkdf(b"\x00" * 32, info)))
-    return tuple((cohort[i], frozenset(cohort[j] for j in nb[i])) for i in range(len(cohort)))
+    return MappingProxyType({cohort[i]: frozenset(cohort[j] for j in nb[i])
+                             for i in range(len(cohort))})

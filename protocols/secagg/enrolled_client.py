@@ -33,7 +33,7 @@ aborts for good.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import ClassVar
 
@@ -133,7 +133,7 @@ class EnrolledClient(MaskingClient):
         self._table = tables(config.active)[0]
         self.state = ClientState.IDLE
         self.encoded: np.ndarray | None = None
-        self._graph: dict[int, frozenset[int]] = {}
+        self._graph: Mapping[int, frozenset[int]] = {}
         self._own: tuple[bytes, int] | None = None      # own shares of (b_u, z_u)
         self._seeds: dict[int, bytes] = {}               # round seeds with neighbours
         self._share_keys: dict[int, bytes] = {}
