@@ -26,6 +26,8 @@ from functools import cache
 
 import pytest
 from helpers import Router, assert_messages_equal
+from hypothesis import given
+from hypothesis import strategies as st
 
 import protocols
 from protocols.base import SERVER, Message, stages_of
@@ -315,3 +317,29 @@ def test_server_deadline_in_every_stage(variant: str, stage: ServerStage) -> Non
     assert server.dropped_at[stage] == (held.sender,)
     result = router.run()
     router.check_result(result)
+
+
+@given(st.sets(st.integers(0, 5000), max_size=60), st.integers(-3, 5100))
+def test_an_id_set_is_the_set_of_its_ids(ids: set[int], probe: int) -> None:
+    from protocols.secagg._roles import IdSet
+
+    got = IdSet.of(ids)
+    assert (probe in got) == (probe in ids)
+    assert len(got) == len(ids) and list(got) == sorted(ids)
+    assert "3" not in got  # only ints are members
+
+
+def test_the_router_holds_server_frames_as_messages_and_client_frames_encoded() -> None:
+    """A server's broadcast is encoded when delivered (so n of them share one roster), a
+    client's frame when sent (its upload bytes are counted then); either way the recipient
+    gets a fresh decoded copy."""
+    spec = protocols.get("secagg+")
+    router = Router(spec, spec.make_config(6, 4, degree=4, threshold=3), Csprng.from_seed(1))
+    held = [env for env in router.pending]
+    assert held and all(env.encoded is None and env.message is not None for env in held)
+    first = held[0]
+    assert first.open() == first.message and first.open() is not first.message
+    router.deliver(0)
+    sent = [env for env in router.pending if env.sender >= 0]
+    assert sent and all(env.encoded is not None for env in sent)
+    assert router.up[sent[0].sender] == len(sent[0].frame)

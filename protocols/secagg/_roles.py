@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
@@ -141,33 +142,36 @@ def check_enough_survivors(config: SecAggConfig, surv: Collection[int]) -> None:
                             "to help unmask a smaller sum")
 
 
+@dataclass(frozen=True)
 class IdSet(Collection[int]):
     """A set of client ids (non-negative ints) held as a bitmap: what a client keeps of a
     roster of n clients is n / 8 bytes, not a hash set of n ints (about 80 bytes each), so a
-    simulated cohort of n clients holds O(n^2) bits, not O(n^2) objects."""
+    simulated cohort of n clients holds O(n^2) bits, not O(n^2) objects. A dataclass, so a
+    Flower node's snapshot of the client carries it (:mod:`fl.flower.state`)."""
 
-    __slots__ = ("_bits", "_len")
+    bits: bytes = b""
 
-    def __init__(self, ids: Iterable[int]) -> None:
+    @classmethod
+    def of(cls, ids: Iterable[int]) -> IdSet:
+        """The set of ``ids``."""
         ids = list(ids)
         if any(v < 0 for v in ids):
             raise UsageError("client ids are non-negative")
         bits = bytearray((max(ids, default=-1) >> 3) + 1)
         for v in ids:
             bits[v >> 3] |= 1 << (v & 7)
-        self._bits = bytes(bits)
-        self._len = sum(b.bit_count() for b in self._bits)
+        return cls(bytes(bits))
 
     def __contains__(self, v: object) -> bool:
-        if not isinstance(v, int) or v < 0 or v >> 3 >= len(self._bits):
+        if not isinstance(v, int) or v < 0 or v >> 3 >= len(self.bits):
             return False
-        return bool(self._bits[v >> 3] >> (v & 7) & 1)
+        return bool(self.bits[v >> 3] >> (v & 7) & 1)
 
     def __iter__(self) -> Iterator[int]:
-        return (i for i in range(len(self._bits) * 8) if i in self)
+        return (i for i in range(len(self.bits) * 8) if i in self)
 
     def __len__(self) -> int:
-        return self._len
+        return sum(b.bit_count() for b in self.bits)
 
 
 def check_survivor_list(config: SecAggConfig, me: int, survivors: tuple[int, ...],

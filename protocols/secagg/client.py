@@ -164,7 +164,7 @@ class SecAggClient(MaskingClient):
         self._nonce: bytes = b""
         self._digest: bytes = b""
         self._transcript: bytes = b""
-        self._roster: IdSet = IdSet(())
+        self._roster: IdSet = IdSet()
 
     # -- handlers: each validates everything before it changes anything -------------------
     def _claim(self, kind: str, answer: bytes) -> None:
@@ -224,7 +224,7 @@ class SecAggClient(MaskingClient):
                     raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
                                         "its enrolled key")
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
-        self._roster = IdSet(ids)
+        self._roster = IdSet.of(ids)
         return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
