@@ -37,7 +37,7 @@ from protocols.he import HeConfig
 from secagg.encoding import EncodingConfig
 from secagg.rng import Csprng
 
-__all__ = ["LEAN_INPUT_BYTES", "MatrixOptions", "graph_parameters", "make_input", "make_inputs",
+__all__ = ["MatrixOptions", "graph_parameters", "make_input", "make_inputs",
            "run_cell", "run_cells"]
 
 Progress = Callable[[str], None]
@@ -81,12 +81,6 @@ def graph_parameters(protocol: str, n: int, dropout: float,
     if k < opts.degree:
         t = max(1, round(t * (k + 1) / (opts.degree + 1)))
     return {"degree": k, "threshold": min(t, k + 1)}
-
-
-#: above this many input bytes (n x d x 4) a cell's inputs are generated per client on demand
-#: and the round runs lean (``run_round(lean=True)``): the driver never holds every input
-#: and encoding at once, so n = 10,000 at d = 100,000 fits in a few GB.
-LEAN_INPUT_BYTES = 1 << 30
 
 
 def make_input(n: int, dim: int, seed: int, u: int, clip: float = 1.0) -> np.ndarray:
@@ -332,25 +326,17 @@ def _flower_summary(results: Sequence[Any], dim: int) -> dict[str, Any]:
 
 def run_cells(cells: Sequence[CellSpec], opts: MatrixOptions, progress: Progress | None = None,
               on_cell: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Run ``cells`` in order, generating each (n, d)'s inputs once.
+    """Run ``cells`` in order.
 
+    Each client's input is generated when it needs it (:func:`make_input`, the same on every
+    call) and the rounds run lean (``run_round(lean=True)``): the driver never holds every
+    input and encoding at once, so what a cell holds is about what its roles hold.
     ``progress`` hears what is running now; ``on_cell`` gets each finished cell's record.
     """
     say = progress or (lambda s: None)
     out: list[dict[str, Any]] = []
-    key: tuple[int, int] | None = None
-    inputs: Inputs = []
     for i, cell in enumerate(cells):
-        if key != (cell.clients, cell.dim):
-            key = (cell.clients, cell.dim)
-            inputs = []  # free the previous cohort first
-            if cell.clients * cell.dim * 4 > LEAN_INPUT_BYTES:
-                say(f"[{i + 1}/{len(cells)}] {cell.clients} x {cell.dim:,} inputs, "
-                    "generated per client (lean)")
-                inputs = partial(make_input, cell.clients, cell.dim, opts.seed)
-            else:
-                say(f"[{i + 1}/{len(cells)}] generating {cell.clients} x {cell.dim:,} inputs")
-                inputs = make_inputs(cell.clients, cell.dim, opts.seed)
+        inputs: Inputs = partial(make_input, cell.clients, cell.dim, opts.seed)
         say(f"[{i + 1}/{len(cells)}] {cell.label()}")
 
         def tell(s: str, i: int = i) -> None:
