@@ -343,3 +343,19 @@ def test_the_router_holds_server_frames_as_messages_and_client_frames_encoded() 
     sent = [env for env in router.pending if env.sender >= 0]
     assert sent and all(env.encoded is not None for env in sent)
     assert router.up[sent[0].sender] == len(sent[0].frame)
+
+
+@given(st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=300)), max_size=20))
+def test_the_transcript_hashes_the_labelled_roster(roster: list[tuple[int, bytes]]) -> None:
+    """The roster transcript is sha256(label(tag, config) || label(u, digest) for each entry),
+    whatever the fast path does with it."""
+    import hashlib
+
+    from protocols.secagg._keys import config_fingerprint, transcript
+    from secagg.kex import label
+
+    config = protocols.get("secagg+").make_config(6, 4, degree=4, threshold=3)
+    want = hashlib.sha256(label(b"secagg/v1/transcript", config_fingerprint(config)))
+    for u, digest in roster:
+        want.update(label(str(u).encode(), digest))
+    assert transcript(config, roster) == want.digest()

@@ -37,6 +37,7 @@ transcript hash, so a signature of one run never verifies in another.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_left
 from collections.abc import Callable
 from functools import lru_cache, partial
 from typing import ClassVar
@@ -199,11 +200,12 @@ class SecAggClient(MaskingClient):
         ids = [e.client for e in roster]
         if ids != sorted(set(ids)):
             raise ProtocolError("key broadcast roster must be sorted by client and without repeats")
-        if any(not 0 <= v < cfg.n_clients for v in ids):
+        if ids and not (0 <= ids[0] and ids[-1] < cfg.n_clients):  # sorted: the ends suffice
             raise ProtocolError(f"key broadcast roster names a client outside 0..{cfg.n_clients - 1}")
         if any(len(e.digest) != DIGEST_SIZE for e in roster):
             raise ProtocolError(f"roster digests must be {DIGEST_SIZE} bytes")
-        mine = [e for e in roster if e.client == me]
+        at = bisect_left(ids, me)
+        mine = roster[at:at + 1] if at < len(ids) and ids[at] == me else ()
         if len(mine) != 1 or mine[0].digest != self._digest:
             raise ProtocolError("key broadcast roster does not carry this client's own "
                                 "advertisement unchanged")
