@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
+import numpy as np
 import pytest
 
 pytest.importorskip("flwr", reason="flwr is not installed: the Flower adapter cannot run")
@@ -148,12 +149,17 @@ def _load(folder):
     return EnrolledRegistry.load(folder / "registry.json")
 
 
+def _node_config(folder, client):
+    """The node config of the node that plays ``client`` from ``secagg enroll``'s files."""
+    return {enrolment.KEY_FILE: str(folder / f"client-{client}.key"),
+            enrolment.REGISTRY: str(folder / "registry.json"),
+            enrolment.STATE_DIR: str(folder / "state")}
+
+
 def test_a_node_addressed_as_another_client_refuses(tmp_path):
     _enrol(tmp_path, 3)
     cfg = protocols.get("secagg+").make_config(3, 4, enrolled=True, registry=_load(tmp_path))
-    node = {enrolment.KEY_FILE: str(tmp_path / "client-1.key"),
-            enrolment.REGISTRY: str(tmp_path / "registry.json"),
-            enrolment.STATE_DIR: str(tmp_path / "state")}
+    node = _node_config(tmp_path, 1)
     with pytest.raises(PolicyError, match="client 1's"):
         enrolment.node_credentials("secagg+", cfg, 2, node, 1)
     config, creds = enrolment.node_credentials("secagg+", cfg, 1, node, 1)
@@ -166,15 +172,13 @@ def test_the_enrolled_answer_memory_outlives_the_clientapp_process(tmp_path):
     _enrol(tmp_path, 3)
     spec = protocols.get("secagg+")
     cfg = spec.make_config(3, 4, enrolled=True, registry=_load(tmp_path))
-    node = {enrolment.KEY_FILE: str(tmp_path / "client-0.key"),
-            enrolment.REGISTRY: str(tmp_path / "registry.json"),
-            enrolment.STATE_DIR: str(tmp_path / "state")}
+    node = _node_config(tmp_path, 0)
     request = UploadRequest(**header(cfg, SERVER, 0), cohort=(0, 1, 2))
     cores = []
     for _ in range(2):
         config, creds = enrolment.node_credentials("secagg+", cfg, 0, node, 1)
         core = spec.client(config, 0, Csprng(), **creds)
-        core.set_input(__import__("numpy").zeros(4))
+        core.set_input(np.zeros(4))
         cores.append(core)
     assert len(cores[0].receive(request)) == 1
     with pytest.raises(ProtocolError, match="replay"):
@@ -201,12 +205,10 @@ def test_the_snapshot_carries_an_enrolled_core_between_messages(tmp_path):
     _enrol(tmp_path, 3)
     spec = protocols.get("secagg+")
     cfg = spec.make_config(3, 4, enrolled=True, registry=_load(tmp_path))
-    node = {enrolment.KEY_FILE: str(tmp_path / "client-0.key"),
-            enrolment.REGISTRY: str(tmp_path / "registry.json"),
-            enrolment.STATE_DIR: str(tmp_path / "state")}
+    node = _node_config(tmp_path, 0)
     config, creds = enrolment.node_credentials("secagg+", cfg, 0, node, 1)
     core = spec.client(config, 0, Csprng(), **creds)
-    core.set_input(__import__("numpy").zeros(4))
+    core.set_input(np.zeros(4))
     core.receive(UploadRequest(**header(cfg, SERVER, 0), cohort=(0, 1, 2)))
     snap = state.snapshot(core)
     assert snap is not None
