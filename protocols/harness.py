@@ -201,7 +201,10 @@ class Envelope:
     An envelope holds either its frame (:meth:`of`) or its message, encoded again each time
     the frame is read (:meth:`held`): the server's n key broadcasts, which share one roster
     of n entries, then cost one roster in memory instead of n frames of n entries each.
-    Either way a recipient gets a fresh message decoded from a frame.
+    Either way a recipient gets a fresh message decoded from a frame. The router holds only
+    the server's and helpers' messages without numpy fields this way, so a role that reuses
+    an array it sent cannot change a frame in flight (a role must not mutate anything else
+    it has sent: messages are frozen).
     """
 
     sender: int
