@@ -1,12 +1,25 @@
-"""Authenticated encryption of shares: XChaCha20-Poly1305 (PyNaCl bindings).
+"""Authenticated encryption of shares, in two framings.
 
-The associated data binds sender, receiver, round and protocol version, so a ciphertext
-cannot be replayed to another party or into another round. Nonces are 24 random bytes from
-the caller's CSPRNG (XChaCha's nonce is long enough for random nonces).
+- :func:`seal` / :func:`open_`: XChaCha20-Poly1305 (PyNaCl bindings) with a 24-byte random
+  nonce from the caller's CSPRNG, sent in front of the ciphertext. For keys that seal many
+  messages (long-term or escrow keys).
+- :func:`seal_deterministic` / :func:`open_deterministic`: AES-256-GCM-SIV (RFC 8452, from
+  ``cryptography``) under a fixed all-zero nonce, so no nonce travels (24 bytes less per
+  ciphertext). For keys the caller derives for one round and one pair. GCM-SIV is
+  nonce-misuse resistant: its synthetic IV is a PRF of key, associated data and plaintext,
+  so sealing twice under one key and nonce reveals only whether the two (associated data,
+  plaintext) pairs were equal (deterministic authenticated encryption, Rogaway-Shrimpton
+  2006; RFC 8452 sec. 9). Both directions of a pair, and a resent message built from fresh
+  randomness, are therefore safe under one key.
+
+In both, the associated data binds sender, receiver, round and protocol version, so a
+ciphertext cannot be replayed to another party or into another round.
 """
 
 from __future__ import annotations
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from nacl.bindings import (
     crypto_aead_xchacha20poly1305_ietf_ABYTES,
     crypto_aead_xchacha20poly1305_ietf_decrypt,
@@ -20,11 +33,14 @@ from secagg.errors import ConfigError, ProtocolError
 from secagg.kex import label
 from secagg.rng import Csprng
 
-__all__ = ["KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "associated_data", "open_", "seal"]
+__all__ = ["KEY_SIZE", "NONCE_SIZE", "TAG_SIZE", "associated_data", "open_", "open_deterministic",
+           "seal", "seal_deterministic"]
 
 KEY_SIZE: int = crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 NONCE_SIZE: int = crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 TAG_SIZE: int = crypto_aead_xchacha20poly1305_ietf_ABYTES
+_SIV_NONCE = bytes(12)  # fixed: the deterministic framing sends no nonce (module docstring).
+# Both framings use 256-bit keys and 16-byte tags (KEY_SIZE and TAG_SIZE hold for both).
 
 
 def associated_data(protocol: str, version: int, session: bytes, round_id: int, sender: int,
@@ -62,3 +78,29 @@ def open_(key: bytes, sealed: bytes, ad: bytes) -> bytes:
     except NaclCryptoError as exc:
         raise ProtocolError("share ciphertext failed authentication (forged or misrouted)") from exc
     return pt
+
+
+def seal_deterministic(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    """Encrypt and authenticate with AES-256-GCM-SIV under the fixed nonce; returns
+    ``ciphertext || tag`` (len(plaintext) + TAG_SIZE bytes). For a key derived for one round
+    and pair only (module docstring)."""
+    if len(key) != KEY_SIZE:
+        raise ConfigError(f"AEAD key must be {KEY_SIZE} bytes, got {len(key)}")
+    return AESGCMSIV(key).encrypt(_SIV_NONCE, plaintext, ad)
+
+
+def open_deterministic(key: bytes, sealed: bytes, ad: bytes) -> bytes:
+    """Check and decrypt what :func:`seal_deterministic` sealed.
+
+    Raises:
+        ProtocolError: too short, forged, or bound to other associated data.
+    """
+    if len(key) != KEY_SIZE:
+        raise ConfigError(f"AEAD key must be {KEY_SIZE} bytes, got {len(key)}")
+    if len(sealed) < TAG_SIZE:
+        raise ProtocolError(f"sealed message is {len(sealed)} bytes, shorter than the "
+                            f"{TAG_SIZE}-byte tag")
+    try:
+        return AESGCMSIV(key).decrypt(_SIV_NONCE, sealed, ad)
+    except InvalidTag as exc:
+        raise ProtocolError("share ciphertext failed authentication (forged or misrouted)") from exc

@@ -239,20 +239,31 @@ def test_derive_key_labels_are_unambiguous() -> None:
 
 
 # -- AEAD -------------------------------------------------------------------------------------
+# Both framings: (seal(key, pt, ad, rng), open_(key, sealed, ad), nonce bytes on the wire).
+_FRAMINGS = {
+    "xchacha-random-nonce": (aead.seal, aead.open_, aead.NONCE_SIZE),
+    "gcm-siv-deterministic": (lambda key, pt, ad, rng: aead.seal_deterministic(key, pt, ad),
+                              aead.open_deterministic, 0),
+}
+framings = pytest.mark.parametrize("framing", sorted(_FRAMINGS))
+
+
 @st.composite
-def _sealed(draw: st.DrawFn) -> tuple[bytes, bytes, bytes, bytes]:
+def _sealed(draw: st.DrawFn, framing: str) -> tuple[bytes, bytes, bytes, bytes]:
     key = draw(keys32)
     pt = draw(st.binary(max_size=200))
     ad = aead.associated_data(draw(st.sampled_from(["secagg", "secagg+"])), 1, draw(sessions),
                               draw(round_ids), draw(party_ids), draw(party_ids))
-    return key, pt, ad, aead.seal(key, pt, ad, draw(csprngs))
+    return key, pt, ad, _FRAMINGS[framing][0](key, pt, ad, draw(csprngs))
 
 
-@given(s=_sealed())
-def test_seal_open_round_trip(s: tuple) -> None:
-    key, pt, ad, sealed = s
-    assert len(sealed) == aead.NONCE_SIZE + len(pt) + aead.TAG_SIZE
-    assert aead.open_(key, sealed, ad) == pt
+@framings
+@given(data=st.data())
+def test_seal_open_round_trip(framing: str, data: st.DataObject) -> None:
+    key, pt, ad, sealed = data.draw(_sealed(framing))
+    _, open_, nonce = _FRAMINGS[framing]
+    assert len(sealed) == nonce + len(pt) + aead.TAG_SIZE
+    assert open_(key, sealed, ad) == pt
 
 
 @given(key=keys32, pt=st.binary(max_size=64), rng=csprngs)
@@ -261,40 +272,73 @@ def test_nonces_are_fresh(key: bytes, pt: bytes, rng: Csprng) -> None:
     assert a[: aead.NONCE_SIZE] != b[: aead.NONCE_SIZE] and a != b
 
 
-@given(s=_sealed(), data=st.data())
-def test_any_flipped_bit_is_rejected(s: tuple, data: st.DataObject) -> None:
-    key, _, ad, sealed = s
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+@given(key=keys32, pt=st.binary(min_size=16, max_size=64), ad=st.binary(max_size=32),
+       data=st.data())
+def test_deterministic_framing_reveals_only_equality(key: bytes, pt: bytes, ad: bytes,
+                                                     data: st.DataObject) -> None:
+    """Under one key and the fixed nonce, equal inputs seal alike; another plaintext or other
+    associated data gets a new synthetic IV, so no keystream is reused (the two directions
+    of a pair, or a message resent with fresh shares, are safe under one key)."""
+    a = aead.seal_deterministic(key, pt, ad)
+    assert aead.seal_deterministic(key, pt, ad) == a
+    other = data.draw(st.binary(min_size=len(pt), max_size=len(pt)).filter(lambda o: o != pt))
+    for b, q in ((aead.seal_deterministic(key, pt, ad + b"x"), pt),
+                 (aead.seal_deterministic(key, other, ad), other)):
+        # one keystream under both would make the bodies' XOR the plaintexts' XOR
+        assert _xor(a[:-aead.TAG_SIZE], b[:-aead.TAG_SIZE]) != _xor(pt, q)
+        assert a[-aead.TAG_SIZE:] != b[-aead.TAG_SIZE:]
+
+
+def test_deterministic_framing_known_answer() -> None:
+    """The wire format of a deterministic seal, pinned: AES-256-GCM-SIV, all-zero 12-byte
+    nonce, ciphertext then tag (a change here breaks every deployed node)."""
+    key = bytes(range(32))
+    sealed = aead.seal_deterministic(key, b"share of a secret", b"ad")
+    assert sealed.hex() == ("c2794f253c9a0468456c4c13bc6db069acbf2cebb7d254eb0fd9b9dd2dc293ed69")
+
+
+@framings
+@given(data=st.data())
+def test_any_flipped_bit_is_rejected(framing: str, data: st.DataObject) -> None:
+    key, _, ad, sealed = data.draw(_sealed(framing))
     pos = data.draw(st.integers(0, len(sealed) - 1), label="byte")
     bit = data.draw(st.integers(0, 7), label="bit")
     forged = bytearray(sealed)
     forged[pos] ^= 1 << bit
     with pytest.raises(ProtocolError):
-        aead.open_(key, bytes(forged), ad)
+        _FRAMINGS[framing][1](key, bytes(forged), ad)
 
 
-@given(s=_sealed(), data=st.data())
-def test_truncated_ciphertext_is_rejected(s: tuple, data: st.DataObject) -> None:
-    key, _, ad, sealed = s
+@framings
+@given(data=st.data())
+def test_truncated_ciphertext_is_rejected(framing: str, data: st.DataObject) -> None:
+    key, _, ad, sealed = data.draw(_sealed(framing))
     cut = data.draw(st.integers(0, len(sealed) - 1), label="keep")
     with pytest.raises(ProtocolError):
-        aead.open_(key, sealed[:cut], ad)
+        _FRAMINGS[framing][1](key, sealed[:cut], ad)
 
 
-@given(s=_sealed(), extra=st.binary(min_size=1, max_size=8))
-def test_wrong_associated_data_is_rejected(s: tuple, extra: bytes) -> None:
-    key, _, ad, sealed = s
+@framings
+@given(data=st.data(), extra=st.binary(min_size=1, max_size=8))
+def test_wrong_associated_data_is_rejected(framing: str, data: st.DataObject, extra: bytes) -> None:
+    key, _, ad, sealed = data.draw(_sealed(framing))
     for wrong in (ad + extra, extra + ad, ad[:-1], b""):
         with pytest.raises(ProtocolError):
-            aead.open_(key, sealed, wrong)
+            _FRAMINGS[framing][1](key, sealed, wrong)
 
 
-@given(s=_sealed(), flip=st.integers(1, 255), at=st.integers(0, 31))
-def test_wrong_key_is_rejected(s: tuple, flip: int, at: int) -> None:
-    key, _, ad, sealed = s
+@framings
+@given(data=st.data(), flip=st.integers(1, 255), at=st.integers(0, 31))
+def test_wrong_key_is_rejected(framing: str, data: st.DataObject, flip: int, at: int) -> None:
+    key, _, ad, sealed = data.draw(_sealed(framing))
     wrong = bytearray(key)
     wrong[at] ^= flip
     with pytest.raises(ProtocolError):
-        aead.open_(bytes(wrong), sealed, ad)
+        _FRAMINGS[framing][1](bytes(wrong), sealed, ad)
 
 
 def test_associated_data_binds_every_field() -> None:
@@ -308,11 +352,13 @@ def test_associated_data_binds_every_field() -> None:
     assert len(ads) == 8
 
 
+@framings
 @pytest.mark.parametrize("size", [0, 16, 31, 33])
-def test_aead_key_of_the_wrong_size_is_a_config_error(size: int) -> None:
+def test_aead_key_of_the_wrong_size_is_a_config_error(framing: str, size: int) -> None:
+    seal, open_, _ = _FRAMINGS[framing]
     rng = Csprng.from_seed(0)
     with pytest.raises(ConfigError, match="32"):
-        aead.seal(bytes(size), b"x", b"", rng)
-    sealed = aead.seal(bytes(32), b"x", b"", rng)
+        seal(bytes(size), b"x", b"", rng)
+    sealed = seal(bytes(32), b"x", b"", rng)
     with pytest.raises(ConfigError, match="32"):
-        aead.open_(bytes(size), sealed, b"")
+        open_(bytes(size), sealed, b"")

@@ -30,7 +30,7 @@ __all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "PLAINTEXT_SIZE", "SE
 
 PROTOCOL_NAME = "secagg"
 PLAINTEXT_SIZE = 2 * shamir.SHARE_SIZE  # share of the self-mask seed b_u, then of the mask key s_u^SK
-SEALED_SIZE = aead.NONCE_SIZE + PLAINTEXT_SIZE + aead.TAG_SIZE
+SEALED_SIZE = PLAINTEXT_SIZE + aead.TAG_SIZE  # aead.seal_deterministic: no nonce on the wire
 COMMITMENT_SIZE = 32
 DIGEST_SIZE = 32
 NONCE_SIZE = 16
@@ -111,7 +111,8 @@ def mask_sign(u: int, v: int) -> int:
 
 
 def share_key(config: SecAggConfig, secret: bytes, peer_public: bytes, u: int, v: int) -> bytes:
-    """AEAD key for the shares exchanged between u and v."""
+    """AEAD key for the shares exchanged between u and v, in this round only (both
+    directions; :func:`secagg.aead.seal_deterministic` keeps them apart by associated data)."""
     return derive_key(agree(secret, peer_public), "share-enc", config.session, config.round_id, u, v)
 
 

@@ -283,7 +283,7 @@ class SecAggClient(MaskingClient):
             share_keys[h] = key
             # Agree the mask key now, so a bad key is refused before anything is sent.
             mask_keys[h] = pair_mask_key(cfg, self._s.secret, peers[h].s_pk, me, h)
-            sealed.append(SealedShare(h, aead.seal(key, bs + ks, share_ad(cfg, me, h), self._rng)))
+            sealed.append(SealedShare(h, aead.seal_deterministic(key, bs + ks, share_ad(cfg, me, h))))
         self._peers, self._own_shares = frozenset(peers), own
         self._share_keys, self._mask_keys = share_keys, mask_keys
         return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
@@ -308,7 +308,7 @@ class SecAggClient(MaskingClient):
         held: dict[int, tuple[bytes, bytes]] = {}
         for sh in m.shares:
             v = sh.peer
-            pt = aead.open_(self._share_keys[v], sh.ciphertext, share_ad(cfg, v, me))
+            pt = aead.open_deterministic(self._share_keys[v], sh.ciphertext, share_ad(cfg, v, me))
             if len(pt) != PLAINTEXT_SIZE:
                 raise ProtocolError(f"shares from client {v} are {len(pt)} bytes, not {PLAINTEXT_SIZE}")
             held[v] = (pt[:shamir.SHARE_SIZE], pt[shamir.SHARE_SIZE:])

@@ -31,6 +31,7 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 from __future__ import annotations
 
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
@@ -106,6 +107,38 @@ def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
     return live
 
 
+class _Neighbours:
+    """Sorted neighbour lists in one flat int32 array with offsets (CSR): 4 bytes a pair,
+    with no per-client container. Client u's list is ``flat[start[u]:start[u + 1]]``, and
+    the pair (u, its i-th neighbour) has the global slot ``start[u] + i``."""
+
+    __slots__ = ("flat", "owners", "start")
+
+    def __init__(self, n: int, lists: dict[int, set[int]]) -> None:
+        self.owners = array("i", sorted(lists))
+        self.start = array("q", bytes(8 * (n + 1)))
+        self.flat = array("i")
+        for u in range(n):
+            vs = lists.get(u)
+            if vs:
+                self.flat.extend(sorted(vs))
+            self.start[u + 1] = len(self.flat)
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def of(self, u: int) -> array[int]:
+        return self.flat[self.start[u]:self.start[u + 1]]
+
+    def slot(self, u: int, v: int) -> int:
+        """The global slot of the pair (u, v); v must be one of u's neighbours."""
+        lo, hi = self.start[u], self.start[u + 1]
+        i = bisect_left(self.flat, v, lo, hi)
+        if i == hi or self.flat[i] != v:
+            raise ProtocolError(f"client {v} is not a neighbour of client {u}")
+        return i
+
+
 class SecAggServer(MaskingServer):
     """The server's role in one SecAgg / SecAgg+ round.
 
@@ -131,16 +164,19 @@ class SecAggServer(MaskingServer):
         self._digests: dict[int, bytes] = {}
         self.suspects: dict[int, tuple[int, ...]] = {}
         # Per-pair state is held compactly, since it is what grows with n x k: neighbour
-        # lists as sorted int32 arrays (4 bytes a pair, not a hash set's ~40), and the sealed
-        # shares for each recipient as one buffer of fixed-size ciphertexts in arrival order
-        # with their senders (SEALED_SIZE + 4 bytes a pair, no per-share object).
-        self._sent_nb: dict[int, array[int]] = {}
-        self._inbox: dict[int, tuple[array[int], bytearray]] = {}
+        # lists in one flat int32 array (4 bytes a pair, not a hash set's ~40), and the sealed
+        # shares in one buffer of fixed-size ciphertexts, the share from v to u in the slot
+        # of the pair (u, v) (SEALED_SIZE bytes a pair, no per-share object and no sender id:
+        # a client's shares arrive all at once, so its slots are filled exactly when it is
+        # in _shared). Once the graph is fixed, a client's advertisement shrinks to what the
+        # unmasking checks: s_pk and the seed commitment, 64 bytes in _committed.
+        self._sent_nb = _Neighbours(0, {})
+        self._inbox = bytearray()
         self._shared: set[int] = set()
-        self._forwarded: dict[int, array[int]] = {}
+        self._forwarded = _Neighbours(0, {})
+        self._committed = bytearray()
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
-        self._requests: dict[int, tuple[frozenset[int], frozenset[int]]] = {}
         # Shares to rebuild each secret from (about 41 bytes a share). Every rebuilt secret is
         # checked against its commitment; the shares kept beyond t let the server find up to
         # keep - t forged ones and rebuild from the others (all of them in the active variant,
@@ -188,18 +224,14 @@ class SecAggServer(MaskingServer):
             raise ProtocolError("expected ShareKeys")
         u = msg.sender
         peers = [sh.peer for sh in msg.shares]
-        if sorted(peers) != list(self._sent_nb[u]):
+        if array("i", sorted(peers)) != self._sent_nb.of(u):
             raise ProtocolError(f"client {u} must send exactly one sealed share to each neighbour")
         if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        size = SEALED_SIZE
-        for sh in msg.shares:
-            box = self._inbox.get(sh.peer)
-            if box is None:  # one slot per neighbour of the recipient, filled in arrival order
-                box = self._inbox[sh.peer] = (array("i"), bytearray(len(self._sent_nb[sh.peer]) * size))
-            i = len(box[0])
-            box[0].append(u)
-            box[1][i * size:(i + 1) * size] = sh.ciphertext
+        slots = [self._sent_nb.slot(sh.peer, u) for sh in msg.shares]  # symmetric graph
+        size, box = SEALED_SIZE, self._inbox
+        for i, sh in zip(slots, msg.shares):
+            box[i * size:(i + 1) * size] = sh.ciphertext
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -229,7 +261,7 @@ class SecAggServer(MaskingServer):
         if not isinstance(msg, UnmaskResponse):
             raise ProtocolError("expected UnmaskResponse")
         u = msg.sender
-        surv, drop = self._requests[u]
+        surv, drop = self._split(u)
         seeds = [s.owner for s in msg.seed_shares]
         keys = [s.owner for s in msg.key_shares]
         if len(set(seeds)) != len(seeds) or set(seeds) != surv:
@@ -269,34 +301,48 @@ class SecAggServer(MaskingServer):
         self._need(len(u1), f"of {cfg.n_clients} advertised keys")
         roster = tuple(RosterEntry(u, self._digests[u], self._keys[u].signature) for u in u1)
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        self._digests = {}  # the roster and the transcript carry them from here
         self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
         live = _prune({u: set(self._graph[u]) for u in u1}, t)
         self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
-        self._sent_nb = {u: array("i", sorted(vs)) for u, vs in live.items()}
+        self._sent_nb = _Neighbours(cfg.n_clients, live)
+        self._inbox = bytearray(len(self._sent_nb) * SEALED_SIZE)
         self._graph = {}  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
         out: list[Message] = []
         for u, vs in sorted(live.items()):
             keys = tuple(self._keys[v] for v in sorted(vs | {u}))
             out.append(KeyBroadcast(**header(cfg, SERVER, u), keys=keys, roster=roster))
+        committed = self._committed = bytearray(64 * cfg.n_clients)
+        for u in live:
+            k = self._keys[u]
+            committed[64 * u:64 * u + 64] = k.s_pk + k.commitment
+        self._keys = {}  # the broadcasts carry them from here
         return out
+
+    def _s_pk(self, u: int) -> bytes:
+        return bytes(self._committed[64 * u:64 * u + 32])
+
+    def _commitment(self, u: int) -> bytes:
+        return bytes(self._committed[64 * u + 32:64 * u + 64])
 
     def _close_shares(self) -> list[Message]:
         t = self.config.threshold
-        live = _prune({u: set(self._sent_nb[u]) & self._shared for u in self._shared}, t)
+        sent = self._sent_nb
+        live = _prune({u: set(sent.of(u)) & self._shared for u in self._shared}, t)
         self._need(len(live), "shared their keys with enough live neighbours")
-        self._forwarded = {u: array("i", sorted(vs)) for u, vs in live.items()}
-        self._sent_nb = {}  # late ShareKeys are refused before they would need it
+        self._forwarded = _Neighbours(self.config.n_clients, live)
         self._waiting = set(live)
         out: list[Message] = []
-        size = SEALED_SIZE
+        size, cts = SEALED_SIZE, memoryview(self._inbox)
         for u in sorted(live):
-            senders, cts = self._inbox.pop(u, (array("i"), bytearray()))
-            keep = live[u]
-            sealed = tuple(SealedShare(v, bytes(cts[i * size:(i + 1) * size]))
-                           for i, v in enumerate(senders) if v in keep)
+            keep, first = live[u], sent.start[u]
+            sealed = tuple(SealedShare(v, bytes(cts[(first + i) * size:(first + i + 1) * size]))
+                           for i, v in enumerate(sent.of(u)) if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
-        self._inbox.clear()
+        cts.release()
+        self._inbox = bytearray()
+        self._sent_nb = _Neighbours(0, {})  # late ShareKeys are refused before they need it
         return out
 
     def _close_masked(self) -> list[Message]:
@@ -319,35 +365,39 @@ class SecAggServer(MaskingServer):
         t = self.config.threshold
         u3 = self._masked
         for u in u3:
-            have = sum(v in holders for v in self._forwarded[u]) + (u in holders)
+            have = sum(v in holders for v in self._forwarded.of(u)) + (u in holders)
             if have < t:
                 raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
                                    f"{have} remain")
-        for v in set(self._forwarded) - u3:
-            have = sum(w in holders for w in self._forwarded[v])
+        for v in set(self._forwarded.owners) - u3:
+            have = sum(w in holders for w in self._forwarded.of(v))
             if have < t:
                 raise DropoutError(f"dropped client {v}'s masks need t={t} live share holders; "
                                    f"{have} remain")
 
     def _unmask_requests(self, recipients: frozenset[int], sigs: tuple[Signed, ...]) -> list[Message]:
-        u3 = self._masked
         self._waiting = set(recipients)
         out: list[Message] = []
         for u in sorted(recipients):
-            nb = self._forwarded[u]
-            surv = frozenset(v for v in nb if v in u3) | {u}
-            drop = frozenset(v for v in nb if v not in u3)
-            self._requests[u] = (surv, drop)
+            surv, drop = self._split(u)
             out.append(UnmaskRequest(**header(self.config, SERVER, u), survivors=tuple(sorted(surv)),
                                      dropped=tuple(sorted(drop)), signatures=sigs))
         return out
+
+    def _split(self, u: int) -> tuple[frozenset[int], frozenset[int]]:
+        """What u is asked to unmask: (its surviving neighbours and itself, its dropped
+        neighbours). Recomputed, not stored (it is fixed once the masked inputs are in)."""
+        u3 = self._masked
+        nb = self._forwarded.of(u)
+        return (frozenset(v for v in nb if v in u3) | {u},
+                frozenset(v for v in nb if v not in u3))
 
     def _close_unmask(self) -> list[Message]:
         cfg, t = self.config, self.config.threshold
         u3 = self._masked
         terms: list[tuple[bytes, int]] = []
         survivors = sorted(u3)
-        dropped = sorted(set(self._forwarded) - u3)
+        dropped = sorted(set(self._forwarded.owners) - u3)
         for owners, book, what in ((survivors, self._seed_shares, "client {}'s seed"),
                                    (dropped, self._key_shares, "dropped client {}'s key")):
             for u in owners:
@@ -362,8 +412,8 @@ class SecAggServer(MaskingServer):
                                  "dropped client {}'s mask key")
         for v, secret in zip(dropped, keys):
             pair = KeyPair.from_secret(secret)
-            for u in (u for u in self._forwarded[v] if u in u3):
-                key = pair_mask_key(cfg, pair.secret, self._keys[u].s_pk, u, v)
+            for u in (u for u in self._forwarded.of(v) if u in u3):
+                key = pair_mask_key(cfg, pair.secret, self._s_pk(u), u, v)
                 terms.append((key, -mask_sign(u, v)))
         add_masks(self._acc, terms)
         self._result = finalize(cfg, self._acc, tuple(sorted(u3)), self._rng)
@@ -391,10 +441,10 @@ class SecAggServer(MaskingServer):
         return out
 
     def _is_seed_of(self, u: int, seed: bytes) -> bool:
-        return seed_commitment(self.config, u, seed) == self._keys[u].commitment
+        return seed_commitment(self.config, u, seed) == self._commitment(u)
 
     def _is_key_of(self, v: int, secret: bytes) -> bool:
-        return KeyPair.from_secret(secret).public == self._keys[v].s_pk
+        return KeyPair.from_secret(secret).public == self._s_pk(v)
 
     _CLOSERS: ClassVar[dict[Any, Callable[[SecAggServer], list[Message]]]] = {
         ServerStage.COLLECT_KEYS: _close_keys,
@@ -406,7 +456,10 @@ class SecAggServer(MaskingServer):
 
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
-        self._inbox.clear()
+        self._inbox = bytearray()
+        self._sent_nb = self._forwarded = _Neighbours(0, {})
         self._seed_shares.clear()
         self._key_shares.clear()
+        self._lagrange = shamir.LagrangeCache()
+        self._keys, self._digests, self._committed = {}, {}, bytearray()
         self._acc = np.zeros(0, self.config.encoding.dtype)
