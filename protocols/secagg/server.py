@@ -410,10 +410,9 @@ class SecAggServer(MaskingServer):
             terms.append((self_mask_key(cfg, u, seed), -1))
         keys = self._rebuild_all(self._key_shares, dropped, self._is_key_of,
                                  "dropped client {}'s mask key")
-        for v, secret in zip(dropped, keys):
-            pair = KeyPair.from_secret(secret)
+        for v, secret in zip(dropped, keys):  # each checked against s_v^PK already
             for u in (u for u in self._forwarded.of(v) if u in u3):
-                key = pair_mask_key(cfg, pair.secret, self._s_pk(u), u, v)
+                key = pair_mask_key(cfg, secret, self._s_pk(u), u, v)
                 terms.append((key, -mask_sign(u, v)))
         add_masks(self._acc, terms)
         self._result = finalize(cfg, self._acc, tuple(sorted(u3)), self._rng)
