@@ -20,6 +20,7 @@ __all__ = [
     "Envelope",
     "Router",
     "adversary_round",
+    "assert_aborted_only_for_dropouts",
     "assert_messages_equal",
     "messages_equal",
     "random_inputs",
@@ -56,3 +57,18 @@ def adversary_round(name: str = "secagg", n: int = 6, dim: int = 16, *, seed: ob
 def roles_rng(seed: object) -> Csprng:
     """The generator :func:`adversary_round` builds the roles of run ``seed`` from."""
     return Csprng.from_seed(f"{seed}/roles")
+
+
+def assert_aborted_only_for_dropouts(server: Any, errors: list[Exception]) -> None:
+    """A masking server whose stage is ABORTED got there through a DropoutError (one of
+    ``errors``, those the driver saw it raise) and releases no result."""
+    from secagg.errors import DropoutError, UsageError
+
+    if server.stage.name != "ABORTED":
+        return
+    assert any(isinstance(e, DropoutError) for e in errors), errors
+    try:
+        server.result()
+    except UsageError:
+        return
+    raise AssertionError("an aborted round released a result")

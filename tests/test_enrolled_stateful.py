@@ -19,6 +19,7 @@ contributors or a typed abort), the enrolled mode must keep:
 from __future__ import annotations
 
 import numpy as np
+from helpers import assert_aborted_only_for_dropouts
 from hypothesis import settings
 from hypothesis.stateful import invariant
 
@@ -26,7 +27,6 @@ from protocols.base import AggregateResult
 from protocols.secagg._enrolled_state import ServerStage
 from protocols.secagg.enrolled_messages import UnmaskResponse, Upload
 from protocols.testing import RoundMachine, round_machine
-from secagg.errors import DropoutError, UsageError
 
 _OPEN = (ServerStage.FINISHED, ServerStage.ABORTED)
 
@@ -49,15 +49,7 @@ class EnrolledChecks(RoundMachine):
 
     @invariant()
     def the_server_aborts_only_for_dropouts(self) -> None:
-        server = self.router.server
-        if server.stage is ServerStage.ABORTED:
-            assert any(isinstance(e, DropoutError) for e in self.server_errors)
-            try:
-                server.result()
-            except UsageError:
-                pass
-            else:
-                raise AssertionError("an aborted round released a result")
+        assert_aborted_only_for_dropouts(self.router.server, self.server_errors)
 
     def _check_release(self) -> None:
         super()._check_release()

@@ -93,6 +93,9 @@ _STAGE_OF: dict[object, ServerStage] = {
 }
 
 
+_RECORD_SIZE = PUBLIC_KEY_SIZE + COMMITMENT_SIZE  # s_pk || seed commitment, per client
+
+
 def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
     """Drop clients with fewer than t - 1 live neighbours, until none is left to drop."""
     live = {u: set(vs) for u, vs in nbrs.items()}
@@ -169,7 +172,7 @@ class SecAggServer(MaskingServer):
         # of the pair (u, v) (SEALED_SIZE bytes a pair, no per-share object and no sender id:
         # a client's shares arrive all at once, so its slots are filled exactly when it is
         # in _shared). Once the graph is fixed, a client's advertisement shrinks to what the
-        # unmasking checks: s_pk and the seed commitment, 64 bytes in _committed.
+        # unmasking checks: s_pk and the seed commitment, _RECORD_SIZE bytes in _committed.
         self._sent_nb = _Neighbours(0, {})
         self._inbox = bytearray()
         self._shared: set[int] = set()
@@ -313,18 +316,21 @@ class SecAggServer(MaskingServer):
         for u, vs in sorted(live.items()):
             keys = tuple(self._keys[v] for v in sorted(vs | {u}))
             out.append(KeyBroadcast(**header(cfg, SERVER, u), keys=keys, roster=roster))
-        committed = self._committed = bytearray(64 * cfg.n_clients)
+        size = _RECORD_SIZE
+        committed = self._committed = bytearray(size * cfg.n_clients)
         for u in live:
             k = self._keys[u]
-            committed[64 * u:64 * u + 64] = k.s_pk + k.commitment
+            committed[size * u:size * (u + 1)] = k.s_pk + k.commitment
         self._keys = {}  # the broadcasts carry them from here
         return out
 
     def _s_pk(self, u: int) -> bytes:
-        return bytes(self._committed[64 * u:64 * u + 32])
+        at = _RECORD_SIZE * u
+        return bytes(self._committed[at:at + PUBLIC_KEY_SIZE])
 
     def _commitment(self, u: int) -> bytes:
-        return bytes(self._committed[64 * u + 32:64 * u + 64])
+        at = _RECORD_SIZE * u + PUBLIC_KEY_SIZE
+        return bytes(self._committed[at:at + COMMITMENT_SIZE])
 
     def _close_shares(self) -> list[Message]:
         t = self.config.threshold
