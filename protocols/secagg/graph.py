@@ -14,13 +14,15 @@ server that picks which advertisements to include can still do is bounded in SEC
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from collections.abc import Sequence
 from functools import lru_cache
 
-from secagg.errors import ConfigError
+from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["derived_neighbourhoods", "neighbourhoods"]
+__all__ = ["NeighbourLists", "derived_neighbourhoods", "neighbourhoods", "prune"]
 
 
 def neighbourhoods(n: int, k: int, rng: Csprng) -> tuple[frozenset[int], ...]:
@@ -71,3 +73,50 @@ def _derived(ids: tuple[int, ...], k: int, seed: bytes) -> tuple[tuple[int, froz
     m = len(ids)
     local = neighbourhoods(m, min(k, m - 1), Csprng(seed)) if m else ()
     return tuple((ids[i], frozenset(ids[j] for j in nb)) for i, nb in enumerate(local))
+
+
+def prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
+    """The live subgraph: drop clients with fewer than t - 1 live neighbours, until none is
+    left to drop (a client needs t - 1 neighbours and itself to hold t shares)."""
+    live = {u: set(vs) for u, vs in nbrs.items()}
+    changed = True
+    while changed:
+        changed = False
+        for u in [u for u, vs in live.items() if len(vs) + 1 < t]:
+            del live[u]
+            for vs in live.values():
+                vs.discard(u)
+            changed = True
+    return live
+
+
+class NeighbourLists:
+    """The server's copy of a graph: sorted neighbour lists in one flat int32 array with offsets (CSR): 4 bytes a pair,
+    with no per-client container. Client u's list is ``flat[start[u]:start[u + 1]]``, and
+    the pair (u, its i-th neighbour) has the global slot ``start[u] + i``."""
+
+    __slots__ = ("flat", "owners", "start")
+
+    def __init__(self, n: int, lists: dict[int, set[int]]) -> None:
+        self.owners = array("i", sorted(lists))
+        self.start = array("q", bytes(8 * (n + 1)))
+        self.flat = array("i")
+        for u in range(n):
+            vs = lists.get(u)
+            if vs:
+                self.flat.extend(sorted(vs))
+            self.start[u + 1] = len(self.flat)
+
+    def __len__(self) -> int:
+        return len(self.flat)
+
+    def of(self, u: int) -> array[int]:
+        return self.flat[self.start[u]:self.start[u + 1]]
+
+    def slot(self, u: int, v: int) -> int:
+        """The global slot of the pair (u, v); v must be one of u's neighbours."""
+        lo, hi = self.start[u], self.start[u + 1]
+        i = bisect_left(self.flat, v, lo, hi)
+        if i == hi or self.flat[i] != v:
+            raise ProtocolError(f"client {v} is not a neighbour of client {u}")
+        return i

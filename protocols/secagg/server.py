@@ -31,7 +31,6 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 from __future__ import annotations
 
 from array import array
-from bisect import bisect_left
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
@@ -63,7 +62,7 @@ from protocols.secagg._recover import rebuild
 from protocols.secagg._roles import MaskingServer
 from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
-from protocols.secagg.graph import derived_neighbourhoods
+from protocols.secagg.graph import NeighbourLists, derived_neighbourhoods, prune
 from protocols.secagg.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -94,52 +93,6 @@ _STAGE_OF: dict[object, ServerStage] = {
 
 
 _RECORD_SIZE = PUBLIC_KEY_SIZE + COMMITMENT_SIZE  # s_pk || seed commitment, per client
-
-
-def _prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
-    """Drop clients with fewer than t - 1 live neighbours, until none is left to drop."""
-    live = {u: set(vs) for u, vs in nbrs.items()}
-    changed = True
-    while changed:
-        changed = False
-        for u in [u for u, vs in live.items() if len(vs) + 1 < t]:
-            del live[u]
-            for vs in live.values():
-                vs.discard(u)
-            changed = True
-    return live
-
-
-class _Neighbours:
-    """Sorted neighbour lists in one flat int32 array with offsets (CSR): 4 bytes a pair,
-    with no per-client container. Client u's list is ``flat[start[u]:start[u + 1]]``, and
-    the pair (u, its i-th neighbour) has the global slot ``start[u] + i``."""
-
-    __slots__ = ("flat", "owners", "start")
-
-    def __init__(self, n: int, lists: dict[int, set[int]]) -> None:
-        self.owners = array("i", sorted(lists))
-        self.start = array("q", bytes(8 * (n + 1)))
-        self.flat = array("i")
-        for u in range(n):
-            vs = lists.get(u)
-            if vs:
-                self.flat.extend(sorted(vs))
-            self.start[u + 1] = len(self.flat)
-
-    def __len__(self) -> int:
-        return len(self.flat)
-
-    def of(self, u: int) -> array[int]:
-        return self.flat[self.start[u]:self.start[u + 1]]
-
-    def slot(self, u: int, v: int) -> int:
-        """The global slot of the pair (u, v); v must be one of u's neighbours."""
-        lo, hi = self.start[u], self.start[u + 1]
-        i = bisect_left(self.flat, v, lo, hi)
-        if i == hi or self.flat[i] != v:
-            raise ProtocolError(f"client {v} is not a neighbour of client {u}")
-        return i
 
 
 class SecAggServer(MaskingServer):
@@ -173,10 +126,10 @@ class SecAggServer(MaskingServer):
         # a client's shares arrive all at once, so its slots are filled exactly when it is
         # in _shared). Once the graph is fixed, a client's advertisement shrinks to what the
         # unmasking checks: s_pk and the seed commitment, _RECORD_SIZE bytes in _committed.
-        self._sent_nb = _Neighbours(0, {})
+        self._sent_nb = NeighbourLists(0, {})
         self._inbox = bytearray()
         self._shared: set[int] = set()
-        self._forwarded = _Neighbours(0, {})
+        self._forwarded = NeighbourLists(0, {})
         self._committed = bytearray()
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._masked: set[int] = set()
@@ -306,9 +259,9 @@ class SecAggServer(MaskingServer):
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
         self._digests = {}  # the roster and the transcript carry them from here
         self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
-        live = _prune({u: set(self._graph[u]) for u in u1}, t)
+        live = prune({u: set(self._graph[u]) for u in u1}, t)
         self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
-        self._sent_nb = _Neighbours(cfg.n_clients, live)
+        self._sent_nb = NeighbourLists(cfg.n_clients, live)
         self._inbox = bytearray(len(self._sent_nb) * SEALED_SIZE)
         self._graph = {}  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
@@ -335,9 +288,9 @@ class SecAggServer(MaskingServer):
     def _close_shares(self) -> list[Message]:
         t = self.config.threshold
         sent = self._sent_nb
-        live = _prune({u: set(sent.of(u)) & self._shared for u in self._shared}, t)
+        live = prune({u: set(sent.of(u)) & self._shared for u in self._shared}, t)
         self._need(len(live), "shared their keys with enough live neighbours")
-        self._forwarded = _Neighbours(self.config.n_clients, live)
+        self._forwarded = NeighbourLists(self.config.n_clients, live)
         self._waiting = set(live)
         out: list[Message] = []
         size, cts = SEALED_SIZE, memoryview(self._inbox)
@@ -348,7 +301,7 @@ class SecAggServer(MaskingServer):
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         cts.release()
         self._inbox = bytearray()
-        self._sent_nb = _Neighbours(0, {})  # late ShareKeys are refused before they need it
+        self._sent_nb = NeighbourLists(0, {})  # late ShareKeys are refused before they need it
         return out
 
     def _close_masked(self) -> list[Message]:
@@ -462,7 +415,7 @@ class SecAggServer(MaskingServer):
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
         self._inbox = bytearray()
-        self._sent_nb = self._forwarded = _Neighbours(0, {})
+        self._sent_nb = self._forwarded = NeighbourLists(0, {})
         self._seed_shares.clear()
         self._key_shares.clear()
         self._lagrange = shamir.LagrangeCache()
