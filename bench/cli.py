@@ -36,7 +36,7 @@ from bench.report import (
     write_csv,
     write_json,
 )
-from fl.cli._common import add_json_flag, emit_json, stderr_console
+from fl.cli._common import add_json_flag, emit_json, progress_status, stderr_console
 from secagg.errors import ConfigError
 
 HELP = ("benchmark the protocols over clients x dims x dropout: time, bytes, memory, "
@@ -219,9 +219,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(f"secagg bench: {len(cells)} cells, {opts.repeats} repeats max"
                   f"{', vs Flower' if opts.vs_flower else ''}; measuring the floor")
     floor_start = machine_floor()
-    with console.status("running") as status:
-        results = run_cells(cells, opts, status.update,
-                            on_cell=lambda c: console.log(_one_line(c)))
+    with progress_status(console, "running") as update:
+        results = run_cells(cells, opts, update, on_cell=lambda c: console.log(_one_line(c)))
     floor_end = machine_floor()
     machine["loadavg_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
     result: dict[str, Any] = {

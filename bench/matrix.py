@@ -160,9 +160,10 @@ def run_cell(cell: CellSpec, inputs: Inputs, opts: MatrixOptions,
     flowers: list[Any] = []
     item = config.encoding.dtype.itemsize
     def sample_floor() -> None:
-        # Sampled before, between the stages of (run_round's deadline hook, outside every
-        # timed region) and after each of our rounds, so a busy machine weighs on the floor
-        # as it does on the clients it is compared with.
+        # Sampled before, between the stages of (run_round's progress hook: each stage the
+        # server opens and each deadline, outside every timed region) and after each of our
+        # rounds, so a busy machine weighs on the floor as it does on the clients it is
+        # compared with.
         if graph:
             floors.append(client_floor(graph["degree"] + 1, (cell.dim + 1) * item, repeats=1))
 
@@ -176,8 +177,12 @@ def run_cell(cell: CellSpec, inputs: Inputs, opts: MatrixOptions,
         counter = ServerStreams()
         try:
             with counter:
+                def stage(msg: str, r: int = r) -> None:
+                    say(f"{cell.label()}: ours, repeat {r + 1}: {msg}")
+                    sample_floor()
+
                 ours.append(run_round(spec, config, inputs, rng, drop_at=plan,
-                                      progress=lambda _msg: sample_floor(),
+                                      progress=stage,
                                       client_map=client_map, lean=callable(inputs)))
         except Exception as exc:  # noqa: BLE001
             rec.update(status="error", error=f"{type(exc).__name__}: {exc}", repeats=r)

@@ -216,3 +216,22 @@ def test_errors_that_need_no_model_come_before_torch(tmp_path: Path) -> None:
             assert "threshold" in err[0]
         else:
             assert "budget already spent" in err[0]
+
+
+def test_progress_off_a_terminal_is_one_timed_line_per_change() -> None:
+    import io
+
+    from rich.console import Console
+
+    from fl.cli._common import progress_status
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=120)
+    assert not console.is_terminal
+    with progress_status(console, "starting") as update:
+        update("stage 1")
+        update("stage 1")  # unchanged: no new line
+        update("stage 2")
+    lines = buf.getvalue().splitlines()
+    assert [line.split("] ", 1)[1] for line in lines] == ["starting", "stage 1", "stage 2"]
+    assert all(line.startswith("[") and " s] " in line for line in lines)

@@ -13,6 +13,9 @@ import json
 import os
 import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +33,7 @@ __all__ = [
     "default_out",
     "emit_json",
     "format_bytes",
+    "progress_status",
     "stderr_console",
 ]
 
@@ -50,6 +54,26 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(file=sys.stderr)
+
+
+@contextmanager
+def progress_status(console: Console, first: str) -> Iterator[Callable[[str], None]]:
+    """Yields ``update(text)`` for what is running now: a live status line on a terminal;
+    otherwise (a log file, CI) one line per change, with the seconds since the start, so a
+    long run piped to a file still shows where it is."""
+    if console.is_terminal:
+        with console.status(first) as status:
+            yield status.update
+        return
+    t0, last = time.perf_counter(), [""]
+
+    def line(text: str) -> None:
+        if text != last[0]:
+            last[0] = text
+            console.print(f"[{time.perf_counter() - t0:7.1f} s] {text}", highlight=False)
+
+    line(first)
+    yield line
 
 
 def default_out(protocol: str, kind: str = "") -> Path:

@@ -17,7 +17,7 @@ from typing import Any, cast
 import numpy as np
 
 import protocols
-from fl.cli._common import add_json_flag, check_memory, emit_json, stderr_console
+from fl.cli._common import add_json_flag, check_memory, emit_json, progress_status, stderr_console
 from fl.engines.simulation import RoundReport, plan_dropouts, run_round
 from fl.privacy.rounds import DP_MODES
 from protocols.base import stages_of
@@ -153,11 +153,11 @@ def run(args: argparse.Namespace) -> int:
     console = stderr_console()
     drop = plan_dropouts(args.clients, args.dropout, stages_of(spec, config),
                          rng.spawn("dropouts"))
-    with console.status(f"{spec.name}: {args.clients} clients x {args.dim} values, "
-                        f"{len(drop)} dropping") as status:
+    with progress_status(console, f"{spec.name}: {args.clients} clients x {args.dim} values, "
+                         f"{len(drop)} dropping") as update:
         inputs = _inputs(args.clients, args.dim, args.clip, args.seed)
         report = run_round(spec, config, inputs, rng, drop_at=drop, lean=True, credentials=_identities(args),
-                           progress=lambda s: status.update(f"{spec.name}: {s}"))
+                           progress=lambda s: update(f"{spec.name}: {s}"))
     out = report.to_json()
     if args.dp != "none" and report.result is not None:
         out["dp"] = _dp_report(args, config, inputs, report)

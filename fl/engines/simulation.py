@@ -163,13 +163,16 @@ def run_round(
                 if measure_memory and router is not None and (
                         out or steps % sample_every == 0 or router.server.finished):
                     peak = max(peak, deep_sizeof(router.server))
+                if out and progress:  # the server moved the round on (outside the timing)
+                    progress(f"server sent {len(out):,} {type(out[0]).__name__}")
             else:
                 helper_time += dt
 
     def before_close() -> None:
         nonlocal peak
         if progress:
-            progress("deadline: closing stage")
+            stage = getattr(getattr(router, "server", None), "stage", None)
+            progress(f"deadline: closing {getattr(stage, 'name', 'the stage')}")
         if measure_memory and router is not None:
             peak = max(peak, deep_sizeof(router.server))
 
