@@ -2,7 +2,7 @@
 
 Modules: :mod:`secagg.errors` (one error root), :mod:`secagg.rng` (ChaCha20 CSPRNG),
 :mod:`secagg.encoding` (clipping, fixed point, headroom), :mod:`secagg.prg` (mask PRG),
-:mod:`secagg.kex` (X25519 + HKDF), :mod:`secagg.aead` (XChaCha20-Poly1305),
+:mod:`secagg.kex` (X25519 + HKDF), :mod:`secagg.aead` (XChaCha20-Poly1305, AES-256-GCM-SIV),
 :mod:`secagg.shamir` (secret sharing), :mod:`secagg.threshold` (threshold ElGamal
 decryption of escrowed seeds), :mod:`secagg.wire` (the codec), :mod:`secagg.dp`
 (differential privacy: samplers, mechanisms, accounting).

@@ -1,4 +1,5 @@
-"""secagg.kex (X25519, HKDF-SHA256, labelled key derivation) and secagg.aead (XChaCha20-Poly1305).
+"""secagg.kex (X25519, HKDF-SHA256, labelled key derivation) and secagg.aead (XChaCha20-Poly1305
+with random nonces; AES-256-GCM-SIV under a fixed one).
 
 RFC vectors first (HKDF RFC 5869, X25519 RFC 7748), each vector file also checked against an
 independent stdlib / pure-Python reference so that a mistyped byte is caught as such; then

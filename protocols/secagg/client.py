@@ -8,7 +8,8 @@ b, and the nonce (signed, in the active variant). The key broadcast carries the 
 every advertisement the server included; the client checks its own entry, (active) every
 entry's signature, recomputes the transcript hash and, from it, the graph, and refuses a
 broadcast whose neighbours are not exactly its neighbours in that graph. It Shamir-shares b
-and s^SK to its neighbours and itself, sealed pairwise with XChaCha20-Poly1305. It then
+and s^SK to its neighbours and itself, sealed pairwise (AES-256-GCM-SIV under this round's
+pair key, :func:`secagg.aead.seal_deterministic`). It then
 uploads
 
     y = encode(x) + PRG(b) + sum_{v in masked_with, v > u} PRG(s_uv) - sum_{v < u} PRG(s_uv)
