@@ -294,6 +294,19 @@ def test_deterministic_framing_reveals_only_equality(key: bytes, pt: bytes, ad: 
         assert a[-aead.TAG_SIZE:] != b[-aead.TAG_SIZE:]
 
 
+@pytest.mark.parametrize(("plaintext", "sealed"), [
+    ("", "07f5f4169bbf55a8400cd47ea6fd400f"),
+    ("0100000000000000", "c2ef328e5c71c83b843122130f7364b761e0b97427e3df28"),
+])
+def test_gcm_siv_is_rfc_8452(plaintext: str, sealed: str) -> None:
+    """The library under seal_deterministic is AES-256-GCM-SIV as RFC 8452 defines it
+    (appendix C.2, key 01 00.., nonce 03 00.., no associated data)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
+
+    key, nonce = bytes.fromhex("01" + "00" * 31), bytes.fromhex("03" + "00" * 11)
+    assert AESGCMSIV(key).encrypt(nonce, bytes.fromhex(plaintext), b"").hex() == sealed
+
+
 def test_deterministic_framing_known_answer() -> None:
     """The wire format of a deterministic seal, pinned: AES-256-GCM-SIV, all-zero 12-byte
     nonce, ciphertext then tag (a change here breaks every deployed node)."""
