@@ -4,8 +4,9 @@
 lists what is available. Protocols whose optional dependencies are missing (tenseal, phe)
 are simply not registered. Other packages add protocols through the entry-point group
 ``secagg.protocols`` (:mod:`protocols.registry`). ``protocols.aggregate`` runs one round in
-one call; ``protocols.build_parties`` and ``protocols.Router`` are the harness every driver
-uses (:mod:`protocols.harness`); ``protocols.testing`` is the testing kit.
+one call; ``protocols.build_parties`` (:mod:`protocols.parties`) and ``protocols.Router``
+(:mod:`protocols.harness`) are what every driver builds and runs a round with;
+``protocols.testing`` is the testing kit.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from protocols.base import (
     ServerCore,
     check_release,
 )
-from protocols.harness import Router, aggregate, build_parties
+from protocols.harness import Router, aggregate
+from protocols.parties import build_parties
 from protocols.policy import AnsweredRequests, ClientPolicy, MemoryAnsweredRequests
 from protocols.registry import get, names, plugin_errors, register
 

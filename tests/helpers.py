@@ -12,7 +12,8 @@ import numpy as np
 
 import protocols
 from protocols.base import Message
-from protocols.harness import Envelope, Router, party_rng, random_inputs
+from protocols.harness import Envelope, Router, random_inputs
+from protocols.parties import party_rng
 from protocols.testing import assert_messages_equal, messages_equal, role_state
 from secagg.rng import Csprng
 

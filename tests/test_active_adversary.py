@@ -20,7 +20,7 @@ from helpers import Router, adversary_round, roles_rng
 
 import protocols
 from protocols.base import SERVER, AggregateResult, check_release
-from protocols.harness import party_rng
+from protocols.parties import party_rng
 from protocols.policy import MemoryAnsweredRequests
 from protocols.secagg import active_min_threshold
 from protocols.secagg._keys import graph_seed, transcript

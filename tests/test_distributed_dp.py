@@ -9,7 +9,7 @@ import pytest
 
 import protocols
 from fl.engines.simulation import run_round
-from protocols.harness import party_rng
+from protocols.parties import party_rng
 from secagg.dp import CentralDiscreteGaussian, DistributedDiscreteGaussian
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError

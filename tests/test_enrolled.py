@@ -16,7 +16,7 @@ from helpers import Router
 
 import protocols
 from protocols.base import stage_names
-from protocols.harness import party_rng
+from protocols.parties import party_rng
 from protocols.policy import ClientPolicy
 from protocols.secagg import EnrolledRegistry, EnrolledServer, Identity, enroll_clients
 from protocols.secagg._enrolled_keys import escrow_ad, escrow_key, round_graph, round_seed

@@ -30,7 +30,7 @@ from protocols.base import (
     header,
 )
 from protocols.ckks import CkksDecryptor
-from protocols.harness import Router, party_rng
+from protocols.harness import Router
 from protocols.he import (
     ContextRequest,
     DecryptRequest,
@@ -48,6 +48,7 @@ from protocols.he import state as _state
 from protocols.he.blind import seal_envelope
 from protocols.he.state import ClientState, DecryptorState, Kind, ServerState
 from protocols.paillier import PaillierDecryptor
+from protocols.parties import party_rng
 from secagg import sign, wire
 from secagg.errors import (
     AlreadyFinalized,

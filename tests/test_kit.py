@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import protocols
-from protocols.harness import NetOp, Op, Router, build_parties, party_rng
+from protocols.harness import NetOp, Op, Router
+from protocols.parties import build_parties, party_rng
 from protocols.testing import strategies as pst
 from protocols.testing.walk import check_table, walk_table
 from secagg.errors import ConfigError, LateMessageError, UsageError
@@ -246,7 +247,7 @@ def test_the_server_side_is_the_same_party_tree_as_build_parties():
     build_server_side: the same generators and provisioning as build_parties, and the
     credentials it would have to hand the clients."""
     import protocols
-    from protocols.harness import build_parties, build_server_side
+    from protocols.parties import build_parties, build_server_side
     from secagg.rng import Csprng
 
     spec = protocols.get("secagg")

@@ -17,9 +17,9 @@ from helpers import Router, adversary_round, roles_rng
 
 import protocols
 from protocols.base import DECRYPTOR, SERVER
-from protocols.harness import party_rng
 from protocols.he.blind import open_envelope
 from protocols.he.messages import EncryptedInput, PublicContext
+from protocols.parties import party_rng
 from protocols.policy import ClientPolicy
 from protocols.secagg import ClientRegistry
 from protocols.secagg._keys import graph_seed, transcript

@@ -262,7 +262,7 @@ def _seeded_credentials(protocol: str, config: Any, seed: int, rnd: int,
 
     if getattr(config, "registry", None) is None:
         return {}
-    from protocols.harness import party_rng
+    from protocols.parties import party_rng
 
     spec, unenrolled = protocols.get(protocol), dataclasses.replace(config, registry=None)
     _, creds = spec.provision(unenrolled, party_rng(settings.round_root(seed, rnd), "enrolment"))
@@ -276,7 +276,7 @@ def _root_rng(context: Context, st: ConfigRecord) -> Csprng:
     seed = _seed(context)
     if seed is None:
         raise UsageError("this round was seeded but the run config has no seed any more")
-    from protocols.harness import party_rng
+    from protocols.parties import party_rng
 
     u = records.get_int(st, "client-id")
     return party_rng(settings.round_root(seed, records.get_int(st, "round")), u)

@@ -12,7 +12,7 @@ result and returns it; :meth:`close` ends the run and stops every process.
 what :class:`fl.engines.SimulationEngine` releases (same contributors, same integer sum, also
 with central or distributed DP noise in it, and the same DP event): it derives every party's
 generator from ``rng`` the way the simulator does (``rng.spawn("round")``, then
-:func:`protocols.harness.party_rng` for the server, the helpers, each client and the
+:func:`protocols.parties.party_rng` for the server, the helpers, each client and the
 enrolment; dropouts from ``rng.spawn("dropouts")``) and hands each ClientApp only its own generator key,
 input, weight and credentials. A dropped client is real on the Flower side: from its drop
 stage on, its ClientApp raises, Flower returns an error reply, and the ServerApp counts it as
@@ -42,7 +42,7 @@ from fl.engines.simulation import plan_dropouts
 from fl.flower import jobs
 from fl.flower.deploy import DeploymentError, LocalDeployment
 from protocols.base import AggregateResult, ProtocolSpec, RoundConfig, stages_of
-from protocols.harness import party_rng
+from protocols.parties import party_rng
 from secagg.errors import ConfigError
 from secagg.rng import Csprng
 

@@ -34,7 +34,7 @@ import protocols
 from fl.flower import codec, jobs, settings
 from fl.flower.driver import RoundOutcome, assign_clients, drive_round, wait_for_nodes
 from protocols.base import ProtocolSpec
-from protocols.harness import build_server_side
+from protocols.parties import build_server_side
 from secagg.errors import ConfigError, SecAggError
 from secagg.rng import Csprng
 

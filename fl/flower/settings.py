@@ -78,7 +78,7 @@ def round_root(seed: int, round_index: int) -> Csprng:
     """The generator of aggregation round ``round_index`` of a seeded run.
 
     Every party derives its own from it exactly as :func:`fl.engines.simulation.run_round` does from
-    its ``rng``: :func:`protocols.harness.party_rng` (``"server"``, ``"helpers"``,
+    its ``rng``: :func:`protocols.parties.party_rng` (``"server"``, ``"helpers"``,
     ``"enrolment"``, client ``u``); the round's session id is ``spawn("session").bytes(16)``. So
     ``run_round(spec, config, inputs, round_root(seed, r))`` reproduces round ``r``.
 

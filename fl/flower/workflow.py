@@ -65,7 +65,7 @@ from fl.flower import codec
 from fl.flower.client_app import flatten
 from fl.flower.driver import RoundOutcome, drive_round, enrolled_nodes
 from fl.flower.enrolment import needs_enrolment
-from protocols.harness import build_server_side
+from protocols.parties import build_server_side
 from secagg.errors import BudgetExceededError, ConfigError, SecAggError
 from secagg.rng import Csprng
 
