@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols.secagg.graph import NeighbourLists, prune
-from secagg.errors import ProtocolError
+from protocols.secagg.graph import NeighbourLists, derived_neighbourhoods, derived_neighbours, prune
+from secagg.errors import ConfigError, ProtocolError
 
 
 @st.composite
@@ -60,3 +60,19 @@ def test_prune_keeps_the_largest_subgraph_where_everyone_has_t_minus_1_neighbour
     # if it had t - 1 live neighbours; none has
     for u in set(lists) - set(live):
         assert len(lists[u] & set(live)) + 1 < t
+
+
+@given(ids=st.sets(st.integers(0, 60), min_size=1, max_size=30), k=st.integers(0, 32),
+       seed=st.binary(min_size=32, max_size=32))
+def test_one_clients_neighbours_are_its_neighbourhood_in_the_whole_graph(
+        ids: set[int], k: int, seed: bytes) -> None:
+    order = sorted(ids)
+    if k % 2 and k < len(order) - 1:
+        with pytest.raises(ConfigError, match="even degree"):
+            derived_neighbours(order, k, seed, order[0])
+        return
+    whole = derived_neighbourhoods(order, k, seed)
+    for me in order:
+        assert derived_neighbours(order, k, seed, me) == whole[me]
+    with pytest.raises(ConfigError, match="not among"):
+        derived_neighbours(order, k, seed, max(order) + 1)

@@ -74,7 +74,7 @@ from protocols.secagg._roles import (
 )
 from protocols.secagg._state import ClientState, Kind, tables
 from protocols.secagg.config import SecAggConfig
-from protocols.secagg.graph import derived_neighbourhoods
+from protocols.secagg.graph import derived_neighbours
 from protocols.secagg.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -194,9 +194,9 @@ class SecAggClient(MaskingClient):
         return [AdvertiseKeys(**header(cfg, me, SERVER), c_pk=self._c.public, s_pk=self._s.public,
                               signature=signature, commitment=commitment, nonce=self._nonce)]
 
-    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> dict[int, frozenset[int]]:
+    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> frozenset[int]:
         """The roster names this client's own advertisement, (active) only signed ones, and
-        enough clients; returns the graph it fixes."""
+        enough clients; returns this client's neighbours in the graph it fixes."""
         cfg, me = self.config, self.client_id
         ids = [e.client for e in roster]
         if ids != sorted(set(ids)):
@@ -228,7 +228,7 @@ class SecAggClient(MaskingClient):
                                         "its enrolled key")
         self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
         self._roster = IdSet.of(ids)
-        return derived_neighbourhoods(ids, cfg.degree, graph_seed(self._transcript))
+        return derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), self.client_id)
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -250,11 +250,11 @@ class SecAggClient(MaskingClient):
             if len(k.commitment) != COMMITMENT_SIZE or len(k.nonce) != NONCE_SIZE:
                 raise ProtocolError(f"client {v}'s advertisement needs a {COMMITMENT_SIZE}-byte "
                                     f"commitment and a {NONCE_SIZE}-byte nonce")
-        graph = self._check_roster(m.roster)
-        if set(peers) != graph[me]:
+        drawn = self._check_roster(m.roster)
+        if set(peers) != drawn:
             raise ProtocolError(
                 f"key broadcast lists neighbours {sorted(peers)}, but the graph drawn from the "
-                f"roster gives {sorted(graph[me])}: the server may not choose the graph")
+                f"roster gives {sorted(drawn)}: the server may not choose the graph")
         digests = {e.client: e.digest for e in m.roster}
         for v, k in peers.items():
             if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != digests[v]:

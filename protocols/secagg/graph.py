@@ -22,7 +22,8 @@ from functools import lru_cache
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["NeighbourLists", "derived_neighbourhoods", "neighbourhoods", "prune"]
+__all__ = ["NeighbourLists", "derived_neighbourhoods", "derived_neighbours", "neighbourhoods",
+           "prune"]
 
 
 def neighbourhoods(n: int, k: int, rng: Csprng) -> tuple[frozenset[int], ...]:
@@ -64,6 +65,33 @@ def derived_neighbourhoods(ids: Sequence[int], k: int, seed: bytes) -> dict[int,
     if k < 0:
         raise ConfigError(f"degree must be >= 0, got {k}")
     return dict(_derived(tuple(ids), k, bytes(seed)))
+
+
+def derived_neighbours(ids: Sequence[int], k: int, seed: bytes, me: int) -> frozenset[int]:
+    """``derived_neighbourhoods(ids, k, seed)[me]``, without the rest of the graph: the
+    relabelling (O(len(ids)) draws) and ``me``'s ring neighbours, so a client does not pay
+    for every client's neighbourhood (O(len(ids) * k): 0.23 s at n = 10,000, k = 54).
+
+    Raises:
+        ConfigError: as :func:`derived_neighbourhoods`, or ``me`` not in ``ids``.
+    """
+    if list(ids) != sorted(set(ids)):
+        raise ConfigError("graph ids must be sorted and distinct")
+    if k < 0:
+        raise ConfigError(f"degree must be >= 0, got {k}")
+    m = len(ids)
+    i = bisect_left(ids, me)
+    if i == m or ids[i] != me:
+        raise ConfigError(f"client {me} is not among the graph's {m} ids")
+    k = min(k, m - 1)
+    if k == m - 1:
+        return frozenset(ids[:i]) | frozenset(ids[i + 1:])
+    if k % 2:
+        raise ConfigError(f"a Harary graph needs an even degree below n - 1, got {k}")
+    order = Csprng(bytes(seed)).permutation(m)  # the relabelling neighbourhoods() draws
+    at = order.index(i)
+    half = k // 2
+    return frozenset(ids[order[(at + j) % m]] for j in range(-half, half + 1) if j)
 
 
 @lru_cache(maxsize=16)
