@@ -15,7 +15,7 @@ from nacl.bindings import (
 )
 
 import protocols
-from protocols.secagg._enrolled_keys import round_graph, round_seed, share_key
+from protocols.secagg._enrolled_keys import round_graph, round_neighbourhoods, round_seed, share_key
 from secagg import threshold as th
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
@@ -124,3 +124,20 @@ def test_the_graph_is_a_public_function_of_session_round_and_cohort() -> None:
     assert g != round_graph(other_round, cohort)
     small = round_graph(a, (1, 5, 9, 12, 20))  # cohort below k+1: complete over the cohort
     assert all(vs == {1, 5, 9, 12, 20} - {u} for u, vs in small.items())
+
+
+@given(cohort=st.sets(st.integers(0, 49), min_size=2, max_size=50), degree=st.sampled_from([2, 4, 6, 8]),
+       data=st.data())
+def test_a_client_reads_its_part_of_the_round_graph(cohort: set[int], degree: int,
+                                                    data: st.DataObject) -> None:
+    """What a client computes (its own and its neighbours' lists) is the server's graph."""
+    config = protocols.get("secagg+").make_config(50, 2, enrolled=True, degree=degree,
+                                                   threshold=2, session=b"G")
+    members = tuple(sorted(cohort))
+    whole = round_graph(config, members)
+    me = data.draw(st.sampled_from(members))
+    part = round_neighbourhoods(config, members, me)
+    assert set(part) == {me} | whole[me]
+    assert all(part[u] == whole[u] for u in part)
+    with pytest.raises(ConfigError, match="not in the cohort"):
+        round_neighbourhoods(config, members, 50)

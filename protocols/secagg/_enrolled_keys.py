@@ -3,19 +3,20 @@ session, round and pair, so one pair's seeds differ in every round and every ses
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Mapping
-from functools import lru_cache
 from types import MappingProxyType
 
 from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
-from protocols.secagg.graph import neighbourhoods
+from protocols.secagg.graph import Ring
 from secagg import aead, shamir, threshold
+from secagg.errors import ConfigError
 from secagg.kex import derive_key, hkdf, label
 from secagg.rng import Csprng
 
 __all__ = ["ESCROW_SIZE", "PLAINTEXT_SIZE", "PROTOCOL_NAME", "SEALED_SIZE", "escrow_ad",
-           "escrow_key", "escrow_point", "round_degree", "round_graph", "round_seed",
+           "escrow_key", "escrow_point", "round_degree", "round_graph", "round_neighbourhoods", "round_seed",
            "self_mask_key", "share_ad", "share_key", "survivors_message"]
 
 PROTOCOL_NAME = "secagg-enrolled"
@@ -89,22 +90,33 @@ def round_degree(config: SecAggConfig, cohort_size: int) -> int:
 
 
 def round_graph(config: SecAggConfig, cohort: tuple[int, ...]) -> Mapping[int, frozenset[int]]:
-    """Each cohort member's neighbours in this round.
+    """Each cohort member's neighbours in this round (the server's view; a client reads
+    only what it needs with :func:`round_neighbourhoods`).
 
     The graph is a function of public values only: the session, the round and the cohort
     (a Harary graph under a relabelling drawn from HKDF of them), so every client computes
     it and the server cannot pick it except by picking the cohort.
     """
-    return _graph(config.session, config.round_id, cohort, round_degree(config, len(cohort)))
-
-
-@lru_cache(maxsize=64)
-def _graph(session: bytes, round_id: int, cohort: tuple[int, ...],
-           k: int) -> Mapping[int, frozenset[int]]:
-    # Cached and read-only: the clients of one simulation share one graph, not n copies of
-    # an n-entry dict (a deployed client computes it once per round either way).
-    info = label(b"secagg/v1/enrolled-graph", session, str(round_id).encode(),
-                 ",".join(map(str, cohort)).encode(), str(k).encode())
-    nb = neighbourhoods(len(cohort), k, Csprng(hkdf(b"\x00" * 32, info)))
-    return MappingProxyType({cohort[i]: frozenset(cohort[j] for j in nb[i])
+    ring = _ring(config, cohort)
+    return MappingProxyType({cohort[i]: frozenset(cohort[j] for j in ring.of(i))
                              for i in range(len(cohort))})
+
+
+def round_neighbourhoods(config: SecAggConfig, cohort: tuple[int, ...],
+                         me: int) -> dict[int, frozenset[int]]:
+    """``round_graph(config, cohort)`` restricted to ``me`` and its neighbours: what a client
+    checks (its own neighbours, and theirs for the escrows it helps open), in O(cohort + k^2)
+    rather than the whole graph's O(cohort * k). ``me`` must be in the sorted ``cohort``."""
+    ring = _ring(config, cohort)
+    at = bisect_left(cohort, me)
+    if at == len(cohort) or cohort[at] != me:
+        raise ConfigError(f"client {me} is not in the cohort")
+    local = ring.of(at)
+    return {cohort[i]: frozenset(cohort[j] for j in ring.of(i)) for i in (at, *local)}
+
+
+def _ring(config: SecAggConfig, cohort: tuple[int, ...]) -> Ring:
+    k = round_degree(config, len(cohort))
+    info = label(b"secagg/v1/enrolled-graph", config.session, str(config.round_id).encode(),
+                 ",".join(map(str, cohort)).encode(), str(k).encode())
+    return Ring(len(cohort), k, Csprng(hkdf(b"\x00" * 32, info)))

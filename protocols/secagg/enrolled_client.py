@@ -46,7 +46,7 @@ from protocols.secagg._enrolled_keys import (
     escrow_ad,
     escrow_key,
     escrow_point,
-    round_graph,
+    round_neighbourhoods,
     round_seed,
     self_mask_key,
     share_ad,
@@ -56,6 +56,7 @@ from protocols.secagg._enrolled_keys import (
 from protocols.secagg._enrolled_state import ClientState, Kind, tables
 from protocols.secagg._keys import mask_sign, seed_commitment
 from protocols.secagg._roles import (
+    IdSet,
     MaskingClient,
     check_enough_survivors,
     check_signed_split,
@@ -133,7 +134,8 @@ class EnrolledClient(MaskingClient):
         self._table = tables(config.active)[0]
         self.state = ClientState.IDLE
         self.encoded: np.ndarray | None = None
-        self._graph: Mapping[int, frozenset[int]] = {}
+        self._graph: Mapping[int, frozenset[int]] = {}  # its own and its neighbours' lists
+        self._cohort = IdSet()  # the round's cohort, as a bitmap
         self._own: tuple[bytes, int] | None = None      # own shares of (b_u, z_u)
         self._seeds: dict[int, bytes] = {}               # round seeds with neighbours
         self._share_keys: dict[int, bytes] = {}
@@ -169,7 +171,7 @@ class EnrolledClient(MaskingClient):
                                 f"min_clients={cfg.min_clients} or 2")
         if self.encoded is None:
             raise UsageError("set_input() must be called before the upload is requested")
-        graph = round_graph(cfg, cohort)
+        graph = round_neighbourhoods(cfg, cohort, me)
         nbrs = graph[me]
         if len(nbrs) + 1 < t:
             raise ProtocolError(f"only {len(nbrs)} neighbours: t={t} needs {t - 1}")
@@ -199,7 +201,7 @@ class EnrolledClient(MaskingClient):
         terms += [(self._seeds[v], mask_sign(me, v)) for v in sorted(nbrs)]
         y = add_masks(self.encoded, terms)  # in place: the plain encoding is not kept
         self.encoded = None
-        self._graph = graph
+        self._graph, self._cohort = graph, IdSet.of(cohort)
         return [Upload(**header(cfg, me, SERVER), masked=y, shares=tuple(sealed),
                        escrow=tuple(escrow), commitment=seed_commitment(cfg, me, b))]
 
@@ -209,7 +211,7 @@ class EnrolledClient(MaskingClient):
                          recipient=self.client_id)
         cfg, me = self.config, self.client_id
         surv = m.survivors
-        check_survivor_list(cfg, me, surv, self._graph, self._graph[me])
+        check_survivor_list(cfg, me, surv, self._cohort, self._graph[me])
         self._signed = frozenset(surv)
         signature = self._identity.sign(survivors_message(cfg, surv))
         return [ConsistencyResponse(**header(cfg, me, SERVER), signature=signature)]
