@@ -27,7 +27,7 @@ from secagg.rng import Csprng
 __all__ = ["EncodingConfig", "Headroom", "clip_l2", "headroom"]
 
 _BITS = (32, 64)
-_ENC_CHUNK = 1 << 15
+_ENC_CHUNK = 1 << 16  # 64k values a chunk: measured fastest here (interleaved, 4.2 vs 4.5 ms per 1M)
 
 
 def _max_coord(clip: float, frac_bits: int, max_weight: float) -> int:

@@ -472,3 +472,21 @@ def test_fast_norm_check_refuses_what_it_cannot_decide():
     assert not _surely_within(np.array([3e38, 3e38], np.float32), 1e300)  # squares overflow
     assert not _surely_within(np.ones(4, np.float64) * 0.1, 1.0)  # float64: the exact path
     assert not _surely_within(np.ones(100, np.float32) * np.float32(0.1), 1.0)  # norm 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_encoding_does_not_depend_on_its_chunk_size(monkeypatch: pytest.MonkeyPatch,
+                                                    dtype: type) -> None:
+    """The rounding bits are drawn in order across chunks, so the chunk size (a speed knob)
+    never changes the integers: several chunks, a ragged last one, and clipping."""
+    import secagg.encoding as encoding
+
+    enc = EncodingConfig(max_clients=10)
+    base = Csprng.from_seed("chunks").random(5_003).astype(dtype) - dtype(0.5)
+    outs = []
+    for chunk in (1 << 8, 1 << 10, 1 << 16):
+        monkeypatch.setattr(encoding, "_ENC_CHUNK", chunk)
+        outs.append([enc.encode(x, Csprng.from_seed("bits")) for x in (base * 0.01, base * 10)])
+    for other in outs[1:]:
+        for a, b in zip(outs[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
