@@ -16,8 +16,8 @@ from secagg.kex import derive_key, hkdf, label
 from secagg.rng import Csprng
 
 __all__ = ["ESCROW_SIZE", "PLAINTEXT_SIZE", "PROTOCOL_NAME", "SEALED_SIZE", "escrow_ad",
-           "escrow_key", "escrow_point", "round_degree", "round_graph", "round_neighbourhoods", "round_seed",
-           "self_mask_key", "share_ad", "share_key", "survivors_message"]
+           "escrow_key", "escrow_point", "round_degree", "round_graph", "round_neighbourhoods",
+           "round_seed", "self_mask_key", "share_ad", "share_key", "survivors_message"]
 
 PROTOCOL_NAME = "secagg-enrolled"
 #: a holder's plaintext: its share of the self-mask seed b_u, then of the escrow scalar z_u
