@@ -395,7 +395,7 @@ def test_enrolled_forged_seed_shares_among_more_than_t_are_found_and_left_out(na
     cfg, encoded = r.config, list(r.encoded)
     r.start()
     res = r.run()
-    if 1 in r.server._graph[2]:  # client 1 holds a share of client 2's seed
+    if 1 in r.server._graph.of(2):  # client 1 holds a share of client 2's seed
         assert r.server.suspects == {2: (1,)}
     assert np.array_equal(res.int_sum, sum(cfg.encoding.centre(e) for e in encoded))
 

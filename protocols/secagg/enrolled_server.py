@@ -18,6 +18,7 @@ round needs t answering holders for every secret it must rebuild, or it aborts w
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import combinations
@@ -64,6 +65,7 @@ from protocols.secagg.enrolled_messages import (
     Upload,
     UploadRequest,
 )
+from protocols.secagg.graph import NeighbourLists
 from secagg import aead, shamir, threshold
 from secagg.errors import (
     ConfigError,
@@ -106,11 +108,18 @@ class EnrolledServer(MaskingServer):
         if len(members) < max(t, config.min_clients, 2):
             raise ConfigError(f"a cohort of {len(members)} is too small: it needs at least "
                               f"max(t={t}, min_clients={config.min_clients}, 2)")
-        self._graph = round_graph(config, members)
-        thin = [u for u, vs in self._graph.items() if len(vs) + 1 < t]
+        graph = round_graph(config, members)
+        thin = [u for u, vs in graph.items() if len(vs) + 1 < t]
         if thin:
             raise ConfigError(f"clients {thin[:5]} have fewer than t-1={t - 1} neighbours in a "
                               f"cohort of {len(members)}; lower the threshold or grow the cohort")
+        # Per-pair state in flat buffers (as the per-round server): the graph as one int32
+        # array of sorted neighbour lists, and each sealed share and escrow in its pair's
+        # slot (the share from v to u and u's escrow with v both in the slot of (u, v)).
+        self._graph = NeighbourLists(config.n_clients, {u: set(vs) for u, vs in graph.items()})
+        self._inbox = bytearray(len(self._graph) * SEALED_SIZE)
+        self._escrow = bytearray(len(self._graph) * ESCROW_SIZE)
+        self._escrow_kept: dict[tuple[int, int], bytes] = {}
         self.config, self.cohort, self._rng = config, members, rng
         self._registry = registry
         self._table = tables(config.active)[1]
@@ -119,13 +128,13 @@ class EnrolledServer(MaskingServer):
         self._waiting: set[int] = set()
         self._acc = np.zeros(config.dim + 1, config.encoding.dtype)
         self._uploaded: set[int] = set()
-        self._inbox: dict[int, list[SealedShare]] = {}
-        self._escrow: dict[tuple[int, int], bytes] = {}
         self._survivor_list: tuple[int, ...] = ()
         self._signatures: dict[int, bytes] = {}
-        self._requests: dict[int, tuple[frozenset[int], frozenset[int],
-                                        frozenset[tuple[int, int]]]] = {}
-        self._seed_shares: dict[int, dict[int, bytes]] = {}
+        self._asked: dict[int, frozenset[tuple[int, int]]] = {}  # escrows asked of each holder
+        # every share of each survivor's seed, compactly (a holder's shares are checked
+        # against the commitment, and a forged one is found among the others)
+        holders = max(len(vs) for vs in graph.values()) + 1
+        self._seed_shares = shamir.ShareBook(t, max(t, holders))
         self._commitments: dict[int, bytes] = {}
         #: owner -> the holders whose shares of its self-mask seed, or partials of its
         #: escrows, did not fit (the round went on without them)
@@ -151,14 +160,13 @@ class EnrolledServer(MaskingServer):
         self._expect(msg, Upload)
         if not isinstance(msg, Upload):
             raise ProtocolError("expected Upload")
-        u, nbrs = msg.sender, self._graph[msg.sender]
+        u, nbrs = msg.sender, self._graph.of(msg.sender)
         y = msg.masked
         if y.dtype != self._acc.dtype or y.shape != self._acc.shape:
             raise ProtocolError(f"masked input must be {self._acc.size} values of "
                                 f"{self._acc.dtype}, got {y.size} of {y.dtype}")
         for what, items in (("sealed share", msg.shares), ("escrow", msg.escrow)):
-            peers = [x.peer for x in items]
-            if len(set(peers)) != len(peers) or set(peers) != nbrs:
+            if array("i", sorted(x.peer for x in items)) != nbrs:  # nbrs: sorted, distinct
                 raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
         if len(msg.commitment) != COMMITMENT_SIZE:
             raise ProtocolError(f"the seed commitment must be {COMMITMENT_SIZE} bytes")
@@ -166,11 +174,14 @@ class EnrolledServer(MaskingServer):
             raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
         if any(len(e.ciphertext) != ESCROW_SIZE for e in msg.escrow):
             raise ProtocolError(f"escrows must be {ESCROW_SIZE}-byte ciphertexts")
+        g, size, esize = self._graph, SEALED_SIZE, ESCROW_SIZE
+        into = [g.slot(sh.peer, u) for sh in msg.shares]  # the graph is symmetric
+        mine = [g.slot(u, e.peer) for e in msg.escrow]
         np.add(self._acc, y, out=self._acc)
-        for sh in msg.shares:
-            self._inbox.setdefault(sh.peer, []).append(SealedShare(u, sh.ciphertext))
-        for e in msg.escrow:
-            self._escrow[(u, e.peer)] = e.ciphertext
+        for i, sh in zip(into, msg.shares):
+            self._inbox[i * size:(i + 1) * size] = sh.ciphertext
+        for i, e in zip(mine, msg.escrow):
+            self._escrow[i * esize:(i + 1) * esize] = e.ciphertext
         self._commitments[u] = bytes(msg.commitment)
         self._uploaded.add(u)
         self._waiting.discard(u)
@@ -186,7 +197,8 @@ class EnrolledServer(MaskingServer):
         if not isinstance(msg, UnmaskResponse):
             raise ProtocolError("expected UnmaskResponse")
         w = msg.sender
-        surv, drop, asked = self._requests[w]
+        surv, drop = self._split(w)
+        asked = self._asked[w]
         owners = [s.owner for s in msg.seed_shares]
         if len(set(owners)) != len(owners) or set(owners) != surv:
             raise ProtocolError(f"client {w} must return one seed share per survivor asked for")
@@ -202,8 +214,7 @@ class EnrolledServer(MaskingServer):
             raise ProtocolError(f"client {w} must return one partial per escrow asked for")
         if any(len(p.value) != threshold.POINT_SIZE for p in msg.partials):
             raise ProtocolError(f"partials must be {threshold.POINT_SIZE} bytes")
-        for s in msg.seed_shares:
-            self._seed_shares.setdefault(s.owner, {})[w + 1] = s.value
+        self._seed_shares.add_from(w + 1, ((s.owner, s.value) for s in msg.seed_shares))
         for r in msg.round_seeds:
             self._round_seeds[(w, r.peer)] = r.seed
         for p in msg.partials:
@@ -224,7 +235,7 @@ class EnrolledServer(MaskingServer):
         """Every survivor's self mask has t live holders (itself counts)."""
         t = self.config.threshold
         for u in self._uploaded:
-            have = len((self._graph[u] | {u}) & holders)
+            have = sum(v in holders for v in self._graph.of(u)) + (u in holders)
             if have < t:
                 raise DropoutError(f"client {u}'s self mask needs t={t} live share holders; "
                                    f"{have} remain")
@@ -248,18 +259,32 @@ class EnrolledServer(MaskingServer):
         self._waiting = set(recipients)
         out: list[Message] = []
         asks = self._escrow_asks(recipients)
+        g, size = self._graph, SEALED_SIZE
         for w in sorted(recipients):
-            nbrs = self._graph[w]
-            surv = frozenset(nbrs & up) | {w}
-            drop = frozenset(nbrs - up)
+            nbrs = g.of(w)
+            surv, drop = self._split(w)
             escrow = asks.get(w, [])
-            self._requests[w] = (surv, drop, frozenset((e.owner, e.dropped) for e in escrow))
-            shares = tuple(sorted(self._inbox.get(w, []), key=lambda sh: sh.peer))
+            self._asked[w] = frozenset((e.owner, e.dropped) for e in escrow)
+            first = g.start[w]
+            shares = tuple(SealedShare(v, bytes(self._inbox[(first + i) * size:
+                                                             (first + i + 1) * size]))
+                           for i, v in enumerate(nbrs) if v in up)
             out.append(UnmaskRequest(**header(self.config, SERVER, w),
                                      survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop)),
                                      shares=shares, escrow=tuple(escrow), signatures=sigs))
-        self._inbox.clear()
+        self._inbox = bytearray()
+        # Only escrows of a survivor with a dropped client can ever be opened: keep those.
+        self._escrow_kept = {(u, v): self._escrow_of(u, v) for u in sorted(up)
+                             for v in g.of(u) if v not in up}
+        self._escrow = bytearray()
         return out
+
+    def _split(self, w: int) -> tuple[frozenset[int], frozenset[int]]:
+        """What w is asked to unmask: (its surviving neighbours and itself, its dropped
+        neighbours); recomputed, not stored (fixed once the uploads are in)."""
+        up, nbrs = self._uploaded, self._graph.of(w)
+        return (frozenset(v for v in nbrs if v in up) | {w},
+                frozenset(v for v in nbrs if v not in up))
 
     def _escrow_asks(self, recipients: frozenset[int]) -> dict[int, list[EscrowRequest]]:
         """Which holders are asked to help open each escrow a survivor made with a dropped
@@ -272,11 +297,11 @@ class EnrolledServer(MaskingServer):
         t, up = self.config.threshold, self._uploaded
         out: dict[int, list[EscrowRequest]] = {}
         for u in sorted(up):
-            holders = sorted((self._graph[u] & recipients) - {u})
+            holders = [v for v in self._graph.of(u) if v in recipients]
             if not holders:
                 continue
             ask = min(len(holders), t + max(1, (len(holders) - t + 1) // 2))
-            for v in sorted(self._graph[u] - up):
+            for v in (v for v in self._graph.of(u) if v not in up):
                 start = (u * 7919 + v) % len(holders)
                 req = EscrowRequest(u, v)
                 for i in range(ask):
@@ -298,7 +323,7 @@ class EnrolledServer(MaskingServer):
         def opened(subset: tuple[int, ...]) -> bytes | None:
             try:
                 k = threshold.combined_key({x: partials[x] for x in subset}, t)
-                return aead.open_(escrow_key(self.config, k, u, v), self._escrow[(u, v)],
+                return aead.open_(escrow_key(self.config, k, u, v), self._escrow_kept[(u, v)],
                                   escrow_ad(self.config, u, v))
             except ProtocolError:
                 return None
@@ -327,7 +352,7 @@ class EnrolledServer(MaskingServer):
         up = self._uploaded
         terms: list[tuple[bytes, int]] = []
         for u in sorted(up):
-            shares = self._seed_shares.get(u, {})
+            shares = self._seed_shares.shares(u)
             if len(shares) < t:
                 raise DropoutError(f"only {len(shares)} shares of client {u}'s self-mask seed "
                                    f"arrived; t={t}")
@@ -337,7 +362,7 @@ class EnrolledServer(MaskingServer):
                 self.suspects[u] = bad
             terms.append((self_mask_key(cfg, u, seed), -1))
         for v in sorted(set(self.cohort) - up):
-            for u in sorted(self._graph[v] & up):
+            for u in (u for u in self._graph.of(v) if u in up):
                 terms.append((self._pair_seed(u, v), -mask_sign(u, v)))
         add_masks(self._acc, terms)
         self._result = finalize(cfg, self._acc, tuple(sorted(up)), self._rng)
@@ -350,13 +375,16 @@ class EnrolledServer(MaskingServer):
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
 
+    def _escrow_of(self, u: int, v: int) -> bytes:
+        i = self._graph.slot(u, v)
+        return bytes(self._escrow[i * ESCROW_SIZE:(i + 1) * ESCROW_SIZE])
+
     def _is_seed_of(self, u: int, seed: bytes) -> bool:
         return seed_commitment(self.config, u, seed) == self._commitments[u]
 
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
-        self._inbox.clear()
-        self._escrow.clear()
+        self._inbox, self._escrow, self._escrow_kept = bytearray(), bytearray(), {}
         self._seed_shares.clear()
         self._round_seeds.clear()
         self._partials.clear()
