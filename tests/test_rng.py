@@ -180,6 +180,36 @@ def test_permutations_of_three_are_roughly_uniform() -> None:
     assert stat < 5 + 7 * math.sqrt(10)
 
 
+def test_permutations_of_four_are_roughly_uniform() -> None:
+    g = Csprng.from_seed("perm4")
+    total = 24 * 300
+    counts = Counter(tuple(g.permutation(4)) for _ in range(total))
+    assert len(counts) == 24
+    index = {p: i for i, p in enumerate(sorted(counts))}
+    stat = _chi_square(Counter({index[p]: c for p, c in counts.items()}), 24, total)
+    assert stat < 23 + 7 * math.sqrt(46)
+
+
+def test_permutation_is_the_order_of_its_keys() -> None:
+    n = 1000
+    keys = Csprng.from_seed("keys").uint64(n)
+    assert Csprng.from_seed("keys").permutation(n) == np.argsort(keys, kind="stable").tolist()
+
+
+def test_permutation_redraws_keys_that_tie(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Equal keys would order by position (a bias): the draw is thrown away instead."""
+    g = Csprng.from_seed(0)
+    draws = iter([np.array([5, 1, 5], np.uint64), np.array([9, 1, 5], np.uint64)])
+    monkeypatch.setattr(g, "uint64", lambda n: next(draws))
+    assert g.permutation(3) == [1, 2, 0]
+    assert next(draws, None) is None
+
+
+def test_permutation_rejects_a_negative_size() -> None:
+    with pytest.raises(ConfigError, match="n >= 0"):
+        Csprng.from_seed(0).permutation(-1)
+
+
 @given(g=csprngs, data=st.data())
 def test_sample_draws_distinct_values(g: Csprng, data: st.DataObject) -> None:
     population = data.draw(st.integers(0, 100))

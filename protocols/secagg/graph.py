@@ -19,6 +19,8 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from functools import lru_cache
 
+import numpy as np
+
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
@@ -44,9 +46,9 @@ class Ring:
             raise ConfigError(f"a Harary graph needs an even degree below n - 1, got {k}")
         self._n, self._half = n, (None if k == n - 1 else k // 2)
         self._order: list[int] = [] if self._half is None else rng.permutation(n)
-        self._pos = [0] * len(self._order)
-        for i, u in enumerate(self._order):
-            self._pos[u] = i
+        inverse = np.empty(len(self._order), np.int64)  # u's place on the ring
+        inverse[self._order] = np.arange(len(self._order))
+        self._pos: list[int] = inverse.tolist()
 
     def of(self, u: int) -> frozenset[int]:
         """Client u's neighbours: the k/2 on either side of it on the relabelled ring (or
