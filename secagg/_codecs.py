@@ -1,0 +1,455 @@
+"""The field codecs behind :mod:`secagg.wire`, compiled once per message class from its
+type annotations (the layout table is in :mod:`secagg.wire`'s docstring).
+
+Every decoder checks each length against the bytes that remain before it allocates, and
+raises only :class:`DecodeError`; every encoder raises :class:`UsageError` for a value of the
+wrong type or range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import struct
+import sys
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from secagg.errors import ConfigError, DecodeError, SecAggError, UsageError
+
+__all__ = ["Dec", "Enc", "compile_struct"]
+
+Enc = Callable[[bytearray, Any], None]
+Dec = Callable[[memoryview, int], tuple[Any, int]]
+
+_DTYPES: dict[int, np.dtype] = {
+    1: np.dtype("<u1"), 2: np.dtype("<u4"), 3: np.dtype("<u8"), 4: np.dtype("<i4"),
+    5: np.dtype("<i8"), 6: np.dtype("<f4"), 7: np.dtype("<f8"),
+}
+_DTYPE_CODES = {dt.newbyteorder("="): code for code, dt in _DTYPES.items()}
+
+_I64 = struct.Struct("<q")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_F64 = struct.Struct("<d")
+
+
+def _need(buf: memoryview, pos: int, n: int, what: str) -> None:
+    if n < 0 or pos + n > len(buf):
+        raise DecodeError(f"truncated frame: {what} needs {n} bytes at offset {pos}, "
+                          f"{len(buf) - pos} remain")
+
+
+# -- scalar codecs ---------------------------------------------------------------------
+def _enc_int(out: bytearray, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise UsageError(f"expected int, got {type(v).__name__}")
+    if not -(2**63) <= v < 2**63:
+        raise UsageError(f"int {v} does not fit in 64 bits; send it as bytes")
+    out += _I64.pack(v)
+
+
+def _dec_int(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 8, "int")
+    return _I64.unpack_from(buf, pos)[0], pos + 8
+
+
+def _enc_bool(out: bytearray, v: Any) -> None:
+    if not isinstance(v, bool):
+        raise UsageError(f"expected bool, got {type(v).__name__}")
+    out.append(1 if v else 0)
+
+
+def _dec_bool(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 1, "bool")
+    b = buf[pos]
+    if b > 1:
+        raise DecodeError(f"non-canonical bool byte {b} at offset {pos}")
+    return bool(b), pos + 1
+
+
+def _enc_float(out: bytearray, v: Any) -> None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise UsageError(f"expected float, got {type(v).__name__}")
+    try:
+        out += _F64.pack(float(v))
+    except OverflowError:
+        raise UsageError(f"{v!r} does not fit a float64") from None
+
+
+def _dec_float(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 8, "float")
+    return _F64.unpack_from(buf, pos)[0], pos + 8
+
+
+def _enc_bytes(out: bytearray, v: Any) -> None:
+    if not isinstance(v, (bytes, bytearray)):
+        raise UsageError(f"expected bytes, got {type(v).__name__}")
+    out += _U32.pack(len(v))
+    out += v
+
+
+def _dec_bytes(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 4, "length")
+    n = _U32.unpack_from(buf, pos)[0]
+    pos += 4
+    _need(buf, pos, n, "bytes")
+    return bytes(buf[pos : pos + n]), pos + n
+
+
+def _enc_str(out: bytearray, v: Any) -> None:
+    if not isinstance(v, str):
+        raise UsageError(f"expected str, got {type(v).__name__}")
+    try:
+        _enc_bytes(out, v.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise UsageError(f"string is not valid UTF-8: {exc.reason}") from None
+
+
+def _dec_str(buf: memoryview, pos: int) -> tuple[Any, int]:
+    raw, pos = _dec_bytes(buf, pos)
+    try:
+        return raw.decode("utf-8"), pos
+    except UnicodeDecodeError as exc:
+        raise DecodeError(f"invalid UTF-8 in string field: {exc.reason}") from None
+
+
+def _enc_array(out: bytearray, v: Any) -> None:
+    if not isinstance(v, np.ndarray) or v.ndim != 1:
+        raise UsageError("expected a 1-D numpy array")
+    code = _DTYPE_CODES.get(v.dtype.newbyteorder("="))
+    if code is None:
+        raise UsageError(f"dtype {v.dtype} cannot travel; use one of "
+                         + ", ".join(str(d) for d in _DTYPES.values()))
+    out.append(code)
+    out += _U64.pack(v.size)
+    out += bytes(-len(out) % 8)
+    le = v.astype(_DTYPES[code], copy=False)
+    out += memoryview(np.ascontiguousarray(le).view(np.uint8))  # type: ignore[arg-type]
+
+
+def _dec_array(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 9, "array header")
+    code = buf[pos]
+    dt = _DTYPES.get(code)
+    if dt is None:
+        raise DecodeError(f"unknown array dtype code {code} at offset {pos}")
+    count = _U64.unpack_from(buf, pos + 1)[0]
+    pos += 9
+    pad = -pos % 8
+    _need(buf, pos, pad, "padding")
+    if any(buf[pos : pos + pad]):
+        raise DecodeError("non-zero array padding")
+    pos += pad
+    nbytes = count * dt.itemsize
+    _need(buf, pos, nbytes, f"array of {count} {dt}")
+    arr = np.frombuffer(buf, dtype=dt, count=count, offset=pos)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        arr = arr.astype(dt.newbyteorder("="))
+    return arr, pos + nbytes
+
+
+_SCALARS: dict[Any, tuple[Enc, Dec]] = {
+    int: (_enc_int, _dec_int),
+    bool: (_enc_bool, _dec_bool),
+    float: (_enc_float, _dec_float),
+    bytes: (_enc_bytes, _dec_bytes),
+    str: (_enc_str, _dec_str),
+    np.ndarray: (_enc_array, _dec_array),
+}
+
+
+# -- compound codecs -------------------------------------------------------------------
+def _compile(tp: Any) -> tuple[Enc, Dec]:
+    if tp in _SCALARS:
+        return _SCALARS[tp]
+    origin = typing.get_origin(tp)
+    if origin is np.ndarray:
+        return _SCALARS[np.ndarray]
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return _compile_enum(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        inner = [a for a in args if a is not type(None)]
+        if len(args) == 2 and len(inner) == 1:
+            return _compile_optional(inner[0])
+        raise ConfigError(f"wire: only 'X | None' unions are supported, got {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return _compile_seq(args[0])
+        return _compile_fixed(args)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        return compile_struct(tp)
+    raise ConfigError(f"wire: unsupported field type {tp!r}")
+
+
+def _compile_enum(cls: type[enum.Enum]) -> tuple[Enc, Dec]:
+    members = {m.value: m for m in cls}
+
+    def enc(out: bytearray, v: Any) -> None:
+        if not isinstance(v, cls):
+            raise UsageError(f"expected {cls.__name__}, got {type(v).__name__}")
+        _enc_int(out, v.value)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        raw, pos = _dec_int(buf, pos)
+        if raw not in members:
+            raise DecodeError(f"{raw} is not a valid {cls.__name__}")
+        return members[raw], pos
+
+    return enc, dec
+
+
+def _compile_optional(tp: Any) -> tuple[Enc, Dec]:
+    ienc, idec = _compile(tp)
+
+    def enc(out: bytearray, v: Any) -> None:
+        if v is None:
+            out.append(0)
+        else:
+            out.append(1)
+            ienc(out, v)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        present, pos = _dec_bool(buf, pos)
+        return idec(buf, pos) if present else (None, pos)
+
+    return enc, dec
+
+
+def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
+    ienc, idec = _compile(tp)
+    is_int = _flat_fields(tp)
+    if is_int is not None:
+        return _flat_seq(tp, is_int, ienc, idec)
+
+    def enc(out: bytearray, v: Any) -> None:
+        if not isinstance(v, tuple):
+            raise UsageError(f"expected tuple, got {type(v).__name__}")
+        out += _U32.pack(len(v))
+        for item in v:
+            ienc(out, item)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        _need(buf, pos, 4, "count")
+        n = _U32.unpack_from(buf, pos)[0]
+        pos += 4
+        _need(buf, pos, n, f"{n} items")  # every item takes at least one byte
+        items = []
+        for _ in range(n):
+            item, pos = idec(buf, pos)
+            items.append(item)
+        return tuple(items), pos
+
+    return enc, dec
+
+
+def _compile_fixed(args: tuple[Any, ...]) -> tuple[Enc, Dec]:
+    codecs = [_compile(a) for a in args]
+
+    def enc(out: bytearray, v: Any) -> None:
+        if not isinstance(v, tuple) or len(v) != len(codecs):
+            raise UsageError(f"expected a tuple of {len(codecs)} items")
+        for (ienc, _), item in zip(codecs, v):
+            ienc(out, item)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        items = []
+        for _, idec in codecs:
+            item, pos = idec(buf, pos)
+            items.append(item)
+        return tuple(items), pos
+
+    return enc, dec
+
+
+def compile_struct(cls: type) -> tuple[Enc, Dec]:
+    hints = typing.get_type_hints(cls)
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    codecs = [(f.name, *_compile(hints[f.name])) for f in fields]
+
+    def enc(out: bytearray, v: Any) -> None:
+        if type(v) is not cls:
+            raise UsageError(f"expected {cls.__name__}, got {type(v).__name__}")
+        for name, fenc, _ in codecs:
+            try:
+                fenc(out, getattr(v, name))
+            except UsageError as exc:
+                raise UsageError(f"{cls.__name__}.{name}: {exc}") from None
+
+    is_int = _flat_fields(cls)
+    if is_int is not None:
+        return enc, _flat_struct_dec(cls, is_int)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        kwargs = {}
+        for name, _, fdec in codecs:
+            kwargs[name], pos = fdec(buf, pos)
+        try:
+            return cls(**kwargs), pos
+        except (TypeError, ValueError, SecAggError) as exc:  # a rejecting __post_init__
+            raise DecodeError(f"{cls.__name__}: {exc}") from None
+
+    return enc, dec
+
+
+# -- records: dataclasses of int and bytes fields only ---------------------------------
+# A roster is n such records, sent to each of n clients: these are the codec's hot loops.
+def _flat_fields(tp: Any) -> tuple[bool, ...] | None:
+    """For a dataclass whose fields are all ``int`` or ``bytes``: whether each is an int."""
+    if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
+        return None
+    hints = typing.get_type_hints(tp)
+    kinds = [hints[f.name] for f in dataclasses.fields(tp) if f.init]
+    if kinds and all(k is int or k is bytes for k in kinds):
+        return tuple(k is int for k in kinds)
+    return None
+
+
+def _flat_struct_dec(cls: type, is_int: tuple[bool, ...]) -> Dec:
+    """The general decoder of such a record with its field codecs inlined: the same layout
+    and checks, one call a record."""
+    unpack_i64, unpack_u32 = _I64.unpack_from, _U32.unpack_from
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        end = len(buf)
+        values: list[Any] = []
+        for an_int in is_int:
+            if an_int:
+                if pos + 8 > end:
+                    _need(buf, pos, 8, "int")
+                values.append(unpack_i64(buf, pos)[0])
+                pos += 8
+                continue
+            if pos + 4 > end:
+                _need(buf, pos, 4, "length")
+            n = unpack_u32(buf, pos)[0]
+            pos += 4
+            if pos + n > end:
+                _need(buf, pos, n, "bytes")
+            values.append(bytes(buf[pos:pos + n]))
+            pos += n
+        return _construct(cls, values), pos
+
+    return dec
+
+
+def _construct(cls: type, values: Any) -> Any:
+    try:
+        return cls(*values)
+    except (TypeError, ValueError, SecAggError) as exc:  # a rejecting __post_init__
+        raise DecodeError(f"{cls.__name__}: {exc}") from None
+
+
+_LAYOUTS_KEPT = 64  # distinct record layouts whose struct is kept (a peer picks lengths)
+_MEMO_FROM = 256  # records in a tuple worth remembering the bytes of (a roster, not k shares)
+
+
+def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, idec: Dec) -> tuple[Enc, Dec]:
+    """``tuple[cls, ...]`` for such records, in the general layout, with two shortcuts:
+
+    - encoding the same tuple object again reuses its bytes (the server sends one roster in
+      n key broadcasts). Safe because the tuple, its frozen records and their ints and
+      bytes are immutable; a tuple holding a bytearray is never reused. Only the last
+      tuple of at least _MEMO_FROM records is remembered, one per field type: a few
+      shares' worth of ciphertext is not worth holding on to.
+    - decoding reads every record in one ``struct.iter_unpack`` when all of them have the
+      byte lengths of the first one (the usual case: fixed-size keys, digests, ciphertexts),
+      and checks those lengths; otherwise record by record. Both read the same bytes the
+      same way, since each record starts where the one before it ended.
+    """
+    memo: list[tuple[object, bytes]] = [(object(), b"")]  # (last tuple, its bytes)
+    layouts: dict[tuple[int, ...], tuple[struct.Struct, list[int], list[int]]] = {}
+    names = [(f.name, an_int) for f, an_int in
+             zip([f for f in dataclasses.fields(cls) if f.init], is_int)]
+    pack_i64, pack_u32 = _I64.pack, _U32.pack
+
+    def enc(out: bytearray, v: Any) -> None:
+        if not isinstance(v, tuple):
+            raise UsageError(f"expected tuple, got {type(v).__name__}")
+        last, data = memo[0]
+        if v is last:
+            out += data
+            return
+        start, reusable = len(out), True
+        out += pack_u32(len(v))
+        for item in v:
+            at = len(out)
+            if type(item) is cls:
+                for name, an_int in names:
+                    x = getattr(item, name)
+                    if an_int and type(x) is int and -(2**63) <= x < 2**63:
+                        out += pack_i64(x)
+                    elif not an_int and type(x) is bytes:
+                        out += pack_u32(len(x))
+                        out += x
+                    else:
+                        break
+                else:
+                    continue
+                del out[at:]
+            ienc(out, item)  # anything unusual (or wrong): the general codec, its errors
+            reusable = False
+        if reusable and len(v) >= _MEMO_FROM:
+            memo[0] = (v, bytes(out[start:]))
+
+    def layout(lengths: tuple[int, ...]) -> tuple[struct.Struct, list[int], list[int]]:
+        got = layouts.get(lengths)
+        if got is None:
+            fmt, length_cols, value_cols, col, it = "<", [], [], 0, iter(lengths)
+            for an_int in is_int:
+                if an_int:
+                    fmt += "q"
+                    value_cols.append(col)
+                    col += 1
+                else:
+                    fmt += f"I{next(it)}s"
+                    length_cols.append(col)
+                    value_cols.append(col + 1)
+                    col += 2
+            got = (struct.Struct(fmt), length_cols, value_cols)
+            if len(layouts) < _LAYOUTS_KEPT:
+                layouts[lengths] = got
+        return got
+
+    def first_lengths(buf: memoryview, pos: int) -> tuple[int, ...] | None:
+        lengths, end = [], len(buf)
+        for an_int in is_int:
+            if an_int:
+                pos += 8
+            else:
+                if pos + 4 > end:
+                    return None
+                n = _U32.unpack_from(buf, pos)[0]
+                lengths.append(n)
+                pos += 4 + n
+            if pos > end:
+                return None
+        return tuple(lengths)
+
+    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
+        _need(buf, pos, 4, "count")
+        n = _U32.unpack_from(buf, pos)[0]
+        pos += 4
+        _need(buf, pos, n, f"{n} items")  # every item takes at least one byte
+        lengths = first_lengths(buf, pos) if n else None
+        if lengths is not None:
+            st, length_cols, value_cols = layout(lengths)
+            size = st.size * n
+            if pos + size <= len(buf):
+                cols = list(zip(*st.iter_unpack(buf[pos:pos + size])))
+                if all(cols[c].count(want) == n for c, want in zip(length_cols, lengths)):
+                    rows = zip(*(cols[c] for c in value_cols))
+                    return tuple(_construct(cls, row) for row in rows), pos + size
+        items = []
+        for _ in range(n):
+            item, pos = idec(buf, pos)
+            items.append(item)
+        return tuple(items), pos
+
+    return enc, dec
