@@ -3,6 +3,7 @@ operations, the strategies' promises, the table walks."""
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 
@@ -12,11 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import protocols
-from protocols.harness import NetOp, Op, Router
+from protocols.harness import ROUND_GC_THRESHOLDS, NetOp, Op, Router
 from protocols.parties import build_parties, party_rng
 from protocols.testing import strategies as pst
 from protocols.testing.walk import check_table, walk_table
-from secagg.errors import ConfigError, LateMessageError, UsageError
+from secagg.errors import ConfigError, DropoutError, LateMessageError, UsageError
 from secagg.rng import Csprng
 
 
@@ -64,6 +65,28 @@ def test_aggregate_refuses_bad_input_before_any_work() -> None:
         protocols.aggregate("nope", None, [np.zeros(3)] * 2)
     with pytest.raises(ConfigError, match="does not support 'threshold'"):
         protocols.aggregate("plaintext", None, [np.zeros(3)] * 2, threshold=2)
+
+
+def test_a_round_runs_with_the_one_process_collector_and_restores_it() -> None:
+    spec = protocols.get("secagg+")
+    before = gc.get_threshold()
+    seen: list[tuple[int, ...]] = []
+    inner = Router(spec, spec.make_config(3, 2), Csprng.from_seed(2), drop_at={0: 1})
+
+    def nested() -> None:  # a round inside a round (or in another thread) leaves it set
+        seen.append(gc.get_threshold())
+        inner.run(before_close=lambda: seen.append(gc.get_threshold()))
+        seen.append(gc.get_threshold())
+
+    outer = Router(spec, spec.make_config(4, 2), Csprng.from_seed(1), drop_at={3: 1})
+    outer.run(before_close=nested)
+    assert seen and all(t == ROUND_GC_THRESHOLDS for t in seen)
+    assert gc.get_threshold() == before != ROUND_GC_THRESHOLDS
+
+    failing = Router(spec, spec.make_config(4, 2), Csprng.from_seed(1), drop_at={0: 1, 1: 1, 2: 1})
+    with pytest.raises(DropoutError):
+        failing.run()
+    assert gc.get_threshold() == before
 
 
 def test_a_frame_delayed_past_the_deadline_arrives_late() -> None:
