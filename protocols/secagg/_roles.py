@@ -154,13 +154,12 @@ class IdSet(Collection[int]):
     @classmethod
     def of(cls, ids: Iterable[int]) -> IdSet:
         """The set of ``ids``."""
-        ids = list(ids)
-        if any(v < 0 for v in ids):
+        at = np.fromiter(ids, np.int64)
+        if at.size and at.min() < 0:
             raise UsageError("client ids are non-negative")
-        bits = bytearray((max(ids, default=-1) >> 3) + 1)
-        for v in ids:
-            bits[v >> 3] |= 1 << (v & 7)
-        return cls(bytes(bits))
+        member = np.zeros(int(at.max()) + 1 if at.size else 0, bool)
+        member[at] = True
+        return cls(np.packbits(member, bitorder="little").tobytes())  # bit v & 7 of byte v >> 3
 
     def __contains__(self, v: object) -> bool:
         if not isinstance(v, int) or v < 0 or v >> 3 >= len(self.bits):

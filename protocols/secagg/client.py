@@ -194,16 +194,20 @@ class SecAggClient(MaskingClient):
         return [AdvertiseKeys(**header(cfg, me, SERVER), c_pk=self._c.public, s_pk=self._s.public,
                               signature=signature, commitment=commitment, nonce=self._nonce)]
 
-    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> frozenset[int]:
+    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> tuple[frozenset[int], list[int]]:
         """The roster names this client's own advertisement, (active) only signed ones, and
-        enough clients; returns this client's neighbours in the graph it fixes."""
+        enough clients; returns this client's neighbours in the graph it fixes, and the
+        roster's client ids (sorted)."""
         cfg, me = self.config, self.client_id
+        # A roster has n entries and every client reads it: one pass for each column, the
+        # checks over them in C (map, set, sorted), never a Python loop per entry.
         ids = [e.client for e in roster]
+        digests = [e.digest for e in roster]
         if ids != sorted(set(ids)):
             raise ProtocolError("key broadcast roster must be sorted by client and without repeats")
         if ids and not (0 <= ids[0] and ids[-1] < cfg.n_clients):  # sorted: the ends suffice
             raise ProtocolError(f"key broadcast roster names a client outside 0..{cfg.n_clients - 1}")
-        if any(len(e.digest) != DIGEST_SIZE for e in roster):
+        if digests and set(map(len, digests)) != {DIGEST_SIZE}:
             raise ProtocolError(f"roster digests must be {DIGEST_SIZE} bytes")
         at = bisect_left(ids, me)
         mine = roster[at:at + 1] if at < len(ids) and ids[at] == me else ()
@@ -226,9 +230,9 @@ class SecAggClient(MaskingClient):
                                   e.signature):
                     raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
                                         "its enrolled key")
-        self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        self._transcript = transcript(cfg, zip(ids, digests))
         self._roster = IdSet.of(ids)
-        return derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), self.client_id)
+        return derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), me), ids
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -250,14 +254,14 @@ class SecAggClient(MaskingClient):
             if len(k.commitment) != COMMITMENT_SIZE or len(k.nonce) != NONCE_SIZE:
                 raise ProtocolError(f"client {v}'s advertisement needs a {COMMITMENT_SIZE}-byte "
                                     f"commitment and a {NONCE_SIZE}-byte nonce")
-        drawn = self._check_roster(m.roster)
+        drawn, ids = self._check_roster(m.roster)
         if set(peers) != drawn:
             raise ProtocolError(
                 f"key broadcast lists neighbours {sorted(peers)}, but the graph drawn from the "
                 f"roster gives {sorted(drawn)}: the server may not choose the graph")
-        digests = {e.client: e.digest for e in m.roster}
         for v, k in peers.items():
-            if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != digests[v]:
+            entry = m.roster[bisect_left(ids, v)]  # v is in the roster: drawn from it
+            if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != entry.digest:
                 raise ProtocolError(f"client {v}'s keys differ from its advertisement in the roster")
         all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]
         if len(set(all_keys)) != len(all_keys):
