@@ -224,9 +224,6 @@ def _compile_optional(tp: Any) -> tuple[Enc, Dec]:
 
 def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
     ienc, idec = _compile(tp)
-    is_int = _flat_fields(tp)
-    if is_int is not None:
-        return _flat_seq(tp, is_int, ienc, idec)
 
     def enc(out: bytearray, v: Any) -> None:
         if not isinstance(v, tuple):
@@ -246,6 +243,9 @@ def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
             items.append(item)
         return tuple(items), pos
 
+    is_int = _flat_fields(tp)
+    if is_int is not None:
+        return _flat_seq(tp, is_int, ienc, dec)
     return enc, dec
 
 
@@ -350,7 +350,7 @@ _LAYOUTS_KEPT = 64  # distinct record layouts whose struct is kept (a peer picks
 _MEMO_FROM = 256  # records in a tuple worth remembering the bytes of (a roster, not k shares)
 
 
-def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, idec: Dec) -> tuple[Enc, Dec]:
+def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> tuple[Enc, Dec]:
     """``tuple[cls, ...]`` for such records, in the general layout, with two shortcuts:
 
     - encoding the same tuple object again reuses its bytes (the server sends one roster in
@@ -432,10 +432,10 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, idec: Dec) -> tupl
                 return None
         return tuple(lengths)
 
-    def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
-        _need(buf, pos, 4, "count")
-        n = _U32.unpack_from(buf, pos)[0]
-        pos += 4
+    def dec(buf: memoryview, start: int) -> tuple[Any, int]:
+        _need(buf, start, 4, "count")
+        n = _U32.unpack_from(buf, start)[0]
+        pos = start + 4
         _need(buf, pos, n, f"{n} items")  # every item takes at least one byte
         lengths = first_lengths(buf, pos) if n else None
         if lengths is not None:
@@ -446,10 +446,6 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, idec: Dec) -> tupl
                 if all(cols[c].count(want) == n for c, want in zip(length_cols, lengths)):
                     rows = zip(*(cols[c] for c in value_cols))
                     return tuple(_construct(cls, row) for row in rows), pos + size
-        items = []
-        for _ in range(n):
-            item, pos = idec(buf, pos)
-            items.append(item)
-        return tuple(items), pos
+        return general(buf, start)  # record by record
 
     return enc, dec

@@ -170,24 +170,16 @@ def test_permutation_is_a_permutation(g: Csprng, n: int) -> None:
     assert sorted(p) == list(range(n))
 
 
-def test_permutations_of_three_are_roughly_uniform() -> None:
-    g = Csprng.from_seed("perm")
-    total = 6 * 500
-    counts = Counter(tuple(g.permutation(3)) for _ in range(total))
-    assert len(counts) == 6
+@pytest.mark.parametrize(("n", "seed", "per"), [(3, "perm", 500), (4, "perm4", 300)])
+def test_permutations_are_roughly_uniform(n: int, seed: str, per: int) -> None:
+    g = Csprng.from_seed(seed)
+    buckets = math.factorial(n)
+    total = buckets * per
+    counts = Counter(tuple(g.permutation(n)) for _ in range(total))
+    assert len(counts) == buckets
     index = {p: i for i, p in enumerate(sorted(counts))}
-    stat = _chi_square(Counter({index[p]: c for p, c in counts.items()}), 6, total)
-    assert stat < 5 + 7 * math.sqrt(10)
-
-
-def test_permutations_of_four_are_roughly_uniform() -> None:
-    g = Csprng.from_seed("perm4")
-    total = 24 * 300
-    counts = Counter(tuple(g.permutation(4)) for _ in range(total))
-    assert len(counts) == 24
-    index = {p: i for i, p in enumerate(sorted(counts))}
-    stat = _chi_square(Counter({index[p]: c for p, c in counts.items()}), 24, total)
-    assert stat < 23 + 7 * math.sqrt(46)
+    stat = _chi_square(Counter({index[p]: c for p, c in counts.items()}), buckets, total)
+    assert stat < (buckets - 1) + 7 * math.sqrt(2 * (buckets - 1))
 
 
 def test_permutation_is_the_order_of_its_keys() -> None:
