@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocols.secagg.graph import NeighbourLists, derived_neighbourhoods, derived_neighbours, prune
+from protocols.secagg.graph import (
+    NeighbourLists,
+    PairBox,
+    derived_neighbourhoods,
+    derived_neighbours,
+    prune,
+)
 from secagg.errors import ConfigError, ProtocolError
 
 
@@ -76,3 +82,66 @@ def test_one_clients_neighbours_are_its_neighbourhood_in_the_whole_graph(
         assert derived_neighbours(order, k, seed, me) == whole[me]
     with pytest.raises(ConfigError, match="not among"):
         derived_neighbours(order, k, seed, max(order) + 1)
+
+
+@given(graphs())
+def test_mirror_maps_every_slot_to_its_reversed_pair(g: tuple[int, dict[int, set[int]]]) -> None:
+    n, lists = g
+    nl = NeighbourLists(n, lists)
+    m = nl.mirror()
+    for u in lists:
+        for v in lists[u]:
+            assert m[nl.slot(u, v)] == nl.slot(v, u)
+
+
+def test_mirror_refuses_an_asymmetric_graph() -> None:
+    with pytest.raises(ConfigError, match="not symmetric"):
+        NeighbourLists(3, {0: {1}, 1: {2}, 2: {1}}).mirror()
+
+
+class _To:
+    def __init__(self, peer: int, tag: str = "") -> None:
+        self.peer, self.tag = peer, tag
+
+
+@given(graphs(), st.randoms(use_true_random=False))
+def test_in_order_sorts_one_item_per_neighbour_and_refuses_anything_else(
+        g: tuple[int, dict[int, set[int]]], rnd: object) -> None:
+    n, lists = g
+    nl = NeighbourLists(n, lists)
+    for u, vs in lists.items():
+        items = [_To(v, f"to {v}") for v in vs]
+        rnd.shuffle(items)  # type: ignore[attr-defined]
+        assert [x.tag for x in nl.in_order(u, items, "thing")] == [f"to {v}" for v in sorted(vs)]
+        wrong = [*items, _To(items[0].peer)] if items else [_To(n + 1)]
+        with pytest.raises(ProtocolError, match="exactly one thing to each neighbour"):
+            nl.in_order(u, wrong, "thing")
+        with pytest.raises(ProtocolError, match="exactly one thing"):
+            nl.in_order(u, [*items[1:], _To(1 << 40)], "thing")
+
+
+@given(graphs())
+def test_pair_box_files_records_under_the_pair_or_its_mirror(
+        g: tuple[int, dict[int, set[int]]]) -> None:
+    n, lists = g
+    nl = NeighbourLists(n, lists)
+    own, mirrored = PairBox(nl, 6), PairBox(nl, 6)
+    for u, vs in lists.items():
+        records = [f"{u:03d}>{v:02d}".encode()[:6].ljust(6, b".") for v in sorted(vs)]
+        own.put(u, records, mirrored=False, what="record")
+        mirrored.put(u, records, mirrored=True, what="record")
+    for u, vs in lists.items():
+        assert own.records(u) == [own.get(u, v) for v in sorted(vs)]
+        for v in vs:
+            assert own.get(u, v) == mirrored.get(v, u)  # what u sent v, filed under v
+    assert own.nbytes == 6 * len(nl)
+
+
+def test_pair_box_refuses_a_wrong_count_or_size_and_keeps_what_it_had() -> None:
+    nl = NeighbourLists(3, {0: {1, 2}, 1: {0}, 2: {0}})
+    box = PairBox(nl, 4)
+    box.put(0, [b"aaaa", b"bbbb"], mirrored=False, what="record")
+    for bad in ([b"cccc"], [b"cccc", b"ddd"], [b"cccc", b"dddd", b"eeee"], [b"cc", b"dddddd"]):
+        with pytest.raises(ProtocolError, match="one 4-byte record per neighbour"):
+            box.put(0, bad, mirrored=False, what="record")
+    assert box.records(0) == [b"aaaa", b"bbbb"]

@@ -18,7 +18,6 @@ round needs t answering holders for every secret it must rebuild, or it aborts w
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable, Sequence
 from functools import partial
 from itertools import combinations
@@ -65,7 +64,7 @@ from protocols.secagg.enrolled_messages import (
     Upload,
     UploadRequest,
 )
-from protocols.secagg.graph import NeighbourLists
+from protocols.secagg.graph import NeighbourLists, PairBox
 from secagg import aead, shamir, threshold
 from secagg.errors import (
     ConfigError,
@@ -117,8 +116,8 @@ class EnrolledServer(MaskingServer):
         # array of sorted neighbour lists, and each sealed share and escrow in its pair's
         # slot (the share from v to u and u's escrow with v both in the slot of (u, v)).
         self._graph = NeighbourLists(config.n_clients, {u: set(vs) for u, vs in graph.items()})
-        self._inbox = bytearray(len(self._graph) * SEALED_SIZE)
-        self._escrow = bytearray(len(self._graph) * ESCROW_SIZE)
+        self._inbox = PairBox(self._graph, SEALED_SIZE)
+        self._escrow = PairBox(self._graph, ESCROW_SIZE)
         self._escrow_kept: dict[tuple[int, int], bytes] = {}
         self.config, self.cohort, self._rng = config, members, rng
         self._registry = registry
@@ -160,28 +159,23 @@ class EnrolledServer(MaskingServer):
         self._expect(msg, Upload)
         if not isinstance(msg, Upload):
             raise ProtocolError("expected Upload")
-        u, nbrs = msg.sender, self._graph.of(msg.sender)
-        y = msg.masked
+        u, y = msg.sender, msg.masked
         if y.dtype != self._acc.dtype or y.shape != self._acc.shape:
             raise ProtocolError(f"masked input must be {self._acc.size} values of "
                                 f"{self._acc.dtype}, got {y.size} of {y.dtype}")
-        for what, items in (("sealed share", msg.shares), ("escrow", msg.escrow)):
-            if array("i", sorted(x.peer for x in items)) != nbrs:  # nbrs: sorted, distinct
-                raise ProtocolError(f"client {u} must send exactly one {what} per neighbour")
+        g = self._graph
+        shares = g.in_order(u, msg.shares, "sealed share")
+        escrow = g.in_order(u, msg.escrow, "escrow")
         if len(msg.commitment) != COMMITMENT_SIZE:
             raise ProtocolError(f"the seed commitment must be {COMMITMENT_SIZE} bytes")
-        if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
-            raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        if any(len(e.ciphertext) != ESCROW_SIZE for e in msg.escrow):
-            raise ProtocolError(f"escrows must be {ESCROW_SIZE}-byte ciphertexts")
-        g, size, esize = self._graph, SEALED_SIZE, ESCROW_SIZE
-        into = [g.slot(sh.peer, u) for sh in msg.shares]  # the graph is symmetric
-        mine = [g.slot(u, e.peer) for e in msg.escrow]
+        cts, ects = [sh.ciphertext for sh in shares], [e.ciphertext for e in escrow]
+        for records, box, what in ((cts, self._inbox, "sealed share"),
+                                   (ects, self._escrow, "escrow")):
+            if set(map(len, records)) - {box.size}:
+                raise ProtocolError(f"{what}s must be {box.size}-byte ciphertexts")
         np.add(self._acc, y, out=self._acc)
-        for i, sh in zip(into, msg.shares):
-            self._inbox[i * size:(i + 1) * size] = sh.ciphertext
-        for i, e in zip(mine, msg.escrow):
-            self._escrow[i * esize:(i + 1) * esize] = e.ciphertext
+        self._inbox.put(u, cts, mirrored=True, what="sealed share")  # the graph is symmetric
+        self._escrow.put(u, ects, mirrored=False, what="escrow")
         self._commitments[u] = bytes(msg.commitment)
         self._uploaded.add(u)
         self._waiting.discard(u)
@@ -259,24 +253,22 @@ class EnrolledServer(MaskingServer):
         self._waiting = set(recipients)
         out: list[Message] = []
         asks = self._escrow_asks(recipients)
-        g, size = self._graph, SEALED_SIZE
+        g = self._graph
         for w in sorted(recipients):
             nbrs = g.of(w)
             surv, drop = self._split(w)
             escrow = asks.get(w, [])
             self._asked[w] = frozenset((e.owner, e.dropped) for e in escrow)
-            first = g.start[w]
-            shares = tuple(SealedShare(v, bytes(self._inbox[(first + i) * size:
-                                                             (first + i + 1) * size]))
-                           for i, v in enumerate(nbrs) if v in up)
+            shares = tuple(SealedShare(v, ct) for v, ct in zip(nbrs, self._inbox.records(w))
+                           if v in up)
             out.append(UnmaskRequest(**header(self.config, SERVER, w),
                                      survivors=tuple(sorted(surv)), dropped=tuple(sorted(drop)),
                                      shares=shares, escrow=tuple(escrow), signatures=sigs))
-        self._inbox = bytearray()
+        self._inbox = PairBox(NeighbourLists(0, {}), SEALED_SIZE)
         # Only escrows of a survivor with a dropped client can ever be opened: keep those.
-        self._escrow_kept = {(u, v): self._escrow_of(u, v) for u in sorted(up)
+        self._escrow_kept = {(u, v): self._escrow.get(u, v) for u in sorted(up)
                              for v in g.of(u) if v not in up}
-        self._escrow = bytearray()
+        self._escrow = PairBox(NeighbourLists(0, {}), ESCROW_SIZE)
         return out
 
     def _split(self, w: int) -> tuple[frozenset[int], frozenset[int]]:
@@ -375,16 +367,14 @@ class EnrolledServer(MaskingServer):
         ServerStage.COLLECT_UNMASK: _close_unmask,
     }
 
-    def _escrow_of(self, u: int, v: int) -> bytes:
-        i = self._graph.slot(u, v)
-        return bytes(self._escrow[i * ESCROW_SIZE:(i + 1) * ESCROW_SIZE])
-
     def _is_seed_of(self, u: int, seed: bytes) -> bool:
         return seed_commitment(self.config, u, seed) == self._commitments[u]
 
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
-        self._inbox, self._escrow, self._escrow_kept = bytearray(), bytearray(), {}
+        empty = NeighbourLists(0, {})
+        self._inbox, self._escrow = PairBox(empty, SEALED_SIZE), PairBox(empty, ESCROW_SIZE)
+        self._escrow_kept = {}
         self._seed_shares.clear()
         self._round_seeds.clear()
         self._partials.clear()

@@ -18,13 +18,22 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Protocol, TypeVar
 
 import numpy as np
 
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
-__all__ = ["NeighbourLists", "Ring", "derived_neighbourhoods", "derived_neighbours",
+
+class _ToPeer(Protocol):
+    @property
+    def peer(self) -> int: ...
+
+
+T = TypeVar("T", bound=_ToPeer)
+
+__all__ = ["NeighbourLists", "PairBox", "Ring", "derived_neighbourhoods", "derived_neighbours",
            "neighbourhoods", "prune"]
 
 
@@ -133,11 +142,12 @@ def prune(nbrs: dict[int, set[int]], t: int) -> dict[int, set[int]]:
 
 
 class NeighbourLists:
-    """The server's copy of a graph: sorted neighbour lists in one flat int32 array with offsets (CSR): 4 bytes a pair,
-    with no per-client container. Client u's list is ``flat[start[u]:start[u + 1]]``, and
-    the pair (u, its i-th neighbour) has the global slot ``start[u] + i``."""
+    """The server's copy of a graph: sorted neighbour lists in one flat int32 array with
+    offsets (CSR): 4 bytes a pair, with no per-client container. Client u's list is
+    ``flat[start[u]:start[u + 1]]``, and the pair (u, its i-th neighbour) has the global slot
+    ``start[u] + i``."""
 
-    __slots__ = ("flat", "owners", "start")
+    __slots__ = ("_mirror", "flat", "owners", "start")
 
     def __init__(self, n: int, lists: dict[int, set[int]]) -> None:
         self.owners = array("i", sorted(lists))
@@ -148,6 +158,7 @@ class NeighbourLists:
             if vs:
                 self.flat.extend(sorted(vs))
             self.start[u + 1] = len(self.flat)
+        self._mirror: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.flat)
@@ -162,3 +173,84 @@ class NeighbourLists:
         if i == hi or self.flat[i] != v:
             raise ProtocolError(f"client {v} is not a neighbour of client {u}")
         return i
+
+    def mirror(self) -> np.ndarray:
+        """``m[p]``: the slot of pair p reversed (``m[slot(u, v)] == slot(v, u)``), for every
+        slot at once; computed on first use (one sort, not a search per pair).
+
+        Raises:
+            ConfigError: the graph is not symmetric.
+        """
+        if self._mirror is None:
+            n = len(self.start) - 1
+            nb = np.frombuffer(self.flat, np.int32).astype(np.int64)
+            counts = np.diff(np.frombuffer(self.start, np.int64)).astype(np.int64)
+            owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+            keys = owner * n + nb  # increasing: owners in order, each list sorted
+            back = nb * n + owner
+            m = np.searchsorted(keys, back)
+            if m.size and (m.max() >= m.size or not np.array_equal(keys[m], back)):
+                raise ConfigError("the neighbour lists are not symmetric")
+            self._mirror = m
+        return self._mirror
+
+    def in_order(self, u: int, items: Sequence[T], what: str) -> Sequence[T]:
+        """``items`` (each with a ``peer``) in increasing peer order, checked to be exactly
+        one per neighbour of u.
+
+        Raises:
+            ProtocolError: a missing, extra or repeated peer (names ``what``).
+        """
+        nb = self.of(u)
+        peers = [x.peer for x in items]
+        try:
+            if array("i", peers) == nb:  # the usual case: sent in order
+                return items
+            order = sorted(range(len(peers)), key=peers.__getitem__)
+            if array("i", [peers[i] for i in order]) == nb:
+                return [items[i] for i in order]
+        except OverflowError:  # a peer id outside int32 is no neighbour
+            pass
+        raise ProtocolError(f"client {u} must send exactly one {what} to each neighbour")
+
+
+class PairBox:
+    """A ``size``-byte record for every slot of a :class:`NeighbourLists`, in one array of
+    opaque ``size``-byte items: ``size`` bytes a pair, no per-record object. Records are put
+    and read a client at a time, one per neighbour in increasing order."""
+
+    __slots__ = ("_graph", "_item", "_rows", "size")
+
+    def __init__(self, graph: NeighbourLists, size: int) -> None:
+        self._graph, self.size, self._item = graph, size, np.dtype(("V", size))
+        self._rows = np.zeros(len(graph), self._item)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self._rows.nbytes)
+
+    def put(self, u: int, records: Sequence[bytes], *, mirrored: bool, what: str) -> None:
+        """Keep u's ``records`` (one per neighbour v, in order) in the slots (u, v), or with
+        ``mirrored`` in (v, u): what u sent v, filed under its recipient.
+
+        Raises:
+            ProtocolError: a record count or size that does not fit (names ``what``).
+        """
+        g = self._graph
+        lo, hi = g.start[u], g.start[u + 1]
+        if len(records) != hi - lo or set(map(len, records)) - {self.size}:
+            raise ProtocolError(f"client {u} must send one {self.size}-byte {what} per neighbour")
+        if lo == hi:
+            return
+        block = np.frombuffer(b"".join(records), self._item)
+        self._rows[g.mirror()[lo:hi] if mirrored else slice(lo, hi)] = block
+
+    def records(self, u: int) -> list[bytes]:
+        """The records in u's slots (u, v), one per neighbour v in increasing order."""
+        g, size = self._graph, self.size
+        blob = self._rows[g.start[u]:g.start[u + 1]].tobytes()
+        return [blob[i:i + size] for i in range(0, len(blob), size)]
+
+    def get(self, u: int, v: int) -> bytes:
+        """The record in the slot (u, v)."""
+        return bytes(self._rows[self._graph.slot(u, v)].tobytes())

@@ -30,7 +30,6 @@ needs t live share holders of every secret it must rebuild, or it aborts with
 
 from __future__ import annotations
 
-from array import array
 from collections.abc import Callable
 from functools import partial
 from typing import Any, ClassVar
@@ -62,7 +61,7 @@ from protocols.secagg._recover import rebuild
 from protocols.secagg._roles import MaskingServer
 from protocols.secagg._state import ACTIVE_SERVER_TRANSITIONS, Event, Kind, ServerStage, tables
 from protocols.secagg.config import SecAggConfig
-from protocols.secagg.graph import NeighbourLists, derived_neighbourhoods, prune
+from protocols.secagg.graph import NeighbourLists, PairBox, derived_neighbourhoods, prune
 from protocols.secagg.messages import (
     AdvertiseKeys,
     ConsistencyRequest,
@@ -127,7 +126,7 @@ class SecAggServer(MaskingServer):
         # in _shared). Once the graph is fixed, a client's advertisement shrinks to what the
         # unmasking checks: s_pk and the seed commitment, _RECORD_SIZE bytes in _committed.
         self._sent_nb = NeighbourLists(0, {})
-        self._inbox = bytearray()
+        self._inbox = PairBox(self._sent_nb, SEALED_SIZE)
         self._shared: set[int] = set()
         self._forwarded = NeighbourLists(0, {})
         self._committed = bytearray()
@@ -179,15 +178,9 @@ class SecAggServer(MaskingServer):
         if not isinstance(msg, ShareKeys):
             raise ProtocolError("expected ShareKeys")
         u = msg.sender
-        peers = [sh.peer for sh in msg.shares]
-        if array("i", sorted(peers)) != self._sent_nb.of(u):
-            raise ProtocolError(f"client {u} must send exactly one sealed share to each neighbour")
-        if any(len(sh.ciphertext) != SEALED_SIZE for sh in msg.shares):
-            raise ProtocolError(f"sealed shares must be {SEALED_SIZE} bytes")
-        slots = [self._sent_nb.slot(sh.peer, u) for sh in msg.shares]  # symmetric graph
-        size, box = SEALED_SIZE, self._inbox
-        for i, sh in zip(slots, msg.shares):
-            box[i * size:(i + 1) * size] = sh.ciphertext
+        shares = self._sent_nb.in_order(u, msg.shares, "sealed share")
+        self._inbox.put(u, [sh.ciphertext for sh in shares], mirrored=True,  # symmetric graph
+                        what="sealed share")
         self._shared.add(u)
         self._waiting.discard(u)
 
@@ -262,7 +255,7 @@ class SecAggServer(MaskingServer):
         live = prune({u: set(self._graph[u]) for u in u1}, t)
         self._need(len(live), f"of {cfg.n_clients} advertised keys with t-1 live neighbours")
         self._sent_nb = NeighbourLists(cfg.n_clients, live)
-        self._inbox = bytearray(len(self._sent_nb) * SEALED_SIZE)
+        self._inbox = PairBox(self._sent_nb, SEALED_SIZE)
         self._graph = {}  # no longer needed: the live neighbourhoods replace it
         self._waiting = set(live)
         out: list[Message] = []
@@ -293,14 +286,14 @@ class SecAggServer(MaskingServer):
         self._forwarded = NeighbourLists(self.config.n_clients, live)
         self._waiting = set(live)
         out: list[Message] = []
-        size, cts = SEALED_SIZE, memoryview(self._inbox)
         for u in sorted(live):
-            keep, first = live[u], sent.start[u]
-            sealed = tuple(SealedShare(v, bytes(cts[(first + i) * size:(first + i + 1) * size]))
-                           for i, v in enumerate(sent.of(u)) if v in keep)
+            keep, nb, sent_u = live[u], sent.of(u), self._inbox.records(u)
+            if len(keep) == len(nb):
+                sealed = tuple(map(SealedShare, nb, sent_u))
+            else:
+                sealed = tuple(SealedShare(v, ct) for v, ct in zip(nb, sent_u) if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
-        cts.release()
-        self._inbox = bytearray()
+        self._inbox = PairBox(NeighbourLists(0, {}), SEALED_SIZE)
         self._sent_nb = NeighbourLists(0, {})  # late ShareKeys are refused before they need it
         return out
 
@@ -414,8 +407,8 @@ class SecAggServer(MaskingServer):
 
     def _release(self) -> None:
         """Drop everything the finished (or aborted) round no longer needs."""
-        self._inbox = bytearray()
         self._sent_nb = self._forwarded = NeighbourLists(0, {})
+        self._inbox = PairBox(self._sent_nb, SEALED_SIZE)
         self._seed_shares.clear()
         self._key_shares.clear()
         self._lagrange = shamir.LagrangeCache()
