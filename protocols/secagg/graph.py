@@ -191,7 +191,7 @@ class NeighbourLists:
             m = np.searchsorted(keys, back)
             if m.size and (m.max() >= m.size or not np.array_equal(keys[m], back)):
                 raise ConfigError("the neighbour lists are not symmetric")
-            self._mirror = m
+            self._mirror = m.astype(np.int32)  # 4 bytes a pair: it is held at the share peak
         return self._mirror
 
     def in_order(self, u: int, items: Sequence[T], what: str) -> Sequence[T]:
