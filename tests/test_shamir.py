@@ -319,6 +319,11 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     with pytest.raises(ProtocolError, match="two shares of one secret"):
         book.add_from(4, [(8, bytes(SHARE_SIZE)), (8, bytes(SHARE_SIZE))])
     assert book.count(8) == 0  # nothing kept from a refused batch
+    for bad in ([(10, bytes(SHARE_SIZE)), (7, bytes(SHARE_SIZE))],  # x=2 holds 7's already
+                [(10, bytes(SHARE_SIZE)), (11, b"short")]):
+        with pytest.raises(ProtocolError, match="second share of secret 7|expected"):
+            book.add_from(2, bad)
+        assert book.count(10) == 0 and book.count(7) == 3  # checked before keeping any
     book.add(9, 1, bytes(SHARE_SIZE))
     with pytest.raises(ConfigError, match="need 3 shares"):
         book.reconstruct([9])
