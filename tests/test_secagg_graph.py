@@ -144,4 +144,7 @@ def test_pair_box_refuses_a_wrong_count_or_size_and_keeps_what_it_had() -> None:
     for bad in ([b"cccc"], [b"cccc", b"ddd"], [b"cccc", b"dddd", b"eeee"], [b"cc", b"dddddd"]):
         with pytest.raises(ProtocolError, match="one 4-byte record per neighbour"):
             box.put(0, bad, mirrored=False, what="record")
+        with pytest.raises(ProtocolError, match="one 4-byte record per neighbour"):
+            box.check(0, bad, "record")
+    box.check(1, [b"cccc"], "record")  # fits: no error
     assert box.records(0) == [b"aaaa", b"bbbb"]

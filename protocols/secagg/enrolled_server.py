@@ -169,10 +169,8 @@ class EnrolledServer(MaskingServer):
         if len(msg.commitment) != COMMITMENT_SIZE:
             raise ProtocolError(f"the seed commitment must be {COMMITMENT_SIZE} bytes")
         cts, ects = [sh.ciphertext for sh in shares], [e.ciphertext for e in escrow]
-        for records, box, what in ((cts, self._inbox, "sealed share"),
-                                   (ects, self._escrow, "escrow")):
-            if set(map(len, records)) - {box.size}:
-                raise ProtocolError(f"{what}s must be {box.size}-byte ciphertexts")
+        self._inbox.check(u, cts, "sealed share")  # both, before anything is kept
+        self._escrow.check(u, ects, "escrow")
         np.add(self._acc, y, out=self._acc)
         self._inbox.put(u, cts, mirrored=True, what="sealed share")  # the graph is symmetric
         self._escrow.put(u, ects, mirrored=False, what="escrow")

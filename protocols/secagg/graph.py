@@ -25,16 +25,16 @@ import numpy as np
 from secagg.errors import ConfigError, ProtocolError
 from secagg.rng import Csprng
 
+__all__ = ["NeighbourLists", "PairBox", "Ring", "derived_neighbourhoods", "derived_neighbours",
+           "neighbourhoods", "prune"]
+
 
 class _ToPeer(Protocol):
     @property
     def peer(self) -> int: ...
 
 
-T = TypeVar("T", bound=_ToPeer)
-
-__all__ = ["NeighbourLists", "PairBox", "Ring", "derived_neighbourhoods", "derived_neighbours",
-           "neighbourhoods", "prune"]
+T = TypeVar("T", bound=_ToPeer)  # a message field with a peer: a share, an escrow
 
 
 class Ring:
@@ -229,17 +229,26 @@ class PairBox:
     def nbytes(self) -> int:
         return int(self._rows.nbytes)
 
-    def put(self, u: int, records: Sequence[bytes], *, mirrored: bool, what: str) -> None:
-        """Keep u's ``records`` (one per neighbour v, in order) in the slots (u, v), or with
-        ``mirrored`` in (v, u): what u sent v, filed under its recipient.
+    def check(self, u: int, records: Sequence[bytes], what: str) -> None:
+        """That ``records`` fit u's slots: one ``size``-byte record per neighbour.
 
         Raises:
             ProtocolError: a record count or size that does not fit (names ``what``).
         """
         g = self._graph
-        lo, hi = g.start[u], g.start[u + 1]
-        if len(records) != hi - lo or set(map(len, records)) - {self.size}:
+        if len(records) != g.start[u + 1] - g.start[u] or set(map(len, records)) - {self.size}:
             raise ProtocolError(f"client {u} must send one {self.size}-byte {what} per neighbour")
+
+    def put(self, u: int, records: Sequence[bytes], *, mirrored: bool, what: str) -> None:
+        """Keep u's ``records`` (one per neighbour v, in order) in the slots (u, v), or with
+        ``mirrored`` in (v, u): what u sent v, filed under its recipient.
+
+        Raises:
+            ProtocolError: as :meth:`check`, before anything is kept.
+        """
+        self.check(u, records, what)
+        g = self._graph
+        lo, hi = g.start[u], g.start[u + 1]
         if lo == hi:
             return
         block = np.frombuffer(b"".join(records), self._item)
@@ -253,4 +262,5 @@ class PairBox:
 
     def get(self, u: int, v: int) -> bytes:
         """The record in the slot (u, v)."""
-        return bytes(self._rows[self._graph.slot(u, v)].tobytes())
+        record: bytes = self._rows[self._graph.slot(u, v)].tobytes()
+        return record

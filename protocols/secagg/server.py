@@ -287,11 +287,9 @@ class SecAggServer(MaskingServer):
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
-            keep, nb, sent_u = live[u], sent.of(u), self._inbox.records(u)
-            if len(keep) == len(nb):
-                sealed = tuple(map(SealedShare, nb, sent_u))
-            else:
-                sealed = tuple(SealedShare(v, ct) for v, ct in zip(nb, sent_u) if v in keep)
+            keep = live[u]
+            sealed = tuple(SealedShare(v, ct) for v, ct in zip(sent.of(u), self._inbox.records(u))
+                           if v in keep)
             out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
         self._inbox = PairBox(NeighbourLists(0, {}), SEALED_SIZE)
         self._sent_nb = NeighbourLists(0, {})  # late ShareKeys are refused before they need it
