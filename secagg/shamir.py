@@ -26,6 +26,7 @@ exactly that path.
 
 from __future__ import annotations
 
+import operator
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
@@ -44,11 +45,12 @@ PRIME = 2**256 + 297  # prime (gmpy2.next_prime(2**256)); tests/test_shamir.py c
 # gmpy2 (a core dependency) makes field arithmetic ~3x and inversion ~20x faster; plain
 # Python ints give identical results where it is missing.
 _num: Callable[[int], Any] = int
+_mul: Callable[[Any, Any], Any] = operator.mul
 _gmp_invert: Callable[[Any, Any], Any] | None = None
 try:
     import gmpy2
 
-    _num, _gmp_invert = gmpy2.mpz, gmpy2.invert
+    _num, _mul, _gmp_invert = gmpy2.mpz, gmpy2.mul, gmpy2.invert
 except ImportError:  # pragma: no cover - gmpy2 is a declared dependency
     pass
 _P: Any = _num(PRIME)
@@ -318,12 +320,10 @@ def _combine(bases: list[tuple[int, ...]], rows: list[list[int]], t: int,
         return []
     cache = cache if cache is not None else LagrangeCache()
     cache.prepare(bases)
-    coeffs = np.empty((len(bases), t), dtype=object)
-    coeffs[:] = [cache.coefficients(base) for base in bases]
-    ys = np.empty((len(bases), t), dtype=object)
-    ys[:] = rows
-    sums = (coeffs * ys).sum(axis=1) % _P
-    return [int(v) for v in sums]
+    # A plain loop, not object arrays: filling an object array from tuples of field
+    # elements costs numpy a sequence probe per element, several times the products.
+    coefficients, mul, p = cache.coefficients, _mul, _P
+    return [int(sum(map(mul, coefficients(base), row)) % p) for base, row in zip(bases, rows)]
 
 
 def reconstruct_many_bytes(share_sets: Sequence[Mapping[int, bytes]], t: int, length: int = 32,
