@@ -382,6 +382,7 @@ class ShareBook:
         self.keep = keep
         self._xs: dict[int, array[int]] = {}
         self._values: dict[int, bytearray] = {}
+        self._holders: set[int] = set()  # every x that has offered a share
 
     def add(self, owner: int, x: int, value: bytes) -> bool:
         """Keep share ``value`` (held by x) of ``owner``'s secret unless ``t`` are kept already.
@@ -400,12 +401,15 @@ class ShareBook:
         items = list(shares)
         if len({owner for owner, _ in items}) != len(items):
             raise ProtocolError(f"holder x={x} sent two shares of one secret")
-        for owner, value in items:
+        for _, value in items:
             if len(value) != SHARE_SIZE:
                 raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
-            xs = self._xs.get(owner)
-            if xs is not None and x in xs:
-                raise ProtocolError(f"a second share of secret {owner} from x={x}")
+        if x in self._holders:  # only a holder seen before can repeat a share (a scan each)
+            for owner, _ in items:
+                xs = self._xs.get(owner)
+                if xs is not None and x in xs:
+                    raise ProtocolError(f"a second share of secret {owner} from x={x}")
+        self._holders.add(x)
         kept = 0
         t, xs_of, values = self.keep, self._xs, self._values
         for owner, value in items:
@@ -469,3 +473,4 @@ class ShareBook:
     def clear(self) -> None:
         self._xs.clear()
         self._values.clear()
+        self._holders.clear()
