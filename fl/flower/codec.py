@@ -13,7 +13,7 @@ frozen dataclasses of :mod:`secagg.dp`). This module turns such values into JSON
 float, str
 ``bytes``              ``{"$bytes": "<hex>"}``
 ``tuple``              ``{"$tuple": [...]}`` (``list`` stays a list)
-``frozenset``          ``{"$frozenset": [...]}`` (sorted when its items allow)
+``frozenset``          ``{"$frozenset": [...]}`` (in the order of the items' JSON text)
 ``Mapping``            ``{"$map": [[key, value], ...]}`` (keys of any type here)
 ``Fraction``           ``{"$fraction": [numerator, denominator]}``
 ``enum.Enum``          ``{"$enum": "module:Qualname", "name": "MEMBER"}``
@@ -56,6 +56,10 @@ def _qualname(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
 
+def _canonical(item: Any) -> str:
+    return json.dumps(item, sort_keys=True, separators=(",", ":"))
+
+
 def to_jsonable(value: Any, _depth: int = 0) -> Any:
     """``value`` as plain JSON types (see the module docstring).
 
@@ -82,11 +86,10 @@ def to_jsonable(value: Any, _depth: int = 0) -> Any:
     if isinstance(value, tuple):
         return {"$tuple": [to_jsonable(v, d) for v in value]}
     if isinstance(value, frozenset):
-        try:
-            items = sorted(value)
-        except TypeError:
-            items = list(value)
-        return {"$frozenset": [to_jsonable(v, d) for v in items]}
+        # In the order of the items' JSON text: the same bytes for the same set, whatever
+        # its items' types (mixed types cannot be sorted as themselves).
+        items = sorted((to_jsonable(v, d) for v in value), key=_canonical)
+        return {"$frozenset": items}
     if isinstance(value, list):
         return [to_jsonable(v, d) for v in value]
     if isinstance(value, Mapping):

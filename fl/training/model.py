@@ -40,7 +40,7 @@ none). Parameters shared between modules count once, as
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from numbers import Integral
 
 import numpy as np
@@ -125,15 +125,18 @@ class CNN(nn.Module):
 def _widths(hidden: int | Sequence[int] | None) -> tuple[int, ...] | None:
     if hidden is None:
         return None
-    try:
-        seq = (hidden,) if isinstance(hidden, int) else tuple(hidden)
-    except TypeError:
-        raise ConfigError(f"hidden must be an int or a sequence of ints, got {hidden!r}") from None
+    if isinstance(hidden, int):
+        seq: tuple[object, ...] = (hidden,)
+    elif isinstance(hidden, Iterable) and not isinstance(hidden, (str, bytes)):
+        seq = tuple(hidden)
+    else:
+        raise ConfigError(f"hidden must be an int or a sequence of ints, got {hidden!r}")
     if seq == (0,):
         return ()
-    if any(isinstance(h, bool) or not isinstance(h, Integral) or h < 1 for h in seq):
+    widths = [h for h in seq if isinstance(h, Integral) and not isinstance(h, bool)]
+    if len(widths) != len(seq) or any(h < 1 for h in widths):
         raise ConfigError(f"hidden widths must be integers >= 1, got {hidden!r}")
-    return tuple(int(h) for h in seq)
+    return tuple(int(h) for h in widths)
 
 
 def make_model(
