@@ -28,6 +28,7 @@ from protocols.secagg.messages import (
     KeyBroadcast,
     PublicKeys,
     SealedShare,
+    SealedShares,
     ShareForward,
     ShareKeys,
     UnmaskRequest,
@@ -299,7 +300,8 @@ SHARE_FORGERIES: dict[str, Callable[[ShareForward, Router], tuple[SealedShare, .
 def test_forged_share_forward(forgery: str) -> None:
     router, honest = _at_shares()  # n = 6, t = 4
     assert [s.peer for s in honest.shares] == [1, 2, 3, 4, 5]
-    forged = dataclasses.replace(honest, shares=SHARE_FORGERIES[forgery](honest, router))
+    forged = dataclasses.replace(
+        honest, shares=SealedShares.of(SHARE_FORGERIES[forgery](honest, router)))
     own = _secret_shares(router.clients[VICTIM])
     assert len(own) == 2  # its own shares of its seed and key
     _assert_refused(router, forged, honest, own)
@@ -310,8 +312,8 @@ def test_share_forward_from_a_non_neighbour() -> None:
     router, honest = _at_shares("secagg+", n=8, degree=4, threshold=3)
     peers = [s.peer for s in honest.shares]
     stranger = min(set(range(8)) - set(peers) - {VICTIM})
-    forged = dataclasses.replace(honest, shares=_with(honest, peers[0],
-                                                      honest.shares[0].ciphertext, stranger))
+    forged = dataclasses.replace(honest, shares=SealedShares.of(
+        _with(honest, peers[0], honest.shares[0].ciphertext, stranger)))
     _assert_refused(router, forged, honest)
 
 

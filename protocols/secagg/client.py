@@ -52,6 +52,7 @@ from protocols.secagg._keys import (
     DIGEST_SIZE,
     NONCE_SIZE,
     PLAINTEXT_SIZE,
+    SEALED_SIZE,
     advert_digest,
     advert_message,
     graph_seed,
@@ -83,7 +84,7 @@ from protocols.secagg.messages import (
     KeyRequest,
     MaskedInput,
     RosterEntry,
-    SealedShare,
+    SealedShares,
     Share,
     ShareForward,
     ShareKeys,
@@ -276,7 +277,8 @@ class SecAggClient(MaskingClient):
         xs = [h + 1 for h in holders]
         seed_sh = shamir.split_bytes(self._seed, xs, cfg.threshold, self._rng)
         key_sh = shamir.split_bytes(self._s.secret, xs, cfg.threshold, self._rng)
-        sealed = []
+        recipients: list[int] = []
+        sealed: list[bytes] = []
         own = (b"", b"")
         share_keys: dict[int, bytes] = {}
         mask_keys: dict[int, bytes] = {}
@@ -288,10 +290,12 @@ class SecAggClient(MaskingClient):
             share_keys[h] = key
             # Agree the mask key now, so a bad key is refused before anything is sent.
             mask_keys[h] = pair_mask_key(cfg, self._s.secret, peers[h].s_pk, me, h)
-            sealed.append(SealedShare(h, aead.seal_deterministic(key, bs + ks, share_ad(cfg, me, h))))
+            recipients.append(h)
+            sealed.append(aead.seal_deterministic(key, bs + ks, share_ad(cfg, me, h)))
         self._peers, self._own_shares = frozenset(peers), own
         self._share_keys, self._mask_keys = share_keys, mask_keys
-        return [ShareKeys(**header(cfg, me, SERVER), shares=tuple(sealed))]
+        shares = SealedShares(tuple(recipients), b"".join(sealed))
+        return [ShareKeys(**header(cfg, me, SERVER), shares=shares)]
 
     def _on_share_forward(self, msg: Message) -> list[Message]:
         m = check_header(msg, ShareForward, self.config, sender=SERVER, recipient=self.client_id)
@@ -301,7 +305,7 @@ class SecAggClient(MaskingClient):
         if seed is None:
             raise UsageError("no keys: the key request was not handled")
         me, cfg = self.client_id, self.config
-        senders = [sh.peer for sh in m.shares]
+        senders, blob = m.shares.peers, m.shares.sealed
         if len(set(senders)) != len(senders):
             raise ProtocolError("share forward carries two ciphertexts from one client")
         unknown = set(senders) - set(self._peers)
@@ -310,10 +314,13 @@ class SecAggClient(MaskingClient):
         if len(senders) + 1 < cfg.threshold:
             raise ProtocolError(f"only {len(senders)} neighbours shared: t={cfg.threshold} "
                                 f"needs at least {cfg.threshold - 1}")
+        if len(blob) != len(senders) * SEALED_SIZE:
+            raise ProtocolError(f"share forward must carry one {SEALED_SIZE}-byte ciphertext per "
+                                f"sender, got {len(blob)} bytes for {len(senders)}")
         held: dict[int, tuple[bytes, bytes]] = {}
-        for sh in m.shares:
-            v = sh.peer
-            pt = aead.open_deterministic(self._share_keys[v], sh.ciphertext, share_ad(cfg, v, me))
+        for i, v in enumerate(senders):
+            ct = blob[i * SEALED_SIZE:(i + 1) * SEALED_SIZE]
+            pt = aead.open_deterministic(self._share_keys[v], ct, share_ad(cfg, v, me))
             if len(pt) != PLAINTEXT_SIZE:
                 raise ProtocolError(f"shares from client {v} are {len(pt)} bytes, not {PLAINTEXT_SIZE}")
             held[v] = (pt[:shamir.SHARE_SIZE], pt[shamir.SHARE_SIZE:])

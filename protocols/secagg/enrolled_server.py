@@ -168,9 +168,9 @@ class EnrolledServer(MaskingServer):
         escrow = g.in_order(u, msg.escrow, "escrow")
         if len(msg.commitment) != COMMITMENT_SIZE:
             raise ProtocolError(f"the seed commitment must be {COMMITMENT_SIZE} bytes")
-        cts, ects = [sh.ciphertext for sh in shares], [e.ciphertext for e in escrow]
-        self._inbox.check(u, cts, "sealed share")  # both, before anything is kept
-        self._escrow.check(u, ects, "escrow")
+        # both checked before anything is kept
+        cts = self._inbox.check(u, [sh.ciphertext for sh in shares], "sealed share")
+        ects = self._escrow.check(u, [e.ciphertext for e in escrow], "escrow")
         np.add(self._acc, y, out=self._acc)
         self._inbox.put(u, cts, mirrored=True, what="sealed share")  # the graph is symmetric
         self._escrow.put(u, ects, mirrored=False, what="escrow")

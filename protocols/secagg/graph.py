@@ -194,24 +194,30 @@ class NeighbourLists:
             self._mirror = m.astype(np.int32)  # 4 bytes a pair: it is held at the share peak
         return self._mirror
 
-    def in_order(self, u: int, items: Sequence[T], what: str) -> Sequence[T]:
-        """``items`` (each with a ``peer``) in increasing peer order, checked to be exactly
-        one per neighbour of u.
+    def order(self, u: int, peers: Sequence[int], what: str) -> list[int] | None:
+        """How to sort ``peers`` into u's neighbour list, checked to be exactly one per
+        neighbour: None when they are in order already (the usual case), else the indices
+        of ``peers`` in increasing peer order.
 
         Raises:
             ProtocolError: a missing, extra or repeated peer (names ``what``).
         """
         nb = self.of(u)
-        peers = [x.peer for x in items]
         try:
-            if array("i", peers) == nb:  # the usual case: sent in order
-                return items
+            if array("i", peers) == nb:
+                return None
             order = sorted(range(len(peers)), key=peers.__getitem__)
             if array("i", [peers[i] for i in order]) == nb:
-                return [items[i] for i in order]
+                return order
         except OverflowError:  # a peer id outside int32 is no neighbour
             pass
         raise ProtocolError(f"client {u} must send exactly one {what} to each neighbour")
+
+    def in_order(self, u: int, items: Sequence[T], what: str) -> Sequence[T]:
+        """``items`` (each with a ``peer``) in increasing peer order, checked as by
+        :meth:`order`."""
+        order = self.order(u, [x.peer for x in items], what)
+        return items if order is None else [items[i] for i in order]
 
 
 class PairBox:
@@ -229,8 +235,9 @@ class PairBox:
     def nbytes(self) -> int:
         return int(self._rows.nbytes)
 
-    def check(self, u: int, records: Sequence[bytes], what: str) -> None:
-        """That ``records`` fit u's slots: one ``size``-byte record per neighbour.
+    def check(self, u: int, records: Sequence[bytes], what: str) -> bytes:
+        """That ``records`` fit u's slots (one ``size``-byte record per neighbour); returns
+        them joined, for :meth:`put`.
 
         Raises:
             ProtocolError: a record count or size that does not fit (names ``what``).
@@ -238,26 +245,39 @@ class PairBox:
         g = self._graph
         if len(records) != g.start[u + 1] - g.start[u] or set(map(len, records)) - {self.size}:
             raise ProtocolError(f"client {u} must send one {self.size}-byte {what} per neighbour")
+        return b"".join(records)
 
-    def put(self, u: int, records: Sequence[bytes], *, mirrored: bool, what: str) -> None:
-        """Keep u's ``records`` (one per neighbour v, in order) in the slots (u, v), or with
-        ``mirrored`` in (v, u): what u sent v, filed under its recipient.
+    def put(self, u: int, blob: bytes, *, order: Sequence[int] | None = None, mirrored: bool,
+            what: str) -> None:
+        """Keep u's records, ``blob`` cut into ``size``-byte pieces (one per neighbour v, in
+        increasing order, or in the order :meth:`NeighbourLists.order` gave), in the slots
+        (u, v), or with ``mirrored`` in (v, u): what u sent v, filed under its recipient.
 
         Raises:
-            ProtocolError: as :meth:`check`, before anything is kept.
+            ProtocolError: a ``blob`` that is not one record per neighbour, before anything
+                is kept.
         """
-        self.check(u, records, what)
         g = self._graph
         lo, hi = g.start[u], g.start[u + 1]
+        if len(blob) != (hi - lo) * self.size:
+            raise ProtocolError(f"client {u} must send one {self.size}-byte {what} per neighbour")
         if lo == hi:
             return
-        block = np.frombuffer(b"".join(records), self._item)
+        block = np.frombuffer(blob, self._item)
+        if order is not None:
+            block = block[np.asarray(order, np.intp)]
         self._rows[g.mirror()[lo:hi] if mirrored else slice(lo, hi)] = block
+
+    def blob(self, u: int, keep: Sequence[int] | None = None) -> bytes:
+        """The records in u's slots (u, v), one per neighbour v in increasing order, joined;
+        with ``keep``, only those of the neighbours at these positions in u's list."""
+        g = self._graph
+        rows = self._rows[g.start[u]:g.start[u + 1]]
+        return (rows if keep is None else rows[np.asarray(keep, np.intp)]).tobytes()
 
     def records(self, u: int) -> list[bytes]:
         """The records in u's slots (u, v), one per neighbour v in increasing order."""
-        g, size = self._graph, self.size
-        blob = self._rows[g.start[u]:g.start[u + 1]].tobytes()
+        blob, size = self.blob(u), self.size
         return [blob[i:i + size] for i in range(0, len(blob), size)]
 
     def get(self, u: int, v: int) -> bytes:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, overload
 
 import numpy as np
 
 from protocols.base import Message
 from protocols.secagg._state import Kind
 from secagg import wire
+from secagg.errors import ProtocolError
 
 __all__ = [
     "ConsistencyRequest", "ConsistencyResponse", "Signed",
     "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "RosterEntry",
-    "SealedShare",
+    "SealedShare", "SealedShares",
     "ShareForward", "ShareKeys", "Share", "UnmaskRequest", "UnmaskResponse",
 ]
 
@@ -49,6 +51,51 @@ class SealedShare:
 
     peer: int  # the other party: recipient in ShareKeys, sender in ShareForward
     ciphertext: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SealedShares:
+    """The sealed shares of one client's neighbourhood, in two columns: ``sealed`` holds the
+    ciphertexts back to back, all of one size, the i-th exchanged with ``peers[i]``.
+
+    A server relays n·k of them in a round: as one byte string per message, neither side of
+    the wire builds an object per share. Receivers check ``sealed`` against the protocol's
+    ciphertext size; iterating (for tools and tests) yields :class:`SealedShare` records.
+    """
+
+    peers: tuple[int, ...] = ()
+    sealed: bytes = b""
+
+    @classmethod
+    def of(cls, shares: Iterable[SealedShare]) -> SealedShares:
+        """The columns of ``shares`` (their ciphertexts joined as they are)."""
+        items = tuple(shares)
+        return cls(tuple(s.peer for s in items), b"".join(s.ciphertext for s in items))
+
+    def __len__(self) -> int:
+        return len(self.peers)
+
+    def _size(self) -> int:
+        if not self.peers:
+            return 0
+        size, rest = divmod(len(self.sealed), len(self.peers))
+        if rest:
+            raise ProtocolError(f"{len(self.sealed)} bytes of sealed shares do not split into "
+                                f"{len(self.peers)} equal ciphertexts")
+        return size
+
+    def __iter__(self) -> Iterator[SealedShare]:
+        size, blob = self._size(), self.sealed
+        for i, peer in enumerate(self.peers):
+            yield SealedShare(peer, blob[i * size:(i + 1) * size])
+
+    @overload
+    def __getitem__(self, index: int) -> SealedShare: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[SealedShare, ...]: ...
+    def __getitem__(self, index: int | slice) -> SealedShare | tuple[SealedShare, ...]:
+        records = tuple(self)
+        return records[index]
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,14 +146,14 @@ class KeyBroadcast(Message):
 @wire.register(0x0204)
 @dataclass(frozen=True, slots=True)
 class ShareKeys(Message):
-    shares: tuple[SealedShare, ...]
+    shares: SealedShares  # to each neighbour: peers are the recipients
     KIND: ClassVar[enum.Enum] = Kind.SHARE_KEYS
 
 
 @wire.register(0x0205)
 @dataclass(frozen=True, slots=True)
 class ShareForward(Message):
-    shares: tuple[SealedShare, ...]
+    shares: SealedShares  # from each neighbour that shared: peers are the senders
     KIND: ClassVar[enum.Enum] = Kind.SHARE_FORWARD
 
 

@@ -71,7 +71,7 @@ from protocols.secagg.messages import (
     MaskedInput,
     PublicKeys,
     RosterEntry,
-    SealedShare,
+    SealedShares,
     ShareForward,
     ShareKeys,
     Signed,
@@ -178,8 +178,8 @@ class SecAggServer(MaskingServer):
         if not isinstance(msg, ShareKeys):
             raise ProtocolError("expected ShareKeys")
         u = msg.sender
-        shares = self._sent_nb.in_order(u, msg.shares, "sealed share")
-        self._inbox.put(u, [sh.ciphertext for sh in shares], mirrored=True,  # symmetric graph
+        order = self._sent_nb.order(u, msg.shares.peers, "sealed share")
+        self._inbox.put(u, msg.shares.sealed, order=order, mirrored=True,  # symmetric graph
                         what="sealed share")
         self._shared.add(u)
         self._waiting.discard(u)
@@ -287,10 +287,13 @@ class SecAggServer(MaskingServer):
         self._waiting = set(live)
         out: list[Message] = []
         for u in sorted(live):
-            keep = live[u]
-            sealed = tuple(SealedShare(v, ct) for v, ct in zip(sent.of(u), self._inbox.records(u))
-                           if v in keep)
-            out.append(ShareForward(**header(self.config, SERVER, u), shares=sealed))
+            keep, nb = live[u], sent.of(u)
+            if len(keep) == len(nb):  # every neighbour shared (keep is a subset of nb)
+                shares = SealedShares(tuple(nb), self._inbox.blob(u))
+            else:
+                at = [i for i, v in enumerate(nb) if v in keep]
+                shares = SealedShares(tuple(nb[i] for i in at), self._inbox.blob(u, at))
+            out.append(ShareForward(**header(self.config, SERVER, u), shares=shares))
         self._inbox = PairBox(NeighbourLists(0, {}), SEALED_SIZE)
         self._sent_nb = NeighbourLists(0, {})  # late ShareKeys are refused before they need it
         return out
