@@ -145,11 +145,14 @@ class Envelope:
     kind: enum.Enum
     encoded: bytes | None = field(default=None, repr=False)
     message: Message | None = field(default=None, repr=False)
+    #: a client's answer to the stage that carries its input (its upload)
+    upload: bool = False
 
     @classmethod
-    def of(cls, msg: Message) -> Envelope:
+    def of(cls, msg: Message, *, upload: bool = False) -> Envelope:
         """The frame of ``msg``, encoded now."""
-        return cls(msg.sender, msg.recipient, msg.KIND, encoded=wire.encode(msg))
+        return cls(msg.sender, msg.recipient, msg.KIND, encoded=wire.encode(msg),
+                   upload=upload)
 
     @classmethod
     def held(cls, msg: Message) -> Envelope:
@@ -221,9 +224,13 @@ class Router:
         lazy_inputs: give each client its input only just before the stage whose answer
             carries it (``spec.input_stage``), so a driver never holds every input and every
             encoding at once; otherwise every client gets it now.
-        server_first: :meth:`flush` delivers frames for the server and helpers before frames
-            for clients, so a client's upload is summed (and freed) before the next client
-            makes its own; otherwise oldest first.
+        server_first: :meth:`flush` delivers a client's upload (its answer to the stage that
+            carries its input) to the server at once, so it is summed (and freed) before
+            the next client makes its own; every other frame, and every frame without it,
+            goes oldest first. The server thus takes each other stage's answers as one
+            batch, as a deployed server does (Flower's ServerApp pulls a stage's replies
+            together), instead of one at a time between the clients' own work, which in one
+            process evicted its state from the caches and charged it to the server.
         client_kwargs, credentials, helpers, server: as for :func:`build_parties`.
         tamper: ``tamper(message) -> message`` on every message a role emits; what it
             returns goes on the wire (and into :attr:`sent`): a cheating role, a man in the
@@ -298,7 +305,8 @@ class Router:
         self._tracked = tracked
         self._given: set[int] = set()
         self.server_first = server_first
-        self.input_stage = spec.input_stage(self.config) if lazy_inputs else 0
+        self._upload_stage = spec.input_stage(self.config)
+        self.input_stage = self._upload_stage if lazy_inputs else 0
         if not lazy_inputs:
             for u in range(n):
                 self._give_input(u)
@@ -355,7 +363,8 @@ class Router:
         self.dead.add(u)
 
     # -- the wire ------------------------------------------------------------------------
-    def _queue(self, sender: int, msgs: Iterable[Message], wire: bool = True) -> list[Message]:
+    def _queue(self, sender: int, msgs: Iterable[Message], wire: bool = True,
+               upload: bool = False) -> list[Message]:
         out = list(msgs)
         if self._tamper is not None:
             out = [self._tamper(m) for m in out]
@@ -365,7 +374,7 @@ class Router:
             return out
         for m in out:
             if 0 <= sender < self.n:
-                env = Envelope.of(m)
+                env = Envelope.of(m, upload=upload)
                 self.up[sender] += len(env.frame)
             elif _holds_arrays(m):  # a role may write into an array after sending it
                 env = Envelope.of(m)
@@ -426,14 +435,16 @@ class Router:
             self._give_input(address)
         frame = env.frame
         decoded: Message = wire.decode(frame)
+        upload = False
         if 0 <= address < self.n:
+            upload = self.received[address] == self._upload_stage
             self.received[address] += 1
             self.down[address] += len(frame)
         if self.record:
             self.log.append(decoded)
             self.frames.append(frame)
         out = self._step(address, lambda: party.receive(decoded))
-        return self._queue(address, out, queue)
+        return self._queue(address, out, queue, upload)
 
     def deliver(self, index: int = 0) -> list[Message]:
         """Deliver the pending frame at ``index``; a frame for a silent client is lost.
@@ -487,9 +498,9 @@ class Router:
             self._deliver_swallowing(0, swallow)
             if not self.server_first:
                 continue
-            j = mark  # deliver the answers for the server and helpers at once
+            j = mark  # deliver an upload to the server at once
             while j < len(self.pending):
-                if self.pending[j].recipient < 0:
+                if self.pending[j].recipient < 0 and self.pending[j].upload:
                     self._deliver_swallowing(j, swallow)
                 else:
                     j += 1

@@ -177,6 +177,36 @@ def test_lazy_inputs_are_made_once_just_before_the_input_stage(name: str) -> Non
     eager.check_result(want)
 
 
+@pytest.mark.parametrize("name", ["plaintext", "secagg+", "ckks"])
+@pytest.mark.parametrize("server_first", [True, False])
+def test_server_first_hands_over_uploads_at_once_and_batches_the_rest(
+        name: str, server_first: bool) -> None:
+    spec = protocols.get(name)
+    config = spec.make_config(5, 4, session=b"order")
+    upload = spec.input_stage(config)
+    inputs = [np.linspace(-0.3, 0.3, 4) * (u + 1) / 5 for u in range(5)]
+    r = Router(spec, config, Csprng.from_seed(3), inputs, server_first=server_first)
+    r.check_result(r.run())
+    log = [(m.sender, m.recipient) for m in r.log]  # every frame delivered, in order
+    requests: dict[int, list[int]] = {}  # stage -> where its requests were delivered
+    answers: dict[int, list[int]] = {}  # stage -> where the clients' answers were delivered
+    seen = dict.fromkeys(range(5), 0)
+    for i, (_, to) in enumerate(log):
+        if to < 0:
+            continue
+        stage, seen[to] = seen[to], seen[to] + 1
+        requests.setdefault(stage, []).append(i)
+        j = next((j for j in range(i + 1, len(log)) if log[j][0] == to), None)
+        if j is not None and log[j][1] < 0:
+            answers.setdefault(stage, []).append(j)
+    assert upload in answers
+    for stage, at in answers.items():
+        if stage == upload and server_first:  # each upload right after its request
+            assert at == [i + 1 for i in requests[stage]]
+        else:  # the stage's answers reach the server as a batch, after every request
+            assert min(at) > max(requests[stage])
+
+
 # -- hooks for adversarial tests ---------------------------------------------------------
 def test_tamper_rewrites_what_goes_on_the_wire() -> None:
     import dataclasses
