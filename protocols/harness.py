@@ -226,8 +226,8 @@ class Router:
             encoding at once; otherwise every client gets it now.
         server_first: :meth:`flush` delivers a client's upload (its answer to the stage that
             carries its input) to the server at once, so it is summed (and freed) before
-            the next client makes its own; every other frame, and every frame without it,
-            goes oldest first. The server thus takes each other stage's answers as one
+            the next client makes its own; every other frame goes oldest first (as every
+            frame does without ``server_first``). The server thus takes each other stage's answers as one
             batch, as a deployed server does (Flower's ServerApp pulls a stage's replies
             together), instead of one at a time between the clients' own work, which in one
             process evicted its state from the caches and charged it to the server.
@@ -363,14 +363,17 @@ class Router:
         self.dead.add(u)
 
     # -- the wire ------------------------------------------------------------------------
-    def _queue(self, sender: int, msgs: Iterable[Message], wire: bool = True,
-               upload: bool = False) -> list[Message]:
+    def _emit(self, sender: int, msgs: Iterable[Message], upload: bool = False,
+              into: list[Envelope] | None = None) -> list[Message]:
+        """What ``sender`` sends: tampered, recorded and, unless ``into`` is None, encoded
+        into envelopes appended to ``into``. Runs inside the sender's timed step, so the
+        encoding is charged to the role that sends, as it is in a deployment."""
         out = list(msgs)
         if self._tamper is not None:
             out = [self._tamper(m) for m in out]
         if self.record:
             self.sent.setdefault(sender, []).extend(out)
-        if not wire:
+        if into is None:
             return out
         for m in out:
             if 0 <= sender < self.n:
@@ -378,19 +381,31 @@ class Router:
                 self.up[sender] += len(env.frame)
             elif _holds_arrays(m):  # a role may write into an array after sending it
                 env = Envelope.of(m)
-            else:  # the server's and helpers' other frames are encoded when delivered
+            else:
+                # The server's and helpers' other frames are held as messages and encoded
+                # again when delivered (n key broadcasts share one roster: held, they cost
+                # one roster in memory, not n), so this encoding is only the sender's cost.
+                wire.encode(m)
                 env = Envelope.held(m)
-            self.pending.append(env)
+            into.append(env)
+        return out
+
+    def _sends(self, sender: int, call: Callable[[], Iterable[Message]],
+               upload: bool = False) -> list[Message]:
+        """Run ``call`` as ``sender``'s timed step and queue what it sends."""
+        envs: list[Envelope] = []
+        out = self._step(sender, lambda: self._emit(sender, call(), upload, envs))
+        self.pending.extend(envs)
         return out
 
     def start(self) -> list[Message]:
         """Open the round: queue the server's first requests."""
-        return self._queue(SERVER, self._step(SERVER, self.server.start))
+        return self._sends(SERVER, self.server.start)
 
     def close(self) -> list[Message]:
         """The stage's deadline passed; delayed frames come back into flight behind whatever
         the server sends next, which is queued and returned."""
-        out = self._queue(SERVER, self._step(SERVER, self.server.close_round))
+        out = self._sends(SERVER, self.server.close_round)
         self.pending.extend(self.delayed)
         self.delayed.clear()
         return out
@@ -433,18 +448,25 @@ class Router:
         party = self.party(address)
         if 0 <= address < self.n and self.received[address] >= self.input_stage:
             self._give_input(address)
-        frame = env.frame
-        decoded: Message = wire.decode(frame)
+        frame = env.frame  # a held frame is encoded here again (its sender paid once)
         upload = False
         if 0 <= address < self.n:
             upload = self.received[address] == self._upload_stage
             self.received[address] += 1
             self.down[address] += len(frame)
-        if self.record:
-            self.log.append(decoded)
-            self.frames.append(frame)
-        out = self._step(address, lambda: party.receive(decoded))
-        return self._queue(address, out, queue, upload)
+        envs: list[Envelope] = []
+
+        def handle() -> list[Message]:  # the recipient's step: decode, act, encode
+            decoded: Message = wire.decode(frame)
+            if self.record:
+                self.log.append(decoded)
+                self.frames.append(frame)
+            return self._emit(address, party.receive(decoded), upload,
+                              envs if queue else None)
+
+        out = self._step(address, handle)
+        self.pending.extend(envs)
+        return out
 
     def deliver(self, index: int = 0) -> list[Message]:
         """Deliver the pending frame at ``index``; a frame for a silent client is lost.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -205,6 +206,50 @@ def test_server_first_hands_over_uploads_at_once_and_batches_the_rest(
             assert at == [i + 1 for i in requests[stage]]
         else:  # the stage's answers reach the server as a batch, after every request
             assert min(at) > max(requests[stage])
+
+
+@pytest.mark.parametrize("name", ["plaintext", "secagg+", "ckks"])
+def test_each_frame_is_encoded_and_decoded_inside_its_roles_timed_step(
+        name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import protocols.harness as harness
+
+    spec = protocols.get(name)
+    config = spec.make_config(4, 3, session=b"codec")
+    inside: list[int] = []  # the address whose step is running
+    outside: list[str] = []
+    encode, decode = harness.wire.encode, harness.wire.decode
+
+    def encoding(m: protocols.Message) -> bytes:
+        if not inside or inside[-1] != m.sender:
+            outside.append(f"encode {type(m).__name__} from {m.sender}")
+        return encode(m)
+
+    def decoding(frame: bytes) -> protocols.Message:
+        m: protocols.Message = decode(frame)
+        if not inside or inside[-1] != m.recipient:
+            outside.append(f"decode {type(m).__name__} for {m.recipient}")
+        return m
+
+    def step(address: int, call: Callable[[], list[protocols.Message]]) -> list[protocols.Message]:
+        inside.append(address)
+        try:
+            return call()
+        finally:
+            inside.pop()
+
+    inputs = [np.linspace(-0.3, 0.3, 3) * (u + 1) / 4 for u in range(4)]
+    r = Router(spec, config, Csprng.from_seed(4), inputs, step=step, start=False)
+    monkeypatch.setattr(harness.wire, "encode", encoding)
+    monkeypatch.setattr(harness.wire, "decode", decoding)
+    r.start()
+    result = r.run()
+    monkeypatch.undo()
+    r.check_result(result)
+    # Frames held as messages are encoded again when delivered (that copy is not charged);
+    # every other encoding, and every decoding, runs in the step of the role that does it.
+    held = {f"encode {type(m).__name__} from {m.sender}" for m in r.log if m.sender < 0}
+    assert outside and set(outside) <= held
+    assert not any(s.startswith("decode") for s in outside)
 
 
 # -- hooks for adversarial tests ---------------------------------------------------------
