@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import operator
 import struct
 import sys
 import types
 import typing
 from collections.abc import Callable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
 from secagg.errors import ConfigError, DecodeError, SecAggError, UsageError
 
-__all__ = ["Dec", "Enc", "compile_struct"]
+__all__ = ["Dec", "Enc", "Frame", "compile_struct"]
 
 Enc = Callable[[bytearray, Any], None]
 Dec = Callable[[memoryview, int], tuple[Any, int]]
@@ -36,6 +38,47 @@ _I64 = struct.Struct("<q")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
 _F64 = struct.Struct("<d")
+
+
+#: a payload at least this long is kept by reference while a frame is encoded
+LARGE_PAYLOAD = 1 << 16
+
+
+class Frame(bytearray):
+    """A frame being encoded: fields are appended, but a large payload (an array, a long
+    byte string, a reused roster) is kept by reference in :attr:`parts` and the whole is
+    joined once (:meth:`finish`), so the payload is copied once. Growing one bytearray by a
+    payload and then copying it into ``bytes`` cost two fresh allocations of the payload's
+    size and their page faults: 7.8 ms for 4 MB here, against 0.2 ms joined."""
+
+    __slots__ = ("base", "parts")
+
+    def __init__(self, head: bytes = b"") -> None:
+        super().__init__(head)
+        self.base = 0  # bytes already moved to parts
+        self.parts: list[bytes | bytearray | memoryview] = []
+
+    def finish(self) -> bytes:
+        """The encoded frame."""
+        if not self.parts:
+            return bytes(self)
+        return b"".join((*self.parts, self))
+
+
+def _put(out: bytearray, chunk: bytes | bytearray | memoryview) -> None:
+    """Append ``chunk``; a large one to a :class:`Frame` by reference."""
+    if len(chunk) >= LARGE_PAYLOAD and isinstance(out, Frame):
+        out.parts.append(bytes(out))
+        out.parts.append(chunk)
+        out.base += len(out) + len(chunk)
+        del out[:]
+    else:
+        out += chunk
+
+
+def _offset(out: bytearray) -> int:
+    """How many bytes have been encoded into ``out``."""
+    return out.base + len(out) if isinstance(out, Frame) else len(out)
 
 
 def _need(buf: memoryview, pos: int, n: int, what: str) -> None:
@@ -90,7 +133,7 @@ def _enc_bytes(out: bytearray, v: Any) -> None:
     if not isinstance(v, (bytes, bytearray)):
         raise UsageError(f"expected bytes, got {type(v).__name__}")
     out += _U32.pack(len(v))
-    out += v
+    _put(out, v)
 
 
 def _dec_bytes(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -127,9 +170,9 @@ def _enc_array(out: bytearray, v: Any) -> None:
                          + ", ".join(str(d) for d in _DTYPES.values()))
     out.append(code)
     out += _U64.pack(v.size)
-    out += bytes(-len(out) % 8)
+    out += bytes(-_offset(out) % 8)
     le = v.astype(_DTYPES[code], copy=False)
-    out += memoryview(np.ascontiguousarray(le).view(np.uint8))  # type: ignore[arg-type]
+    _put(out, memoryview(np.ascontiguousarray(le).view(np.uint8)))  # type: ignore[arg-type]
 
 
 def _dec_array(buf: memoryview, pos: int) -> tuple[Any, int]:
@@ -374,10 +417,14 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
             raise UsageError(f"expected tuple, got {type(v).__name__}")
         last, data = memo[0]
         if v is last:
-            out += data
+            _put(out, data)
             return
         start, reusable = len(out), True
         out += pack_u32(len(v))
+        if _pack_columns(out, v):
+            if len(v) >= _MEMO_FROM:
+                memo[0] = (v, bytes(out[start:]))
+            return
         for item in v:
             at = len(out)
             if type(item) is cls:
@@ -395,8 +442,43 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
                 del out[at:]
             ienc(out, item)  # anything unusual (or wrong): the general codec, its errors
             reusable = False
-        if reusable and len(v) >= _MEMO_FROM:
+        if reusable and len(v) >= _MEMO_FROM:  # (only the general codec moves parts)
             memo[0] = (v, bytes(out[start:]))
+
+    getters = [(operator.attrgetter(name), an_int) for name, an_int in names]
+    packers: dict[tuple[int, ...], Callable[..., bytes]] = {}
+
+    def _pack_columns(out: bytearray, v: tuple[Any, ...]) -> bool:
+        """Append every record, read and checked a column at a time and packed by one
+        ``struct`` per record, when all are of ``cls`` with the first one's byte lengths
+        and ints in range; False (nothing appended) otherwise."""
+        if not v or set(map(type, v)) != {cls}:
+            return False
+        args: list[Any] = []
+        lengths: list[int] = []
+        for get, an_int in getters:
+            col = list(map(get, v))
+            if an_int:
+                if set(map(type, col)) != {int} or min(col) < -(2**63) or max(col) >= 2**63:
+                    return False
+            else:
+                sizes = set(map(len, col))
+                if set(map(type, col)) != {bytes} or len(sizes) != 1:
+                    return False
+                lengths.append(sizes.pop())
+                args.append(repeat(pack_u32(lengths[-1]), len(v)))
+            args.append(col)
+        key = tuple(lengths)
+        pack = packers.get(key)
+        if pack is None:
+            fmt, it = "<", iter(key)
+            for an_int in is_int:
+                fmt += "q" if an_int else f"4s{next(it)}s"
+            pack = struct.Struct(fmt).pack
+            if len(packers) < _LAYOUTS_KEPT:
+                packers[key] = pack
+        out += b"".join(map(pack, *args))
+        return True
 
     def layout(lengths: tuple[int, ...]) -> tuple[struct.Struct, list[int], list[int]]:
         got = layouts.get(lengths)

@@ -27,7 +27,9 @@ buffers are copied once first, so a caller's later writes cannot change a messag
 The field codecs live in :mod:`secagg._codecs`. A tuple of records whose fields are all
 ``int`` or ``bytes`` (a roster, keys, sealed shares) has two shortcuts there that read and
 write this same layout: one ``struct`` pass when every record has the first one's lengths,
-and the bytes of the last large tuple reused when the same tuple object is sent again.
+and the bytes of the last large tuple reused when the same tuple object is sent again. A
+frame's large payloads (arrays, long byte strings, a reused roster) are joined into it once
+(:class:`secagg._codecs.Frame`), not grown into a buffer and copied again.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import struct
 from collections.abc import Callable
 from typing import TypeVar
 
-from secagg._codecs import Dec, Enc, compile_struct
+from secagg._codecs import Dec, Enc, Frame, compile_struct
 from secagg.errors import ConfigError, DecodeError, UsageError
 
 __all__ = ["CODEC_VERSION", "MAGIC", "MAX_FRAME_BYTES", "decode", "encode", "register", "registered"]
@@ -92,11 +94,12 @@ def encode(msg: object) -> bytes:
     if entry is None:
         raise UsageError(f"{type(msg).__name__} is not a registered wire message")
     tag, enc = entry
-    out = bytearray(_HEADER.pack(MAGIC, CODEC_VERSION, tag))
+    out = Frame(_HEADER.pack(MAGIC, CODEC_VERSION, tag))
     enc(out, msg)
-    if len(out) > MAX_FRAME_BYTES:
-        raise UsageError(f"frame of {len(out)} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
-    return bytes(out)
+    size = out.base + len(out)
+    if size > MAX_FRAME_BYTES:
+        raise UsageError(f"frame of {size} bytes exceeds the {MAX_FRAME_BYTES}-byte limit")
+    return out.finish()
 
 
 def decode(data: bytes | bytearray | memoryview, expected: type[T] | None = None) -> T:

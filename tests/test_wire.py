@@ -146,6 +146,18 @@ class Records:
     checked: tuple[Checked, ...]
 
 
+@wire.register(0xF00C)
+@dataclasses.dataclass(frozen=True, slots=True)
+class Mixed:
+    """Large and small payloads in turn: where each array's padding falls depends on the
+    bytes before it, large ones included."""
+    raw: bytes
+    a: np.ndarray
+    tail: bytes
+    b: np.ndarray
+    rest: tuple[bytes, ...]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Unregistered:
     n: int
@@ -248,6 +260,31 @@ def test_layout_is_the_documented_one() -> None:
             + struct.pack("<d", 1.5) + struct.pack("<I", 2) + b"ab" + struct.pack("<I", 2)
             + "é".encode() + struct.pack("<q", -7) + struct.pack("<q", 2**62))
     assert frame == want
+
+
+@given(st.lists(st.integers(0, 3 * (1 << 16)), min_size=4, max_size=4),
+       st.sampled_from(["<u1", "<u4", "<f8"]))
+@example([(1 << 16) + 1, (1 << 16) // 4, 3, 5], "<u4")
+def test_large_payloads_give_the_same_frame_as_one_growing_buffer(
+        sizes: list[int], dt: str) -> None:
+    import secagg._codecs as codecs
+
+    item = np.dtype(dt).itemsize
+    msg = Mixed(raw=bytes(range(256)) * (sizes[0] // 256) + b"x" * (sizes[0] % 256),
+                a=np.arange(sizes[1] // item, dtype=dt), tail=b"t" * sizes[2],
+                b=np.arange(sizes[3] // item, dtype=dt)[::-1].copy(),
+                rest=(b"r" * sizes[2], b"s"))
+    joined = wire.encode(msg)
+    old = codecs.LARGE_PAYLOAD
+    codecs.LARGE_PAYLOAD = 1 << 62  # nothing is large: every byte appended to one buffer
+    try:
+        grown = wire.encode(msg)
+    finally:
+        codecs.LARGE_PAYLOAD = old
+    assert joined == grown
+    back = wire.decode(joined, expected=Mixed)
+    assert back.raw == msg.raw and back.tail == msg.tail and back.rest == msg.rest
+    assert np.array_equal(back.a, msg.a) and np.array_equal(back.b, msg.b)
 
 
 def test_registered_lists_the_test_messages() -> None:
@@ -381,6 +418,20 @@ def test_records_travel_in_the_general_layout(items: tuple[Record, ...]) -> None
     assert frame == wire.encode(msg)  # the second encoding is the remembered one
     assert frame[HEADER:] == _general_records(items) + struct.pack("<I", 0)
     assert same(wire.decode(frame), msg)
+
+
+@given(st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.binary(max_size=3),
+                          st.binary(max_size=2)), max_size=12), st.booleans())
+def test_records_written_a_column_at_a_time_are_in_the_general_layout(
+        rows: list[tuple[int, bytes, bytes]], same_lengths: bool) -> None:
+    if same_lengths and rows:  # the column pass: every record with the first one's lengths
+        k, t = len(rows[0][1]), len(rows[0][2])
+        rows = [(i, (key * 4)[:k].ljust(k, b"k"), (tag * 4)[:t].ljust(t, b"t"))
+                for i, key, tag in rows]
+    items = tuple(Record(*r) for r in rows)
+    frame = wire.encode(Records(items, ()))
+    assert frame[HEADER:] == _general_records(items) + struct.pack("<I", 0)
+    assert wire.decode(frame).items == items
 
 
 def test_a_record_of_another_length_is_read_record_by_record() -> None:
