@@ -227,10 +227,11 @@ class Router:
         server_first: :meth:`flush` delivers a client's upload (its answer to the stage that
             carries its input) to the server at once, so it is summed (and freed) before
             the next client makes its own; every other frame goes oldest first (as every
-            frame does without ``server_first``). The server thus takes each other stage's answers as one
-            batch, as a deployed server does (Flower's ServerApp pulls a stage's replies
-            together), instead of one at a time between the clients' own work, which in one
-            process evicted its state from the caches and charged it to the server.
+            frame does without ``server_first``). The server thus takes each other stage's
+            answers as one batch, as a deployed server does (Flower's ServerApp pulls a
+            stage's replies together), instead of one at a time between the clients' own
+            work, which in one process evicted its state from the caches and charged it to
+            the server.
         client_kwargs, credentials, helpers, server: as for :func:`build_parties`.
         tamper: ``tamper(message) -> message`` on every message a role emits; what it
             returns goes on the wire (and into :attr:`sent`): a cheating role, a man in the
@@ -390,11 +391,10 @@ class Router:
             into.append(env)
         return out
 
-    def _sends(self, sender: int, call: Callable[[], Iterable[Message]],
-               upload: bool = False) -> list[Message]:
+    def _sends(self, sender: int, call: Callable[[], Iterable[Message]]) -> list[Message]:
         """Run ``call`` as ``sender``'s timed step and queue what it sends."""
         envs: list[Envelope] = []
-        out = self._step(sender, lambda: self._emit(sender, call(), upload, envs))
+        out = self._step(sender, lambda: self._emit(sender, call(), into=envs))
         self.pending.extend(envs)
         return out
 
@@ -449,15 +449,15 @@ class Router:
         if 0 <= address < self.n and self.received[address] >= self.input_stage:
             self._give_input(address)
         frame = env.frame  # a held frame is encoded here again (its sender paid once)
-        upload = False
-        if 0 <= address < self.n:
-            upload = self.received[address] == self._upload_stage
-            self.received[address] += 1
-            self.down[address] += len(frame)
         envs: list[Envelope] = []
 
         def handle() -> list[Message]:  # the recipient's step: decode, act, encode
-            decoded: Message = wire.decode(frame)
+            decoded: Message = wire.decode(frame)  # a frame that does not decode: not counted
+            upload = False
+            if 0 <= address < self.n:
+                upload = self.received[address] == self._upload_stage
+                self.received[address] += 1
+                self.down[address] += len(frame)
             if self.record:
                 self.log.append(decoded)
                 self.frames.append(frame)
