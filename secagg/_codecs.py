@@ -401,16 +401,17 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
       bytes are immutable; a tuple holding a bytearray is never reused. Only the last
       tuple of at least _MEMO_FROM records is remembered, one per field type: a few
       shares' worth of ciphertext is not worth holding on to.
-    - decoding reads every record in one ``struct.iter_unpack`` when all of them have the
-      byte lengths of the first one (the usual case: fixed-size keys, digests, ciphertexts),
-      and checks those lengths; otherwise record by record. Both read the same bytes the
+    - when every record has the first one's byte lengths (the usual case: fixed-size keys,
+      digests, ciphertexts), encoding checks the records a column at a time and packs each
+      with one ``struct``, and decoding reads them all in one ``struct.iter_unpack`` and
+      checks those lengths; otherwise both go record by record through the general codec. Both read the same bytes the
       same way, since each record starts where the one before it ended.
     """
     memo: list[tuple[object, bytes]] = [(object(), b"")]  # (last tuple, its bytes)
     layouts: dict[tuple[int, ...], tuple[struct.Struct, list[int], list[int]]] = {}
     names = [(f.name, an_int) for f, an_int in
              zip([f for f in dataclasses.fields(cls) if f.init], is_int)]
-    pack_i64, pack_u32 = _I64.pack, _U32.pack
+    pack_u32 = _U32.pack
 
     def enc(out: bytearray, v: Any) -> None:
         if not isinstance(v, tuple):
@@ -419,31 +420,14 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
         if v is last:
             _put(out, data)
             return
-        start, reusable = len(out), True
+        start = len(out)
         out += pack_u32(len(v))
         if _pack_columns(out, v):
             if len(v) >= _MEMO_FROM:
                 memo[0] = (v, bytes(out[start:]))
             return
-        for item in v:
-            at = len(out)
-            if type(item) is cls:
-                for name, an_int in names:
-                    x = getattr(item, name)
-                    if an_int and type(x) is int and -(2**63) <= x < 2**63:
-                        out += pack_i64(x)
-                    elif not an_int and type(x) is bytes:
-                        out += pack_u32(len(x))
-                        out += x
-                    else:
-                        break
-                else:
-                    continue
-                del out[at:]
-            ienc(out, item)  # anything unusual (or wrong): the general codec, its errors
-            reusable = False
-        if reusable and len(v) >= _MEMO_FROM:  # (only the general codec moves parts)
-            memo[0] = (v, bytes(out[start:]))
+        for item in v:  # anything unusual (or wrong): the general codec, its errors
+            ienc(out, item)
 
     getters = [(operator.attrgetter(name), an_int) for name, an_int in names]
     packers: dict[tuple[int, ...], Callable[..., bytes]] = {}
