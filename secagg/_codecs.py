@@ -8,6 +8,7 @@ wrong type or range.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import enum
 import operator
@@ -266,6 +267,8 @@ def _compile_optional(tp: Any) -> tuple[Enc, Dec]:
 
 
 def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
+    if tp is int:
+        return _enc_ints, _dec_ints
     ienc, idec = _compile(tp)
 
     def enc(out: bytearray, v: Any) -> None:
@@ -290,6 +293,39 @@ def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
     if is_int is not None:
         return _flat_seq(tp, is_int, ienc, dec)
     return enc, dec
+
+
+def _enc_ints(out: bytearray, v: Any) -> None:
+    """``tuple[int, ...]`` (peer and survivor lists): the general layout, u32 count then
+    each int as i64, written by one ``array`` pass when every item is a plain int in range;
+    otherwise item by item, which raises the item's error."""
+    if not isinstance(v, tuple):
+        raise UsageError(f"expected tuple, got {type(v).__name__}")
+    out += _U32.pack(len(v))
+    if v and set(map(type, v)) == {int}:
+        try:
+            packed = array.array("q", v)
+        except OverflowError:
+            pass
+        else:
+            if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+                packed.byteswap()
+            _put(out, memoryview(packed).cast("B"))
+            return
+    for item in v:
+        _enc_int(out, item)
+
+
+def _dec_ints(buf: memoryview, pos: int) -> tuple[Any, int]:
+    _need(buf, pos, 4, "count")
+    n = _U32.unpack_from(buf, pos)[0]
+    pos += 4
+    _need(buf, pos, 8 * n, f"{n} ints")
+    items = array.array("q")
+    items.frombytes(buf[pos:pos + 8 * n])
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        items.byteswap()
+    return tuple(items), pos + 8 * n
 
 
 def _compile_fixed(args: tuple[Any, ...]) -> tuple[Enc, Dec]:

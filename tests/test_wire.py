@@ -434,6 +434,20 @@ def test_records_written_a_column_at_a_time_are_in_the_general_layout(
     assert wire.decode(frame).items == items
 
 
+@given(st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40))
+def test_int_sequences_packed_at_once_are_in_the_general_layout(ints: list[int]) -> None:
+    frame = wire.encode(OneSeq(tuple(ints)))
+    assert frame[HEADER:] == struct.pack("<I", len(ints)) + b"".join(struct.pack("<q", i) for i in ints)
+    got = wire.decode(frame).items
+    assert got == tuple(ints) and all(type(i) is int for i in got)
+
+
+@pytest.mark.parametrize("bad", [(1, True), (1, 2.0), (1, np.int64(2)), (1, "2")])
+def test_an_int_sequence_holding_a_non_int_names_it(bad: tuple[Any, ...]) -> None:
+    with pytest.raises(UsageError, match="expected int"):
+        wire.encode(OneSeq(bad))
+
+
 def test_a_record_of_another_length_is_read_record_by_record() -> None:
     # The first record fixes a layout; a later one with a longer key breaks it.
     items = (Record(1, b"ab", b""), Record(2, b"cd", b""), Record(3, b"efg", b""))
