@@ -47,7 +47,7 @@ LARGE_PAYLOAD = 1 << 16
 
 class Frame(bytearray):
     """A frame being encoded: fields are appended, but a large payload (an array, a long
-    byte string, a reused roster) is kept by reference in :attr:`parts` and the whole is
+    byte string) is kept by reference in :attr:`parts` and the whole is
     joined once (:meth:`finish`), so the payload is copied once. Growing one bytearray by a
     payload and then copying it into ``bytes`` cost two fresh allocations of the payload's
     size and their page faults: 7.8 ms for 4 MB here, against 0.2 ms joined."""
@@ -378,7 +378,6 @@ def compile_struct(cls: type) -> tuple[Enc, Dec]:
 
 
 # -- records: dataclasses of int and bytes fields only ---------------------------------
-# A roster is n such records, sent to each of n clients: these are the codec's hot loops.
 def _flat_fields(tp: Any) -> tuple[bool, ...] | None:
     """For a dataclass whose fields are all ``int`` or ``bytes``: whether each is an int."""
     if not (isinstance(tp, type) and dataclasses.is_dataclass(tp)):
@@ -426,24 +425,18 @@ def _construct(cls: type, values: Any) -> Any:
 
 
 _LAYOUTS_KEPT = 64  # distinct record layouts whose struct is kept (a peer picks lengths)
-_MEMO_FROM = 256  # records in a tuple worth remembering the bytes of (a roster, not k shares)
 
 
 def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> tuple[Enc, Dec]:
-    """``tuple[cls, ...]`` for such records, in the general layout, with two shortcuts:
-
-    - encoding the same tuple object again reuses its bytes (the server sends one roster in
-      n key broadcasts). Safe because the tuple, its frozen records and their ints and
-      bytes are immutable; a tuple holding a bytearray is never reused. Only the last
-      tuple of at least _MEMO_FROM records is remembered, one per field type: a few
-      shares' worth of ciphertext is not worth holding on to.
-    - when every record has the first one's byte lengths (the usual case: fixed-size keys,
-      digests, ciphertexts), encoding checks the records a column at a time and packs each
-      with one ``struct``, and decoding reads them all in one ``struct.iter_unpack`` and
-      checks those lengths; otherwise both go record by record through the general codec. Both read the same bytes the
-      same way, since each record starts where the one before it ended.
+    """``tuple[cls, ...]`` for such records, in the general layout, with a shortcut: when
+    every record has the first one's byte lengths (the usual case: fixed-size keys and
+    commitments), encoding checks the records a column at a time and packs each with one
+    ``struct``, and decoding reads them all in one ``struct.iter_unpack`` and checks those
+    lengths; otherwise both go record by record through the general codec. Both read the
+    same bytes the same way, since each record starts where the one before it ended.
+    (Messages that carry n records to each of n parties hold them as columns instead, e.g.
+    a roster: no codec builds an object per record then.)
     """
-    memo: list[tuple[object, bytes]] = [(object(), b"")]  # (last tuple, its bytes)
     layouts: dict[tuple[int, ...], tuple[struct.Struct, list[int], list[int]]] = {}
     names = [(f.name, an_int) for f, an_int in
              zip([f for f in dataclasses.fields(cls) if f.init], is_int)]
@@ -452,15 +445,8 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
     def enc(out: bytearray, v: Any) -> None:
         if not isinstance(v, tuple):
             raise UsageError(f"expected tuple, got {type(v).__name__}")
-        last, data = memo[0]
-        if v is last:
-            _put(out, data)
-            return
-        start = len(out)
         out += pack_u32(len(v))
         if _pack_columns(out, v):
-            if len(v) >= _MEMO_FROM:
-                memo[0] = (v, bytes(out[start:]))
             return
         for item in v:  # anything unusual (or wrong): the general codec, its errors
             ienc(out, item)

@@ -393,34 +393,37 @@ class ShareBook:
         Raises:
             ProtocolError: a share of the wrong size, or a second share from the same x.
         """
-        return self.add_from(x, ((owner, value),)) == 1
+        if len(value) != SHARE_SIZE:
+            raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
+        return self.add_from(x, (owner,), value) == 1
 
-    def add_from(self, x: int, shares: Iterable[tuple[int, bytes]]) -> int:
-        """:meth:`add` for every ``(owner, value)`` that holder ``x`` sent; validates them
+    def add_from(self, x: int, owners: Sequence[int], values: bytes) -> int:
+        """:meth:`add` for every share that holder ``x`` sent, as two columns: ``values``
+        holds the shares back to back, the i-th of ``owners[i]``'s secret. Validates them
         all before keeping any. Returns how many were kept."""
-        items = list(shares)
-        if len({owner for owner, _ in items}) != len(items):
+        if len(set(owners)) != len(owners):
             raise ProtocolError(f"holder x={x} sent two shares of one secret")
-        for _, value in items:
-            if len(value) != SHARE_SIZE:
-                raise ProtocolError(f"share from x={x} is {len(value)} bytes, expected {SHARE_SIZE}")
+        if len(values) != SHARE_SIZE * len(owners):
+            raise ProtocolError(f"{len(values)} bytes of shares from x={x} are not "
+                                f"{len(owners)} shares of {SHARE_SIZE} bytes")
         if x in self._holders:  # only a holder seen before can repeat a share (a scan each)
-            for owner, _ in items:
+            for owner in owners:
                 xs = self._xs.get(owner)
                 if xs is not None and x in xs:
                     raise ProtocolError(f"a second share of secret {owner} from x={x}")
         self._holders.add(x)
-        kept = 0
-        t, xs_of, values = self.keep, self._xs, self._values
-        for owner, value in items:
+        kept, at = 0, 0
+        t, xs_of, kept_values = self.keep, self._xs, self._values
+        for owner in owners:
             xs = xs_of.get(owner)
             if xs is None:
                 xs = xs_of[owner] = array("q")
-                values[owner] = bytearray()
+                kept_values[owner] = bytearray()
             if len(xs) < t:
                 xs.append(x)
-                values[owner].extend(value)
+                kept_values[owner] += values[at:at + SHARE_SIZE]
                 kept += 1
+            at += SHARE_SIZE
         return kept
 
     def count(self, owner: int) -> int:

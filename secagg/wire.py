@@ -24,12 +24,11 @@ bytes, non-zero padding and non-canonical booleans, and raises only :class:`Deco
 Arrays decode as read-only views into the frame (no copy of a ``bytes`` frame; other
 buffers are copied once first, so a caller's later writes cannot change a message).
 
-The field codecs live in :mod:`secagg._codecs`. A tuple of records whose fields are all
-``int`` or ``bytes`` (a roster, keys, sealed shares) has two shortcuts there that read and
-write this same layout: one ``struct`` pass when every record has the first one's lengths,
-and the bytes of the last large tuple reused when the same tuple object is sent again. A
-frame's large payloads (arrays, long byte strings, a reused roster) are joined into it once
-(:class:`secagg._codecs.Frame`), not grown into a buffer and copied again.
+The field codecs live in :mod:`secagg._codecs`. A ``tuple[int, ...]`` is written and read
+in one ``array`` pass, and a tuple of records whose fields are all ``int`` or ``bytes``
+(public keys) in one ``struct`` pass when every record has the first one's lengths: the same
+layout either way. A frame's large payloads (arrays, long byte strings) are joined into it
+once (:class:`secagg._codecs.Frame`), not grown into a buffer and copied again.
 """
 
 from __future__ import annotations

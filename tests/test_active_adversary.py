@@ -28,9 +28,11 @@ from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
 from protocols.secagg.messages import (
     ConsistencyRequest,
+    Roster,
     RosterEntry,
     Share,
     ShareForward,
+    Shares,
     Signed,
     UnmaskRequest,
     UnmaskResponse,
@@ -244,7 +246,7 @@ def _shift(share: bytes, delta: int = 1) -> bytes:
 def _forge_seed_share(forger: int, owner: int):
     def tamper(m):
         if isinstance(m, UnmaskResponse) and m.sender == forger:
-            return dataclasses.replace(m, seed_shares=tuple(
+            return dataclasses.replace(m, seed_shares=Shares.of(
                 Share(s.owner, _shift(s.value)) if s.owner == owner else s for s in m.seed_shares))
         return m
     return tamper
@@ -287,7 +289,7 @@ def test_forged_seed_shares_among_more_than_t_are_found_and_left_out(forgers) ->
 def test_a_forged_key_share_of_a_dropped_client_is_caught() -> None:
     def forge_key(m):
         if isinstance(m, UnmaskResponse) and m.sender == 1:
-            return dataclasses.replace(m, key_shares=tuple(
+            return dataclasses.replace(m, key_shares=Shares.of(
                 Share(s.owner, _shift(s.value, 7)) for s in m.key_shares))
         return m
     # Client 5 drops before masking: its mask key is rebuilt from the others' key shares.
@@ -484,17 +486,21 @@ def test_a_roster_that_does_not_name_the_graph_is_refused(active: bool) -> None:
     cfg, _, clients, broadcasts = _at_broadcast(active=active)
     m = broadcasts[0]
     entries = list(m.roster)
-    forgeries = {
-        "own entry missing": tuple(e for e in entries if e.client != 0),
-        "own digest changed": tuple(dataclasses.replace(e, digest=bytes(32)) if e.client == 0
-                                    else e for e in entries),
-        "unsorted": tuple(reversed(entries)),
-        "a client twice": (*entries, entries[-1]),
-        "too few for t": tuple(e for e in entries if e.client in (0, 1)),
-        "a neighbour's digest changed": tuple(
+    forgeries = {what: Roster.of(roster) for what, roster in {
+        "own entry missing": [e for e in entries if e.client != 0],
+        "own digest changed": [dataclasses.replace(e, digest=bytes(32)) if e.client == 0
+                               else e for e in entries],
+        "unsorted": list(reversed(entries)),
+        "a client twice": [*entries, entries[-1]],
+        "too few for t": [e for e in entries if e.client in (0, 1)],
+        "a neighbour's digest changed": [
             dataclasses.replace(e, digest=bytes(32)) if e.client == m.keys[1].client else e
-            for e in entries),
-    }
+            for e in entries],
+        "a digest cut short": [dataclasses.replace(e, digest=e.digest[:31]) if e.client == 5
+                               else e for e in entries],
+    }.items()}
+    forgeries["a signature too many"] = dataclasses.replace(
+        m.roster, signatures=m.roster.signatures + bytes(64))
     for what, roster in forgeries.items():
         _, _, clients, broadcasts = _at_broadcast(active=active)
         with pytest.raises(ProtocolError):
@@ -511,8 +517,8 @@ def test_a_phantom_advertisement_in_the_roster_is_refused_in_the_active_variant(
     everyone = {k.client: k for b in broadcasts.values() for k in b.keys}
     for i in range(64):  # grind the phantom's digest until it is not the victim's neighbour
         phantom = RosterEntry(11, bytes([i]) * 32, bytes(64))
-        roster = tuple(sorted([*(e for e in m.roster if e.client != 11), phantom],
-                              key=lambda e: e.client))
+        roster = Roster.of(sorted([*(e for e in m.roster if e.client != 11), phantom],
+                                  key=lambda e: e.client))
         graph = derived_neighbourhoods([e.client for e in roster], cfg.degree, graph_seed(
             transcript(cfg, [(e.client, e.digest) for e in roster])))
         if 11 not in graph[0]:

@@ -373,14 +373,14 @@ def test_secagg_run_enrolled_trains_through_the_enrolled_mode() -> None:
 def _forge_enrolled_share(forger: int, owner: int):
     import dataclasses as dc
 
-    from protocols.secagg.enrolled_messages import Share, UnmaskResponse
+    from protocols.secagg.enrolled_messages import Share, Shares, UnmaskResponse
 
     def tamper(m):
         if isinstance(m, UnmaskResponse) and m.sender == forger:
             def shift(b: bytes) -> bytes:
                 from secagg import shamir
                 return ((int.from_bytes(b, "big") + 1) % shamir.PRIME).to_bytes(len(b), "big")
-            return dc.replace(m, seed_shares=tuple(
+            return dc.replace(m, seed_shares=Shares.of(
                 Share(s.owner, shift(s.value)) if s.owner == owner else s
                 for s in m.seed_shares))
         return m

@@ -24,7 +24,7 @@ from protocols.base import AggregateResult, ProtocolSpec
 from protocols.plaintext import PlainInput, PlaintextServer, ServerState
 from protocols.secagg import SecAggClient, SecAggServer
 from protocols.secagg._state import Kind, ServerStage
-from protocols.secagg.messages import Share
+from protocols.secagg.messages import Share, Shares
 from protocols.testing import ProtocolConformance, round_machine
 from secagg.errors import ProtocolError, RangeCheckError
 
@@ -38,7 +38,7 @@ class BothSharesClient(SecAggClient):
         (resp,) = SecAggClient._on_unmask_request(self, msg)
         survivors = set(msg.survivors) - {self.client_id}
         extra = tuple(Share(v, held[v][1]) for v in sorted(held) if v in survivors)[:1]
-        return [dataclasses.replace(resp, key_shares=resp.key_shares + extra)]
+        return [dataclasses.replace(resp, key_shares=Shares.of((*resp.key_shares, *extra)))]
 
     _HANDLERS = {**SecAggClient._HANDLERS, Kind.UNMASK_REQUEST: _leaky_unmask}
 

@@ -25,7 +25,7 @@ from protocols.secagg import ClientRegistry
 from protocols.secagg._keys import graph_seed, transcript
 from protocols.secagg._state import ClientState, Kind, ServerStage
 from protocols.secagg.graph import derived_neighbourhoods
-from protocols.secagg.messages import Share, UnmaskResponse
+from protocols.secagg.messages import Roster, Share, Shares, UnmaskResponse
 from secagg import shamir, sign
 from secagg.errors import (
     ConfigError,
@@ -69,7 +69,7 @@ def _forge(forgers: dict[int, int], owner: int):
     """Forgers shift their share of ``owner``'s seed, each by its own amount."""
     def tamper(m):
         if isinstance(m, UnmaskResponse) and m.sender in forgers:
-            return dataclasses.replace(m, seed_shares=tuple(
+            return dataclasses.replace(m, seed_shares=Shares.of(
                 Share(s.owner, _shift(s.value, forgers[m.sender])) if s.owner == owner else s
                 for s in m.seed_shares))
         return m
@@ -162,7 +162,7 @@ def test_a_server_that_drops_advertisements_cannot_keep_the_full_graph(active: b
     everyone = {k.client: k for m in broadcasts.values() for k in m.keys}
     victim = 0
     honest = broadcasts[victim]
-    reduced = tuple(e for e in honest.roster if e.client not in (10, 11))
+    reduced = Roster.of(e for e in honest.roster if e.client not in (10, 11))
     ids = [e.client for e in reduced]
     graph = derived_neighbourhoods(ids, cfg.degree, graph_seed(
         transcript(cfg, [(e.client, e.digest) for e in reduced])))

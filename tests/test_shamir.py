@@ -317,12 +317,12 @@ def test_share_book_keeps_the_first_t_shares_compactly() -> None:
     with pytest.raises(ProtocolError, match=f"expected {SHARE_SIZE}"):
         book.add(8, 1, b"x")
     with pytest.raises(ProtocolError, match="two shares of one secret"):
-        book.add_from(4, [(8, bytes(SHARE_SIZE)), (8, bytes(SHARE_SIZE))])
+        book.add_from(4, (8, 8), bytes(2 * SHARE_SIZE))
     assert book.count(8) == 0  # nothing kept from a refused batch
-    for bad in ([(10, bytes(SHARE_SIZE)), (7, bytes(SHARE_SIZE))],  # x=2 holds 7's already
-                [(10, bytes(SHARE_SIZE)), (11, b"short")]):
-        with pytest.raises(ProtocolError, match="second share of secret 7|expected"):
-            book.add_from(2, bad)
+    for owners, values in (((10, 7), bytes(2 * SHARE_SIZE)),  # x=2 holds 7's already
+                           ((10, 11), bytes(SHARE_SIZE) + b"short")):
+        with pytest.raises(ProtocolError, match="second share of secret 7|are not 2 shares"):
+            book.add_from(2, owners, values)
         assert book.count(10) == 0 and book.count(7) == 3  # checked before keeping any
     book.add(9, 1, bytes(SHARE_SIZE))
     with pytest.raises(ConfigError, match="need 3 shares"):
@@ -343,7 +343,7 @@ def test_share_book_can_keep_extras_and_check_them() -> None:
     secret = bytes(range(1, 33))
     shares = split_bytes(secret, xs, 3, rng)
     book = ShareBook(3, keep=5)
-    book.add_from(1, [])  # an empty response keeps nothing
+    book.add_from(1, (), b"")  # an empty response keeps nothing
     for x, sh in zip(xs, shares):
         book.add(0, x, sh)
     forged = bytearray(shares[1])

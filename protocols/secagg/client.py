@@ -83,11 +83,12 @@ from protocols.secagg.messages import (
     KeyBroadcast,
     KeyRequest,
     MaskedInput,
-    RosterEntry,
+    Roster,
     SealedShares,
     Share,
     ShareForward,
     ShareKeys,
+    Shares,
     UnmaskRequest,
     UnmaskResponse,
 )
@@ -195,45 +196,42 @@ class SecAggClient(MaskingClient):
         return [AdvertiseKeys(**header(cfg, me, SERVER), c_pk=self._c.public, s_pk=self._s.public,
                               signature=signature, commitment=commitment, nonce=self._nonce)]
 
-    def _check_roster(self, roster: tuple[RosterEntry, ...]) -> tuple[frozenset[int], list[int]]:
+    def _check_roster(self, roster: Roster) -> tuple[frozenset[int], list[int], list[bytes]]:
         """The roster names this client's own advertisement, (active) only signed ones, and
         enough clients; returns this client's neighbours in the graph it fixes, and the
-        roster's client ids (sorted)."""
+        roster's client ids (sorted) and digests."""
         cfg, me = self.config, self.client_id
-        # A roster has n entries and every client reads it: one pass for each column, the
-        # checks over them in C (map, set, sorted), never a Python loop per entry.
-        ids = [e.client for e in roster]
-        digests = [e.digest for e in roster]
+        # A roster has n entries and every client reads it: its columns are checked in C
+        # (set, sorted, slices), never with a Python object per entry.
+        ids = list(roster.clients)
         if ids != sorted(set(ids)):
             raise ProtocolError("key broadcast roster must be sorted by client and without repeats")
         if ids and not (0 <= ids[0] and ids[-1] < cfg.n_clients):  # sorted: the ends suffice
             raise ProtocolError(f"key broadcast roster names a client outside 0..{cfg.n_clients - 1}")
-        if digests and set(map(len, digests)) != {DIGEST_SIZE}:
-            raise ProtocolError(f"roster digests must be {DIGEST_SIZE} bytes")
+        digests, signatures = roster.split(DIGEST_SIZE, sign.SIGNATURE_SIZE if cfg.active else 0)
         at = bisect_left(ids, me)
-        mine = roster[at:at + 1] if at < len(ids) and ids[at] == me else ()
-        if len(mine) != 1 or mine[0].digest != self._digest:
+        if not (at < len(ids) and ids[at] == me and digests[at] == self._digest):
             raise ProtocolError("key broadcast roster does not carry this client's own "
                                 "advertisement unchanged")
         need = max(cfg.threshold, cfg.release_floor)
-        if len(roster) < need:
-            raise ProtocolError(f"the roster has {len(roster)} clients; this round needs at least "
+        if len(ids) < need:
+            raise ProtocolError(f"the roster has {len(ids)} clients; this round needs at least "
                                 f"{need} (threshold t={cfg.threshold}, release floor "
                                 f"{cfg.release_floor})")
         if cfg.active:
             registry = cfg.registry
             if registry is None:
                 raise UsageError("the active variant needs config.registry")
-            for e in roster:
-                if e.client not in registry.keys:
-                    raise ProtocolError(f"roster names client {e.client}, who is not enrolled")
-                if not _signed_by(registry.keys[e.client], advert_message(e.digest),
-                                  e.signature):
-                    raise ProtocolError(f"client {e.client}'s roster entry is not signed by "
+            for u, digest, signature in zip(ids, digests, signatures):
+                if u not in registry.keys:
+                    raise ProtocolError(f"roster names client {u}, who is not enrolled")
+                if not _signed_by(registry.keys[u], advert_message(digest), signature):
+                    raise ProtocolError(f"client {u}'s roster entry is not signed by "
                                         "its enrolled key")
         self._transcript = transcript(cfg, zip(ids, digests))
         self._roster = IdSet.of(ids)
-        return derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), me), ids
+        drawn = derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), me)
+        return drawn, ids, digests
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -255,14 +253,14 @@ class SecAggClient(MaskingClient):
             if len(k.commitment) != COMMITMENT_SIZE or len(k.nonce) != NONCE_SIZE:
                 raise ProtocolError(f"client {v}'s advertisement needs a {COMMITMENT_SIZE}-byte "
                                     f"commitment and a {NONCE_SIZE}-byte nonce")
-        drawn, ids = self._check_roster(m.roster)
+        drawn, ids, digests = self._check_roster(m.roster)
         if set(peers) != drawn:
             raise ProtocolError(
                 f"key broadcast lists neighbours {sorted(peers)}, but the graph drawn from the "
                 f"roster gives {sorted(drawn)}: the server may not choose the graph")
         for v, k in peers.items():
-            entry = m.roster[bisect_left(ids, v)]  # v is in the roster: drawn from it
-            if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != entry.digest:
+            digest = digests[bisect_left(ids, v)]  # v is in the roster: drawn from it
+            if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != digest:
                 raise ProtocolError(f"client {v}'s keys differ from its advertisement in the roster")
         all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]
         if len(set(all_keys)) != len(all_keys):
@@ -348,7 +346,7 @@ class SecAggClient(MaskingClient):
         seed_shares.append(Share(me, own[0]))
         key_shares = [Share(v, self._held[v][1]) for v in sorted(drop)]
         response = UnmaskResponse(**header(self.config, me, SERVER),
-                                  seed_shares=tuple(seed_shares), key_shares=tuple(key_shares))
+                                  seed_shares=Shares.of(seed_shares), key_shares=Shares.of(key_shares))
         answer = hashlib.sha256(b"secagg/v1/unmask-answer")
         for kind, shares in ((b"seed", seed_shares), (b"key", key_shares)):
             for sh in shares:

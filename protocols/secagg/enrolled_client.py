@@ -73,6 +73,7 @@ from protocols.secagg.enrolled_messages import (
     RoundSeed,
     SealedShare,
     Share,
+    Shares,
     UnmaskRequest,
     UnmaskResponse,
     Upload,
@@ -263,7 +264,7 @@ class EnrolledClient(MaskingClient):
                                                    escrow_point(cfg, e.owner, e.dropped)))
                          for e in m.escrow)
         self._claim("unmask")
-        seed_shares = tuple(Share(v, held[v][0]) for v in sorted(surv))
+        seed_shares = Shares.of(Share(v, held[v][0]) for v in sorted(surv))
         round_seeds = tuple(RoundSeed(v, self._seeds[v]) for v in sorted(drop))
         self._forget()
         return [UnmaskResponse(**header(cfg, me, SERVER), seed_shares=seed_shares,

@@ -1,7 +1,7 @@
 """The messages of the enrolled mode (frozen, slotted, wire-registered under 0x025x).
 
 Parts shared with the per-round-setup protocol (:class:`SealedShare`, :class:`Share`,
-:class:`Signed`) come from :mod:`protocols.secagg.messages`.
+:class:`Shares`, :class:`Signed`) come from :mod:`protocols.secagg.messages`.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import numpy as np
 
 from protocols.base import Message
 from protocols.secagg._enrolled_state import Kind
-from protocols.secagg.messages import SealedShare, Share, Signed
+from protocols.secagg.messages import SealedShare, Share, Shares, Signed
 from secagg import wire
 
 __all__ = [
     "ConsistencyRequest", "ConsistencyResponse", "Escrow", "EscrowRequest", "Partial",
-    "RoundSeed", "SealedShare", "Share", "Signed", "Upload", "UploadRequest",
+    "RoundSeed", "SealedShare", "Share", "Shares", "Signed", "Upload", "UploadRequest",
     "UnmaskRequest", "UnmaskResponse",
 ]
 
@@ -120,7 +120,7 @@ class UnmaskResponse(Message):
     """Shares of survivors' self-mask seeds, own round seeds with dropped neighbours, and
     partial decryptions of survivors' escrows with dropped clients."""
 
-    seed_shares: tuple[Share, ...]
+    seed_shares: Shares
     round_seeds: tuple[RoundSeed, ...]
     partials: tuple[Partial, ...]
     KIND: ClassVar[enum.Enum] = Kind.UNMASK_RESPONSE

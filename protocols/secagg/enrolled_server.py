@@ -191,10 +191,10 @@ class EnrolledServer(MaskingServer):
         w = msg.sender
         surv, drop = self._split(w)
         asked = self._asked[w]
-        owners = [s.owner for s in msg.seed_shares]
-        if len(set(owners)) != len(owners) or set(owners) != surv:
+        seeds = msg.seed_shares
+        if len(set(seeds.owners)) != len(seeds) or set(seeds.owners) != surv:
             raise ProtocolError(f"client {w} must return one seed share per survivor asked for")
-        if any(len(s.value) != shamir.SHARE_SIZE for s in msg.seed_shares):
+        if len(seeds.values) != shamir.SHARE_SIZE * len(seeds):
             raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
         peers = [r.peer for r in msg.round_seeds]
         if len(set(peers)) != len(peers) or set(peers) != drop:
@@ -206,7 +206,7 @@ class EnrolledServer(MaskingServer):
             raise ProtocolError(f"client {w} must return one partial per escrow asked for")
         if any(len(p.value) != threshold.POINT_SIZE for p in msg.partials):
             raise ProtocolError(f"partials must be {threshold.POINT_SIZE} bytes")
-        self._seed_shares.add_from(w + 1, ((s.owner, s.value) for s in msg.seed_shares))
+        self._seed_shares.add_from(w + 1, seeds.owners, seeds.values)
         for r in msg.round_seeds:
             self._round_seeds[(w, r.peer)] = r.seed
         for p in msg.partials:

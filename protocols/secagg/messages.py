@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar, overload
+from typing import Any, ClassVar, Generic, Self, TypeVar, overload
 
 import numpy as np
 
@@ -16,10 +17,12 @@ from secagg.errors import ProtocolError
 
 __all__ = [
     "ConsistencyRequest", "ConsistencyResponse", "Signed",
-    "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "RosterEntry",
+    "AdvertiseKeys", "KeyBroadcast", "KeyRequest", "MaskedInput", "PublicKeys", "Roster", "RosterEntry",
     "SealedShare", "SealedShares",
-    "ShareForward", "ShareKeys", "Share", "UnmaskRequest", "UnmaskResponse",
+    "ShareForward", "ShareKeys", "Share", "Shares", "UnmaskRequest", "UnmaskResponse",
 ]
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,109 @@ class RosterEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class Roster:
+    """Every advertisement the server included in the round, in columns: the clients (in
+    increasing order), their advertisement digests back to back, and (active variant) their
+    owners' signatures over them back to back, empty otherwise.
+
+    Each of n clients is sent the n entries: as three columns a client reads them without
+    an object per entry. Receivers check the columns' sizes (:meth:`split`); iterating
+    (for tools and tests) yields :class:`RosterEntry` records, and :meth:`of` builds the
+    columns from records.
+    """
+
+    clients: tuple[int, ...] = ()
+    digests: bytes = b""
+    signatures: bytes = b""
+
+    @classmethod
+    def of(cls, entries: Iterable[RosterEntry]) -> Roster:
+        """The columns of ``entries`` (their digests and signatures joined as they are)."""
+        items = tuple(entries)
+        return cls(tuple(e.client for e in items), b"".join(e.digest for e in items),
+                   b"".join(e.signature for e in items))
+
+    def __len__(self) -> int:
+        return len(self.clients)
+
+    def split(self, digest_size: int, signature_size: int) -> tuple[list[bytes], list[bytes]]:
+        """The digests and the signatures, one per client (no signatures when
+        ``signature_size`` is 0).
+
+        Raises:
+            ProtocolError: a column that is not one record of that size per client.
+        """
+        n = len(self.clients)
+        for what, blob, size in (("digests", self.digests, digest_size),
+                                 ("signatures", self.signatures, signature_size)):
+            if len(blob) != n * size:
+                raise ProtocolError(f"roster {what} must be {size} bytes for each of its {n} "
+                                    f"clients, got {len(blob)} bytes")
+        return (_chop(self.digests, digest_size, n),
+                _chop(self.signatures, signature_size, n) if signature_size else [])
+
+    def __iter__(self) -> Iterator[RosterEntry]:
+        n = len(self.clients)
+        d, s = (len(self.digests) // n, len(self.signatures) // n) if n else (0, 0)
+        for i, u in enumerate(self.clients):
+            yield RosterEntry(u, self.digests[i * d:(i + 1) * d],
+                              self.signatures[i * s:(i + 1) * s])
+
+
+def _chop(blob: bytes, size: int, n: int) -> list[bytes]:
+    return [blob[i:i + size] for i in range(0, n * size, size)]
+
+
+class _Columns(Generic[R]):
+    """Records of (party, fixed-size bytes) held as two columns: a tuple of parties and
+    their byte strings back to back, all of one size, the i-th belonging to the i-th party.
+
+    A server relays or collects n·k such records in a round: as one byte string per
+    message, neither side of the wire builds an object per record. Receivers check the
+    blob against the size the protocol fixes; iterating (for tools and tests) yields
+    records, and :meth:`of` builds the columns from records.
+    """
+
+    __slots__ = ()
+    _RECORD: ClassVar[Callable[[int, bytes], Any]]
+
+    def _columns(self) -> tuple[tuple[int, ...], bytes]:
+        raise NotImplementedError
+
+    @classmethod
+    def of(cls, records: Iterable[R]) -> Self:
+        """The columns of ``records`` (their byte strings joined as they are)."""
+        items = [dataclasses.astuple(r) for r in records]  # type: ignore[call-overload]
+        return cls(tuple(i for i, _ in items), b"".join(b for _, b in items))  # type: ignore[call-arg]
+
+    def __len__(self) -> int:
+        return len(self._columns()[0])
+
+    def _size(self) -> int:
+        parties, blob = self._columns()
+        if not parties:
+            return 0
+        size, rest = divmod(len(blob), len(parties))
+        if rest:
+            raise ProtocolError(f"{len(blob)} bytes of {type(self).__name__} do not split "
+                                f"into {len(parties)} equal records")
+        return size
+
+    def __iter__(self) -> Iterator[R]:
+        (parties, blob), size, make = self._columns(), self._size(), type(self)._RECORD
+        for i, party in enumerate(parties):
+            yield make(party, blob[i * size:(i + 1) * size])
+
+    @overload
+    def __getitem__(self, index: int) -> R: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[R, ...]: ...
+    def __getitem__(self, index: int | slice) -> R | tuple[R, ...]:
+        records = tuple(self)
+        return records[index]
+
+
+@dataclass(frozen=True, slots=True)
 class SealedShare:
     """An AEAD ciphertext holding the shares one client sends another."""
 
@@ -54,56 +160,39 @@ class SealedShare:
 
 
 @dataclass(frozen=True, slots=True)
-class SealedShares:
-    """The sealed shares of one client's neighbourhood, in two columns: ``sealed`` holds the
-    ciphertexts back to back, all of one size, the i-th exchanged with ``peers[i]``.
-
-    A server relays n·k of them in a round: as one byte string per message, neither side of
-    the wire builds an object per share. Receivers check ``sealed`` against the protocol's
-    ciphertext size; iterating (for tools and tests) yields :class:`SealedShare` records.
-    """
-
-    peers: tuple[int, ...] = ()
-    sealed: bytes = b""
-
-    @classmethod
-    def of(cls, shares: Iterable[SealedShare]) -> SealedShares:
-        """The columns of ``shares`` (their ciphertexts joined as they are)."""
-        items = tuple(shares)
-        return cls(tuple(s.peer for s in items), b"".join(s.ciphertext for s in items))
-
-    def __len__(self) -> int:
-        return len(self.peers)
-
-    def _size(self) -> int:
-        if not self.peers:
-            return 0
-        size, rest = divmod(len(self.sealed), len(self.peers))
-        if rest:
-            raise ProtocolError(f"{len(self.sealed)} bytes of sealed shares do not split into "
-                                f"{len(self.peers)} equal ciphertexts")
-        return size
-
-    def __iter__(self) -> Iterator[SealedShare]:
-        size, blob = self._size(), self.sealed
-        for i, peer in enumerate(self.peers):
-            yield SealedShare(peer, blob[i * size:(i + 1) * size])
-
-    @overload
-    def __getitem__(self, index: int) -> SealedShare: ...
-    @overload
-    def __getitem__(self, index: slice) -> tuple[SealedShare, ...]: ...
-    def __getitem__(self, index: int | slice) -> SealedShare | tuple[SealedShare, ...]:
-        records = tuple(self)
-        return records[index]
-
-
-@dataclass(frozen=True, slots=True)
 class Share:
     """One Shamir share of ``owner``'s secret, held by the message's sender."""
 
     owner: int
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SealedShares(_Columns[SealedShare]):
+    """The sealed shares of one client's neighbourhood (:class:`_Columns`): ``sealed``
+    holds the ciphertexts, the i-th exchanged with ``peers[i]``; receivers check it against
+    the protocol's ciphertext size."""
+
+    peers: tuple[int, ...] = ()
+    sealed: bytes = b""
+    _RECORD: ClassVar[Callable[[int, bytes], Any]] = SealedShare
+
+    def _columns(self) -> tuple[tuple[int, ...], bytes]:
+        return self.peers, self.sealed
+
+
+@dataclass(frozen=True, slots=True)
+class Shares(_Columns[Share]):
+    """Shamir shares the sender holds of several owners' secrets (:class:`_Columns`):
+    ``values`` holds them, the i-th of ``owners[i]``'s secret; receivers check it against
+    :data:`secagg.shamir.SHARE_SIZE`."""
+
+    owners: tuple[int, ...] = ()
+    values: bytes = b""
+    _RECORD: ClassVar[Callable[[int, bytes], Any]] = Share
+
+    def _columns(self) -> tuple[tuple[int, ...], bytes]:
+        return self.owners, self.values
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +228,7 @@ class KeyBroadcast(Message):
     graph and of itself."""
 
     keys: tuple[PublicKeys, ...]
-    roster: tuple[RosterEntry, ...] = ()
+    roster: Roster = Roster()
     KIND: ClassVar[enum.Enum] = Kind.KEY_BROADCAST
 
 
@@ -180,8 +269,8 @@ class UnmaskRequest(Message):
 class UnmaskResponse(Message):
     """Shares of the survivors' self-mask seeds and of the dropped clients' mask keys."""
 
-    seed_shares: tuple[Share, ...]
-    key_shares: tuple[Share, ...]
+    seed_shares: Shares
+    key_shares: Shares
     KIND: ClassVar[enum.Enum] = Kind.UNMASK_RESPONSE
 
 

@@ -70,7 +70,7 @@ from protocols.secagg.messages import (
     KeyRequest,
     MaskedInput,
     PublicKeys,
-    RosterEntry,
+    Roster,
     SealedShares,
     ShareForward,
     ShareKeys,
@@ -211,16 +211,16 @@ class SecAggServer(MaskingServer):
             raise ProtocolError("expected UnmaskResponse")
         u = msg.sender
         surv, drop = self._split(u)
-        seeds = [s.owner for s in msg.seed_shares]
-        keys = [s.owner for s in msg.key_shares]
-        if len(set(seeds)) != len(seeds) or set(seeds) != surv:
+        seeds, keys = msg.seed_shares, msg.key_shares
+        if len(set(seeds.owners)) != len(seeds) or set(seeds.owners) != surv:
             raise ProtocolError(f"client {u} must return one seed share per survivor it was asked for")
-        if len(set(keys)) != len(keys) or set(keys) != drop:
+        if len(set(keys.owners)) != len(keys) or set(keys.owners) != drop:
             raise ProtocolError(f"client {u} must return one key share per dropped neighbour")
-        if any(len(s.value) != shamir.SHARE_SIZE for s in (*msg.seed_shares, *msg.key_shares)):
-            raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
-        self._seed_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.seed_shares))
-        self._key_shares.add_from(u + 1, ((s.owner, s.value) for s in msg.key_shares))
+        for shares in (seeds, keys):
+            if len(shares.values) != shamir.SHARE_SIZE * len(shares):
+                raise ProtocolError(f"shares must be {shamir.SHARE_SIZE} bytes")
+        self._seed_shares.add_from(u + 1, seeds.owners, seeds.values)
+        self._key_shares.add_from(u + 1, keys.owners, keys.values)
         self._waiting.discard(u)
 
     _STAGE_OF = _STAGE_OF
@@ -248,8 +248,10 @@ class SecAggServer(MaskingServer):
             raise DropoutError(f"only {len(u1)} of {cfg.n_clients} clients advertised keys; "
                                f"threshold t={t} needs {t}")
         self._need(len(u1), f"of {cfg.n_clients} advertised keys")
-        roster = tuple(RosterEntry(u, self._digests[u], self._keys[u].signature) for u in u1)
-        self._transcript = transcript(cfg, [(e.client, e.digest) for e in roster])
+        digests = [self._digests[u] for u in u1]
+        roster = Roster(tuple(u1), b"".join(digests),
+                        b"".join(self._keys[u].signature for u in u1))
+        self._transcript = transcript(cfg, zip(u1, digests))
         self._digests = {}  # the roster and the transcript carry them from here
         self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
         live = prune({u: set(self._graph[u]) for u in u1}, t)
