@@ -520,7 +520,7 @@ def test_a_phantom_advertisement_in_the_roster_is_refused_in_the_active_variant(
         roster = Roster.of(sorted([*(e for e in m.roster if e.client != 11), phantom],
                                   key=lambda e: e.client))
         graph = derived_neighbourhoods([e.client for e in roster], cfg.degree, graph_seed(
-            transcript(cfg, [(e.client, e.digest) for e in roster])))
+            transcript(cfg, roster.clients, roster.digests)))
         if 11 not in graph[0]:
             break
     assert 11 not in graph[0]

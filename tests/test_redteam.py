@@ -165,7 +165,7 @@ def test_a_server_that_drops_advertisements_cannot_keep_the_full_graph(active: b
     reduced = Roster.of(e for e in honest.roster if e.client not in (10, 11))
     ids = [e.client for e in reduced]
     graph = derived_neighbourhoods(ids, cfg.degree, graph_seed(
-        transcript(cfg, [(e.client, e.digest) for e in reduced])))
+        transcript(cfg, reduced.clients, reduced.digests)))
     stale = dataclasses.replace(honest, roster=reduced)  # the full roster's neighbours
     assert {k.client for k in honest.keys} - {victim} != graph[victim]  # a re-drawn graph
     with pytest.raises(ProtocolError, match="may not choose the graph"):

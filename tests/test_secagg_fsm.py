@@ -345,17 +345,33 @@ def test_the_router_holds_server_frames_as_messages_and_client_frames_encoded() 
     assert router.up[sent[0].sender] == len(sent[0].frame)
 
 
-@given(st.lists(st.tuples(st.integers(0, 10**6), st.binary(max_size=300)), max_size=20))
-def test_the_transcript_hashes_the_labelled_roster(roster: list[tuple[int, bytes]]) -> None:
-    """The roster transcript is sha256(label(tag, config) || label(u, digest) for each entry),
-    whatever the fast path does with it."""
+@given(st.lists(st.tuples(st.integers(-(2**63), 2**63 - 1), st.binary(min_size=32, max_size=32)),
+                max_size=20))
+def test_the_transcript_hashes_the_roster_columns(roster: list[tuple[int, bytes]]) -> None:
+    """The roster transcript is sha256(label(tag, config) || u64 n || n i64 ids || n digests),
+    all little-endian: fixed sizes, so two rosters never hash the same bytes."""
     import hashlib
+    import struct
 
     from protocols.secagg._keys import config_fingerprint, transcript
     from secagg.kex import label
 
     config = protocols.get("secagg+").make_config(6, 4, degree=4, threshold=3)
-    want = hashlib.sha256(label(b"secagg/v1/transcript", config_fingerprint(config)))
-    for u, digest in roster:
-        want.update(label(str(u).encode(), digest))
-    assert transcript(config, roster) == want.digest()
+    ids, digests = [u for u, _ in roster], b"".join(d for _, d in roster)
+    want = hashlib.sha256(label(b"secagg/v1/transcript-columns", config_fingerprint(config)))
+    want.update(struct.pack(f"<Q{len(ids)}q", len(ids), *ids) + digests)
+    assert transcript(config, ids, digests) == want.digest()
+    if len(roster) >= 2 and roster[0][1] != roster[1][1]:  # two clients swap digests
+        swapped = roster[1][1] + roster[0][1] + digests[64:]
+        assert transcript(config, ids, swapped) != want.digest()
+
+
+@pytest.mark.parametrize(("ids", "digests"), [([1, 2], bytes(63)), ([1], bytes(33)),
+                                              ([2**63], bytes(32)), ([1.5], bytes(32))],
+                         ids=["short", "long", "id-too-big", "float-id"])
+def test_a_transcript_of_malformed_columns_is_refused(ids: list, digests: bytes) -> None:
+    from protocols.secagg._keys import transcript
+
+    config = protocols.get("secagg+").make_config(6, 4, degree=4, threshold=3)
+    with pytest.raises(ProtocolError):
+        transcript(config, ids, digests)

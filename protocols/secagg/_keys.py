@@ -15,12 +15,15 @@ different field lists hash alike):
 
 from __future__ import annotations
 
+import array
 import hashlib
-from collections.abc import Iterable
+import sys
+from collections.abc import Sequence
 
 from protocols.base import PROTOCOL_VERSION
 from protocols.secagg.config import SecAggConfig
 from secagg import aead, shamir
+from secagg.errors import ProtocolError
 from secagg.kex import agree, derive_key, label
 
 __all__ = ["COMMITMENT_SIZE", "DIGEST_SIZE", "NONCE_SIZE", "PLAINTEXT_SIZE", "SEALED_SIZE",
@@ -67,27 +70,33 @@ def config_fingerprint(config: SecAggConfig) -> bytes:
                          *(str(f).encode() for f in fields)))
 
 
-def transcript(config: SecAggConfig, roster: Iterable[tuple[int, bytes]]) -> bytes:
-    """The hash of the config and of every (client, advertisement digest) the server included,
-    in order of client id."""
-    h = hashlib.sha256(label(b"secagg/v1/transcript", config_fingerprint(config)))
-    # The bytes of label(str(u).encode(), digest) for every entry, written out in one list
-    # (a roster has n entries and every client hashes it: a call per entry cost more than
-    # the hashing at n in the thousands).
-    parts: list[bytes] = []
-    prefix = _LENGTH_PREFIX
-    for u, digest in roster:
-        name = str(u).encode()
-        if len(digest) >= len(prefix):
-            parts.append(label(name, digest))  # long fields: label's own checks
-            continue
-        parts += (prefix[len(name)], name, prefix[len(digest)], digest)
-    h.update(b"".join(parts))
+def transcript(config: SecAggConfig, clients: Sequence[int], digests: bytes) -> bytes:
+    """The hash of the config and of every advertisement the server included: the roster's
+    clients (in its order) and their digests, ``DIGEST_SIZE`` bytes each, back to back.
+
+    SHA-256 over ``label(tag, config fingerprint)``, the count n as u64, the n client ids as
+    i64 and the n digests, all little-endian and of fixed size, so no two rosters hash the
+    same bytes. Columns, not a label per entry: every client hashes the n entries.
+
+    Raises:
+        ProtocolError: digests that are not ``DIGEST_SIZE`` bytes for each client, or an id
+            that does not fit 64 bits.
+    """
+    n = len(clients)
+    if len(digests) != n * DIGEST_SIZE:
+        raise ProtocolError(f"a transcript needs {DIGEST_SIZE} bytes of digest for each of "
+                            f"{n} clients, got {len(digests)}")
+    try:
+        ids = array.array("q", clients)
+    except (OverflowError, TypeError):
+        raise ProtocolError("roster client ids must be integers that fit 64 bits") from None
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        ids.byteswap()
+    h = hashlib.sha256(label(b"secagg/v1/transcript-columns", config_fingerprint(config)))
+    h.update(n.to_bytes(8, "little"))
+    h.update(ids)
+    h.update(digests)
     return h.digest()
-
-
-#: the 2-byte length prefixes :func:`secagg.kex.label` writes, for fields under 256 bytes
-_LENGTH_PREFIX = tuple(i.to_bytes(2, "big") for i in range(256))
 
 
 def graph_seed(transcript_hash: bytes) -> bytes:

@@ -196,10 +196,10 @@ class SecAggClient(MaskingClient):
         return [AdvertiseKeys(**header(cfg, me, SERVER), c_pk=self._c.public, s_pk=self._s.public,
                               signature=signature, commitment=commitment, nonce=self._nonce)]
 
-    def _check_roster(self, roster: Roster) -> tuple[frozenset[int], list[int], list[bytes]]:
+    def _check_roster(self, roster: Roster) -> tuple[frozenset[int], list[int]]:
         """The roster names this client's own advertisement, (active) only signed ones, and
         enough clients; returns this client's neighbours in the graph it fixes, and the
-        roster's client ids (sorted) and digests."""
+        roster's client ids (sorted)."""
         cfg, me = self.config, self.client_id
         # A roster has n entries and every client reads it: its columns are checked in C
         # (set, sorted, slices), never with a Python object per entry.
@@ -208,9 +208,9 @@ class SecAggClient(MaskingClient):
             raise ProtocolError("key broadcast roster must be sorted by client and without repeats")
         if ids and not (0 <= ids[0] and ids[-1] < cfg.n_clients):  # sorted: the ends suffice
             raise ProtocolError(f"key broadcast roster names a client outside 0..{cfg.n_clients - 1}")
-        digests, signatures = roster.split(DIGEST_SIZE, sign.SIGNATURE_SIZE if cfg.active else 0)
+        roster.check(DIGEST_SIZE, sign.SIGNATURE_SIZE if cfg.active else 0)
         at = bisect_left(ids, me)
-        if not (at < len(ids) and ids[at] == me and digests[at] == self._digest):
+        if not (at < len(ids) and ids[at] == me and roster.digest(at) == self._digest):
             raise ProtocolError("key broadcast roster does not carry this client's own "
                                 "advertisement unchanged")
         need = max(cfg.threshold, cfg.release_floor)
@@ -222,16 +222,16 @@ class SecAggClient(MaskingClient):
             registry = cfg.registry
             if registry is None:
                 raise UsageError("the active variant needs config.registry")
-            for u, digest, signature in zip(ids, digests, signatures):
+            for i, u in enumerate(ids):
                 if u not in registry.keys:
                     raise ProtocolError(f"roster names client {u}, who is not enrolled")
-                if not _signed_by(registry.keys[u], advert_message(digest), signature):
+                if not _signed_by(registry.keys[u], advert_message(roster.digest(i)),
+                                  roster.signature(i)):
                     raise ProtocolError(f"client {u}'s roster entry is not signed by "
                                         "its enrolled key")
-        self._transcript = transcript(cfg, zip(ids, digests))
+        self._transcript = transcript(cfg, roster.clients, roster.digests)
         self._roster = IdSet.of(ids)
-        drawn = derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), me)
-        return drawn, ids, digests
+        return derived_neighbours(ids, cfg.degree, graph_seed(self._transcript), me), ids
 
     def _on_key_broadcast(self, msg: Message) -> list[Message]:
         m = check_header(msg, KeyBroadcast, self.config, sender=SERVER, recipient=self.client_id)
@@ -253,13 +253,13 @@ class SecAggClient(MaskingClient):
             if len(k.commitment) != COMMITMENT_SIZE or len(k.nonce) != NONCE_SIZE:
                 raise ProtocolError(f"client {v}'s advertisement needs a {COMMITMENT_SIZE}-byte "
                                     f"commitment and a {NONCE_SIZE}-byte nonce")
-        drawn, ids, digests = self._check_roster(m.roster)
+        drawn, ids = self._check_roster(m.roster)
         if set(peers) != drawn:
             raise ProtocolError(
                 f"key broadcast lists neighbours {sorted(peers)}, but the graph drawn from the "
                 f"roster gives {sorted(drawn)}: the server may not choose the graph")
         for v, k in peers.items():
-            digest = digests[bisect_left(ids, v)]  # v is in the roster: drawn from it
+            digest = m.roster.digest(bisect_left(ids, v))  # v is in the roster: drawn from it
             if advert_digest(cfg, v, k.c_pk, k.s_pk, k.commitment, k.nonce) != digest:
                 raise ProtocolError(f"client {v}'s keys differ from its advertisement in the roster")
         all_keys = [k.c_pk for k in m.keys] + [k.s_pk for k in m.keys]

@@ -54,10 +54,10 @@ class Roster:
     increasing order), their advertisement digests back to back, and (active variant) their
     owners' signatures over them back to back, empty otherwise.
 
-    Each of n clients is sent the n entries: as three columns a client reads them without
-    an object per entry. Receivers check the columns' sizes (:meth:`split`); iterating
-    (for tools and tests) yields :class:`RosterEntry` records, and :meth:`of` builds the
-    columns from records.
+    Each of n clients is sent the n entries: as three columns a client reads (and hashes
+    into the transcript) them without an object per entry. Receivers check the columns'
+    sizes (:meth:`check`); iterating (for tools and tests) yields :class:`RosterEntry`
+    records, and :meth:`of` builds the columns from records.
     """
 
     clients: tuple[int, ...] = ()
@@ -74,12 +74,12 @@ class Roster:
     def __len__(self) -> int:
         return len(self.clients)
 
-    def split(self, digest_size: int, signature_size: int) -> tuple[list[bytes], list[bytes]]:
-        """The digests and the signatures, one per client (no signatures when
-        ``signature_size`` is 0).
+    def check(self, digest_size: int, signature_size: int) -> None:
+        """Each column holds one record per client: digests of ``digest_size`` bytes and
+        signatures of ``signature_size`` (0: none).
 
         Raises:
-            ProtocolError: a column that is not one record of that size per client.
+            ProtocolError: a column of another size.
         """
         n = len(self.clients)
         for what, blob, size in (("digests", self.digests, digest_size),
@@ -87,19 +87,24 @@ class Roster:
             if len(blob) != n * size:
                 raise ProtocolError(f"roster {what} must be {size} bytes for each of its {n} "
                                     f"clients, got {len(blob)} bytes")
-        return (_chop(self.digests, digest_size, n),
-                _chop(self.signatures, signature_size, n) if signature_size else [])
+
+    def _sizes(self) -> tuple[int, int]:
+        n = len(self.clients)
+        return (len(self.digests) // n, len(self.signatures) // n) if n else (0, 0)
+
+    def digest(self, i: int) -> bytes:
+        """The i-th client's advertisement digest."""
+        d = self._sizes()[0]
+        return self.digests[i * d:(i + 1) * d]
+
+    def signature(self, i: int) -> bytes:
+        """The i-th client's signature over its digest (empty unless active)."""
+        s = self._sizes()[1]
+        return self.signatures[i * s:(i + 1) * s]
 
     def __iter__(self) -> Iterator[RosterEntry]:
-        n = len(self.clients)
-        d, s = (len(self.digests) // n, len(self.signatures) // n) if n else (0, 0)
         for i, u in enumerate(self.clients):
-            yield RosterEntry(u, self.digests[i * d:(i + 1) * d],
-                              self.signatures[i * s:(i + 1) * s])
-
-
-def _chop(blob: bytes, size: int, n: int) -> list[bytes]:
-    return [blob[i:i + size] for i in range(0, n * size, size)]
+            yield RosterEntry(u, self.digest(i), self.signature(i))
 
 
 class _Columns(Generic[R]):

@@ -248,10 +248,9 @@ class SecAggServer(MaskingServer):
             raise DropoutError(f"only {len(u1)} of {cfg.n_clients} clients advertised keys; "
                                f"threshold t={t} needs {t}")
         self._need(len(u1), f"of {cfg.n_clients} advertised keys")
-        digests = [self._digests[u] for u in u1]
-        roster = Roster(tuple(u1), b"".join(digests),
+        roster = Roster(tuple(u1), b"".join(self._digests[u] for u in u1),
                         b"".join(self._keys[u].signature for u in u1))
-        self._transcript = transcript(cfg, zip(u1, digests))
+        self._transcript = transcript(cfg, roster.clients, roster.digests)
         self._digests = {}  # the roster and the transcript carry them from here
         self._graph = derived_neighbourhoods(u1, cfg.degree, graph_seed(self._transcript))
         live = prune({u: set(self._graph[u]) for u in u1}, t)
