@@ -295,13 +295,25 @@ def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
     return enc, dec
 
 
+_MEMO_FROM = 256  # ints in a tuple worth remembering the bytes of (a roster, not k peers)
+_last_ints: list[tuple[object, bytes]] = [(object(), b"")]  # (last long tuple, its bytes)
+
+
 def _enc_ints(out: bytearray, v: Any) -> None:
-    """``tuple[int, ...]`` (peer and survivor lists): the general layout, u32 count then
-    each int as i64, written by one ``array`` pass when every item is a plain int in range;
-    otherwise item by item, which raises the item's error."""
+    """``tuple[int, ...]`` (peer and survivor lists, a roster's clients): the general
+    layout, u32 count then each int as i64, written by one ``array`` pass when every item
+    is a plain int in range; otherwise item by item, which raises the item's error.
+
+    Encoding the same long tuple object again reuses its bytes: the server sends one
+    roster to each of n clients, and checking n ints n times is O(n^2). Safe because a
+    tuple of ints is immutable; only the last tuple of at least _MEMO_FROM items is kept.
+    """
     if not isinstance(v, tuple):
         raise UsageError(f"expected tuple, got {type(v).__name__}")
-    out += _U32.pack(len(v))
+    last, data = _last_ints[0]
+    if v is last:
+        _put(out, data)
+        return
     if v and set(map(type, v)) == {int}:
         try:
             packed = array.array("q", v)
@@ -310,8 +322,12 @@ def _enc_ints(out: bytearray, v: Any) -> None:
         else:
             if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
                 packed.byteswap()
-            _put(out, memoryview(packed).cast("B"))
+            data = _U32.pack(len(v)) + packed.tobytes()
+            if len(v) >= _MEMO_FROM:
+                _last_ints[0] = (v, data)
+            _put(out, data)
             return
+    out += _U32.pack(len(v))
     for item in v:
         _enc_int(out, item)
 

@@ -442,6 +442,15 @@ def test_int_sequences_packed_at_once_are_in_the_general_layout(ints: list[int])
     assert got == tuple(ints) and all(type(i) is int for i in got)
 
 
+def test_a_long_int_sequence_sent_again_reuses_its_bytes_and_only_its_own() -> None:
+    long = tuple(range(1000))
+    first = wire.encode(OneSeq(long))
+    assert wire.encode(OneSeq(long)) == first  # the remembered bytes
+    other = tuple(range(1, 1001))
+    assert wire.decode(wire.encode(OneSeq(other))).items == other
+    assert wire.decode(wire.encode(OneSeq(long))).items == long
+
+
 @pytest.mark.parametrize("bad", [(1, True), (1, 2.0), (1, np.int64(2)), (1, "2")])
 def test_an_int_sequence_holding_a_non_int_names_it(bad: tuple[Any, ...]) -> None:
     with pytest.raises(UsageError, match="expected int"):
