@@ -88,6 +88,15 @@ def _need(buf: memoryview, pos: int, n: int, what: str) -> None:
                           f"{len(buf) - pos} remain")
 
 
+def _count(buf: memoryview, pos: int, item_bytes: int, what: str) -> tuple[int, int]:
+    """A sequence's u32 count at ``pos``, checked against the bytes that remain for that
+    many items of at least ``item_bytes`` each; returns (count, position after it)."""
+    _need(buf, pos, 4, "count")
+    n: int = _U32.unpack_from(buf, pos)[0]
+    _need(buf, pos + 4, item_bytes * n, f"{n} {what}")
+    return n, pos + 4
+
+
 # -- scalar codecs ---------------------------------------------------------------------
 def _enc_int(out: bytearray, v: Any) -> None:
     if isinstance(v, bool) or not isinstance(v, int):
@@ -279,10 +288,7 @@ def _compile_seq(tp: Any) -> tuple[Enc, Dec]:
             ienc(out, item)
 
     def dec(buf: memoryview, pos: int) -> tuple[Any, int]:
-        _need(buf, pos, 4, "count")
-        n = _U32.unpack_from(buf, pos)[0]
-        pos += 4
-        _need(buf, pos, n, f"{n} items")  # every item takes at least one byte
+        n, pos = _count(buf, pos, 1, "items")  # every item takes at least one byte
         items = []
         for _ in range(n):
             item, pos = idec(buf, pos)
@@ -333,10 +339,7 @@ def _enc_ints(out: bytearray, v: Any) -> None:
 
 
 def _dec_ints(buf: memoryview, pos: int) -> tuple[Any, int]:
-    _need(buf, pos, 4, "count")
-    n = _U32.unpack_from(buf, pos)[0]
-    pos += 4
-    _need(buf, pos, 8 * n, f"{n} ints")
+    n, pos = _count(buf, pos, 8, "ints")
     items = array.array("q")
     items.frombytes(buf[pos:pos + 8 * n])
     if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
@@ -537,10 +540,7 @@ def _flat_seq(cls: type, is_int: tuple[bool, ...], ienc: Enc, general: Dec) -> t
         return tuple(lengths)
 
     def dec(buf: memoryview, start: int) -> tuple[Any, int]:
-        _need(buf, start, 4, "count")
-        n = _U32.unpack_from(buf, start)[0]
-        pos = start + 4
-        _need(buf, pos, n, f"{n} items")  # every item takes at least one byte
+        n, pos = _count(buf, start, 1, "items")  # every item takes at least one byte
         lengths = first_lengths(buf, pos) if n else None
         if lengths is not None:
             st, length_cols, value_cols = layout(lengths)
