@@ -370,25 +370,25 @@ def test_centre_rejects_the_wrong_ring() -> None:
 
 # -- the fast rounding path is the written formula, bit for bit ---------------------------
 def _reference_encode(cfg: EncodingConfig, x: np.ndarray, rng: Csprng, weight: float) -> np.ndarray:
-    """The rounding as the docstring writes it, one coordinate formula per line, on the same
-    CSPRNG stream: floor(y) + floor(frac(y) + u), clamped to +-M."""
+    """The rounding as the docstring writes it, in Python integers, one coordinate at a time,
+    on the same CSPRNG stream: floor(y + u) = (floor(2^32 y) + bits) >> 32, clamped to +-M,
+    with 2^32 y formed by one multiply in the update's float type."""
     from secagg.encoding import _l2_norm, _max_coord
 
     arr = np.asarray(x)
     norm = _l2_norm(arr)
     factor = weight * cfg.scale * (cfg.clip / norm if norm > cfg.clip else 1.0)
-    top = float(_max_coord(cfg.clip, cfg.frac_bits, cfg.max_weight))
-    y = np.empty(arr.size, np.float64)
-    np.multiply(arr, factor, out=y)  # the same ufunc, so the same float32/float64 rounding
-    u = rng.fill(np.empty(arr.size, np.uint32)).astype(np.float64) * 2.0**-32
-    lo = np.floor(y)
-    vals = np.clip(lo + np.floor((y - lo) + u), -top, top)
+    top = _max_coord(cfg.clip, cfg.frac_bits, cfg.max_weight)
+    ydt = np.float32 if arr.dtype == np.float32 else np.float64
+    big_y = np.multiply(arr, factor * 2.0**32, dtype=ydt)
+    bits = rng.fill(np.empty(arr.size, np.uint32))
+    vals = [max(-top, min(top, (math.floor(float(v)) + int(b)) >> 32))
+            for v, b in zip(big_y, bits)]
     out = np.empty(arr.size + 1, cfg.dtype)
     signed = out.view(np.int32 if cfg.bits == 32 else np.int64)
     signed[:-1] = vals
-    wy = weight * cfg.scale
-    last = float(rng.fill(np.empty(1, np.uint32))[0]) * 2.0**-32
-    signed[-1] = min(math.floor(wy) + math.floor((wy - math.floor(wy)) + last), int(top))
+    weight_bits = int(rng.fill(np.empty(1, np.uint32))[0])
+    signed[-1] = min((math.floor(weight * cfg.scale * 2.0**32) + weight_bits) >> 32, top)
     return out
 
 
@@ -412,27 +412,64 @@ def test_encoding_equals_the_reference_formula_bit_for_bit(case: int) -> None:
     assert got.dtype == want.dtype and np.array_equal(got, want)
 
 
-def test_scaled_round_up_test_agrees_with_floor_of_frac_plus_u_at_the_boundary() -> None:
-    """fl(2^32 f + bits) >= 2^32 iff floor(fl(f + bits 2^-32)) == 1, including the f that sit
-    within a few ulps of 1 - u, where a rounding difference would show."""
-    g = np.random.default_rng(1)  # test data only
-    bits = g.integers(0, 2**32, 4000, dtype=np.uint64).astype(np.uint32)
+class _ConstantBits:
+    """A stand-in generator whose every rounding draw is the same 32 bits."""
+
+    def __init__(self, word: int) -> None:
+        self.word = word
+
+    def fill(self, out: np.ndarray) -> np.ndarray:
+        out.view(np.uint32)[...] = self.word
+        return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rounding_at_the_extreme_draws_is_floor_and_nearly_ceil(dtype: type) -> None:
+    """u = 0 gives floor(y) and u = 1 - 2^-32 gives floor(y + 1 - 2^-32), exactly: a tiny
+    negative y rounds to -1 or 0 (where a float frac(y) = 1 + y would round to 1 and always
+    move it up), a tiny positive one (frac below 2^-32) never rounds up, grid points stay."""
+    cfg = EncodingConfig(clip=1.0, frac_bits=16, max_clients=4)
+    step = 2.0**-16
+    x = np.array([-1e-30, 1e-30, 3 * step, -3 * step, 0.5 * step, -0.5 * step], dtype)
+    low = cfg.encode(x, _ConstantBits(0)).view(np.int32)  # type: ignore[arg-type]
+    high = cfg.encode(x, _ConstantBits(2**32 - 1)).view(np.int32)  # type: ignore[arg-type]
+    assert low[:-1].tolist() == [-1, 0, 3, -3, 0, -1]
+    assert high[:-1].tolist() == [0, 0, 3, -3, 1, 0]
+    assert low[-1] == high[-1] == 2**16  # the weight 1.0 sits on the grid
+
+
+def test_wide_rounding_is_exact_where_int64_cannot_hold_the_scaled_value() -> None:
+    """The float64 quotient-and-remainder path (64-bit rings near their range) gives
+    floor(Y / 2^32 + bits / 2^32) exactly, at remainders next to 2^32 - bits and at
+    magnitudes past 2^53, where a float64 sum would round."""
+    from secagg.encoding import _round_wide
+
+    g = np.random.default_rng(2)  # test data only
+    bits = g.integers(0, 2**32, 3000, dtype=np.uint64).astype(np.uint32)
     bits[:4] = (0, 1, 2**32 - 1, 2**31)
-    u = bits.astype(np.float64) * 2.0**-32
-    base = 1.0 - u
-    fs = [g.uniform(0, 1, bits.size)]
-    for k in range(-3, 4):  # f a few ulps either side of 1 - u (and its tie)
-        fs.append(np.clip(base + k * np.spacing(base), 0.0, np.nextafter(1.0, 0.0)))
-    fs.append(np.clip(base - 2.0**-54, 0.0, np.nextafter(1.0, 0.0)))
-    for f in fs:
-        want = np.floor(f + u) == 1
-        got = (f * 2.0**32 + bits) >= 2.0**32
-        assert np.array_equal(got, want)
+    q = g.integers(-(2**40), 2**40, bits.size)
+    rem = (2**32 - bits.astype(np.int64)) + g.integers(-2, 2, bits.size)  # the carry's edge
+    big = [float(int(a) * 2**32 + int(r)) + f for a, r, f in
+           zip(q, rem, g.uniform(0, 1, bits.size))]
+    big[:3] = (2.0**70 + 2.0**20, -(2.0**66), 2.0**63 - 2.0**11)
+    top = 2**61
+    got = _round_wide(np.array(big), bits, top)
+    want = [max(-top, min(top, (math.floor(v) + int(b)) >> 32)) for v, b in zip(big, bits)]
+    assert got.tolist() == [float(w) for w in want]
+
+
+def test_wide_rounding_clamps_to_a_bound_float64_cannot_write() -> None:
+    """M = 2^62 - 1 rounds up to 2^62 in float64; the clamp uses the float just below."""
+    from secagg.encoding import _round_wide
+
+    top = 2**62 - 1
+    got = _round_wide(np.array([2.0**96, -(2.0**96)]), np.zeros(2, np.uint32), top)
+    assert all(abs(int(v)) <= top for v in got) and int(got[0]) > 2**61
 
 
 def test_float32_updates_round_bit_for_bit_at_the_awkward_values() -> None:
-    """Tiny negatives (where frac(y) = 1 + y rounds), grid points, halves and values next to
-    them, in float32, against the written formula."""
+    """Tiny negatives (where frac(y) = 1 + y would round in floats), grid points, halves and
+    values next to them, in float32, against the written formula."""
     g = np.random.default_rng(11)  # test data only
     cfg = EncodingConfig(clip=1.0, frac_bits=16, max_clients=4)
     step = np.float32(2.0**-16)
