@@ -101,8 +101,42 @@ def test_only_the_chosen_command_is_imported(monkeypatch, capsys) -> None:
     assert loaded == ["privacy"]
     with pytest.raises(SystemExit):
         fl.cli.main(["--help"])
-    assert {"privacy", "run", "simulate"} <= set(loaded[1:])  # help lists every command
+    assert loaded == ["privacy"]  # help reads each HELP from source, importing no command
     assert "privacy" in capsys.readouterr().out
+
+
+def test_help_imports_no_command_module_nor_a_command_package() -> None:
+    """Not even ``bench``, whose package ``__init__`` imports the protocols."""
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom fl.cli import main\ntry:\n    main(['--help'])\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in sys.modules if m.startswith(('fl.cli.', 'bench', "
+             "'protocols'))))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()[-1]
+    assert out == "[]"
+
+
+def test_help_names_a_missing_command_and_reads_a_computed_help_by_import(
+        monkeypatch, capsys, tmp_path) -> None:
+    real = fl.cli.entry_points
+    (tmp_path / "computed_help_cmd.py").write_text(
+        "HELP = ' '.join(['computed', 'help'])\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def fake(group: str):
+        return [*real(group=group), EntryPoint("gone", "fl.cli._no_such_module", group),
+                EntryPoint("computed", "computed_help_cmd", group)]
+
+    monkeypatch.setattr(fl.cli, "entry_points", fake)
+    with pytest.raises(SystemExit) as exc:
+        fl.cli.main(["--help"])
+    assert exc.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "gone (unavailable: no module named 'fl.cli._no_such_module')" in out
+    assert "computed computed help" in out
 
 
 def test_help_lists_every_command_with_its_help(capsys) -> None:

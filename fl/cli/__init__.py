@@ -12,8 +12,9 @@ Discovery by entry point lets ``bench`` add ``secagg bench`` without ``fl`` impo
 Start-up stays fast because nothing heavy is imported to parse the command line:
 
 - :func:`main` imports only the chosen command's module and builds only its sub-parser;
-  ``secagg --help`` imports every command module to show its ``HELP``, and adds no
-  arguments.
+  ``secagg --help`` imports none: it reads each command's ``HELP`` from its module's source
+  (so ``HELP`` is a string literal; another expression makes ``--help`` import that module
+  to read it), and adds no arguments.
 - So a command module must be light at import time and in ``add_arguments``: argparse,
   ``protocols`` (its names), :mod:`fl.training.config`, :mod:`fl.training.data` and the like,
   but not torch, sklearn, matplotlib, tenseal, phe, dp_accounting, flwr or scipy (nor modules that
@@ -28,12 +29,14 @@ object; progress goes to stderr; a :class:`secagg.errors.SecAggError` becomes a 
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import sys
+from importlib.machinery import ModuleSpec, PathFinder
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from types import ModuleType
-
-from secagg.errors import SecAggError
 
 __all__ = ["main", "build_parser"]
 
@@ -53,6 +56,47 @@ def _load(ep: EntryPoint) -> ModuleType | Exception:
         return importlib.import_module(ep.value)
     except ImportError as exc:
         return exc
+
+
+def _find_unimported(dotted: str) -> ModuleSpec | None:
+    """Where module ``dotted`` lives, found without importing its parent packages (which
+    ``importlib.util.find_spec`` would: a package's ``__init__`` may be heavy)."""
+    parts = dotted.split(".")
+    spec = importlib.util.find_spec(parts[0])  # a top-level name: nothing is imported
+    for i in range(1, len(parts)):
+        if spec is None or not spec.submodule_search_locations:
+            return None
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), list(spec.submodule_search_locations))
+    return spec
+
+
+def _help_line(ep: EntryPoint) -> str:
+    """A command's ``HELP``, read from its module's source without importing the module
+    (``--help`` stays as fast as Python's start-up); ``(unavailable: ...)`` when there is no
+    such module."""
+    try:
+        spec = _find_unimported(ep.value)
+    except (ImportError, ValueError) as exc:
+        return f"(unavailable: {exc})"
+    if spec is None or spec.origin is None:
+        return f"(unavailable: no module named {ep.value!r})"
+    try:
+        tree = ast.parse(Path(str(spec.origin)).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        tree = ast.Module(body=[], type_ignores=[])
+    for node in tree.body:
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if any(isinstance(t, ast.Name) and t.id == "HELP" for t in targets) and node.value:
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                break
+            if isinstance(value, str):
+                return value
+            break
+    module = _load(ep)  # HELP is not a literal string: import the module to read it
+    return f"(unavailable: {module})" if isinstance(module, Exception) else str(module.HELP)
 
 
 def _commands() -> dict[str, ModuleType | Exception]:
@@ -114,10 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     name = _chosen(argv, eps)
     if name is None:  # help, no command or an unknown one: list every command (no arguments)
         parser, sub = _top_parser()
-        for other, module in _commands().items():
-            _add(sub, other, module, with_arguments=False)
+        for other, ep in eps.items():
+            sub.add_parser(other, help=_help_line(ep), add_help=False)
         parser.parse_args(argv)  # prints help or the usage error, and exits
         return 2  # pragma: no cover - argparse exits above
+    from secagg.errors import SecAggError  # a command runs: secagg is imported anyway
     module = _load(eps[name])
     parser, sub = _top_parser()
     _add(sub, name, module, with_arguments=True)
