@@ -269,3 +269,23 @@ def test_progress_off_a_terminal_is_one_timed_line_per_change() -> None:
     lines = buf.getvalue().splitlines()
     assert [line.split("] ", 1)[1] for line in lines] == ["starting", "stage 1", "stage 2"]
     assert all(line.startswith("[") and " s] " in line for line in lines)
+
+
+def test_the_executable_exits_with_the_commands_status_and_output() -> None:
+    """``fl.cli.console`` (the ``secagg`` script) returns main's status: 0 with the JSON
+    line, 2 with the one-line error, after its collect-and-freeze exit."""
+    import json
+    import subprocess
+    import sys
+
+    def console(*argv: str) -> subprocess.CompletedProcess[str]:
+        code = "import sys\nfrom fl.cli import console\nsys.argv = ['secagg', *sys.argv[1:]]\nconsole()"
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True,
+                              text=True, check=False)
+
+    ok = console("privacy", "--noise-multiplier", "1", "--sampling-rate", "1", "--rounds", "1",
+                 "--delta", "1e-5", "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout.strip().splitlines()[-1])["epsilon"] > 0
+    bad = console("privacy", "--noise-multiplier", "-1", "--sampling-rate", "1", "--rounds",
+                  "1", "--delta", "1e-5")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("secagg: error:")

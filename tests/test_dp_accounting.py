@@ -376,3 +376,48 @@ def test_update_noise_multiplier_composes_back_to_total() -> None:
         PrivacyLedger(None, DELTA).charge(PoissonSampledEvent(0.5, sampled_both))
     with pytest.raises(ConfigError, match="must exceed"):
         update_noise_multiplier(1.0, 1.0)
+
+
+# -- start-up: scipy.signal loads on first use --------------------------------------------
+_PROBE = """
+import sys
+{before}
+from secagg.dp import compute_epsilon
+rdp = compute_epsilon(1.3, 0.2, rounds=50, delta=1e-5, accountant="rdp")
+loaded = type(sys.modules["scipy.signal"]).__name__
+pld = compute_epsilon(1.3, 0.2, rounds=50, delta=1e-5, accountant="pld")
+print(repr(rdp), loaded, repr(pld), type(sys.modules["scipy.signal"]).__name__)
+"""
+
+
+def _probe(before: str) -> list[str]:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _PROBE.format(before=before)],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()
+
+
+def test_scipy_signal_waits_for_the_pld_accountant_and_the_epsilons_do_not_change() -> None:
+    deferred = _probe("")
+    eager = _probe("import scipy.signal")  # loaded before dp_accounting: nothing deferred
+    assert deferred[1] == "_OnFirstUse"  # the RDP accountant never needed it
+    assert eager[1] == "module"
+    assert deferred[3] == eager[3] == "module"  # PLD loaded it, in place
+    assert deferred[0] == eager[0] and deferred[2] == eager[2]
+
+
+def test_a_deferred_module_that_fails_to_load_is_not_left_half_imported(tmp_path,
+                                                                         monkeypatch) -> None:
+    import sys
+
+    from secagg.dp.events import _defer
+
+    (tmp_path / "broken_on_use.py").write_text("raise RuntimeError('boom')\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    _defer("broken_on_use")
+    module = sys.modules["broken_on_use"]
+    with pytest.raises(RuntimeError, match="boom"):
+        module.anything  # noqa: B018 - the lookup is what runs the module
+    assert "broken_on_use" not in sys.modules

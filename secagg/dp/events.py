@@ -18,7 +18,10 @@ discrete Gaussian.
 
 from __future__ import annotations
 
+import importlib.util
 import math
+import sys
+import types
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -185,8 +188,56 @@ def to_dp_accounting(event: DpEvent) -> Any:
     return dpa.SelfComposedDpEvent(to_dp_accounting(event.event), event.count)
 
 
+class _OnFirstUse(types.ModuleType):
+    """A module whose code runs when one of its attributes is first looked up.
+
+    It is the module object the import system would make (same spec, ``__path__``, name),
+    placed in ``sys.modules`` before anyone imports it; the first lookup of a name it does
+    not have yet (a function, ``__all__``, ``__dict__`` entries excepted) turns it into a
+    plain module and runs its code in place, so every reference taken earlier sees the
+    loaded module. Unlike ``importlib.util.LazyLoader``, looking up ``__spec__`` (which the
+    import system does on every ``import`` of a module already loaded) does not load it.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        spec = self.__spec__
+        self.__class__ = types.ModuleType
+        try:
+            spec.loader.exec_module(self)  # type: ignore[union-attr]
+        except BaseException:
+            sys.modules.pop(spec.name, None)  # as a failed import leaves it
+            raise
+        return getattr(self, name)
+
+
+#: Imported by ``dp_accounting`` at start-up for its PLD accountant only (``scipy.signal``
+#: rewrites its functions' docstrings at import: 0.5-0.9 s here), and loaded on first use.
+_DEFERRED = ("scipy.signal",)
+
+
+def _defer(name: str) -> None:
+    if name in sys.modules:
+        return
+    try:
+        spec = importlib.util.find_spec(name)
+    except ImportError:
+        return
+    if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        return
+    module = importlib.util.module_from_spec(spec)
+    module.__class__ = _OnFirstUse
+    sys.modules[name] = module
+
+
 def import_dp_accounting() -> Any:
-    """The ``dp_accounting`` module, or a ConfigError naming the extra that provides it."""
+    """The ``dp_accounting`` module, or a ConfigError naming the extra that provides it.
+
+    The first call defers ``scipy.signal`` (see :class:`_OnFirstUse`): the RDP accountant
+    never touches it, and a PLD computation loads it when it first calls into it.
+    """
+    if "dp_accounting" not in sys.modules:
+        for name in _DEFERRED:
+            _defer(name)
     try:
         import dp_accounting
     except ImportError as exc:  # pragma: no cover - the dp extra is installed in CI
