@@ -87,11 +87,15 @@ def _help_line(ep: EntryPoint) -> str:
     except (OSError, SyntaxError, ValueError):
         tree = ast.Module(body=[], type_ignores=[])
     for node in tree.body:
-        targets = (node.targets if isinstance(node, ast.Assign)
-                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
-        if any(isinstance(t, ast.Name) and t.id == "HELP" for t in targets) and node.value:
+        if isinstance(node, ast.Assign):
+            targets, expr = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, expr = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "HELP" for t in targets):
             try:
-                value = ast.literal_eval(node.value)
+                value = ast.literal_eval(expr)
             except ValueError:
                 break
             if isinstance(value, str):
