@@ -421,3 +421,14 @@ def test_a_deferred_module_that_fails_to_load_is_not_left_half_imported(tmp_path
     with pytest.raises(RuntimeError, match="boom"):
         module.anything  # noqa: B018 - the lookup is what runs the module
     assert "broken_on_use" not in sys.modules
+
+
+def test_a_deferred_module_without_a_loader_raises_a_typed_error() -> None:
+    import importlib.machinery
+
+    from secagg.dp.events import _OnFirstUse
+
+    module = _OnFirstUse("no_loader_here")
+    module.__spec__ = importlib.machinery.ModuleSpec("no_loader_here", None)
+    with pytest.raises(ConfigError, match="no_loader_here"):
+        module.anything  # noqa: B018 - the lookup is what runs the module

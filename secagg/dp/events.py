@@ -201,7 +201,9 @@ class _OnFirstUse(types.ModuleType):
 
     def __getattr__(self, name: str) -> Any:
         spec = self.__spec__
-        assert spec is not None and spec.loader is not None  # set by _defer
+        if spec is None or spec.loader is None:  # _defer only wraps modules that have both
+            raise ConfigError(f"module {self.__name__!r} was deferred without a loader; "
+                              "import it normally")
         module: types.ModuleType = self
         module.__class__ = types.ModuleType
         try:
