@@ -4,7 +4,8 @@ The folders follow one training run's data:
 
 - :mod:`fl.training`: the run itself. :mod:`~fl.training.config` (:class:`RunConfig`, the
   records), :mod:`~fl.training.data` and :mod:`~fl.training.anonymity` (the clients' shards),
-  :mod:`~fl.training.model` (torch models and model <-> vector), :mod:`~fl.training.fedavg`
+  :mod:`~fl.training.model` (the numpy linear model of :mod:`~fl.training.linear`, the torch
+  nets of :mod:`~fl.training.nets`, model <-> vector), :mod:`~fl.training.fedavg`
   (local training, weights, sampling, the FedAvg step), :mod:`~fl.training.payload` (the one
   layout of what a client puts into the secure sum), :mod:`~fl.training.loop`
   (:func:`plan_run`, :func:`run_training`) and :mod:`~fl.training.report` (the report folder).

@@ -35,6 +35,7 @@ def test_unknown_argument_is_an_argparse_error() -> None:
 
 # -- start-up: nothing heavy to parse the command line -----------------------------------------
 
+import json  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -225,17 +226,17 @@ def test_the_fl_subpackages_are_light_and_export_what_they_name() -> None:
 
 
 def test_errors_that_need_no_model_come_before_torch(tmp_path: Path) -> None:
-    """A spent budget and a cohort below the threshold are refused before the model (and
-    torch) is built, so those one-line errors come at once."""
+    """A spent budget and a cohort below the threshold are refused before the model (and,
+    for a net, torch) is built, so those one-line errors come at once."""
     ledger = tmp_path / "ledger.json"
     spend = ["run", "--rounds", "1", "--clients", "6", "--ledger", str(ledger), "--seed", "1",
              "--epsilon", "1", "--out", str(tmp_path / "r0")]
     assert fl.cli.main(spend) == 0
     cases = {
         "BudgetExceededError": ["run", "--clients", "6", "--ledger", str(ledger),
-                                "--epsilon", "1", "--out", str(tmp_path / "r1")],
+                                "--epsilon", "1", "--model", "mlp", "--out", str(tmp_path / "r1")],
         "threshold": ["run", "--clients", "6", "--cohort", "2", "--dropout", "0.5",
-                      "--out", str(tmp_path / "r2")],
+                      "--model", "mlp", "--out", str(tmp_path / "r2")],
     }
     for what, argv in cases.items():
         code = ("import sys, fl.cli\n"
@@ -250,6 +251,23 @@ def test_errors_that_need_no_model_come_before_torch(tmp_path: Path) -> None:
             assert "threshold" in err[0]
         else:
             assert "budget already spent" in err[0]
+
+
+def test_a_run_on_the_linear_model_never_imports_torch(tmp_path: Path) -> None:
+    """The default model is numpy logistic regression: a whole run trains, aggregates and
+    reports without torch; an mlp brings torch in."""
+    for model, loads in (("linear", False), ("mlp", True)):
+        argv = ["run", "--rounds", "1", "--clients", "6", "--model", model, "--seed", "1",
+                "--json", "--out", str(tmp_path / model)]
+        code = ("import sys, fl.cli\n"
+                f"rc = fl.cli.main({argv!r})\n"
+                "print(rc, 'torch' in sys.modules, file=sys.stderr)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=ROOT, env={**_env(), "PYTHONPATH": str(ROOT)}, check=True)
+        assert out.stderr.split()[-2:] == ["0", str(loads)], (model, out.stderr[-500:])
+        summary = json.loads(out.stdout)
+        assert summary["rounds"] == 1 and summary["failed_rounds"] == 0
+        assert (summary["model_params"] == 62) == (model == "linear")
 
 
 def test_progress_off_a_terminal_is_one_timed_line_per_change() -> None:

@@ -18,6 +18,7 @@ from fl.training.fedavg import (
     local_train,
     sample_clients,
 )
+from fl.training.linear import LinearModel
 from fl.training.model import ModelVector, make_model, num_params
 from fl.training.payload import METRIC_NAMES, metrics_from_sum, metrics_vector
 from secagg.errors import ConfigError
@@ -70,22 +71,59 @@ def test_local_train_is_deterministic_per_seed() -> None:
     np.testing.assert_array_equal(a, d)
 
 
+def _torch_linear(model: LinearModel) -> torch.nn.Linear:
+    ref = torch.nn.Linear(model.n_features, model.n_classes)
+    ModelVector(ref).from_vector(model.vector)
+    return ref
+
+
 def test_one_full_batch_step_is_plain_gradient_descent() -> None:
+    """The numpy linear model's step is the torch autograd gradient of nn.Linear's mean
+    cross-entropy, from the same weights."""
     ds = _ds("breast_cancer")
     data = _client()
     model = make_model(ds)
+    assert isinstance(model, LinearModel)
     start = ModelVector(model).to_vector().copy()
+    ref = _torch_linear(model)
     loss = torch.nn.functional.cross_entropy(
-        model(torch.from_numpy(data.x)), torch.from_numpy(data.y)
+        ref(torch.from_numpy(data.x)), torch.from_numpy(data.y)
     )
     loss.backward()
     loss = loss.detach()
-    grad = torch.cat([p.grad.flatten() for p in model.parameters()]).numpy().copy()
-    model.zero_grad()
+    grad = torch.cat([ref.weight.grad.flatten(), ref.bias.grad]).numpy()
     delta, _, metrics = local_train(model, data, 1, 0.5, batch_size=len(data), seed=0)
     np.testing.assert_allclose(delta, -0.5 * grad, rtol=1e-5, atol=1e-7)
     assert metrics["loss"] == pytest.approx(float(loss), rel=1e-6)
     np.testing.assert_allclose(ModelVector(model).to_vector(), start + delta, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_linear_sgd_follows_torch_over_minibatches(momentum: float) -> None:
+    """Two epochs of minibatches with the same shuffles: the numpy model and nn.Linear under
+    the torch loop reach the same weights, up to float32 rounding, and the same metrics."""
+    ds = _ds("breast_cancer")
+    shard = ds.split_iid(4, seed=0)[2]
+    model = make_model(ds, seed=3)
+    assert isinstance(model, LinearModel)
+    ref = _torch_linear(model)
+    kw = {"epochs": 2, "lr": 0.3, "batch_size": 16, "seed": 4, "momentum": momentum}
+    mine, _, m1 = local_train(model, shard, **kw)  # type: ignore[arg-type]
+    theirs, _, m2 = local_train(ref, shard, **kw)  # type: ignore[arg-type]
+    assert np.abs(theirs).max() > 0.01
+    np.testing.assert_allclose(mine, theirs, rtol=1e-4, atol=2e-6)
+    assert m1["accuracy"] == m2["accuracy"]
+    assert m1["loss"] == pytest.approx(m2["loss"], rel=1e-5)
+
+
+def test_evaluate_on_the_linear_model_matches_torch() -> None:
+    ds = _ds("breast_cancer")
+    model = make_model(ds, seed=1)
+    assert isinstance(model, LinearModel)
+    mine = evaluate(model, ds.test, batch_size=50)  # a ragged last batch
+    theirs = evaluate(_torch_linear(model), ds.test)
+    assert mine["accuracy"] == theirs["accuracy"] and mine["n_examples"] == ds.n_test
+    assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,10 @@
-"""fl.training.model: a torch model's parameters as one flat float32 vector, and back."""
+"""fl.training.model: a model's parameters as one flat float32 vector, and back (torch modules
+and the numpy linear model)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -11,7 +15,8 @@ from hypothesis.extra.numpy import arrays
 from torch import nn
 
 from fl.training.data import load_dataset
-from fl.training.model import ModelVector, make_model, num_params
+from fl.training.linear import LinearModel
+from fl.training.model import Model, ModelVector, make_model, num_params
 from secagg.errors import ConfigError
 
 
@@ -21,6 +26,14 @@ def _mlp(seed: int = 0) -> nn.Module:
 
 
 MLP_SIZE = 5 * 4 + 4 + 4 * 3 + 3
+
+
+def _logits(model: Model, x: np.ndarray) -> np.ndarray:
+    if isinstance(model, LinearModel):
+        return model(x)
+    with torch.no_grad():
+        out: np.ndarray = model(torch.from_numpy(x)).numpy()
+    return out
 
 
 def test_num_params_counts_every_scalar() -> None:
@@ -151,8 +164,8 @@ def test_every_model_kind_round_trips(name: str, kind: str | None) -> None:
     va, vb = ModelVector(a), ModelVector(b)
     assert not np.array_equal(va.to_vector(), vb.to_vector())
     vb.from_vector(va.to_vector())
-    x = torch.from_numpy(ds.x_test[:5])
-    assert torch.equal(a(x), b(x))
+    x = ds.x_test[:5]
+    assert np.array_equal(_logits(a, x), _logits(b, x))
 
 
 # fl.training.model: make_model
@@ -163,7 +176,7 @@ def test_default_models_are_small_and_fit_the_data() -> None:
     for name in ("breast_cancer", "digits"):
         ds = load_dataset(name)
         model = make_model(ds)
-        logits = model(torch.from_numpy(ds.x_test))
+        logits = _logits(model, ds.x_test)
         assert logits.shape == (ds.n_test, ds.n_classes)
         sizes[name] = num_params(model)
     assert sizes == {"breast_cancer": 30 * 2 + 2, "digits": 64 * 32 + 32 + 32 * 10 + 10}
@@ -196,3 +209,52 @@ def test_make_model_refuses_what_cannot_work() -> None:
         make_model("breast_cancer", hidden=4, kind="linear")
     with pytest.raises(ConfigError, match="breast_cancer.*digits.*synthetic"):
         make_model("mnist")
+
+
+# the numpy linear model
+
+
+def test_the_linear_model_is_torch_nn_linear_in_numpy() -> None:
+    """Same layout (weights row-major, then biases), same logits, torch's initial range."""
+    ds = load_dataset("breast_cancer")
+    model = make_model(ds, seed=7)
+    assert isinstance(model, LinearModel)
+    vec = ModelVector(model).to_vector()
+    bound = 1 / np.sqrt(ds.n_features)
+    assert vec.dtype == np.float32 and np.abs(vec).max() <= bound
+    ref = nn.Linear(ds.n_features, ds.n_classes)
+    ModelVector(ref).from_vector(vec)
+    np.testing.assert_array_equal(ref.weight.detach().numpy(), model.weight)
+    np.testing.assert_array_equal(ref.bias.detach().numpy(), model.bias)
+    np.testing.assert_allclose(_logits(model, ds.x_test), _logits(ref, ds.x_test),
+                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ModelVector(make_model(ds, seed=7)).to_vector(), vec)
+    assert not np.array_equal(ModelVector(make_model(ds, seed=8)).to_vector(), vec)
+
+
+def test_the_linear_model_vector_round_trips_and_its_views_follow() -> None:
+    model = make_model("diabetes", seed=0)
+    assert isinstance(model, LinearModel) and num_params(model) == 22
+    mv = ModelVector(model)
+    mv.from_vector(np.arange(22, dtype=np.float64))
+    assert model.bias.tolist() == [20.0, 21.0]
+    assert model.weight[1, 0] == 10.0
+    out = np.empty(22, dtype=np.float32)
+    assert mv.to_vector(out) is out
+    np.testing.assert_array_equal(out, np.arange(22))
+    with pytest.raises(ConfigError, match="22 parameters"):
+        mv.from_vector(np.zeros(21, dtype=np.float32))
+
+
+def test_a_linear_model_is_built_and_trained_without_torch() -> None:
+    code = ("import sys\n"
+            "from fl.training.data import load_dataset\n"
+            "from fl.training.fedavg import evaluate, local_train\n"
+            "from fl.training.model import make_model\n"
+            "ds = load_dataset('breast_cancer')\n"
+            "m = make_model(ds)\n"
+            "local_train(m, ds.split_iid(4, seed=0)[0], epochs=2)\n"
+            "print(evaluate(m, ds.test)['accuracy'] > 0.5, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["True", "False"]

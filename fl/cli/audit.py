@@ -21,7 +21,14 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import protocols
-from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
+from fl.cli._common import (
+    add_json_flag,
+    check_out_dir,
+    default_out,
+    emit_json,
+    one_torch_thread,
+    stderr_console,
+)
 from fl.training.config import DEFAULT_EPSILON, RoundRecord
 from fl.training.data import DATASETS
 
@@ -99,7 +106,6 @@ def run(args: argparse.Namespace) -> int:
     out_dir = check_out_dir(args.out if args.out else default_out(args.protocol, "audit"),
                             "--out")
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
-    import torch
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -111,7 +117,6 @@ def run(args: argparse.Namespace) -> int:
 
     from fl.audit import AuditConfig, plan_audit, run_audit, write_audit_report
 
-    torch.set_num_threads(1)  # tiny models: one thread is faster than several that wait
     console = stderr_console()
     cfg = AuditConfig(
         protocol=args.protocol, clients=args.clients, rounds=args.rounds,
@@ -120,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         guesses=args.guesses, seed=args.seed,
     )
     plan = plan_audit(cfg)  # every check, before any output
+    one_torch_thread()
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "
                       "only, it protects nobody[/yellow]")

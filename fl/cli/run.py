@@ -39,7 +39,14 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import protocols
-from fl.cli._common import add_json_flag, check_out_dir, default_out, emit_json, stderr_console
+from fl.cli._common import (
+    add_json_flag,
+    check_out_dir,
+    default_out,
+    emit_json,
+    one_torch_thread,
+    stderr_console,
+)
 from fl.engines import engine_names
 from fl.privacy.rounds import DP_MODES
 from fl.training.config import (
@@ -219,8 +226,7 @@ def run(args: argparse.Namespace) -> int:
     logging.getLogger("absl").setLevel(logging.ERROR)  # dp_accounting's per-order notes
     from fl.training.loop import plan_run, run_training
 
-    plan = plan_run(cfg)  # every check of the settings; the model (and torch) come in here
-    import torch
+    plan = plan_run(cfg)  # every check of the settings; the model (torch for a net) comes here
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -232,8 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fl.training.report import noise_check, write_report
 
-    # The models are tiny: one thread trains them faster than several that wait on each other.
-    torch.set_num_threads(1)
+    one_torch_thread()
     console = stderr_console()
     if cfg.seed is not None and cfg.dp:
         console.print("[yellow]note: --seed makes the DP noise reproducible: for experiments "

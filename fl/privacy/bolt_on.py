@@ -53,6 +53,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from fl.privacy.rounds import CentralDPHook, RoundPrivacy
+from fl.training.linear import cross_entropy_grad
 from fl.training.payload import wire_scale
 from secagg.dp import (
     BoltOnGaussian,
@@ -67,8 +68,8 @@ from secagg.dp import (
 from secagg.encoding import EncodingConfig
 from secagg.errors import ConfigError
 
-if TYPE_CHECKING:  # torch loads with the model, not with this module
-    from torch import nn
+if TYPE_CHECKING:
+    from fl.training.model import Model
 
 __all__ = [
     "BoltOnSetup",
@@ -80,13 +81,13 @@ __all__ = [
     "require_convex",
 ]
 
-def require_convex(model: nn.Module, dataset: str) -> None:
+def require_convex(model: Model, dataset: str) -> None:
     """Refuse Bolt-on DP for a model that is not convex in its parameters.
 
     Raises:
-        ConfigError: ``model`` is not a :class:`fl.training.model.LinearModel`.
+        ConfigError: ``model`` is not a :class:`fl.training.linear.LinearModel`.
     """
-    from fl.training.model import LinearModel
+    from fl.training.linear import LinearModel
 
     if not isinstance(model, LinearModel):
         kind = {"MLP": "mlp", "CNN": "cnn"}.get(type(model).__name__, type(model).__name__)
@@ -149,7 +150,6 @@ def psgd_train(
     w = start[: n_classes * d].reshape(n_classes, d).copy()
     b = start[n_classes * d :].copy()
     lam = constants.strong_convexity
-    onehot = np.eye(n_classes)[yi]
     n_b = math.ceil(m / batch_size)
     rng = np.random.default_rng(seed)
     t = 0
@@ -159,13 +159,9 @@ def psgd_train(
         for idx in np.array_split(rng.permutation(m), n_b):
             t += 1
             eta = step if step is not None else strongly_convex_step(t, constants)
-            logits = xs[idx] @ w.T + b
-            logits -= logits.max(axis=1, keepdims=True)
-            p = np.exp(logits)
-            p /= p.sum(axis=1, keepdims=True)
-            loss_sum -= float(np.log(np.maximum(p[np.arange(len(idx)), yi[idx]], 1e-300)).sum())
-            correct += int((p.argmax(axis=1) == yi[idx]).sum())
-            g = (p - onehot[idx]) / len(idx)
+            batch_loss, batch_correct, g = cross_entropy_grad(xs[idx] @ w.T + b, yi[idx])
+            loss_sum += batch_loss
+            correct += batch_correct
             w -= eta * (g.T @ xs[idx] + lam * w)
             b -= eta * (g.sum(axis=0) + lam * b)
     out = np.concatenate([w.ravel(), b]) - start

@@ -4,7 +4,9 @@
   records a run keeps (:class:`RoundRecord`, :class:`RunResult`: aggregates only);
 - :mod:`fl.training.data`: the bundled datasets and their split into client shards;
   :mod:`fl.training.anonymity`: k-anonymising the shards' quasi-identifiers;
-- :mod:`fl.training.model`: small torch models, and a model's parameters as one vector;
+- :mod:`fl.training.model`: the models (:mod:`fl.training.linear`, numpy logistic regression, the
+  tabular datasets' default; :mod:`fl.training.nets`, torch MLP and CNN), and a model's
+  parameters as one vector;
 - :mod:`fl.training.fedavg`: local training, evaluation, client weights and sampling, and the
   FedAvg step on the released sums;
 - :mod:`fl.training.payload`: what one client puts into the secure sum, and how the released
@@ -14,7 +16,7 @@
 - :mod:`fl.training.report`: the report folder (JSON, CSV, plots) and the noise check.
 
 Names are re-exported lazily: importing :mod:`fl.training` (or its light modules, such as
-:mod:`fl.training.config`) does not import torch.
+:mod:`fl.training.config`) does not import torch, and a run on the linear model never does.
 """
 
 from __future__ import annotations

@@ -28,11 +28,11 @@ from numbers import Integral, Real
 from typing import Protocol
 
 import numpy as np
-import torch
 from numpy.typing import ArrayLike, NDArray
-from torch import nn
 
-from fl.training.model import ModelVector
+from fl.training import linear
+from fl.training.linear import LinearModel
+from fl.training.model import Model, ModelVector
 from secagg.errors import ConfigError
 
 __all__ = [
@@ -59,7 +59,7 @@ class Examples(Protocol):
     def y(self) -> NDArray[np.integer]: ...
 
 
-def _tensors(data: Examples) -> tuple[torch.Tensor, torch.Tensor]:
+def _arrays(data: Examples) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     x = np.ascontiguousarray(data.x, dtype=np.float32)
     y = np.ascontiguousarray(data.y, dtype=np.int64)
     if x.ndim != 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
@@ -69,10 +69,7 @@ def _tensors(data: Examples) -> tuple[torch.Tensor, torch.Tensor]:
         )
     if y.shape[0] == 0:
         raise ConfigError("data holds no examples")
-    # torch.from_numpy shares memory; it warns on read-only arrays, which we then copy.
-    tx = torch.from_numpy(x) if x.flags.writeable else torch.tensor(x)
-    ty = torch.from_numpy(y) if y.flags.writeable else torch.tensor(y)
-    return tx, ty
+    return x, y
 
 
 def _check_positive_int(label: str, value: object) -> int:
@@ -90,39 +87,8 @@ def _check_positive_real(label: str, value: object) -> float:
     return v
 
 
-class _SGD:
-    """Plain SGD with optional momentum, the update of ``torch.optim.SGD`` (no dampening,
-    no weight decay, not Nesterov) for a parameter list.
-
-    Not ``torch.optim.SGD`` itself: its first construction imports ``torch._dynamo``, which
-    costs seconds of start-up in every ``secagg run`` for nothing a tiny model needs. The
-    arithmetic is the same: ``p -= lr * g``, or with momentum ``b = g`` on the first step,
-    then ``b = momentum * b + g`` and ``p -= lr * b`` (tests/test_fl_train.py checks it
-    against torch bit for bit).
-    """
-
-    def __init__(self, params: list[torch.Tensor], lr: float, momentum: float) -> None:
-        self.params, self.lr, self.momentum = params, lr, momentum
-        self.buffers: list[torch.Tensor | None] = [None] * len(params)
-
-    @torch.no_grad()
-    def __call__(self) -> None:
-        for i, p in enumerate(self.params):
-            g = p.grad
-            if g is None:
-                continue
-            if self.momentum != 0.0:
-                buf = self.buffers[i]
-                if buf is None:
-                    buf = self.buffers[i] = torch.clone(g).detach()
-                else:
-                    buf.mul_(self.momentum).add_(g)
-                g = buf
-            p.add_(g, alpha=-self.lr)
-
-
 def local_train(
-    model: nn.Module | ModelVector,
+    model: Model | ModelVector,
     data: Examples,
     epochs: int = 1,
     lr: float = 0.1,
@@ -162,36 +128,22 @@ def local_train(
     if not (isinstance(momentum, Real) and 0.0 <= float(momentum) < 1.0):
         raise ConfigError(f"momentum must be in [0, 1), got {momentum!r}")
     mv = model if isinstance(model, ModelVector) else ModelVector(model)
-    x, y = _tensors(data)
+    x, y = _arrays(data)
     n = int(y.shape[0])
     if weights is not None:
         mv.from_vector(weights)
     start = mv.to_vector().copy()  # the one allocation: it becomes the returned delta
 
-    net = mv.model
-    was_training = net.training
-    net.train()
-    params = [p for p in net.parameters() if p.requires_grad]
-    step = _SGD(params, lr, float(momentum))
-    loss_fn = nn.CrossEntropyLoss()
     rng = np.random.default_rng(seed)
-    loss_sum = 0.0
-    correct = 0
-    for _ in range(epochs):
-        order = torch.from_numpy(rng.permutation(n))
-        loss_sum, correct = 0.0, 0
-        for lo in range(0, n, batch_size):
-            idx = order[lo : lo + batch_size]
-            xb, yb = x[idx], y[idx]
-            for p in params:
-                p.grad = None
-            logits = net(xb)
-            loss = loss_fn(logits, yb)
-            loss.backward()
-            step()
-            loss_sum += float(loss.detach()) * int(idx.shape[0])
-            correct += int((logits.detach().argmax(dim=1) == yb).sum())
-    net.train(was_training)
+    orders = [rng.permutation(n) for _ in range(epochs)]
+    kw = {"lr": lr, "batch_size": batch_size, "momentum": float(momentum)}
+    if isinstance(mv.model, LinearModel):
+        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
+            loss_sum, correct = linear.sgd(mv.model, x, y, orders, **kw)
+    else:
+        from fl.training import nets
+
+        loss_sum, correct = nets.sgd(mv.model, x, y, orders, **kw)
     if not math.isfinite(loss_sum):
         raise ConfigError(f"local training diverged (loss is {loss_sum}); lower lr={lr}")
 
@@ -203,7 +155,7 @@ def local_train(
 
 
 def evaluate(
-    model: nn.Module | ModelVector, data: Examples, batch_size: int = 4096
+    model: Model | ModelVector, data: Examples, batch_size: int = 4096
 ) -> dict[str, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on ``data``, without training.
 
@@ -215,19 +167,21 @@ def evaluate(
     """
     batch_size = _check_positive_int("batch_size", batch_size)
     net = model.model if isinstance(model, ModelVector) else model
-    x, y = _tensors(data)
+    x, y = _arrays(data)
     n = int(y.shape[0])
-    was_training = net.training
-    net.eval()
-    loss_sum = 0.0
-    correct = 0
-    with torch.no_grad():
-        for lo in range(0, n, batch_size):
-            xb, yb = x[lo : lo + batch_size], y[lo : lo + batch_size]
-            logits = net(xb)
-            loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
-            correct += int((logits.argmax(dim=1) == yb).sum())
-    net.train(was_training)
+    if isinstance(net, LinearModel):
+        loss_sum, correct = 0.0, 0
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model reports inf
+            for lo in range(0, n, batch_size):
+                yb = y[lo : lo + batch_size]
+                batch_loss, batch_correct, _ = linear.cross_entropy_grad(
+                    net(x[lo : lo + batch_size]), yb)
+                loss_sum += batch_loss
+                correct += batch_correct
+    else:
+        from fl.training import nets
+
+        loss_sum, correct = nets.evaluate(net, x, y, batch_size)
     return {"loss": loss_sum / n, "accuracy": correct / n, "n_examples": float(n)}
 
 

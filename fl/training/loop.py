@@ -100,8 +100,8 @@ from secagg.rng import Csprng
 if TYPE_CHECKING:
     from fl.training.model import ModelVector
 
-# torch comes in with the model (fl.training.model, fl.training.fedavg), imported where the run
-# needs it: every check of the settings that needs no model answers before torch loads.
+# The model modules are imported where the run needs them (torch only for an mlp or cnn): every
+# check of the settings that needs no model answers before the model is built.
 
 __all__ = ["RunPlan", "plan_run", "run_training"]
 
@@ -302,7 +302,7 @@ def plan_run(cfg: RunConfig, *, engine: Engine | None = None) -> RunPlan:
     else:
         k = max(1, round(cfg.sampling_rate * cfg.clients))
         what = "the expected cohort (sampling rate x clients)"
-    # What needs no model is checked before the model (and torch, about a second) comes in:
+    # What needs no model is checked before the model (and, for a net, torch) comes in:
     # the cohort against the protocol's threshold (which does not depend on the vector's
     # length; checked again below with the real one), then the privacy budget.
     _check_cohort(spec, k, payload.vector_dim(1), enc, cfg.dropout, what)

@@ -1,12 +1,14 @@
-"""Small torch models for the bundled datasets, and a model's parameters as one flat
-float32 vector and back.
+"""The models for the bundled datasets, and a model's parameters as one flat float32 vector
+and back.
 
 Models
 ------
 
 Every model takes a float32 batch of shape ``(n, n_features)`` (images arrive flattened, as
 :mod:`fl.training.data` stores them) and returns logits of shape ``(n, n_classes)``; the loss is
-cross-entropy, also for the binary breast-cancer task (two logits).
+cross-entropy, also for the binary breast-cancer task (two logits). ``linear`` is numpy
+(:class:`fl.training.linear.LinearModel`: a run on it never imports torch); ``mlp`` and ``cnn``
+are torch modules (:mod:`fl.training.nets`, imported when one is built).
 
 Defaults, kept small because DP noise grows with the number of parameters:
 
@@ -30,7 +32,9 @@ Parameters as a vector
 The protocols aggregate flat vectors; torch trains modules. :class:`ModelVector` is the
 bridge. It walks ``model.parameters()`` once, in their registration order, and keeps one
 preallocated float32 buffer the size of the model, so moving weights in and out each round
-allocates nothing beyond what torch itself needs.
+allocates nothing beyond what torch itself needs. A :class:`~fl.training.linear.LinearModel`
+already keeps its parameters as such a vector (weights row-major, then biases: the layout of
+torch's ``nn.Linear``).
 
 The layout is the concatenation of every parameter flattened in row-major order. Only
 parameters travel; buffers such as batch-norm running statistics do not (the models above have
@@ -42,16 +46,24 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from numbers import Integral
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
-import torch
 from numpy.typing import NDArray
-from torch import nn
 
 from fl.training.data import Dataset, load_dataset
+from fl.training.linear import LinearModel
 from secagg.errors import ConfigError
 
-__all__ = ["CNN", "MLP", "MODEL_KINDS", "LinearModel", "ModelVector", "make_model", "num_params"]
+if TYPE_CHECKING:  # torch loads with an mlp or cnn, not with this module
+    import torch
+    from torch import nn
+
+__all__ = ["MODEL_KINDS", "LinearModel", "Model", "ModelVector", "make_model", "num_params"]
+
+#: What :func:`make_model` returns and :class:`ModelVector` wraps: the numpy linear model or
+#: any torch module.
+Model = Union[LinearModel, "nn.Module"]
 
 #: Values accepted for ``make_model(kind=...)``.
 MODEL_KINDS: tuple[str, ...] = ("linear", "mlp", "cnn")
@@ -65,61 +77,12 @@ _DEFAULTS: dict[str, tuple[str, tuple[int, ...]]] = {
 _DEFAULT_WIDTHS = {"mlp": (64,), "cnn": (8, 16)}
 
 
-class LinearModel(nn.Module):
-    """Multinomial logistic regression: one linear layer to the logits."""
+def __getattr__(name: str) -> Any:  # MLP and CNN used to live here
+    if name in ("MLP", "CNN"):
+        from fl.training import nets
 
-    def __init__(self, n_features: int, n_classes: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(n_features, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.linear(x)
-        return out
-
-
-class MLP(nn.Module):
-    """A multilayer perceptron with ReLU between fully connected layers."""
-
-    def __init__(self, n_features: int, hidden: Sequence[int], n_classes: int) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = n_features
-        for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU()]
-            width = h
-        layers.append(nn.Linear(width, n_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out
-
-
-class CNN(nn.Module):
-    """3x3 convolutions (ReLU, then 2x2 max-pooling while the image is large enough)
-    followed by one linear layer, for one-channel images given as flattened rows."""
-
-    def __init__(
-        self, image_shape: tuple[int, int], channels: Sequence[int], n_classes: int
-    ) -> None:
-        super().__init__()
-        self.image_shape = image_shape
-        height, width = image_shape
-        layers: list[nn.Module] = []
-        prev = 1
-        for c in channels:
-            layers += [nn.Conv2d(prev, c, kernel_size=3, padding=1), nn.ReLU()]
-            if height >= 2 and width >= 2:
-                layers.append(nn.MaxPool2d(2))
-                height, width = height // 2, width // 2
-            prev = c
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(prev * height * width, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.features(x.view(-1, 1, *self.image_shape))
-        out: torch.Tensor = self.head(z.flatten(1))
-        return out
+        return getattr(nets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _widths(hidden: int | Sequence[int] | None) -> tuple[int, ...] | None:
@@ -145,7 +108,7 @@ def make_model(
     *,
     kind: str | None = None,
     seed: int = 0,
-) -> nn.Module:
+) -> Model:
     """Build a freshly initialised model that fits ``dataset``.
 
     Args:
@@ -156,7 +119,7 @@ def make_model(
         kind: one of :data:`MODEL_KINDS`; ``None`` picks the dataset's default, or ``mlp``
             when ``hidden`` is given.
         seed: seed of the weight initialisation. Torch's global random state is left as
-            it was.
+            it was (a linear model does not touch torch at all).
 
     Raises:
         ConfigError: on an unknown kind (the valid ones are listed), bad widths, ``cnn``
@@ -178,17 +141,23 @@ def make_model(
     image_shape = ds.image_shape
     if kind == "cnn" and image_shape is None:
         raise ConfigError(f"kind='cnn' needs an image dataset (digits); {ds.name} is tabular")
+    if kind == "linear":
+        return LinearModel(ds.n_features, ds.n_classes, seed=seed)
+    import torch
+
+    from fl.training.nets import CNN, MLP
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if kind == "linear":
-            return LinearModel(ds.n_features, ds.n_classes)
         if kind == "mlp" or image_shape is None:
             return MLP(ds.n_features, widths or (), ds.n_classes)
         return CNN(image_shape, widths or (), ds.n_classes)
 
 
-def num_params(model: nn.Module) -> int:
+def num_params(model: Model) -> int:
     """The number of scalar parameters of ``model``: the length of its flat vector."""
+    if isinstance(model, LinearModel):
+        return model.vector.size
     return sum(p.numel() for p in model.parameters())
 
 
@@ -196,7 +165,8 @@ class ModelVector:
     """Moves a model's parameters to and from one flat float32 numpy vector.
 
     Args:
-        model: the torch module whose parameters are read and written in place.
+        model: the :class:`~fl.training.linear.LinearModel` or torch module whose parameters
+            are read and written in place.
 
     Raises:
         ConfigError: if the model has no parameters.
@@ -206,29 +176,39 @@ class ModelVector:
        call overwrites. Copy it (``.copy()``) if you need to keep it.
     """
 
-    def __init__(self, model: nn.Module) -> None:
-        params = list(model.parameters())
-        if not params:
-            raise ConfigError("the model has no parameters to turn into a vector")
+    def __init__(self, model: Model) -> None:
         self.model = model
-        self._params = params
+        #: Number of scalar parameters: the length of every vector in and out.
+        self.size: int
+        #: Shape of each parameter, in vector order.
+        self.shapes: tuple[tuple[int, ...], ...]
+        self._buffer: NDArray[np.float32]
+        self._params: list[torch.Tensor] = []
+        if isinstance(model, LinearModel):  # its parameters already are one vector
+            self.size = model.vector.size
+            self.shapes = (model.weight.shape, model.bias.shape)
+            self._buffer = np.empty(self.size, dtype=np.float32)
+            return
+        import torch
+
+        self._params = list(model.parameters())
+        if not self._params:
+            raise ConfigError("the model has no parameters to turn into a vector")
         self._spans: list[tuple[int, int]] = []
         offset = 0
-        for p in params:
+        for p in self._params:
             self._spans.append((offset, offset + p.numel()))
             offset += p.numel()
-        #: Number of scalar parameters: the length of every vector in and out.
         self.size = offset
-        #: Shape of each parameter, in vector order.
-        self.shapes: tuple[tuple[int, ...], ...] = tuple(tuple(p.shape) for p in params)
+        self.shapes = tuple(tuple(p.shape) for p in self._params)
         self._flat = torch.empty(self.size, dtype=torch.float32)
-        self._buffer: NDArray[np.float32] = self._flat.numpy()  # shares memory with _flat
+        self._buffer = self._flat.numpy()  # shares memory with _flat
 
     def __len__(self) -> int:
         return self.size
 
     def __repr__(self) -> str:
-        return f"ModelVector(size={self.size}, tensors={len(self._params)})"
+        return f"ModelVector(size={self.size}, tensors={len(self.shapes)})"
 
     def to_vector(self, out: NDArray[np.float32] | None = None) -> NDArray[np.float32]:
         """Copy the model's current parameters into a flat float32 vector.
@@ -244,13 +224,15 @@ class ModelVector:
             ConfigError: if ``out`` has the wrong size.
             TypeError: if ``out`` is not a writable C-contiguous float32 numpy array.
         """
-        if out is None:
-            target = self._flat
-            result = self._buffer
-        else:
+        if out is not None:
             self._check_out(out)
-            target = torch.from_numpy(out)
-            result = out
+        result = self._buffer if out is None else out
+        if isinstance(self.model, LinearModel):
+            np.copyto(result, self.model.vector)
+            return result
+        import torch
+
+        target = self._flat if out is None else torch.from_numpy(out)
         with torch.no_grad():
             for (lo, hi), p in zip(self._spans, self._params):
                 target[lo:hi].view(p.shape).copy_(p.detach())
@@ -282,6 +264,11 @@ class ModelVector:
             raise ConfigError("vector holds NaN or infinity; refusing to load it into the model")
         if vec is not self._buffer:
             np.copyto(self._buffer, vec, casting="same_kind")
+        if isinstance(self.model, LinearModel):
+            np.copyto(self.model.vector, self._buffer)
+            return
+        import torch
+
         with torch.no_grad():
             for (lo, hi), p in zip(self._spans, self._params):
                 p.copy_(self._flat[lo:hi].view(p.shape))

@@ -17,8 +17,16 @@ SPLIT_SEED = 2024
 
 
 def make_net(dataset: str = "breast_cancer", seed: int = 0) -> nn.Module:
-    """The example's model: the dataset's default (``breast_cancer``: logistic regression)."""
-    return make_model(dataset, seed=seed)
+    """The example's model, a torch module: the dataset's default (``breast_cancer``:
+    logistic regression, as ``nn.Linear`` with the weights ``secagg run`` starts from)."""
+    model = make_model(dataset, seed=seed)
+    if isinstance(model, nn.Module):
+        return model
+    net = nn.Linear(model.n_features, model.n_classes)  # secagg's numpy linear model, in torch
+    with torch.no_grad():
+        net.weight.copy_(torch.from_numpy(model.weight))
+        net.bias.copy_(torch.from_numpy(model.bias))
+    return net
 
 
 def load_partition(partition_id: int, num_partitions: int,
