@@ -152,6 +152,19 @@ def test_local_train_refuses_empty_data_and_wrong_weights() -> None:
         local_train(model, _client(), weights=np.zeros(61, dtype=np.float32))
 
 
+def test_data_the_linear_model_cannot_take_is_one_typed_line() -> None:
+    model = make_model("breast_cancer")
+    data = _client()
+    narrow = Shard(data.x[:, :29], data.y, data.indices)
+    with pytest.raises(ConfigError, match="29 features but the model takes 30"):
+        local_train(model, narrow)
+    with pytest.raises(ConfigError, match="29 features"):
+        evaluate(model, narrow)
+    bad = Shard(data.x, np.where(data.y == 1, 2, data.y), data.indices)
+    with pytest.raises(ConfigError, match=r"labels must be in 0\.\.1.*got 0\.\.2"):
+        local_train(model, bad)
+
+
 def test_diverging_training_is_reported() -> None:
     with pytest.raises(ConfigError, match="diverged"):
         local_train(make_model("breast_cancer"), _client(), epochs=5, lr=1e38, batch_size=4)

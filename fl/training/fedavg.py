@@ -138,6 +138,7 @@ def local_train(
     orders = [rng.permutation(n) for _ in range(epochs)]
     kw = {"lr": lr, "batch_size": batch_size, "momentum": float(momentum)}
     if isinstance(mv.model, LinearModel):
+        mv.model.check_data(x, y)
         with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
             loss_sum, correct = linear.sgd(mv.model, x, y, orders, **kw)
     else:
@@ -170,6 +171,7 @@ def evaluate(
     x, y = _arrays(data)
     n = int(y.shape[0])
     if isinstance(net, LinearModel):
+        net.check_data(x, y)
         loss_sum, correct = 0.0, 0
         with np.errstate(over="ignore", invalid="ignore"):  # a diverged model reports inf
             for lo in range(0, n, batch_size):

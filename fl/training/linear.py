@@ -21,6 +21,8 @@ import math
 import numpy as np
 from numpy.typing import NDArray
 
+from secagg.errors import ConfigError
+
 __all__ = ["LinearModel", "cross_entropy_grad", "sgd"]
 
 
@@ -49,6 +51,20 @@ class LinearModel:
 
     def __repr__(self) -> str:
         return f"LinearModel(n_features={self.n_features}, n_classes={self.n_classes})"
+
+    def check_data(self, x: NDArray[np.floating], y: NDArray[np.integer]) -> None:
+        """Refuse examples this model cannot take, naming what it takes.
+
+        Raises:
+            ConfigError: ``x`` without ``n_features`` columns, or a label outside
+                ``0..n_classes-1``.
+        """
+        if x.shape[1] != self.n_features:
+            raise ConfigError(f"the data has {x.shape[1]} features but the model takes "
+                              f"{self.n_features}")
+        if len(y) and (int(y.min()) < 0 or int(y.max()) >= self.n_classes):
+            raise ConfigError(f"labels must be in 0..{self.n_classes - 1} for this model, got "
+                              f"{int(y.min())}..{int(y.max())}")
 
     def __call__(self, x: NDArray[np.float32]) -> NDArray[np.float32]:
         """The logits of a float32 batch ``(n, n_features)``: ``x @ weight.T + bias``."""
