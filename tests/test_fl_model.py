@@ -258,3 +258,33 @@ def test_a_linear_model_is_built_and_trained_without_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["True", "False"]
+
+
+_NO_TORCH = '''
+import importlib.abc, sys
+class _Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" or name.startswith("torch."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+sys.meta_path.insert(0, _Block())
+'''
+
+
+def test_without_torch_the_linear_run_works_and_a_net_is_one_typed_line(tmp_path) -> None:
+    """torch is the fl extra's: with it absent, the default run still trains, and asking
+    for a torch model says which extra provides it instead of a traceback."""
+    code = _NO_TORCH + (
+        "import fl.cli\n"
+        f"print(fl.cli.main(['run', '--rounds', '1', '--clients', '6', '--seed', '1', "
+        f"'--out', {str(tmp_path / 'a')!r}]))\n"
+        f"print(fl.cli.main(['run', '--model', 'mlp', '--rounds', '1', '--clients', '6', "
+        f"'--out', {str(tmp_path / 'b')!r}]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split()[-2:] == ["0", "2"], out.stdout[-400:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("secagg: error:")]
+    assert errors == ["secagg: error: the mlp model needs torch: pip install 'secagg[fl]'; "
+                      "the linear model does not (--model linear, the default on "
+                      "breast_cancer and diabetes)"], out.stderr[-600:]
+    assert not (tmp_path / "b").exists()  # refused before the report folder was made

@@ -143,9 +143,16 @@ def make_model(
         raise ConfigError(f"kind='cnn' needs an image dataset (digits); {ds.name} is tabular")
     if kind == "linear":
         return LinearModel(ds.n_features, ds.n_classes, seed=seed)
-    import torch
+    try:
+        import torch
 
-    from fl.training.nets import CNN, MLP
+        from fl.training.nets import CNN, MLP
+    except ImportError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "torch":
+            raise
+        raise ConfigError(f"the {kind} model needs torch: pip install 'secagg[fl]'; the "
+                          "linear model does not (--model linear, the default on "
+                          "breast_cancer and diabetes)") from exc
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
