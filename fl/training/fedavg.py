@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -87,6 +87,18 @@ def _check_positive_real(label: str, value: object) -> float:
     return v
 
 
+def _backend(model: Model) -> Any:
+    """The module that trains and evaluates ``model``: :mod:`fl.training.linear` for the numpy
+    linear model, :mod:`fl.training.nets` (and torch with it) for a torch module. Both have
+    ``sgd(model, x, y, orders, lr=, batch_size=, momentum=)`` and ``evaluate(model, x, y,
+    batch_size)``, returning ``(loss_sum, correct)``."""
+    if isinstance(model, LinearModel):
+        return linear
+    from fl.training import nets
+
+    return nets
+
+
 def local_train(
     model: Model | ModelVector,
     data: Examples,
@@ -136,15 +148,8 @@ def local_train(
 
     rng = np.random.default_rng(seed)
     orders = [rng.permutation(n) for _ in range(epochs)]
-    kw = {"lr": lr, "batch_size": batch_size, "momentum": float(momentum)}
-    if isinstance(mv.model, LinearModel):
-        mv.model.check_data(x, y)
-        with np.errstate(over="ignore", invalid="ignore"):  # divergence is checked below
-            loss_sum, correct = linear.sgd(mv.model, x, y, orders, **kw)
-    else:
-        from fl.training import nets
-
-        loss_sum, correct = nets.sgd(mv.model, x, y, orders, **kw)
+    loss_sum, correct = _backend(mv.model).sgd(mv.model, x, y, orders, lr=lr,
+                                               batch_size=batch_size, momentum=float(momentum))
     if not math.isfinite(loss_sum):
         raise ConfigError(f"local training diverged (loss is {loss_sum}); lower lr={lr}")
 
@@ -170,20 +175,7 @@ def evaluate(
     net = model.model if isinstance(model, ModelVector) else model
     x, y = _arrays(data)
     n = int(y.shape[0])
-    if isinstance(net, LinearModel):
-        net.check_data(x, y)
-        loss_sum, correct = 0.0, 0
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverged model reports inf
-            for lo in range(0, n, batch_size):
-                yb = y[lo : lo + batch_size]
-                batch_loss, batch_correct, _ = linear.cross_entropy_grad(
-                    net(x[lo : lo + batch_size]), yb)
-                loss_sum += batch_loss
-                correct += batch_correct
-    else:
-        from fl.training import nets
-
-        loss_sum, correct = nets.evaluate(net, x, y, batch_size)
+    loss_sum, correct = _backend(net).evaluate(net, x, y, batch_size)
     return {"loss": loss_sum / n, "accuracy": correct / n, "n_examples": float(n)}
 
 

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 
 from secagg.errors import ConfigError
 
-__all__ = ["LinearModel", "cross_entropy_grad", "sgd"]
+__all__ = ["LinearModel", "cross_entropy_grad", "evaluate", "sgd"]
 
 
 class LinearModel:
@@ -73,6 +73,19 @@ class LinearModel:
         return out
 
 
+def _loss(logits: NDArray[np.floating], y: NDArray[np.integer]
+          ) -> tuple[float, int, NDArray[np.floating], NDArray[np.floating]]:
+    """``(loss_sum, correct, exp, total)``: the summed cross-entropy, the argmaxes equal to
+    ``y``, the exponentials of the max-shifted logits and their row sums. ``logits`` is
+    overwritten (shifted by its row maxima)."""
+    correct = int((logits.argmax(axis=1) == y).sum())
+    logits -= logits.max(axis=1, keepdims=True)
+    e = np.exp(logits)
+    total = e.sum(axis=1, keepdims=True)
+    loss_sum = float((np.log(total[:, 0]) - logits[np.arange(len(y)), y]).sum(dtype=np.float64))
+    return loss_sum, correct, e, total
+
+
 def cross_entropy_grad(logits: NDArray[np.floating], y: NDArray[np.integer]
                        ) -> tuple[float, int, NDArray[np.floating]]:
     """Softmax cross-entropy of a batch, and its gradient with respect to the logits.
@@ -80,16 +93,11 @@ def cross_entropy_grad(logits: NDArray[np.floating], y: NDArray[np.integer]
     Returns:
         ``(loss_sum, correct, g)``: the summed loss, how many argmaxes equal ``y``, and
         ``g = (softmax(logits) - onehot(y)) / batch``, the gradient of the *mean* loss.
-        ``logits`` is overwritten (it becomes the shifted log-probabilities' scratch).
+        ``logits`` is overwritten.
     """
-    rows = np.arange(len(y))
-    correct = int((logits.argmax(axis=1) == y).sum())
-    logits -= logits.max(axis=1, keepdims=True)
-    p = np.exp(logits)
-    total = p.sum(axis=1, keepdims=True)
-    loss_sum = float((np.log(total[:, 0]) - logits[rows, y]).sum(dtype=np.float64))
+    loss_sum, correct, p, total = _loss(logits, y)
     p /= total
-    p[rows, y] -= 1
+    p[np.arange(len(y)), y] -= 1
     p /= len(y)
     return loss_sum, correct, p
 
@@ -102,32 +110,57 @@ def sgd(model: LinearModel, x: NDArray[np.float32], y: NDArray[np.int64],
     g`` and ``p -= lr * b`` (``torch.optim.SGD`` without dampening, decay or Nesterov).
 
     Returns:
-        ``(loss_sum, correct)`` over the last pass's batches, before each step.
+        ``(loss_sum, correct)`` over the last pass's batches, before each step; a diverged
+        run returns a non-finite loss (the caller reports it).
+
+    Raises:
+        ConfigError: data the model cannot take (:meth:`LinearModel.check_data`).
     """
+    model.check_data(x, y)
     grad = np.empty_like(model.vector)
     gw = grad[: model.weight.size].reshape(model.weight.shape)
     gb = grad[model.weight.size :]
     buf: NDArray[np.float32] | None = None
     lr32 = np.float32(lr)
     loss_sum, correct = 0.0, 0
-    for order in orders:
-        loss_sum, correct = 0.0, 0
-        for lo in range(0, len(order), batch_size):
-            idx = order[lo : lo + batch_size]
-            xb, yb = x[idx], y[idx]
-            batch_loss, batch_correct, g = cross_entropy_grad(model(xb), yb)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for order in orders:
+            loss_sum, correct = 0.0, 0
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo : lo + batch_size]
+                xb, yb = x[idx], y[idx]
+                batch_loss, batch_correct, g = cross_entropy_grad(model(xb), yb)
+                loss_sum += batch_loss
+                correct += batch_correct
+                np.matmul(g.T, xb, out=gw)
+                g.sum(axis=0, out=gb)
+                if momentum != 0.0:
+                    if buf is None:
+                        buf = grad.copy()
+                    else:
+                        buf *= np.float32(momentum)
+                        buf += grad
+                    step = buf
+                else:
+                    step = grad
+                model.vector -= lr32 * step
+    return loss_sum, correct
+
+
+def evaluate(model: LinearModel, x: NDArray[np.float32], y: NDArray[np.int64],
+             batch_size: int) -> tuple[float, int]:
+    """``(loss_sum, correct)`` of ``model`` on ``(x, y)``, ``batch_size`` rows at a time (a
+    diverged model gives a non-finite loss).
+
+    Raises:
+        ConfigError: data the model cannot take (:meth:`LinearModel.check_data`).
+    """
+    model.check_data(x, y)
+    loss_sum, correct = 0.0, 0
+    with np.errstate(over="ignore", invalid="ignore"):
+        for lo in range(0, len(y), batch_size):
+            batch_loss, batch_correct, _, _ = _loss(model(x[lo : lo + batch_size]),
+                                                    y[lo : lo + batch_size])
             loss_sum += batch_loss
             correct += batch_correct
-            np.matmul(g.T, xb, out=gw)
-            g.sum(axis=0, out=gb)
-            if momentum != 0.0:
-                if buf is None:
-                    buf = grad.copy()
-                else:
-                    buf *= np.float32(momentum)
-                    buf += grad
-                step = buf
-            else:
-                step = grad
-            model.vector -= lr32 * step
     return loss_sum, correct

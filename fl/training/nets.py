@@ -62,7 +62,7 @@ class CNN(nn.Module):
         return out
 
 
-def tensors(x: NDArray[np.float32], y: NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
+def _tensors(x: NDArray[np.float32], y: NDArray[np.int64]) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` and ``y`` as tensors, sharing memory where the arrays are writable (torch warns
     on read-only arrays, which are copied)."""
     tx = torch.from_numpy(x) if x.flags.writeable else torch.tensor(x)
@@ -109,7 +109,7 @@ def sgd(net: nn.Module, x: NDArray[np.float32], y: NDArray[np.int64],
     Returns:
         ``(loss_sum, correct)`` over the last pass's batches, before each step.
     """
-    tx, ty = tensors(x, y)
+    tx, ty = _tensors(x, y)
     was_training = net.training
     net.train()
     params: list[torch.Tensor] = [p for p in net.parameters() if p.requires_grad]
@@ -138,7 +138,7 @@ def evaluate(net: nn.Module, x: NDArray[np.float32], y: NDArray[np.int64],
              batch_size: int) -> tuple[float, int]:
     """``(loss_sum, correct)`` of ``net`` on ``(x, y)`` in eval mode, without gradients;
     ``net`` is left in the mode it was in."""
-    tx, ty = tensors(x, y)
+    tx, ty = _tensors(x, y)
     was_training = net.training
     net.eval()
     loss_sum, correct = 0.0, 0
